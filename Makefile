@@ -1,0 +1,63 @@
+# Every step a person or CI runs lives here; the README and .ci/run call these targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.8
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup system-deps lint format test test-unit test-integration demo bench lock clean broker-start broker-stop
+
+## setup: create .venv with the locked versions, the Kafka jars, kcat and prometheus (idempotent)
+setup: $(STAMP) system-deps
+	@$(BIN)/centinela broker fetch
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install -q -p $(BIN)/python -r constraints.txt
+	$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+## system-deps: Debian packages the integration tests need (kcat, prometheus/promtool)
+system-deps:
+	@bash scripts/system-deps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## test: the one command: install what is missing, lint, unit and integration tests
+test: setup lint
+	@bash scripts/pytest.sh tests
+
+test-unit: $(STAMP)
+	@bash scripts/pytest.sh tests/unit
+
+test-integration: setup
+	@bash scripts/pytest.sh tests/integration -m integration
+
+## demo: the whole story end to end on the local broker
+demo: setup
+	$(BIN)/centinela demo
+
+bench: setup
+	$(BIN)/centinela bench all
+
+lock:
+	$(BIN)/uv pip compile -q pyproject.toml --extra train --extra dev -p 3.11 -o constraints.txt
+
+broker-start: setup
+	$(BIN)/centinela broker start
+
+broker-stop:
+	$(BIN)/centinela broker stop
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,79 @@
+"""The ``centinela`` console command.
+
+Each package contributes its subcommands through a ``register(app)`` function in its own
+``cli`` module, so this file never grows with them. Those modules import heavy libraries
+(TensorFlow, confluent-kafka, ONNX Runtime) inside the commands, which keeps ``--help`` instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+
+import typer
+
+from centinela import __version__
+from centinela.logs import configure_logging
+from detector.errors import CentinelaError
+
+# Order is the order of the help screen.
+COMMAND_MODULES = (
+    "centinela.demo",
+    "replay.simulate_cli",
+    "trainer.cli",
+    "replay.cli",
+    "stream.cli",
+    "centinela.broker_cli",
+    "centinela.evaluate_cli",
+    "centinela.bench_cli",
+)
+
+app = typer.Typer(
+    name="centinela",
+    help="Streaming anomaly detection for pipeline pumping stations: theft, leaks, faults.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"centinela {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_version_callback, is_eager=True
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+) -> None:
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is None:
+            continue
+        module = importlib.import_module(name)
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning Centinela's own errors into a one-line message and exit 2."""
+    try:
+        app()
+    except CentinelaError as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation suites run by ``centinela evaluate``."""

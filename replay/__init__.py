@@ -1,0 +1,1 @@
+"""Replay CSV into Kafka, and simulate multi-station pipeline telemetry with labelled events."""

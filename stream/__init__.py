@@ -1,0 +1,1 @@
+"""The live detector service: Kafka in, incidents out, Prometheus metrics."""
