@@ -1,0 +1,399 @@
+"""The model bundle: a directory of data (never code) that the trainer writes and the service loads.
+
+Layout (nothing else is allowed; no subfolders, no symlinks)::
+
+    manifest.json   format version, model version, sensors, window, scalers, threshold, checksums...
+    model.onnx      the serving export (ONNX Runtime)
+    model.keras     the trained Keras model (optional; the service never loads it)
+    MODEL_CARD.md   human-readable notes (optional)
+
+``load_bundle`` verifies every file against the manifest's SHA-256 before anything is parsed beyond
+the manifest itself, and refuses the bundle with a message naming the first problem it finds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from detector.errors import BundleError
+from detector.readings import ReadingParser, SensorLimits
+from detector.scaling import Scaler, StationScalers
+from detector.scoring import AGGREGATIONS, OnnxScorer, reconstruction_errors
+from detector.windows import WindowSpec
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ONNX_MODEL = "model.onnx"
+KERAS_MODEL = "model.keras"
+MODEL_CARD = "MODEL_CARD.md"
+
+# The only names a bundle may hold, with the largest size accepted for each (bytes). The manifest can
+# be large: it carries one scaler per station (about 200 bytes each).
+SIZE_LIMITS: dict[str, int] = {
+    MANIFEST: 32 * 1024 * 1024,
+    ONNX_MODEL: 512 * 1024 * 1024,
+    KERAS_MODEL: 512 * 1024 * 1024,
+    MODEL_CARD: 1024 * 1024,
+}
+REQUIRED_FILES = (MANIFEST, ONNX_MODEL)
+
+_CHUNK = 1024 * 1024
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class WindowFields(_Strict):
+    """``WindowSpec`` in seconds."""
+
+    length: float = Field(gt=0)
+    step: float = Field(gt=0)
+    sampling: float = Field(gt=0)
+    max_fill: float = Field(ge=0)
+    min_coverage: float = Field(gt=0, le=1)
+    allowed_lateness: float = Field(ge=0)
+
+    @classmethod
+    def of(cls, spec: WindowSpec) -> WindowFields:
+        return cls(**spec.to_seconds())
+
+    def spec(self) -> WindowSpec:
+        return WindowSpec.from_seconds(self.model_dump())
+
+
+class ScalerFields(_Strict):
+    mean: list[float]
+    scale: list[float]
+
+
+class ScalersFields(_Strict):
+    per_station: dict[str, ScalerFields] = Field(default_factory=dict)
+    fallback: ScalerFields
+
+
+class LimitFields(_Strict):
+    low: float
+    high: float
+
+
+class Manifest(_Strict):
+    """What a bundle is: everything the service needs besides the model weights."""
+
+    format_version: int
+    model_version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
+    created_at: AwareDatetime
+    sensors: list[str] = Field(min_length=1)
+    window: WindowFields
+    scalers: ScalersFields
+    aggregation: Literal["mean", "max", "topk"]
+    topk: int = Field(default=5, ge=1)
+    threshold: float = Field(gt=0)
+    calibration: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    limits: dict[str, LimitFields] = Field(default_factory=dict)
+    files: dict[str, str]
+
+    @field_validator("files")
+    @classmethod
+    def _files_are_known_and_hashed(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, digest in value.items():
+            if name not in SIZE_LIMITS or name == MANIFEST:
+                raise ValueError(f"files lists {name!r}, which a bundle may not hold")
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError(f"files[{name!r}] is not a lowercase hex SHA-256")
+        if ONNX_MODEL not in value:
+            raise ValueError(f"files must list {ONNX_MODEL}")
+        return value
+
+    @field_validator("sensors")
+    @classmethod
+    def _sensors_are_unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("sensors must be unique")
+        return value
+
+    def station_scalers(self) -> StationScalers:
+        return StationScalers.from_dict(self.scalers.model_dump())
+
+    def sensor_limits(self) -> dict[str, SensorLimits]:
+        return {name: SensorLimits(limit.low, limit.high) for name, limit in self.limits.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreBatch:
+    """One score per window and each sensor's share of its error (rows sum to 1)."""
+
+    scores: npt.NDArray[np.float64]
+    contributions: npt.NDArray[np.float64]
+
+
+class Bundle:
+    """A verified bundle, ready to score raw windows."""
+
+    def __init__(self, path: Path, manifest: Manifest, scorer: OnnxScorer) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.scorer = scorer
+        self.scalers = manifest.station_scalers()
+        self.window_spec = manifest.window.spec()
+        self.sensors: tuple[str, ...] = tuple(manifest.sensors)
+
+    @property
+    def threshold(self) -> float:
+        return self.manifest.threshold
+
+    @property
+    def model_version(self) -> str:
+        return self.manifest.model_version
+
+    def parser(self, max_bytes: int = 65536) -> ReadingParser:
+        """A reading parser for this bundle's sensors and sanity limits."""
+        return ReadingParser(self.sensors, self.manifest.sensor_limits(), max_bytes=max_bytes)
+
+    def score(self, station_ids: Sequence[str], windows_raw: npt.ArrayLike) -> ScoreBatch:
+        """Score raw (unscaled) windows ``(n, T, S)`` of any mix of stations in one batch."""
+        scaled = self.scalers.transform_windows(station_ids, windows_raw)
+        if len(scaled) == 0:
+            return ScoreBatch(np.empty(0), np.empty((0, len(self.sensors))))
+        rebuilt = self.scorer.reconstruct(scaled)
+        scores, contributions = reconstruction_errors(
+            scaled, rebuilt, self.manifest.aggregation, self.manifest.topk
+        )
+        return ScoreBatch(scores, contributions)
+
+
+def _check_tree(root: Path) -> dict[str, Path]:
+    """Every entry of the bundle folder, refusing anything but the allowed plain files."""
+    found: dict[str, Path] = {}
+    try:
+        entries = list(os.scandir(root))
+    except OSError as error:
+        raise BundleError(f"bundle {root}: cannot list the folder: {error.strerror}") from error
+    for entry in entries:
+        if entry.is_symlink():
+            raise BundleError(f"bundle {root}: {entry.name} is a symlink; a bundle holds plain files only")
+        if entry.is_dir(follow_symlinks=False):
+            raise BundleError(f"bundle {root}: unexpected folder {entry.name}/")
+        if not stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
+            raise BundleError(f"bundle {root}: {entry.name} is not a regular file")
+        if entry.name not in SIZE_LIMITS:
+            allowed = ", ".join(SIZE_LIMITS)
+            raise BundleError(f"bundle {root}: extra file {entry.name} (allowed: {allowed})")
+        size = entry.stat(follow_symlinks=False).st_size
+        if size > SIZE_LIMITS[entry.name]:
+            raise BundleError(
+                f"bundle {root}: {entry.name} is {size} bytes, over the limit of {SIZE_LIMITS[entry.name]}"
+            )
+        found[entry.name] = Path(entry.path)
+    for name in REQUIRED_FILES:
+        if name not in found:
+            raise BundleError(f"bundle {root}: missing file {name}")
+    return found
+
+
+def _read_manifest(path: Path) -> Manifest:
+    try:
+        raw = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as error:
+        raise BundleError(f"bundle {path.parent}: {MANIFEST} is not valid JSON: {error}") from error
+    if not isinstance(raw, dict):
+        raise BundleError(f"bundle {path.parent}: {MANIFEST} must be a JSON object")
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise BundleError(
+            f"bundle {path.parent}: unknown format version {version!r} (this build reads {FORMAT_VERSION})"
+        )
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise BundleError(f"bundle {path.parent}: invalid manifest at {where}: {first['msg']}") from error
+
+
+def _check_consistency(root: Path, manifest: Manifest) -> None:
+    n_sensors = len(manifest.sensors)
+    scalers = [("fallback", manifest.scalers.fallback), *manifest.scalers.per_station.items()]
+    for station, scaler in scalers:
+        if len(scaler.mean) != n_sensors or len(scaler.scale) != n_sensors:
+            raise BundleError(f"bundle {root}: scaler of {station} does not have {n_sensors} sensors")
+    for name, limit in manifest.limits.items():
+        if name not in manifest.sensors:
+            raise BundleError(f"bundle {root}: limits name unknown sensor {name!r}")
+        if not limit.low <= limit.high:
+            raise BundleError(f"bundle {root}: limits of {name} have low > high")
+    if not math.isfinite(manifest.threshold):
+        raise BundleError(f"bundle {root}: threshold must be finite")
+    try:
+        manifest.window.spec()
+    except Exception as error:
+        raise BundleError(f"bundle {root}: invalid window: {error}") from error
+
+
+def load_bundle(
+    path: Path | str,
+    expected_sensors: Sequence[str] | None = None,
+    *,
+    threads: int = 2,
+    max_batch: int = 1024,
+) -> Bundle:
+    """Verify a bundle folder and load its serving model; ``BundleError`` says what is wrong.
+
+    The folder itself may be reached through a symlink (a ``current -> v7`` deployment); nothing
+    inside it may be one.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise BundleError(f"bundle {root} does not exist")
+    if not root.is_dir():
+        raise BundleError(f"bundle {root} is not a folder")
+    root = root.resolve()
+    found = _check_tree(root)
+    manifest = _read_manifest(found[MANIFEST])
+    for name in manifest.files:
+        if name not in found:
+            raise BundleError(f"bundle {root}: missing file {name} (listed in the manifest)")
+    for name in found:
+        if name != MANIFEST and name not in manifest.files:
+            raise BundleError(f"bundle {root}: extra file {name} (not listed in the manifest)")
+    for name, expected in manifest.files.items():
+        actual = sha256_file(found[name])
+        if actual != expected:
+            raise BundleError(
+                f"bundle {root}: checksum mismatch for {name} "
+                f"(manifest {expected[:12]}…, file {actual[:12]}…)"
+            )
+    if expected_sensors is not None and list(expected_sensors) != manifest.sensors:
+        raise BundleError(
+            f"bundle {root}: sensors mismatch: bundle has {manifest.sensors}, "
+            f"expected {list(expected_sensors)}"
+        )
+    _check_consistency(root, manifest)
+    scorer = OnnxScorer(found[ONNX_MODEL], threads=threads, max_batch=max_batch)
+    _check_model_shape(root, scorer, manifest)
+    return Bundle(root, manifest, scorer)
+
+
+def _check_model_shape(root: Path, scorer: OnnxScorer, manifest: Manifest) -> None:
+    """The serving model must take (batch, T, S) windows of this bundle's geometry."""
+    shape = scorer.input_shape
+    steps = manifest.window.spec().samples_per_window
+    expected = (steps, len(manifest.sensors))
+    if len(shape) != 3:
+        raise BundleError(f"bundle {root}: {ONNX_MODEL} takes a {len(shape)}-d input, expected (batch, T, S)")
+    for axis, (got, want) in enumerate(zip(shape[1:], expected, strict=True), start=1):
+        if isinstance(got, int) and got != want:
+            raise BundleError(
+                f"bundle {root}: {ONNX_MODEL} input axis {axis} is {got}, the manifest implies {want}"
+            )
+
+
+def write_bundle(
+    out_dir: Path | str,
+    *,
+    onnx_model: bytes,
+    keras_model_file: Path | None,
+    model_version: str,
+    sensors: Sequence[str],
+    window: WindowSpec,
+    scalers: StationScalers,
+    aggregation: str,
+    threshold: float,
+    topk: int = 5,
+    calibration: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+    limits: Mapping[str, SensorLimits] | None = None,
+    model_card: str | None = None,
+    created_at: datetime | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a bundle atomically: files into a temporary sibling folder, manifest last, then rename.
+
+    A reader (the service's hot reload) therefore sees either the old bundle or the complete new one.
+    """
+    target = Path(out_dir)
+    if aggregation not in AGGREGATIONS:
+        raise BundleError(f"unknown aggregation {aggregation!r}")
+    if target.exists() and not overwrite:
+        raise BundleError(f"bundle {target} already exists (pass overwrite=True to replace it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        files: dict[str, str] = {}
+        (staging / ONNX_MODEL).write_bytes(onnx_model)
+        files[ONNX_MODEL] = sha256_file(staging / ONNX_MODEL)
+        if keras_model_file is not None:
+            shutil.copyfile(keras_model_file, staging / KERAS_MODEL)
+            files[KERAS_MODEL] = sha256_file(staging / KERAS_MODEL)
+        if model_card is not None:
+            (staging / MODEL_CARD).write_text(model_card, encoding="utf-8")
+            files[MODEL_CARD] = sha256_file(staging / MODEL_CARD)
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            model_version=model_version,
+            created_at=created_at or datetime.now(UTC),
+            sensors=list(sensors),
+            window=WindowFields.of(window),
+            scalers=ScalersFields.model_validate(scalers.to_dict()),
+            aggregation=aggregation,  # type: ignore[arg-type]  # checked against AGGREGATIONS above
+            topk=topk,
+            threshold=threshold,
+            calibration=dict(calibration or {}),
+            training=dict(training or {}),
+            limits={name: LimitFields(low=lim.low, high=lim.high) for name, lim in (limits or {}).items()},
+            files=files,
+        )
+        _check_consistency(target, manifest)
+        manifest_bytes = orjson.dumps(
+            manifest.model_dump(mode="json"), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+        )
+        (staging / MANIFEST).write_bytes(manifest_bytes + b"\n")
+        os.chmod(staging, 0o755)
+        _swap_into_place(staging, target)
+    except ValidationError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BundleError(f"bundle {target}: invalid manifest field: {error.errors()[0]['msg']}") from error
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    if not target.exists():
+        staging.rename(target)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    retired.rmdir()
+    target.rename(retired)
+    staging.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def single_scaler(mean: npt.ArrayLike, scale: npt.ArrayLike) -> StationScalers:
+    """Scalers with only a fallback: every station shares one scaler."""
+    return StationScalers(per_station={}, fallback=Scaler(np.asarray(mean), np.asarray(scale)))

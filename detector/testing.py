@@ -1,0 +1,154 @@
+"""Small bundles and models for tests and benchmarks, built without training.
+
+Two kinds of bundle:
+
+- ``build_linear_bundle``: the serving model is a tiny hand-made ONNX graph (``x_hat = factor · x``),
+  built with the ``onnx`` package in milliseconds and without TensorFlow. Its score is a known function
+  of the input, which service tests can use to force an incident.
+- ``build_keras_bundle``: a real Keras LSTM autoencoder with random weights (fixed seed), exported with
+  ``model.export(format="onnx")``; several seconds, needs TensorFlow (imported inside).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detector.bundle import write_bundle
+from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS
+from detector.scaling import Scaler, StationScalers
+from detector.windows import WindowSpec
+
+# Mean and spread of the seed data set's sensors (rounded), so test bundles scale realistic readings.
+SEED_MEAN = (499.2, 69.8, 1800.5, 15.0, 400.1)
+SEED_SCALE = (20.0, 4.0, 30.0, 2.0, 10.0)
+FIXED_CREATED_AT = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def default_scalers(n_sensors: int, stations: Sequence[str] = ()) -> StationScalers:
+    if n_sensors == len(SEED_MEAN):
+        scaler = Scaler(np.asarray(SEED_MEAN), np.asarray(SEED_SCALE))
+    else:
+        scaler = Scaler(np.zeros(n_sensors), np.ones(n_sensors))
+    return StationScalers(per_station=dict.fromkeys(stations, scaler), fallback=scaler)
+
+
+def linear_onnx_model(steps: int, sensors: int, factor: float = 0.5) -> bytes:
+    """An ONNX graph computing ``factor · x`` on ``(batch, steps, sensors)`` float32 windows."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["windows", "factor"], ["reconstruction"])],
+        "linear_reconstruction",
+        [helper.make_tensor_value_info("windows", TensorProto.FLOAT, ["batch", steps, sensors])],
+        [helper.make_tensor_value_info("reconstruction", TensorProto.FLOAT, ["batch", steps, sensors])],
+        [helper.make_tensor("factor", TensorProto.FLOAT, [], [factor])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # readable by every ONNX Runtime the project allows
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+def keras_autoencoder(steps: int, sensors: int, units: tuple[int, int] = (128, 64), seed: int = 0) -> Any:
+    """The original pipeline's architecture: LSTM encoder, RepeatVector, LSTM decoder, per-step Dense."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    wide, narrow = units
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(steps, sensors)),
+            keras.layers.LSTM(wide, return_sequences=True),
+            keras.layers.LSTM(narrow),
+            keras.layers.RepeatVector(steps),
+            keras.layers.LSTM(narrow, return_sequences=True),
+            keras.layers.LSTM(wide, return_sequences=True),
+            keras.layers.TimeDistributed(keras.layers.Dense(sensors)),
+        ]
+    )
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def export_onnx(model: Any, steps: int, sensors: int) -> bytes:
+    """Keras 3's ONNX export (native LSTM ops, dynamic batch); the model is called once first."""
+    model.predict(np.zeros((1, steps, sensors), dtype=np.float32), verbose=0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        model.export(str(path), format="onnx", verbose=False)
+        return path.read_bytes()
+
+
+def build_linear_bundle(
+    out_dir: Path | str,
+    *,
+    factor: float = 0.5,
+    threshold: float = 1.0,
+    sensors: Sequence[str] = DEFAULT_SENSORS,
+    window: WindowSpec | None = None,
+    stations: Sequence[str] = (),
+    model_version: str = "test-linear-1",
+    aggregation: str = "mean",
+) -> Path:
+    """A bundle whose model is ``x_hat = factor · x_scaled`` (score = (1 - factor)² · mean(x_scaled²))."""
+    spec = window or WindowSpec()
+    return write_bundle(
+        out_dir,
+        onnx_model=linear_onnx_model(spec.samples_per_window, len(sensors), factor),
+        keras_model_file=None,
+        model_version=model_version,
+        sensors=sensors,
+        window=spec,
+        scalers=default_scalers(len(sensors), stations),
+        aggregation=aggregation,
+        threshold=threshold,
+        calibration={"method": "fixed", "note": "test bundle, not calibrated"},
+        training={"note": "no training: hand-made linear model"},
+        limits={name: DEFAULT_LIMITS[name] for name in sensors if name in DEFAULT_LIMITS},
+        model_card="# Test bundle\n\nA linear stand-in model for tests.\n",
+        created_at=FIXED_CREATED_AT,
+    )
+
+
+def build_keras_bundle(
+    out_dir: Path | str,
+    *,
+    units: tuple[int, int] = (16, 8),
+    seed: int = 0,
+    threshold: float = 1.0,
+    sensors: Sequence[str] = DEFAULT_SENSORS,
+    window: WindowSpec | None = None,
+    stations: Sequence[str] = (),
+    model_version: str = "test-keras-1",
+    aggregation: str = "mean",
+) -> Path:
+    """A bundle with a small random-weight Keras LSTM autoencoder and its ONNX export (needs TensorFlow)."""
+    spec = window or WindowSpec()
+    steps, n_sensors = spec.samples_per_window, len(sensors)
+    model = keras_autoencoder(steps, n_sensors, units, seed)
+    onnx_bytes = export_onnx(model, steps, n_sensors)
+    with tempfile.TemporaryDirectory() as folder:
+        keras_path = Path(folder) / "model.keras"
+        model.save(keras_path)
+        return write_bundle(
+            out_dir,
+            onnx_model=onnx_bytes,
+            keras_model_file=keras_path,
+            model_version=model_version,
+            sensors=sensors,
+            window=spec,
+            scalers=default_scalers(n_sensors, stations),
+            aggregation=aggregation,
+            threshold=threshold,
+            calibration={"method": "fixed", "note": "test bundle, not calibrated"},
+            training={"note": f"random weights, seed {seed}"},
+            limits={name: DEFAULT_LIMITS[name] for name in sensors if name in DEFAULT_LIMITS},
+            created_at=FIXED_CREATED_AT,
+        )
