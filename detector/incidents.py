@@ -1,0 +1,442 @@
+"""From window scores to alerts: one incident per event, not one alert per overlapping window.
+
+Per station, in event time (the windows' ends), never wall time, so a replay gives the same alerts:
+
+- **open**: when ``k`` of the last ``n`` scored windows reach the threshold.
+- **update**: while open, a window at or above the threshold re-reports, at most once per
+  ``update_every`` of event time.
+- **close**: after ``close_after`` consecutive windows below ``threshold × hysteresis``. Windows
+  between that level and the threshold keep the incident open without an update. The close alert
+  carries the last window's score and the incident's peak severity.
+- **data_gap**: a window that can't be scored (or a station that went silent) opens a gap alert
+  (``kind = data_gap``), repeated as an update at most once per ``update_every``, and closed by the
+  next scored window, so silence is never mistaken for health.
+
+``alert_id`` is a hash of (station, kind, status, window_end, model_version): the same input always
+yields the same id, which lets consumers deduplicate after a replay. ``incident_id`` hashes the
+station, kind, the opening window's end and the model version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from detector.errors import ConfigError, DataError
+from detector.readings import format_ts
+
+ALERT_SCHEMA = 1
+SEVERITIES: tuple[str, ...] = ("low", "medium", "high")
+STATE_VERSION = 1
+_ID_CHARS = 32  # 128 bits of SHA-256: unique enough, short enough for a log line
+
+Kind = Literal["incident", "data_gap"]
+Status = Literal["open", "update", "close"]
+Severity = Literal["none", "low", "medium", "high"]
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentPolicy:
+    """How scores become incidents; see the module docstring."""
+
+    k: int = 1
+    n: int = 1
+    hysteresis: float = 0.8
+    close_after: int = 2
+    update_every: timedelta = timedelta(minutes=15)
+    severity_bands: tuple[float, float, float] = (1.0, 1.5, 3.0)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= self.n:
+            raise ConfigError(f"incident policy needs 1 <= k <= n, got k={self.k}, n={self.n}")
+        if self.n > 64:
+            raise ConfigError(f"incident policy n must be at most 64, got {self.n}")
+        if not 0 < self.hysteresis <= 1:
+            raise ConfigError(f"hysteresis must be in (0, 1], got {self.hysteresis}")
+        if self.close_after < 1:
+            raise ConfigError(f"close_after must be at least 1, got {self.close_after}")
+        if self.update_every < timedelta(0):
+            raise ConfigError("update_every must not be negative")
+        bands = self.severity_bands
+        if len(bands) != 3 or not 0 < bands[0] <= bands[1] <= bands[2]:
+            raise ConfigError(f"severity_bands must be three increasing positive ratios, got {bands}")
+
+    def severity(self, score: float, threshold: float) -> Severity:
+        ratio = score / threshold if threshold > 0 else float("inf")
+        low, medium, high = self.severity_bands
+        if ratio >= high:
+            return "high"
+        if ratio >= medium:
+            return "medium"
+        if ratio >= low:
+            return "low"
+        return "none"
+
+
+class Contribution(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sensor: str
+    share: float
+
+
+class Alert(BaseModel):
+    """The alert wire message (JSON on the alerts topic, key = station_id)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    schema_: int = Field(default=ALERT_SCHEMA, alias="schema")
+    alert_id: str
+    incident_id: str
+    kind: Kind
+    status: Status
+    station_id: str
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    score: float | None
+    threshold: float
+    severity: Severity
+    contributions: list[Contribution]
+    model_version: str
+    emitted_at: AwareDatetime
+    reason: str | None = None
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:_ID_CHARS]
+
+
+def alert_id(station_id: str, kind: str, status: str, window_end: datetime, model_version: str) -> str:
+    return _digest(station_id, kind, status, format_ts(window_end), model_version)
+
+
+def incident_id(station_id: str, kind: str, opened_at: datetime, model_version: str) -> str:
+    return _digest("incident-id", station_id, kind, format_ts(opened_at), model_version)
+
+
+def ranked_contributions(contributions: Mapping[str, float]) -> list[Contribution]:
+    """Largest share first; ties by sensor name so the order is deterministic."""
+    ordered = sorted(contributions.items(), key=lambda item: (-item[1], item[0]))
+    return [Contribution(sensor=name, share=float(share)) for name, share in ordered]
+
+
+_SEVERITY_RANK = {"none": 0, "low": 1, "medium": 2, "high": 3}
+
+
+class _Episode:
+    """An open incident or data gap of one station."""
+
+    __slots__ = ("below", "incident_id", "last_report", "opened_at", "peak")
+
+    def __init__(self, incident_id: str, opened_at: datetime, peak: Severity) -> None:
+        self.incident_id = incident_id
+        self.opened_at = opened_at
+        self.last_report = opened_at
+        self.below = 0
+        self.peak: Severity = peak
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "incident_id": self.incident_id,
+            "opened_at": format_ts(self.opened_at),
+            "last_report": format_ts(self.last_report),
+            "below": self.below,
+            "peak": self.peak,
+        }
+
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> _Episode:
+        episode = cls(str(fields["incident_id"]), _parse_ts(fields["opened_at"]), fields["peak"])
+        episode.last_report = _parse_ts(fields["last_report"])
+        episode.below = int(fields["below"])
+        return episode
+
+
+def _parse_ts(text: object) -> datetime:
+    if not isinstance(text, str):
+        raise DataError(f"incident state: expected a timestamp string, got {text!r}")
+    ts = datetime.fromisoformat(text)
+    if ts.tzinfo is None:
+        raise DataError(f"incident state: naive timestamp {text!r}")
+    return ts.astimezone(UTC)
+
+
+class _StationState:
+    __slots__ = ("gap", "incident", "recent")
+
+    def __init__(self) -> None:
+        self.recent = 0  # the last n windows as bits, newest in bit 0, 1 = at or above threshold
+        self.incident: _Episode | None = None
+        self.gap: _Episode | None = None
+
+    def idle(self) -> bool:
+        return self.recent == 0 and self.incident is None and self.gap is None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class IncidentTracker:
+    """Per-station incident and data-gap state; feed it windows in event-time order per station."""
+
+    def __init__(
+        self, policy: IncidentPolicy | None = None, clock: Callable[[], datetime] = _utc_now
+    ) -> None:
+        self.policy = policy or IncidentPolicy()
+        self._clock = clock
+        self._stations: dict[str, _StationState] = {}
+
+    # -- queries ---------------------------------------------------------------------------
+    def open_incidents(self) -> int:
+        return sum(1 for state in self._stations.values() if state.incident is not None)
+
+    def is_open(self, station_id: str) -> bool:
+        state = self._stations.get(station_id)
+        return state is not None and state.incident is not None
+
+    def has_gap(self, station_id: str) -> bool:
+        state = self._stations.get(station_id)
+        return state is not None and state.gap is not None
+
+    # -- events ----------------------------------------------------------------------------
+    def observe(  # noqa: PLR0917 - positional order fixed by docs/contracts.md
+        self,
+        station_id: str,
+        window_end: datetime,
+        window_start: datetime,
+        score: float,
+        threshold: float,
+        contributions: Mapping[str, float],
+        model_version: str,
+    ) -> list[Alert]:
+        """One scored window in; the alerts it causes out (often none)."""
+        policy = self.policy
+        state = self._stations.get(station_id) or _StationState()
+        alerts: list[Alert] = []
+        ranked = ranked_contributions(contributions)
+
+        if state.gap is not None:
+            alerts.append(
+                self._alert(
+                    "data_gap",
+                    "close",
+                    station_id,
+                    state.gap,
+                    window_start,
+                    window_end,
+                    None,
+                    threshold,
+                    state.gap.peak,
+                    [],
+                    model_version,
+                    "data_resumed",
+                )
+            )
+            state.gap = None
+
+        above = score >= threshold
+        severity = policy.severity(score, threshold)
+        episode = state.incident
+        if episode is None:
+            state.recent = ((state.recent << 1) | int(above)) & ((1 << policy.n) - 1)
+            if above and state.recent.bit_count() >= policy.k:
+                episode = _Episode(
+                    incident_id(station_id, "incident", window_end, model_version), window_end, severity
+                )
+                state.incident = episode
+                state.recent = 0
+                alerts.append(
+                    self._alert(
+                        "incident",
+                        "open",
+                        station_id,
+                        episode,
+                        window_start,
+                        window_end,
+                        score,
+                        threshold,
+                        severity,
+                        ranked,
+                        model_version,
+                    )
+                )
+        elif score < threshold * policy.hysteresis:
+            episode.below += 1
+            if episode.below >= policy.close_after:
+                alerts.append(
+                    self._alert(
+                        "incident",
+                        "close",
+                        station_id,
+                        episode,
+                        window_start,
+                        window_end,
+                        score,
+                        threshold,
+                        episode.peak,
+                        ranked,
+                        model_version,
+                    )
+                )
+                state.incident = None
+        else:
+            episode.below = 0
+            if _SEVERITY_RANK[severity] > _SEVERITY_RANK[episode.peak]:
+                episode.peak = severity
+            if above and window_end - episode.last_report >= policy.update_every:
+                episode.last_report = window_end
+                alerts.append(
+                    self._alert(
+                        "incident",
+                        "update",
+                        station_id,
+                        episode,
+                        window_start,
+                        window_end,
+                        score,
+                        threshold,
+                        severity,
+                        ranked,
+                        model_version,
+                    )
+                )
+
+        self._keep(station_id, state)
+        return alerts
+
+    def gap(  # noqa: PLR0917 - positional order fixed by docs/contracts.md
+        self,
+        station_id: str,
+        window_start: datetime,
+        window_end: datetime,
+        reason: str,
+        model_version: str,
+        threshold: float = 0.0,
+    ) -> list[Alert]:
+        """A window that could not be scored (``reason`` says why); opens or updates a data gap."""
+        state = self._stations.get(station_id) or _StationState()
+        alerts: list[Alert] = []
+        episode = state.gap
+        if episode is None:
+            episode = _Episode(
+                incident_id(station_id, "data_gap", window_end, model_version), window_end, "low"
+            )
+            state.gap = episode
+            alerts.append(
+                self._alert(
+                    "data_gap",
+                    "open",
+                    station_id,
+                    episode,
+                    window_start,
+                    window_end,
+                    None,
+                    threshold,
+                    "low",
+                    [],
+                    model_version,
+                    reason,
+                )
+            )
+        elif window_end - episode.last_report >= self.policy.update_every:
+            episode.last_report = window_end
+            alerts.append(
+                self._alert(
+                    "data_gap",
+                    "update",
+                    station_id,
+                    episode,
+                    window_start,
+                    window_end,
+                    None,
+                    threshold,
+                    "low",
+                    [],
+                    model_version,
+                    reason,
+                )
+            )
+        self._keep(station_id, state)
+        return alerts
+
+    # -- state -----------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """All non-trivial station state as plain JSON-able data."""
+        stations: dict[str, Any] = {}
+        for station_id, state in self._stations.items():
+            stations[station_id] = {
+                "recent": state.recent,
+                "incident": None if state.incident is None else state.incident.to_dict(),
+                "gap": None if state.gap is None else state.gap.to_dict(),
+            }
+        return {"version": STATE_VERSION, "stations": stations}
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Replace all state with a ``snapshot()``'s."""
+        if snapshot.get("version") != STATE_VERSION:
+            raise DataError(f"incident state version {snapshot.get('version')!r} is not {STATE_VERSION}")
+        stations: dict[str, _StationState] = {}
+        try:
+            for station_id, fields in snapshot["stations"].items():
+                state = _StationState()
+                state.recent = int(fields["recent"])
+                if fields.get("incident") is not None:
+                    state.incident = _Episode.from_dict(fields["incident"])
+                if fields.get("gap") is not None:
+                    state.gap = _Episode.from_dict(fields["gap"])
+                stations[str(station_id)] = state
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise DataError(f"incident state is malformed: {error!r}") from error
+        self._stations = stations
+
+    def forget(self, station_id: str) -> None:
+        """Drop a station's state (its partition moved to another instance)."""
+        self._stations.pop(station_id, None)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _keep(self, station_id: str, state: _StationState) -> None:
+        if state.idle():
+            self._stations.pop(station_id, None)
+        else:
+            self._stations[station_id] = state
+
+    def _alert(  # noqa: PLR0917 - private: every field of one alert, in wire order
+        self,
+        kind: Kind,
+        status: Status,
+        station_id: str,
+        episode: _Episode,
+        window_start: datetime,
+        window_end: datetime,
+        score: float | None,
+        threshold: float,
+        severity: Severity,
+        contributions: list[Contribution],
+        model_version: str,
+        reason: str | None = None,
+    ) -> Alert:
+        return Alert(
+            alert_id=alert_id(station_id, kind, status, window_end, model_version),
+            incident_id=episode.incident_id,
+            kind=kind,
+            status=status,
+            station_id=station_id,
+            window_start=window_start,
+            window_end=window_end,
+            score=None if score is None else float(score),
+            threshold=float(threshold),
+            severity=severity,
+            contributions=contributions,
+            model_version=model_version,
+            emitted_at=self._clock(),
+            reason=reason,
+        )
