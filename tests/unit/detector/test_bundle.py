@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector.bundle import (
+    FORMAT_VERSION,
+    KERAS_MODEL,
+    MANIFEST,
+    ONNX_MODEL,
+    SIZE_LIMITS,
+    Bundle,
+    load_bundle,
+    sha256_file,
+    write_bundle,
+)
+from detector.errors import BundleError
+from detector.readings import DEFAULT_SENSORS, ParseFailure, Reading
+from detector.testing import SEED_MEAN, build_linear_bundle, default_scalers, linear_onnx_model
+from detector.windows import WindowSpec
+
+
+def edit_manifest(bundle: Path, **changes: object) -> None:
+    path = bundle / MANIFEST
+    fields = json.loads(path.read_text())
+    fields.update(changes)
+    path.write_text(json.dumps(fields))
+
+
+def test_a_written_bundle_loads_and_scores(linear_bundle: Path) -> None:
+    bundle = load_bundle(linear_bundle, expected_sensors=DEFAULT_SENSORS)
+    assert isinstance(bundle, Bundle)
+    assert bundle.threshold == 1.0
+    assert bundle.window_spec == WindowSpec()
+    assert bundle.model_version == "test-linear-1"
+    assert bundle.manifest.format_version == FORMAT_VERSION
+    windows = np.tile(np.asarray(SEED_MEAN, dtype=np.float32), (3, 30, 1))
+    windows[1, :, 0] += 40.0  # two standard deviations of flow
+    result = bundle.score(["EST-01", "EST-01", "elsewhere"], windows)
+    assert result.scores.shape == (3,) and result.contributions.shape == (3, 5)
+    # x_hat = 0.5 x in scaled space: error = 0.25 · mean(x²) = 0.25 · 4 / 5 sensors.
+    assert result.scores[1] == pytest.approx(0.2, rel=1e-5)
+    assert result.scores[0] == pytest.approx(0.0, abs=1e-9)
+    assert result.contributions[1, 0] == pytest.approx(1.0)
+    assert bundle.score([], np.empty((0, 30, 5))).scores.shape == (0,)
+
+
+def test_the_bundle_parser_uses_its_sensors_and_limits(linear_bundle: Path) -> None:
+    parser = load_bundle(linear_bundle).parser()
+    good = (
+        b'{"station_id":"A","ts":"2025-01-01T00:00:00Z",'
+        b'"flow":1,"pressure":1,"pump_rpm":1,"tank_level":1,"power":1}'
+    )
+    assert isinstance(parser.parse(good), Reading)
+    failure = parser.parse(good.replace(b'"flow":1', b'"flow":-1'))
+    assert isinstance(failure, ParseFailure) and failure.reason == "out_of_range"
+
+
+def test_the_manifest_lists_every_file_with_its_checksum(linear_bundle: Path) -> None:
+    fields = json.loads((linear_bundle / MANIFEST).read_text())
+    assert set(fields["files"]) == {ONNX_MODEL, "MODEL_CARD.md"}
+    for name, digest in fields["files"].items():
+        assert sha256_file(linear_bundle / name) == digest
+    assert fields["window"]["length"] == 1800.0
+    assert fields["created_at"].endswith("Z")
+    assert "EST-01" in fields["scalers"]["per_station"]
+    assert not [p for p in linear_bundle.parent.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_writing_over_an_existing_bundle_needs_overwrite(tmp_path: Path) -> None:
+    first = build_linear_bundle(tmp_path / "b", threshold=1.0)
+    with pytest.raises(BundleError, match="already exists"):
+        build_linear_bundle(first, threshold=2.0)
+    write_bundle(
+        first,
+        onnx_model=linear_onnx_model(30, 5),
+        keras_model_file=None,
+        model_version="v2",
+        sensors=DEFAULT_SENSORS,
+        window=WindowSpec(),
+        scalers=default_scalers(5),
+        aggregation="max",
+        threshold=2.0,
+        overwrite=True,
+    )
+    assert load_bundle(first).threshold == 2.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_a_keras_file_is_copied_and_hashed(tmp_path: Path) -> None:
+    keras_file = tmp_path / "trained.keras"
+    keras_file.write_bytes(b"zip bytes stand-in")
+    path = write_bundle(
+        tmp_path / "b",
+        onnx_model=linear_onnx_model(30, 5),
+        keras_model_file=keras_file,
+        model_version="v1",
+        sensors=DEFAULT_SENSORS,
+        window=WindowSpec(),
+        scalers=default_scalers(5),
+        aggregation="topk",
+        topk=3,
+        threshold=0.5,
+    )
+    assert (path / KERAS_MODEL).read_bytes() == b"zip bytes stand-in"
+    assert load_bundle(path).manifest.topk == 3
+
+
+def test_invalid_fields_are_refused_at_write(tmp_path: Path) -> None:
+    common = {
+        "onnx_model": linear_onnx_model(30, 5),
+        "keras_model_file": None,
+        "sensors": DEFAULT_SENSORS,
+        "window": WindowSpec(),
+        "scalers": default_scalers(5),
+    }
+    with pytest.raises(BundleError, match="aggregation"):
+        write_bundle(tmp_path / "a", model_version="v", aggregation="median", threshold=1.0, **common)  # type: ignore[arg-type]
+    with pytest.raises(BundleError, match="invalid manifest"):
+        write_bundle(tmp_path / "b", model_version="v", aggregation="mean", threshold=-1.0, **common)  # type: ignore[arg-type]
+    with pytest.raises(BundleError):
+        write_bundle(tmp_path / "c", model_version="bad version", aggregation="mean", threshold=1.0, **common)  # type: ignore[arg-type]
+    assert not list(tmp_path.iterdir())
+
+
+# -- refusals ----------------------------------------------------------------------------------
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="does not exist"):
+        load_bundle(tmp_path / "nope")
+
+
+def test_missing_model(linear_bundle: Path) -> None:
+    (linear_bundle / ONNX_MODEL).unlink()
+    with pytest.raises(BundleError, match=f"missing file {ONNX_MODEL}"):
+        load_bundle(linear_bundle)
+
+
+def test_missing_manifest(linear_bundle: Path) -> None:
+    (linear_bundle / MANIFEST).unlink()
+    with pytest.raises(BundleError, match=f"missing file {MANIFEST}"):
+        load_bundle(linear_bundle)
+
+
+def test_missing_optional_file_that_the_manifest_lists(linear_bundle: Path) -> None:
+    (linear_bundle / "MODEL_CARD.md").unlink()
+    with pytest.raises(BundleError, match=r"missing file MODEL_CARD\.md"):
+        load_bundle(linear_bundle)
+
+
+def test_tampered_model(linear_bundle: Path) -> None:
+    with (linear_bundle / ONNX_MODEL).open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(BundleError, match=f"checksum mismatch for {ONNX_MODEL}"):
+        load_bundle(linear_bundle)
+
+
+def test_extra_file_of_an_allowed_name_not_in_the_manifest(linear_bundle: Path) -> None:
+    (linear_bundle / KERAS_MODEL).write_bytes(b"x")
+    with pytest.raises(BundleError, match=f"extra file {KERAS_MODEL}"):
+        load_bundle(linear_bundle)
+
+
+@pytest.mark.parametrize("name", ["model.pkl", "notes.txt", "weights.npy"])
+def test_extra_file_of_another_type(linear_bundle: Path, name: str) -> None:
+    (linear_bundle / name).write_bytes(b"x")
+    with pytest.raises(BundleError, match=f"extra file {name}"):
+        load_bundle(linear_bundle)
+
+
+def test_subfolder(linear_bundle: Path) -> None:
+    (linear_bundle / "more").mkdir()
+    with pytest.raises(BundleError, match="unexpected folder more"):
+        load_bundle(linear_bundle)
+
+
+def test_symlink_inside(linear_bundle: Path, tmp_path: Path) -> None:
+    real = tmp_path / "elsewhere.onnx"
+    (linear_bundle / ONNX_MODEL).rename(real)
+    os.symlink(real, linear_bundle / ONNX_MODEL)
+    with pytest.raises(BundleError, match=f"{ONNX_MODEL} is a symlink"):
+        load_bundle(linear_bundle)
+
+
+def test_the_folder_itself_may_be_reached_through_a_symlink(linear_bundle: Path, tmp_path: Path) -> None:
+    os.symlink(linear_bundle, tmp_path / "current")
+    assert load_bundle(tmp_path / "current").path == linear_bundle.resolve()
+
+
+def test_unknown_format_version(linear_bundle: Path) -> None:
+    edit_manifest(linear_bundle, format_version=2)
+    with pytest.raises(BundleError, match="unknown format version 2"):
+        load_bundle(linear_bundle)
+
+
+def test_sensors_mismatch(linear_bundle: Path) -> None:
+    with pytest.raises(BundleError, match="sensors mismatch"):
+        load_bundle(linear_bundle, expected_sensors=["flow", "pressure"])
+
+
+def test_manifest_not_json(linear_bundle: Path) -> None:
+    (linear_bundle / MANIFEST).write_text("{")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(linear_bundle)
+
+
+def test_manifest_with_unknown_field(linear_bundle: Path) -> None:
+    edit_manifest(linear_bundle, surprise=1)
+    with pytest.raises(BundleError, match="invalid manifest at surprise"):
+        load_bundle(linear_bundle)
+
+
+def test_manifest_threshold_not_positive(linear_bundle: Path) -> None:
+    edit_manifest(linear_bundle, threshold=0)
+    with pytest.raises(BundleError, match="invalid manifest at threshold"):
+        load_bundle(linear_bundle)
+
+
+def test_scalers_of_the_wrong_width(linear_bundle: Path) -> None:
+    edit_manifest(linear_bundle, scalers={"fallback": {"mean": [0.0], "scale": [1.0]}})
+    with pytest.raises(BundleError, match="scaler of fallback"):
+        load_bundle(linear_bundle)
+
+
+def test_model_of_the_wrong_geometry(tmp_path: Path) -> None:
+    bundle = build_linear_bundle(tmp_path / "b")
+    (bundle / ONNX_MODEL).write_bytes(linear_onnx_model(20, 5))
+    fields = json.loads((bundle / MANIFEST).read_text())
+    fields["files"][ONNX_MODEL] = sha256_file(bundle / ONNX_MODEL)
+    (bundle / MANIFEST).write_text(json.dumps(fields))
+    with pytest.raises(BundleError, match="input axis 1 is 20"):
+        load_bundle(bundle)
+
+
+def test_model_that_is_not_onnx(tmp_path: Path) -> None:
+    bundle = build_linear_bundle(tmp_path / "b")
+    (bundle / ONNX_MODEL).write_bytes(b"not a model")
+    fields = json.loads((bundle / MANIFEST).read_text())
+    fields["files"][ONNX_MODEL] = sha256_file(bundle / ONNX_MODEL)
+    (bundle / MANIFEST).write_text(json.dumps(fields))
+    with pytest.raises(BundleError, match="ONNX Runtime cannot load"):
+        load_bundle(bundle)
+
+
+def test_oversized_file(linear_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SIZE_LIMITS, "MODEL_CARD.md", 4)
+    with pytest.raises(BundleError, match=r"MODEL_CARD\.md is .* over the limit"):
+        load_bundle(linear_bundle)
+
+
+def test_no_pickle_anywhere() -> None:
+    source = Path(__file__).resolve().parents[3] / "detector"
+    for module in source.glob("*.py"):
+        text = module.read_text()
+        assert "import pickle" not in text and "allow_pickle=True" not in text, module

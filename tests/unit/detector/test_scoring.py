@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector.errors import ConfigError, DataError
+from detector.scoring import AGGREGATIONS, OnnxScorer, reconstruction_errors
+from detector.testing import linear_onnx_model
+
+
+def test_aggregations_on_a_hand_example() -> None:
+    x = np.zeros((1, 4, 2))
+    x_hat = np.zeros((1, 4, 2))
+    x_hat[0, 1] = [2.0, 0.0]  # per-step error 2
+    x_hat[0, 3] = [2.0, 2.0]  # per-step error 4
+    mean, contributions = reconstruction_errors(x, x_hat, "mean")
+    assert mean[0] == pytest.approx(6.0 / 4)
+    assert reconstruction_errors(x, x_hat, "max")[0][0] == pytest.approx(4.0)
+    assert reconstruction_errors(x, x_hat, "topk", topk=2)[0][0] == pytest.approx(3.0)
+    assert reconstruction_errors(x, x_hat, "topk", topk=10)[0][0] == pytest.approx(mean[0])
+    np.testing.assert_allclose(contributions[0], [8.0 / 12, 4.0 / 12])
+
+
+def test_contributions_sum_to_one_and_are_uniform_for_a_perfect_fit() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(20, 30, 5))
+    x_hat = x + rng.normal(scale=0.1, size=x.shape)
+    x_hat[0] = x[0]
+    for aggregation in AGGREGATIONS:
+        scores, contributions = reconstruction_errors(x, x_hat, aggregation)
+        assert scores.shape == (20,) and (scores >= 0).all()
+        np.testing.assert_allclose(contributions.sum(axis=1), 1.0)
+        np.testing.assert_allclose(contributions[0], 0.2)
+
+
+def test_wrong_inputs_are_refused() -> None:
+    with pytest.raises(ConfigError):
+        reconstruction_errors(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), "median")
+    with pytest.raises(DataError):
+        reconstruction_errors(np.zeros((1, 2, 2)), np.zeros((1, 2, 3)))
+    with pytest.raises(ConfigError):
+        reconstruction_errors(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), "topk", topk=0)
+
+
+@pytest.fixture
+def linear_model(tmp_path: Path) -> Path:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(linear_onnx_model(30, 5, factor=0.5))
+    return path
+
+
+def test_onnx_scorer_reconstructs_and_splits_big_batches(linear_model: Path) -> None:
+    scorer = OnnxScorer(linear_model, threads=1, max_batch=7)
+    x = np.random.default_rng(2).normal(size=(23, 30, 5)).astype(np.float32)
+    np.testing.assert_allclose(scorer.reconstruct(x), 0.5 * x, rtol=1e-6)
+    assert scorer.reconstruct(np.empty((0, 30, 5))).shape == (0, 30, 5)
+    with pytest.raises(DataError):
+        scorer.reconstruct(np.zeros((30, 5)))
+    with pytest.raises(DataError):
+        scorer.reconstruct(np.zeros((1, 30, 4)))
+
+
+def test_onnx_scorer_refuses_bad_settings(linear_model: Path) -> None:
+    with pytest.raises(ConfigError):
+        OnnxScorer(linear_model, threads=0)
+
+
+@pytest.mark.slow
+def test_onnx_export_matches_keras_within_1e_4(keras_bundle: Path) -> None:
+    import keras
+
+    from detector.bundle import load_bundle
+
+    bundle = load_bundle(keras_bundle)
+    model = keras.saving.load_model(keras_bundle / "model.keras")
+    rng = np.random.default_rng(3)
+    raw = np.asarray(rng.normal(loc=[499.2, 69.8, 1800.5, 15.0, 400.1], scale=[20, 4, 30, 2, 10],
+                                size=(64, 30, 5)), dtype=np.float32)  # fmt: skip
+    scaled = bundle.scalers.transform_windows(["X"] * 64, raw)
+    keras_out = model.predict(scaled, verbose=0)
+    onnx_out = bundle.scorer.reconstruct(scaled)
+    np.testing.assert_allclose(onnx_out, keras_out, atol=1e-4)
+    keras_scores, _ = reconstruction_errors(scaled, keras_out, "mean")
+    served = bundle.score(["X"] * 64, raw)
+    np.testing.assert_allclose(served.scores, keras_scores, rtol=1e-4, atol=1e-6)
