@@ -191,7 +191,11 @@ def test_arbitrary_json_objects_never_raise(body: dict[str, object]) -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.sampled_from(list(GOOD)), json_values)
 def test_any_single_field_mutation_is_a_reading_or_a_known_failure(key: str, value: object) -> None:
-    outcome = ReadingParser().parse(orjson.dumps(with_(**{key: value})))
+    try:
+        raw = orjson.dumps(with_(**{key: value}))
+    except (TypeError, orjson.JSONEncodeError):
+        return  # not representable by orjson (integers beyond 64 bits); the bytes tests cover garbage
+    outcome = ReadingParser().parse(raw)
     if isinstance(outcome, ParseFailure):
         assert outcome.reason in REASONS
     else:
