@@ -1,0 +1,670 @@
+"""Grafana dashboards as code: ``centinela dashboards`` writes ``deploy/grafana/dashboards/*.json``.
+
+The JSON files are generated so every panel has the same datasource, units and layout rules, and so
+the PromQL of every panel can be listed (:func:`panel_queries`) and checked against a real
+Prometheus by the integration tests. Edit this module, never the JSON; ``--check`` fails when the
+committed files differ from what this module writes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+
+DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "dashboards"
+# Must match the uid in deploy/grafana/provisioning/datasources/prometheus.yml.
+DATASOURCE = {"type": "prometheus", "uid": "centinela-prometheus"}
+SCHEMA_VERSION = 39
+# Scraped job name of the detectors, as in deploy/prometheus/prometheus.yml and the alert rules.
+DETECTOR_JOB = "centinela"
+
+GREEN, YELLOW, ORANGE, RED, BLUE = "green", "yellow", "orange", "red", "blue"
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One PromQL target of a panel; ``legend`` is Grafana's legend format (``{{station}}``)."""
+
+    expr: str
+    legend: str = ""
+    instant: bool = False
+
+
+@dataclass(frozen=True)
+class Panel:
+    kind: str  # Grafana panel type: stat, timeseries, bargauge, state-timeline, text
+    title: str
+    description: str
+    queries: Sequence[Query]
+    grid: tuple[int, int, int, int]  # x, y, w, h on Grafana's 24-column grid
+    unit: str = "short"
+    thresholds: Sequence[tuple[float | None, str]] = ((None, GREEN),)
+    mappings: Sequence[Json] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    custom: Mapping[str, Any] = field(default_factory=dict)
+    overrides: Sequence[Json] = ()
+    decimals: int | None = None
+    content: str = ""  # text panels only
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    """Where a PromQL expression lives, for error messages of the checks that run it."""
+
+    dashboard: str
+    panel: str
+    expr: str
+
+
+def value_map(*entries: tuple[int, str, str]) -> Json:
+    """A Grafana value mapping: value -> (text, colour)."""
+    return {
+        "type": "value",
+        "options": {
+            str(value): {"text": text, "color": color, "index": i}
+            for i, (value, text, color) in enumerate(entries)
+        },
+    }
+
+
+def _thresholds(steps: Sequence[tuple[float | None, str]]) -> Json:
+    return {"mode": "absolute", "steps": [{"value": value, "color": color} for value, color in steps]}
+
+
+def _render_panel(panel: Panel, panel_id: int) -> Json:
+    x, y, w, h = panel.grid
+    body: Json = {
+        "id": panel_id,
+        "type": panel.kind,
+        "title": panel.title,
+        "description": panel.description,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+    }
+    if panel.kind == "text":
+        body["options"] = {"mode": "markdown", "content": panel.content}
+        return body
+    defaults: Json = {
+        "unit": panel.unit,
+        "thresholds": _thresholds(panel.thresholds),
+        "mappings": list(panel.mappings),
+        "color": {
+            "mode": "thresholds"
+            if panel.kind in ("stat", "bargauge", "state-timeline")
+            else "palette-classic"
+        },
+    }
+    if panel.decimals is not None:
+        defaults["decimals"] = panel.decimals
+    if panel.custom:
+        defaults["custom"] = dict(panel.custom)
+    body["datasource"] = DATASOURCE
+    body["fieldConfig"] = {"defaults": defaults, "overrides": list(panel.overrides)}
+    body["options"] = dict(panel.options)
+    body["targets"] = [
+        {
+            "refId": chr(ord("A") + i),
+            "datasource": DATASOURCE,
+            "expr": query.expr,
+            "legendFormat": query.legend,
+            "instant": query.instant,
+            "range": not query.instant,
+        }
+        for i, query in enumerate(panel.queries)
+    ]
+    return body
+
+
+def _stat_options(text_mode: str = "value", color_mode: str = "background") -> Json:
+    return {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "colorMode": color_mode,
+        "graphMode": "none",
+        "textMode": text_mode,
+        "justifyMode": "center",
+        "orientation": "auto",
+        "wideLayout": True,
+    }
+
+
+def _timeseries_options() -> Json:
+    return {
+        "legend": {
+            "displayMode": "table",
+            "placement": "right",
+            "calcs": ["lastNotNull", "max"],
+            "showLegend": True,
+        },
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    }
+
+
+def _dashboard(
+    uid: str,
+    title: str,
+    *,
+    description: str,
+    panels: Sequence[Panel],
+    variables: Sequence[Json] = (),
+    time_from: str = "now-6h",
+) -> Json:
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["centinela"],
+        "timezone": "utc",
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": "30s",
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "time": {"from": time_from, "to": "now"},
+        "links": [
+            {
+                "type": "dashboards",
+                "tags": ["centinela"],
+                "asDropdown": False,
+                "title": "Centinela",
+                "includeVars": False,
+            }
+        ],
+        "annotations": {"list": []},
+        "templating": {"list": list(variables)},
+        "panels": [_render_panel(panel, i + 1) for i, panel in enumerate(panels)],
+    }
+
+
+# A station's status code: 2 for an open incident, +1 when no new reading arrived for 15 minutes
+# (the window of the CentinelaStationSilent alert). The stale copy a detector keeps of a station it
+# lost in a rebalance must not decide: max of the incident flag, changes of the freshest timestamp.
+STATION_STATUS = (
+    "max by (station) (2 * centinela_incident_open)\n"
+    "+ max by (station) (changes(centinela_last_reading_timestamp_seconds[15m]) == bool 0)"
+)
+STATION_STATUS_MAPPINGS = (
+    value_map((0, "OK", GREEN), (1, "NO DATA", ORANGE), (2, "INCIDENT", RED), (3, "INCIDENT, NO DATA", RED)),
+)
+INCIDENT_MAPPINGS = (value_map((0, "normal", GREEN), (1, "incident", RED)),)
+
+
+def overview() -> Json:
+    panels = [
+        Panel(
+            "stat",
+            "Stations",
+            "Every station the detectors know: INCIDENT while an incident is open, NO DATA after 15 minutes "
+            "without a new reading.",
+            [Query(STATION_STATUS, "{{station}}", instant=True)],
+            (0, 0, 16, 8),
+            thresholds=((None, GREEN), (1, ORANGE), (2, RED)),
+            mappings=STATION_STATUS_MAPPINGS,
+            options=_stat_options(text_mode="value_and_name"),
+        ),
+        Panel(
+            "stat",
+            "Open incidents",
+            "Incidents open now, all stations.",
+            [Query("sum(centinela_open_incidents)", instant=True)],
+            (16, 0, 4, 4),
+            thresholds=((None, GREEN), (1, RED)),
+        ),
+        Panel(
+            "stat",
+            "Stations reporting",
+            "Stations with at least one reading since the detectors started.",
+            [Query("count(max by (station) (centinela_last_reading_timestamp_seconds))", instant=True)],
+            (20, 0, 4, 4),
+            thresholds=((None, BLUE),),
+        ),
+        Panel(
+            "stat",
+            "Detectors up",
+            "Detector instances Prometheus scrapes successfully.",
+            [Query(f'sum(up{{job="{DETECTOR_JOB}"}})', instant=True)],
+            (16, 4, 4, 4),
+            thresholds=((None, RED), (1, GREEN)),
+        ),
+        Panel(
+            "stat",
+            "Kafka",
+            "Whether every detector reaches the Kafka cluster.",
+            [Query("min(centinela_broker_up)", instant=True)],
+            (20, 4, 4, 4),
+            mappings=(value_map((0, "LOST", RED), (1, "OK", GREEN)),),
+            thresholds=((None, RED), (1, GREEN)),
+        ),
+        Panel(
+            "state-timeline",
+            "Incidents",
+            "When each station had an incident open.",
+            [Query("max by (station) (centinela_incident_open)", "{{station}}")],
+            (0, 8, 24, 7),
+            thresholds=((None, GREEN), (1, RED)),
+            mappings=INCIDENT_MAPPINGS,
+            options={
+                "showValue": "never",
+                "rowHeight": 0.8,
+                "mergeValues": True,
+                "legend": {"showLegend": False},
+            },
+        ),
+        Panel(
+            "timeseries",
+            "Alert rate per station",
+            "Incident openings and closings per station in the last hour (an incident is two). "
+            "The CentinelaStationAlertRateHigh alert compares 6 hours of this with the station's week.",
+            [Query("max by (station) (changes(centinela_incident_open[1h]))", "{{station}}")],
+            (0, 15, 12, 8),
+            decimals=0,
+            options=_timeseries_options(),
+        ),
+        Panel(
+            "timeseries",
+            "Alerts per hour by kind and severity",
+            "Alerts the detectors wrote to the alerts topic (openings only), per hour.",
+            [
+                Query(
+                    'sum by (kind, severity) (rate(centinela_alerts_total{status="open"}[$__rate_interval]))'
+                    " * 3600",
+                    "{{kind}} {{severity}}",
+                )
+            ],
+            (12, 15, 12, 8),
+            options=_timeseries_options(),
+        ),
+        Panel(
+            "bargauge",
+            "Data freshness",
+            "Age of each station's newest reading. Readings come every minute; 15 minutes is a gap.",
+            [Query("min by (station) (centinela_data_freshness_seconds)", "{{station}}", instant=True)],
+            (0, 23, 12, 9),
+            unit="s",
+            thresholds=((None, GREEN), (300, YELLOW), (900, RED)),
+            options={
+                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                "orientation": "horizontal",
+                "displayMode": "basic",
+                "showUnfilled": True,
+            },
+        ),
+        Panel(
+            "timeseries",
+            "Score / threshold per station",
+            "Each station's latest window score over its threshold: above 1 the window looks abnormal.",
+            [Query("max by (station) (centinela_score / centinela_threshold)", "{{station}}")],
+            (12, 23, 12, 9),
+            thresholds=((None, GREEN), (1, RED)),
+            custom={"thresholdsStyle": {"mode": "dashed"}},
+            options=_timeseries_options(),
+        ),
+    ]
+    return _dashboard(
+        "centinela-overview",
+        "Centinela / Operations overview",
+        description="Every station at a glance: incidents, alert rate, data freshness.",
+        panels=panels,
+    )
+
+
+STATION_VARIABLE: Json = {
+    "name": "station",
+    "label": "Station",
+    "type": "query",
+    "datasource": DATASOURCE,
+    "query": {"query": "label_values(centinela_score, station)", "refId": "StationVariable"},
+    "definition": "label_values(centinela_score, station)",
+    "refresh": 2,
+    "sort": 1,
+    "includeAll": False,
+    "multi": False,
+}
+
+
+def station() -> Json:
+    selector = 'station="$station"'
+    panels = [
+        Panel(
+            "timeseries",
+            "Score vs threshold",
+            "Reconstruction error of each scored window (score) and the calibrated threshold. An incident "
+            "opens when the score crosses the threshold and closes after it stays below with hysteresis.",
+            [
+                Query(f"max(centinela_score{{{selector}}})", "score"),
+                Query(f"max(centinela_threshold{{{selector}}})", "threshold"),
+            ],
+            (0, 0, 24, 9),
+            options=_timeseries_options(),
+            overrides=(
+                {
+                    "matcher": {"id": "byName", "options": "threshold"},
+                    "properties": [
+                        {"id": "color", "value": {"mode": "fixed", "fixedColor": RED}},
+                        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+                    ],
+                },
+            ),
+        ),
+        Panel(
+            "state-timeline",
+            "Incident",
+            "When this station had an incident open.",
+            [Query(f"max(centinela_incident_open{{{selector}}})", "incident")],
+            (0, 9, 24, 3),
+            thresholds=((None, GREEN), (1, RED)),
+            mappings=INCIDENT_MAPPINGS,
+            options={"showValue": "never", "mergeValues": True, "legend": {"showLegend": False}},
+        ),
+        Panel(
+            "stat",
+            "Score / threshold now",
+            "Latest window score over the threshold.",
+            [Query(f"max(centinela_score{{{selector}}} / centinela_threshold{{{selector}}})", instant=True)],
+            (0, 12, 6, 4),
+            decimals=2,
+            thresholds=((None, GREEN), (1, RED)),
+        ),
+        Panel(
+            "stat",
+            "Incident changes in range",
+            "Openings and closings of incidents in the time range shown.",
+            [Query(f"max(changes(centinela_incident_open{{{selector}}}[$__range]))", instant=True)],
+            (6, 12, 6, 4),
+            thresholds=((None, BLUE),),
+        ),
+        Panel(
+            "stat",
+            "Data freshness",
+            "Age of the station's newest reading.",
+            [Query(f"min(centinela_data_freshness_seconds{{{selector}}})", instant=True)],
+            (12, 12, 6, 4),
+            unit="s",
+            thresholds=((None, GREEN), (300, YELLOW), (900, RED)),
+        ),
+        Panel(
+            "stat",
+            "Newest reading",
+            "Event time of the newest reading from this station.",
+            [Query(f"max(centinela_last_reading_timestamp_seconds{{{selector}}}) * 1000", instant=True)],
+            (18, 12, 6, 4),
+            unit="dateTimeAsIso",
+            thresholds=((None, BLUE),),
+            options=_stat_options(color_mode="none"),
+        ),
+        Panel(
+            "text",
+            "Sensor contributions of incidents",
+            "Which sensors drove each incident.",
+            [],
+            (0, 16, 24, 4),
+            content=(
+                "Each alert on the alerts topic (`centinela.alerts`) carries `contributions`: every "
+                "sensor's share of the window's reconstruction error, largest first. Read them with\n\n"
+                "`kcat -C -b localhost:9094 -t centinela.alerts -o -20 -e -q | jq "
+                "'select(.station_id==\"$station\") | {status, score, contributions}'`\n\n"
+                "Prometheus has no per-sensor metric yet, so this board cannot chart them."
+            ),
+        ),
+    ]
+    return _dashboard(
+        "centinela-station",
+        "Centinela / Station drill-down",
+        description="One station: score against threshold over time, incidents, freshness.",
+        panels=panels,
+        variables=[STATION_VARIABLE],
+        time_from="now-24h",
+    )
+
+
+def _quantile(q: float, metric: str) -> str:
+    return f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket[$__rate_interval])))"
+
+
+def service() -> Json:
+    panels = [
+        Panel(
+            "timeseries",
+            "Readings per second by outcome",
+            "Readings consumed: accepted, late (beyond the allowed lateness), duplicate, invalid.",
+            [Query("sum by (outcome) (rate(centinela_readings_total[$__rate_interval]))", "{{outcome}}")],
+            (0, 0, 12, 8),
+            unit="reqps",
+            options=_timeseries_options(),
+        ),
+        Panel(
+            "timeseries",
+            "Windows per second",
+            "Windows scored, and windows skipped for too little data, by reason.",
+            [
+                Query("sum(rate(centinela_windows_scored_total[$__rate_interval]))", "scored"),
+                Query(
+                    "sum by (reason) (rate(centinela_windows_skipped_total[$__rate_interval]))",
+                    "skipped: {{reason}}",
+                ),
+            ],
+            (12, 0, 12, 8),
+            unit="ops",
+            options=_timeseries_options(),
+        ),
+        Panel(
+            "timeseries",
+            "Consumer lag per partition",
+            "Readings waiting on each partition of the readings topic.",
+            [Query("max by (partition) (centinela_consumer_lag)", "partition {{partition}}")],
+            (0, 8, 12, 8),
+            options=_timeseries_options(),
+        ),
+        Panel(
+            "stat",
+            "Total lag",
+            "Readings waiting on all partitions.",
+            [Query("sum(max by (partition) (centinela_consumer_lag))", instant=True)],
+            (12, 8, 4, 4),
+            thresholds=((None, GREEN), (1000, ORANGE)),
+        ),
+        Panel(
+            "stat",
+            "Detectors up",
+            "Detector instances Prometheus scrapes successfully.",
+            [Query(f'sum(up{{job="{DETECTOR_JOB}"}})', instant=True)],
+            (16, 8, 4, 4),
+            thresholds=((None, RED), (1, GREEN)),
+        ),
+        Panel(
+            "stat",
+            "Kafka",
+            "Detectors that reach the Kafka cluster, of those scraped.",
+            [Query("sum(centinela_broker_up)", instant=True)],
+            (20, 8, 4, 4),
+            thresholds=((None, RED), (1, GREEN)),
+        ),
+        Panel(
+            "stat",
+            "Model version",
+            "The model bundle each detector serves.",
+            [
+                Query(
+                    "max by (model_version, format_version) (centinela_model_info)",
+                    "{{model_version}}",
+                    instant=True,
+                )
+            ],
+            (12, 12, 6, 4),
+            options=_stat_options(text_mode="name", color_mode="none"),
+        ),
+        Panel(
+            "stat",
+            "Model reloads / failures (1 h)",
+            "Bundles loaded and refused in the last hour; a refused bundle leaves the old model serving.",
+            [
+                Query("sum(increase(centinela_model_reloads_total[1h]))", "reloads", instant=True),
+                Query("sum(increase(centinela_model_reload_failures_total[1h]))", "failures", instant=True),
+            ],
+            (18, 12, 6, 4),
+            decimals=0,
+            thresholds=((None, BLUE),),
+            options=_stat_options(text_mode="value_and_name", color_mode="none"),
+        ),
+        Panel(
+            "timeseries",
+            "Reading-to-decision latency",
+            "From a reading's arrival to the decision on the window it closes (scored, alert written).",
+            [
+                Query(_quantile(0.5, "centinela_decision_latency_seconds"), "p50"),
+                Query(_quantile(0.95, "centinela_decision_latency_seconds"), "p95"),
+                Query(_quantile(0.99, "centinela_decision_latency_seconds"), "p99"),
+            ],
+            (0, 16, 12, 8),
+            unit="s",
+            options=_timeseries_options(),
+        ),
+        Panel(
+            "timeseries",
+            "Scoring time per batch and batch size",
+            "Time to score one batch of windows, and windows per batch (right axis).",
+            [
+                Query(_quantile(0.5, "centinela_scoring_seconds"), "scoring p50"),
+                Query(_quantile(0.95, "centinela_scoring_seconds"), "scoring p95"),
+                Query(
+                    "sum(rate(centinela_batch_windows_sum[$__rate_interval]))"
+                    " / sum(rate(centinela_batch_windows_count[$__rate_interval]))",
+                    "windows per batch",
+                ),
+            ],
+            (12, 16, 12, 8),
+            unit="s",
+            options=_timeseries_options(),
+            overrides=(
+                {
+                    "matcher": {"id": "byName", "options": "windows per batch"},
+                    "properties": [
+                        {"id": "unit", "value": "short"},
+                        {"id": "custom.axisPlacement", "value": "right"},
+                    ],
+                },
+            ),
+        ),
+        Panel(
+            "timeseries",
+            "Dead letters per second by reason",
+            "Readings sent to the dead-letter topic; each one's headers say the reason and the source.",
+            [Query("sum by (reason) (rate(centinela_dead_letters_total[$__rate_interval]))", "{{reason}}")],
+            (0, 24, 12, 8),
+            unit="ops",
+            options=_timeseries_options(),
+        ),
+        Panel(
+            "timeseries",
+            "Alerts per second by status",
+            "Alerts written to the alerts topic: open, update, close.",
+            [Query("sum by (status) (rate(centinela_alerts_total[$__rate_interval]))", "{{status}}")],
+            (12, 24, 12, 8),
+            unit="ops",
+            options=_timeseries_options(),
+        ),
+    ]
+    return _dashboard(
+        "centinela-service",
+        "Centinela / Service health",
+        description="The detectors themselves: throughput, lag, latency, dead letters, model.",
+        panels=panels,
+        time_from="now-3h",
+    )
+
+
+DASHBOARDS = {"overview": overview, "station": station, "service": service}
+
+
+def render(dashboard: Json) -> str:
+    return json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_dashboards(out_dir: Path = DASHBOARDS_DIR) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, build in DASHBOARDS.items():
+        path = out_dir / f"{name}.json"
+        path.write_text(render(build()), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def stale_dashboards(out_dir: Path = DASHBOARDS_DIR) -> list[str]:
+    """Names of the files in ``out_dir`` that differ from what this module writes (or are missing)."""
+    stale = []
+    for name, build in DASHBOARDS.items():
+        path = out_dir / f"{name}.json"
+        if not path.is_file() or path.read_text(encoding="utf-8") != render(build()):
+            stale.append(path.name)
+    return stale
+
+
+def panel_queries(dashboard: Json) -> Iterator[PanelQuery]:
+    """Every PromQL expression of a dashboard: panel targets and query variables."""
+    title = str(dashboard.get("title", "?"))
+    for panel in dashboard.get("panels", []):
+        for target in panel.get("targets", []):
+            if target.get("expr"):
+                yield PanelQuery(title, str(panel.get("title", "?")), str(target["expr"]))
+    for variable in dashboard.get("templating", {}).get("list", []):
+        query = variable.get("query")
+        expr = query.get("query") if isinstance(query, dict) else query
+        if variable.get("type") == "query" and expr:
+            yield PanelQuery(title, f"variable ${variable['name']}", str(expr))
+
+
+def load_dashboards(directory: Path = DASHBOARDS_DIR) -> list[Json]:
+    return [json.loads(path.read_text(encoding="utf-8")) for path in sorted(directory.glob("*.json"))]
+
+
+_LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$")
+
+
+def as_promql(
+    expr: str, variables: Mapping[str, str], rate_interval: str = "1m", time_range: str = "1h"
+) -> str:
+    """Turn a Grafana target into plain PromQL: variables filled in, ``label_values(sel, label)``
+    reduced to its selector (it returns data exactly when the selector does)."""
+    match = _LABEL_VALUES.match(expr.strip())
+    if match:
+        expr = match.group("selector")
+    expr = expr.replace("$__rate_interval", rate_interval).replace("$__interval", rate_interval)
+    expr = expr.replace("$__range", time_range)
+    for name, value in variables.items():
+        expr = expr.replace(f"${{{name}}}", value).replace(f"${name}", value)
+    return expr
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("dashboards")
+    def dashboards_command(
+        out: Path = typer.Option(DASHBOARDS_DIR, "--out", help="Folder for the dashboard JSON files."),
+        check: bool = typer.Option(
+            False,
+            "--check",
+            help="Write nothing; exit 1 if the files in --out are not what this version writes.",
+        ),
+    ) -> None:
+        """Write the Grafana dashboards (operations overview, station drill-down, service health)."""
+        if check:
+            stale = stale_dashboards(out)
+            if stale:
+                typer.echo(f"out of date in {out}: {', '.join(stale)}; run `centinela dashboards`", err=True)
+                raise typer.Exit(1)
+            typer.echo(f"dashboards in {out} are up to date")
+            return
+        for path in write_dashboards(out):
+            typer.echo(f"written {path}")
+
+
+if __name__ == "__main__":
+    standalone = typer.Typer(add_completion=False)
+    register(standalone)
+    standalone()
