@@ -18,6 +18,7 @@ Samples are snapped to the nearest point of the ``sampling`` grid (a reading at 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -263,22 +264,56 @@ class ClosedWindow:
 _EMPTY = np.iinfo(np.int64).min
 
 
+@dataclass(frozen=True, slots=True)
+class _Geometry:
+    """A spec's numbers as plain ints, computed once per spec and shared by every buffer."""
+
+    spec: WindowSpec
+    sampling_us: int
+    half_us: int
+    steps: int
+    step: int
+    fill: int
+    lateness: int
+    ring: int
+    min_samples: int
+    offsets: npt.NDArray[np.int64]  # slots a window reads, relative to its end: -(T + fill) .. -1
+
+
+@functools.lru_cache(maxsize=64)
+def _geometry(spec: WindowSpec) -> _Geometry:
+    sampling_us = _micros(spec.sampling)
+    reach = spec.samples_per_window + spec.fill_slots
+    return _Geometry(
+        spec=spec,
+        sampling_us=sampling_us,
+        half_us=sampling_us // 2,
+        steps=spec.samples_per_window,
+        step=spec.step_slots,
+        fill=spec.fill_slots,
+        lateness=spec.lateness_slots,
+        ring=reach + spec.lateness_slots + 1,
+        min_samples=spec.min_samples,
+        offsets=np.arange(-reach, 0, dtype=np.int64),
+    )
+
+
 class StationBuffer:
     """One station's recent samples in a fixed ring; closes windows as its watermark passes their end.
 
     The ring holds ``length + max_fill + allowed_lateness`` slots (plus one): enough for every window
     not yet closed and the samples that may fill its first slots, so memory depends on the window,
-    not on history. ``add`` closes, before writing, any window the new watermark makes final; those
-    wait in ``pending`` until ``close_until`` hands them out.
+    not on history. ``add`` cuts, before writing, any window the new watermark makes final; those
+    wait until ``close_until`` (or ``take_ready``) hands them out.
     """
 
-    __slots__ = ("_closed_wm", "_newest", "_next_end", "_origin", "_pending", "_stamps", "_values", "spec")
+    __slots__ = ("_closed_wm", "_geo", "_newest", "_next_end", "_origin", "_pending", "_stamps", "_values")
 
     def __init__(self, spec: WindowSpec, n_sensors: int) -> None:
-        self.spec = spec
-        size = spec.samples_per_window + spec.fill_slots + spec.lateness_slots + 1
-        self._values = np.zeros((size, n_sensors), dtype=np.float32)
-        self._stamps = np.full(size, _EMPTY, dtype=np.int64)
+        geo = _geometry(spec)
+        self._geo = geo
+        self._values = np.zeros((geo.ring, n_sensors), dtype=np.float32)
+        self._stamps = np.full(geo.ring, _EMPTY, dtype=np.int64)
         self._origin: int | None = None
         self._newest: int | None = None
         self._next_end: int | None = None
@@ -286,43 +321,68 @@ class StationBuffer:
         self._pending: list[ClosedWindow] | None = None
 
     @property
+    def spec(self) -> WindowSpec:
+        return self._geo.spec
+
+    @property
     def watermark(self) -> datetime | None:
         """Newest event time minus the allowed lateness (or the latest ``close_until``, if later)."""
         slot = self._watermark_slot()
-        return None if slot == _EMPTY else self.spec.time_of(slot)
+        return None if slot == _EMPTY else self._time_of(slot)
 
     @property
     def newest(self) -> datetime | None:
-        return None if self._newest is None else self.spec.time_of(self._newest)
+        return None if self._newest is None else self._time_of(self._newest)
+
+    @property
+    def ready(self) -> bool:
+        """Whether windows made final by the station's own watermark wait to be taken."""
+        return self._pending is not None
+
+    def _time_of(self, slot: int) -> datetime:
+        return EPOCH + timedelta(microseconds=slot * self._geo.sampling_us)
 
     def _watermark_slot(self) -> int:
-        own = _EMPTY if self._newest is None else self._newest - self.spec.lateness_slots
-        return max(own, self._closed_wm)
+        if self._newest is None:
+            return self._closed_wm
+        own = self._newest - self._geo.lateness
+        return own if own > self._closed_wm else self._closed_wm
 
     def add(self, ts: datetime, values: npt.ArrayLike) -> AddOutcome:
         """Place one sample; ``late`` if older than the watermark, ``duplicate`` if its slot is taken."""
-        slot = self.spec.slot_of(ts)
-        if slot < self._watermark_slot():
+        geo = self._geo
+        slot = ((ts - EPOCH) // _ONE_US + geo.half_us) // geo.sampling_us
+        newest = self._newest
+        if slot < self._closed_wm or (newest is not None and slot < newest - geo.lateness):
             return AddOutcome.LATE
-        ring = len(self._stamps)
-        position = slot % ring
-        if self._stamps[position] == slot:
+        position = slot % geo.ring
+        stamps = self._stamps
+        if stamps[position] == slot:
             return AddOutcome.DUPLICATE
-        if self._newest is None or slot > self._newest:
-            self._materialize(slot - self.spec.lateness_slots)
+        if newest is None or slot > newest:
+            next_end = self._next_end
+            if next_end is None or slot - geo.lateness >= next_end:
+                self._materialize(slot - geo.lateness)
             self._newest = slot
         if self._origin is None or (self._next_end is None and slot < self._origin):
             self._origin = slot
         self._values[position] = values
-        self._stamps[position] = slot
+        stamps[position] = slot
         return AddOutcome.ACCEPTED
+
+    def take_ready(self) -> list[ClosedWindow]:
+        """The windows ``add`` made final: ``close_until(self.watermark)`` without the conversions."""
+        ready = self._pending
+        if ready is None:
+            return []
+        self._pending = None
+        return ready
 
     def close_until(self, watermark: datetime) -> list[ClosedWindow]:
         """Every window with ``end <= watermark`` not handed out before, oldest first."""
-        limit = self.spec.slot_of(watermark)
-        # Snap down: a watermark between grid points only closes windows ending at or before it.
-        if self.spec.time_of(limit) > watermark:
-            limit -= 1
+        geo = self._geo
+        # Floor, not nearest: a watermark between grid points only closes windows ending at or before it.
+        limit = ((watermark - EPOCH) // _ONE_US) // geo.sampling_us
         self._closed_wm = max(self._closed_wm, limit)
         self._materialize(limit)
         return self._take_pending(limit)
@@ -331,23 +391,27 @@ class StationBuffer:
         """Close every window whose last slot has been seen (end of a finite series, as in batch)."""
         if self._newest is None:
             return []
-        return self.close_until(self.spec.time_of(self._newest + 1))
+        return self.close_until(self._time_of(self._newest + 1))
 
     def _take_pending(self, limit: int) -> list[ClosedWindow]:
-        if not self._pending:
+        pending = self._pending
+        if pending is None:
             return []
-        limit_time = self.spec.time_of(limit)
-        ready = [window for window in self._pending if window.end <= limit_time]
-        rest = self._pending[len(ready) :]
-        self._pending = rest or None
+        limit_time = self._time_of(limit)
+        if pending[-1].end <= limit_time:
+            self._pending = None
+            return pending
+        ready = [window for window in pending if window.end <= limit_time]
+        self._pending = pending[len(ready) :]
         return ready
 
     def _materialize(self, limit: int) -> None:
         """Cut every window ending at or before slot ``limit`` into ``pending``."""
         if self._origin is None:
             return
+        geo = self._geo
         if self._next_end is None:
-            first = self.spec.first_end(self._origin)
+            first = geo.spec.first_end(self._origin)
             if limit < first:
                 return
             self._next_end = first
@@ -357,21 +421,17 @@ class StationBuffer:
                 self._pending = [window]
             else:
                 self._pending.append(window)
-            self._next_end += self.spec.step_slots
+            self._next_end += geo.step
 
     def _cut(self, end: int) -> ClosedWindow:
-        spec = self.spec
-        T = spec.samples_per_window
-        reach = T + spec.fill_slots
-        wanted = np.arange(end - reach, end, dtype=np.int64)
-        positions = wanted % len(self._stamps)
+        geo = self._geo
+        wanted = geo.offsets + end
+        positions = wanted % geo.ring
         present = self._stamps[positions] == wanted
-        end_time = spec.time_of(end)
-        real = int(np.count_nonzero(present[-T:]))
-        if real < spec.min_samples:
+        end_time = self._time_of(end)
+        if int(np.count_nonzero(present[geo.fill :])) < geo.min_samples:
             return ClosedWindow(end_time, None, INSUFFICIENT_DATA)
-        source, filled = _fill_forward(present, spec.fill_slots)
-        if not filled[-T:].all():
+        source, filled = _fill_forward(present, geo.fill)
+        if not filled[geo.fill :].all():
             return ClosedWindow(end_time, None, GAP_TOO_LONG)
-        data = self._values[positions[source[-T:]]]
-        return ClosedWindow(end_time, data, None)
+        return ClosedWindow(end_time, self._values[positions[source[geo.fill :]]], None)
