@@ -1,0 +1,247 @@
+"""The deployment files are valid: promtool checks and unit-tests the rules, compose validates
+docker-compose.yml, the dashboards match their generator and name only metrics the service exposes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from centinela import dashboards
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
+RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
+RULE_TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
+CONTRACTS = ROOT / "docs" / "contracts.md"
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def _compose_command() -> list[str]:
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return []
+
+
+@pytest.fixture(scope="module")
+def tools() -> list[str]:
+    """promtool and a compose CLI, installed by scripts/check-deploy.sh when missing."""
+    if shutil.which("promtool") is None or not _compose_command():
+        subprocess.run(["bash", str(ROOT / "scripts" / "check-deploy.sh"), "--install-only"], check=True)
+    compose = _compose_command()
+    assert shutil.which("promtool") and compose, "promtool or docker compose still missing"
+    return compose
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _contract_metrics() -> tuple[set[str], set[str]]:
+    """Metric names of the Metrics section of docs/contracts.md (with the centinela_ prefix), and
+    which of them are histograms."""
+    text = CONTRACTS.read_text(encoding="utf-8")
+    section = text.split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    names: set[str] = set()
+    histograms: set[str] = set()
+    for match in re.finditer(r"`([a-z_]+)(?:\{[^}]*\})?`(\s*\(histogram)?", section):
+        name = f"centinela_{match.group(1)}"
+        names.add(name)
+        if match.group(2):
+            histograms.add(name)
+    return names, histograms
+
+
+def _known(metric: str, names: set[str], histograms: set[str]) -> bool:
+    if metric in names:
+        return True
+    return any(
+        metric.endswith(suffix) and metric.removesuffix(suffix) in histograms for suffix in HISTOGRAM_SUFFIXES
+    )
+
+
+def test_contract_lists_the_metrics() -> None:
+    names, histograms = _contract_metrics()
+    assert "centinela_incident_open" in names
+    assert {"centinela_scoring_seconds", "centinela_decision_latency_seconds"} <= histograms
+
+
+def test_prometheus_config_is_valid(tools: list[str]) -> None:
+    result = _run(["promtool", "check", "config", str(PROMETHEUS_DIR / "prometheus.yml")])
+    # The config must find the rule files, or Prometheus would run without alerts.
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in result.stdout
+
+
+def test_alert_rules_are_valid(tools: list[str]) -> None:
+    assert RULE_FILES
+    _run(["promtool", "check", "rules", *map(str, RULE_FILES)])
+
+
+def test_alert_rule_unit_tests_pass(tools: list[str]) -> None:
+    assert RULE_TEST_FILES
+    result = _run(["promtool", "test", "rules", *map(str, RULE_TEST_FILES)])
+    assert "SUCCESS" in result.stdout
+
+
+def _alert_names() -> set[str]:
+    return {
+        match.group(1)
+        for path in RULE_FILES
+        for match in re.finditer(r"^\s*- alert:\s*(\S+)\s*$", path.read_text(encoding="utf-8"), re.MULTILINE)
+    }
+
+
+def _tested_cases() -> dict[str, set[str]]:
+    """alertname -> {"fires", "quiet"} from the alert_rule_test entries of the promtool tests."""
+    cases: dict[str, set[str]] = {}
+    for path in RULE_TEST_FILES:
+        alertname = None
+        for line in path.read_text(encoding="utf-8").splitlines():
+            stripped = line.strip()
+            if stripped.startswith("alertname:"):
+                alertname = stripped.split(":", 1)[1].strip()
+            elif stripped.startswith("exp_alerts:") and alertname:
+                kind = "quiet" if stripped.split(":", 1)[1].strip() == "[]" else "fires"
+                cases.setdefault(alertname, set()).add(kind)
+                alertname = None
+    return cases
+
+
+def test_every_alert_rule_has_a_firing_and_a_quiet_test() -> None:
+    alerts = _alert_names()
+    assert len(alerts) >= 7
+    cases = _tested_cases()
+    untested = {name: sorted({"fires", "quiet"} - cases.get(name, set())) for name in alerts}
+    assert {name: missing for name, missing in untested.items() if missing} == {}
+    assert set(cases) <= alerts, f"tests name alerts that do not exist: {set(cases) - alerts}"
+
+
+def test_rules_name_only_metrics_of_the_contract() -> None:
+    names, histograms = _contract_metrics()
+    used = {
+        m
+        for path in RULE_FILES
+        for m in re.findall(r"\bcentinela_[a-z0-9_]+(?![\w.])", path.read_text(encoding="utf-8"))
+    }
+    assert used
+    assert {m for m in used if not _known(m, names, histograms)} == set()
+
+
+def test_dashboards_match_their_generator() -> None:
+    assert dashboards.stale_dashboards() == [], "run `python -m centinela.dashboards` and commit the JSON"
+
+
+def test_dashboards_name_only_metrics_of_the_contract() -> None:
+    names, histograms = _contract_metrics()
+    used = set()
+    for board in dashboards.load_dashboards():
+        for query in dashboards.panel_queries(board):
+            for metric in re.findall(r"\b[a-z_:][a-z0-9_:]*(?=\s*[{\[)])", query.expr):
+                if metric.startswith("centinela_"):
+                    used.add(metric)
+                elif metric == "up":
+                    assert f'job="{dashboards.DETECTOR_JOB}"' in query.expr, query
+    assert "centinela_incident_open" in used
+    assert {m for m in used if not _known(m, names, histograms)} == set()
+
+
+def test_every_dashboard_panel_queries_the_provisioned_datasource() -> None:
+    provisioned = (
+        ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+    ).read_text()
+    assert f"uid: {dashboards.DATASOURCE['uid']}" in provisioned
+    boards = dashboards.load_dashboards()
+    assert {board["uid"] for board in boards} == {
+        "centinela-overview",
+        "centinela-station",
+        "centinela-service",
+    }
+    for board in boards:
+        for panel in board["panels"]:
+            if panel["type"] == "text":
+                continue
+            assert panel["targets"], f"{board['title']} / {panel['title']} has no query"
+            assert panel["datasource"] == dashboards.DATASOURCE
+            assert all(target["datasource"] == dashboards.DATASOURCE for target in panel["targets"])
+
+
+def test_station_board_filters_every_query_by_the_station_variable() -> None:
+    board = dashboards.station()
+    exprs = [
+        query.expr for query in dashboards.panel_queries(board) if not query.panel.startswith("variable")
+    ]
+    assert exprs
+    assert all('station="$station"' in expr for expr in exprs)
+
+
+def test_grafana_variables_become_plain_promql() -> None:
+    expr = 'max(changes(centinela_incident_open{station="$station"}[$__range])) + rate(x[$__rate_interval])'
+    assert dashboards.as_promql(expr, {"station": "EST-01"}) == (
+        'max(changes(centinela_incident_open{station="EST-01"}[1h])) + rate(x[1m])'
+    )
+    assert dashboards.as_promql("label_values(centinela_score, station)", {}) == "centinela_score"
+
+
+def test_alert_rules_scrape_the_job_prometheus_configures() -> None:
+    config = (PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8")
+    assert f"job_name: {dashboards.DETECTOR_JOB}" in config
+    jobs = {m for path in RULE_FILES for m in re.findall(r'job="([^"]+)"', path.read_text(encoding="utf-8"))}
+    assert jobs == {dashboards.DETECTOR_JOB}
+
+
+def test_compose_file_is_valid_with_defaults_and_with_env_example(tools: list[str], tmp_path: Path) -> None:
+    empty_env = tmp_path / "empty.env"
+    empty_env.write_text("")
+    for env_file in (empty_env, ROOT / ".env.example"):
+        _run(
+            [*tools, "--env-file", str(env_file), "--profile", "replay", "--profile", "train", "config", "-q"]
+        )
+    services = _run(
+        [*tools, "--profile", "replay", "--profile", "train", "config", "--services"]
+    ).stdout.split()
+    assert set(services) == {"kafka", "kafka-setup", "detector", "replay", "train", "prometheus", "grafana"}
+
+
+def test_compose_rejects_a_broken_file(tools: list[str], tmp_path: Path) -> None:
+    """The validation above can fail: an unknown key in a copy of the file is refused."""
+    broken = tmp_path / "docker-compose.yml"
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    broken.write_text(text.replace("stop_grace_period: 30s", "stop_grace_periods: 30s"), encoding="utf-8")
+    result = subprocess.run(
+        [*tools, "-f", str(broken), "--project-directory", str(ROOT), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "stop_grace_periods" in result.stderr + result.stdout
+
+
+def test_env_example_documents_every_variable_compose_reads() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)", compose))
+    documented = set(
+        re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(encoding="utf-8"), re.MULTILINE)
+    )
+    assert used
+    assert used - documented == set()
+
+
+def test_detector_image_runs_unprivileged_without_tensorflow() -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
+    detector_stage = dockerfile.split("AS detector", 1)[1]
+    assert "USER 10001" in detector_stage
+    assert "HEALTHCHECK" in detector_stage
+    assert "COPY --from=build " in detector_stage  # the stage without the train extra
+    build_stage = dockerfile.split("AS build\n", 1)[1].split("FROM ", 1)[0]
+    assert "[train]" not in build_stage
+    assert "-c constraints.txt" in build_stage
