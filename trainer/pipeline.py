@@ -1,0 +1,263 @@
+"""One training run end to end: prepare, train, choose aggregation, calibrate, evaluate, compare."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.calibration import BEST_F1, CalibrationRecord, Candidate, calibrate
+from detector.errors import ConfigError
+from detector.scoring import AGGREGATIONS, reconstruction_errors
+from trainer.baselines import BASELINES, fit_baseline
+from trainer.data import Dataset, load_csv
+from trainer.metrics import event_metrics, window_metrics
+from trainer.model import FitConfig, ModelConfig
+from trainer.prepare import Prepared, WindowSet, prepare
+from trainer.split import SplitBounds
+from trainer.supervised import LabelHead, fit_label_head
+from trainer.training import EpochCallback, TrainedModel, train_autoencoder
+
+log = logging.getLogger(__name__)
+
+UNSUPERVISED = "unsupervised"
+WITH_LABELS = "labels"
+AUTOENCODER = "autoencoder"
+AUTOENCODER_LABELS = "autoencoder_with_labels"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything a run depends on; the CLI builds one from its flags."""
+
+    data: Path
+    sensors: tuple[str, ...] | None = None
+    window: int = 30
+    step: int = 5
+    train_ratio: float = 0.6
+    val_ratio: float = 0.2
+    model: ModelConfig = field(default_factory=ModelConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    aggregation: str = "auto"
+    topk: int = 5
+    calibration_method: str = BEST_F1
+    use_labels: bool = False
+    advanced_models: bool = False
+
+    def __post_init__(self) -> None:
+        if self.aggregation != "auto" and self.aggregation not in AGGREGATIONS:
+            raise ConfigError(f"--aggregation must be auto or one of {', '.join(AGGREGATIONS)}")
+        if self.topk < 1:
+            raise ConfigError(f"--topk must be at least 1, got {self.topk}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data": str(self.data),
+            "sensors": list(self.sensors) if self.sensors else None,
+            "window": self.window,
+            "step": self.step,
+            "train_ratio": self.train_ratio,
+            "val_ratio": self.val_ratio,
+            "model": self.model.to_dict(),
+            "fit": self.fit.to_dict(),
+            "aggregation": self.aggregation,
+            "topk": self.topk,
+            "calibration_method": self.calibration_method,
+            "use_labels": self.use_labels,
+            "advanced_models": self.advanced_models,
+        }
+
+
+@dataclass
+class ModelResult:
+    """One detector's scores on validation and test, its calibration, and its metrics on both."""
+
+    name: str
+    mode: str
+    calibration: CalibrationRecord
+    scores: dict[str, npt.NDArray[np.float64]]
+    validation: dict[str, Any]
+    test: dict[str, Any]
+    test_strategies: list[Candidate]
+    events: dict[str, Any]
+    aggregation: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        keys = ("precision", "recall", "f1", "roc_auc", "average_precision", "threshold")
+        return {
+            "mode": self.mode,
+            "aggregation": self.aggregation,
+            "split": "test",
+            **{k: self.test[k] for k in keys},
+            "confusion_matrix": self.test["confusion_matrix"],
+            "classification_report": self.test["classification_report"],
+            "events": {k: v for k, v in self.events.items() if k != "detail"},
+            "validation": {k: self.validation[k] for k in keys},
+        }
+
+
+@dataclass
+class RunResult:
+    options: TrainOptions
+    dataset: Dataset
+    prepared: Prepared
+    trained: TrainedModel
+    reconstructions: dict[str, npt.NDArray[np.float32]]
+    aggregation: str
+    aggregation_selection: dict[str, dict[str, float]]
+    models: dict[str, ModelResult]
+    seconds: dict[str, float]
+    label_head: LabelHead | None = None
+
+    @property
+    def autoencoder(self) -> ModelResult:
+        return self.models[AUTOENCODER]
+
+
+def evaluate_detector(
+    name: str,
+    mode: str,
+    validation_scores: npt.NDArray[np.float64],
+    test_scores: npt.NDArray[np.float64],
+    prepared: Prepared,
+    *,
+    method: str = BEST_F1,
+    aggregation: str | None = None,
+) -> ModelResult:
+    """Threshold from validation only, then the same threshold on test."""
+    val, test = prepared["validation"], prepared["test"]
+    record = calibrate(validation_scores, val.labels, method=method)
+    alarms = test_scores > record.threshold
+    return ModelResult(
+        name=name,
+        mode=mode,
+        calibration=record,
+        scores={"validation": validation_scores, "test": test_scores},
+        validation=window_metrics(validation_scores, val.labels, record.threshold),
+        test=window_metrics(test_scores, test.labels, record.threshold),
+        test_strategies=record.evaluate(test_scores, test.labels),
+        events=event_metrics(test, alarms, prepared.spec.length),
+        aggregation=aggregation,
+    )
+
+
+def choose_aggregation(
+    validation: WindowSet, x_hat: npt.NDArray[np.float32], topk: int, method: str = BEST_F1
+) -> tuple[str, dict[str, dict[str, float]]]:
+    """The aggregation with the best calibrated validation F1 (ties: higher validation AP)."""
+    from sklearn.metrics import average_precision_score
+
+    table: dict[str, dict[str, float]] = {}
+    for aggregation in AGGREGATIONS:
+        scores, _ = reconstruction_errors(validation.x, x_hat, aggregation, topk)
+        record = calibrate(scores, validation.labels, method=method)
+        ap = average_precision_score(validation.labels, scores) if validation.labels.any() else float("nan")
+        table[aggregation] = {
+            "validation_f1": record.validation.f1,
+            "validation_average_precision": float(ap),
+        }
+    best = max(table, key=lambda a: (table[a]["validation_f1"], table[a]["validation_average_precision"]))
+    return best, table
+
+
+def run_training(
+    options: TrainOptions,
+    on_epoch: EpochCallback | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    dataset: Dataset | None = None,
+    bounds: SplitBounds | None = None,
+) -> RunResult:
+    """Train and evaluate one configuration; nothing is written (see ``reports`` and ``export``)."""
+    stage = on_stage or (lambda _: None)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    stage("loading data")
+    data = dataset or load_csv(options.data, sensors=options.sensors)
+    prepared = prepare(
+        data,
+        window=options.window,
+        step=options.step,
+        train_ratio=options.train_ratio,
+        val_ratio=options.val_ratio,
+        bounds=bounds,
+    )
+    seconds["prepare"] = time.perf_counter() - started
+
+    stage("training the autoencoder")
+    trained = train_autoencoder(prepared["train"].normal, options.model, options.fit, on_epoch=on_epoch)
+    seconds["train"] = trained.seconds
+
+    stage("scoring")
+    scored = time.perf_counter()
+    x_hat = {name: trained.reconstruct(ws.x) for name, ws in prepared.splits.items()}
+    if options.aggregation == "auto":
+        aggregation, selection = choose_aggregation(
+            prepared["validation"], x_hat["validation"], options.topk, options.calibration_method
+        )
+    else:
+        aggregation, selection = options.aggregation, {}
+
+    def ae_scores(split: str) -> npt.NDArray[np.float64]:
+        scores, _ = reconstruction_errors(prepared[split].x, x_hat[split], aggregation, options.topk)
+        return scores
+
+    models = {
+        AUTOENCODER: evaluate_detector(
+            AUTOENCODER,
+            UNSUPERVISED,
+            ae_scores("validation"),
+            ae_scores("test"),
+            prepared,
+            method=options.calibration_method,
+            aggregation=aggregation,
+        )
+    }
+    head: LabelHead | None = None
+    if options.use_labels:
+        stage("learning the labelled signature (training split)")
+        train = prepared["train"]
+        head = fit_label_head(train.x - x_hat["train"], train.step_labels, seed=options.fit.seed)
+        models[AUTOENCODER_LABELS] = evaluate_detector(
+            AUTOENCODER_LABELS,
+            WITH_LABELS,
+            head.score(prepared["validation"].x - x_hat["validation"]),
+            head.score(prepared["test"].x - x_hat["test"]),
+            prepared,
+            method=options.calibration_method,
+            aggregation="max",
+        )
+    seconds["score"] = time.perf_counter() - scored
+
+    if options.advanced_models:
+        stage("IsolationForest and LocalOutlierFactor")
+        baseline_start = time.perf_counter()
+        for name in BASELINES:
+            baseline = fit_baseline(name, prepared["train"].normal, seed=options.fit.seed)
+            models[name] = evaluate_detector(
+                name,
+                UNSUPERVISED,
+                baseline.score(prepared["validation"].x),
+                baseline.score(prepared["test"].x),
+                prepared,
+                method=options.calibration_method,
+            )
+        seconds["baselines"] = time.perf_counter() - baseline_start
+    seconds["total"] = time.perf_counter() - started
+    return RunResult(
+        options=options,
+        dataset=data,
+        prepared=prepared,
+        trained=trained,
+        reconstructions=x_hat,
+        aggregation=aggregation,
+        aggregation_selection=selection,
+        models=models,
+        seconds=seconds,
+        label_head=head,
+    )

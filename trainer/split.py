@@ -1,0 +1,68 @@
+"""Chronological split: train on the past, calibrate on the next period, test on the last one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detector.errors import ConfigError, DataError
+from trainer.data import Dataset, StationSeries
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class SplitBounds:
+    """Cut times (UTC): train is ``ts < validation_start``, test is ``ts >= test_start``."""
+
+    validation_start: np.datetime64
+    test_start: np.datetime64
+
+    def mask(self, split: str, ts: np.ndarray) -> np.ndarray:
+        if split == "train":
+            return np.asarray(ts < self.validation_start)
+        if split == "validation":
+            return np.asarray((ts >= self.validation_start) & (ts < self.test_start))
+        if split == "test":
+            return np.asarray(ts >= self.test_start)
+        raise ConfigError(f"unknown split {split!r}")
+
+
+def check_ratios(train_ratio: float, val_ratio: float) -> None:
+    if not (0.0 < train_ratio < 1.0 and 0.0 < val_ratio < 1.0 and train_ratio + val_ratio < 1.0):
+        raise ConfigError(
+            f"--train-ratio ({train_ratio}) and --val-ratio ({val_ratio}) must be in (0, 1) "
+            "and leave room for a test split"
+        )
+
+
+def chronological_bounds(dataset: Dataset, train_ratio: float = 0.6, val_ratio: float = 0.2) -> SplitBounds:
+    """Cut at the times that leave ``train_ratio`` and ``val_ratio`` of the distinct timestamps before.
+
+    Counting distinct timestamps (not rows) cuts every station at the same instant, so no station's
+    test period overlaps another's training period; on one regular series it is the original's
+    row split (``int(n * 0.6)`` rows for training).
+    """
+    check_ratios(train_ratio, val_ratio)
+    times = np.unique(np.concatenate([series.ts for series in dataset.stations.values()]))
+    if len(times) < 3:
+        raise DataError(f"{dataset.source}: {len(times)} distinct timestamps, too few to split in three")
+    first_val = int(len(times) * train_ratio)
+    first_test = int(len(times) * (train_ratio + val_ratio))
+    first_val = min(max(first_val, 1), len(times) - 2)
+    first_test = min(max(first_test, first_val + 1), len(times) - 1)
+    return SplitBounds(validation_start=times[first_val], test_start=times[first_test])
+
+
+def split_station(series: StationSeries, bounds: SplitBounds, split: str) -> StationSeries:
+    return series.select(bounds.mask(split, series.ts))
+
+
+def split_dataset(dataset: Dataset, bounds: SplitBounds, split: str) -> Dataset:
+    """The rows of one split, every station cut at the same times."""
+    return Dataset(
+        source=dataset.source,
+        sensors=dataset.sensors,
+        stations={sid: split_station(series, bounds, split) for sid, series in dataset.stations.items()},
+    )
