@@ -231,7 +231,7 @@ def run(out: Path, quick: bool, lang: str = "en", data_dir: Path | None = None) 
             if name != "ArimaFD"
         }
     )
-    plot_comparison(bars, plots / "comparison.png", lang)
+    plot_comparison(bars, len(files), plots / "comparison.png", lang)
     plotted = [d for d in detections if d.file.name in PLOTTED_FILES] or detections[:1]
     for detection in plotted[: 2 if quick else len(plotted)]:
         plot_file(

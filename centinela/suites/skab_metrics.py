@@ -94,6 +94,8 @@ class EventOutcome:
     rows: int
     caught: bool
     delay_s: float | None  # first alarm inside the segment minus the segment's first timestamp
+    # An alarm that rose inside the segment, not one left on from before it (a false alarm running on).
+    raised_inside: bool
 
 
 @dataclass(frozen=True)
@@ -117,14 +119,15 @@ def file_events(
     """Per segment: caught if any alarm falls inside it, delay from its start to the first such alarm."""
     truth = np.asarray(labels) == 1
     flagged = np.asarray(predictions) == 1
+    rising = flagged & ~np.concatenate(([False], flagged[:-1]))
     outcomes = []
     for start, stop in segments_of(truth):
         hits = np.flatnonzero(flagged[start:stop])
         delay = None
         if hits.size:
             delay = float((timestamps[start + hits[0]] - timestamps[start]) / np.timedelta64(1, "s"))
-        outcomes.append(EventOutcome(name, start, stop - start, bool(hits.size), delay))
-    rising = flagged & ~np.concatenate(([False], flagged[:-1]))
+        raised = bool(rising[start + 1 : stop].any()) or (bool(rising[start]) and start > 0)
+        outcomes.append(EventOutcome(name, start, stop - start, bool(hits.size), delay, raised))
     return FileEvents(outcomes, int((rising & ~truth).sum()))
 
 
@@ -136,6 +139,7 @@ def event_summary(per_file: Sequence[FileEvents]) -> dict[str, float | int | Non
         "segments": len(outcomes),
         "caught": sum(outcome.caught for outcome in outcomes),
         "caught_pct": round(100.0 * sum(o.caught for o in outcomes) / len(outcomes), 1) if outcomes else None,
+        "caught_by_alarm_raised_inside": sum(outcome.raised_inside for outcome in outcomes),
         "median_delay_s": float(np.median(delays)) if delays else None,
         "mean_delay_s": round(float(np.mean(delays)), 1) if delays else None,
         "p90_delay_s": float(np.percentile(delays, 90)) if delays else None,

@@ -82,7 +82,18 @@ def test_events_count_caught_segments_delays_and_false_runs() -> None:
     assert segments_of(labels) == [(3, 7)]
     assert events.segments[0].caught
     assert events.segments[0].delay_s == 2.0
+    assert events.segments[0].raised_inside
     assert events.false_alarm_runs == 2  # the run at row 1 and the one at row 9, not the one inside
+
+
+def test_a_false_alarm_running_into_a_segment_is_not_an_alarm_raised_inside_it() -> None:
+    stamps = np.arange(8).astype("datetime64[s]")
+    labels = np.array([0, 0, 0, 1, 1, 1, 0, 0])
+    alarms = np.array([0, 1, 1, 1, 1, 1, 0, 0])
+    outcome = file_events("f", stamps, labels, alarms).segments[0]
+    assert outcome.caught
+    assert outcome.delay_s == 0.0
+    assert not outcome.raised_inside
 
 
 def test_nab_scores_perfect_silent_and_late_detectors() -> None:
