@@ -1,0 +1,289 @@
+"""Every PromQL expression of every dashboard panel and alert rule, run against a real Prometheus.
+
+A Prometheus (Debian's /usr/bin/prometheus: free port, temporary storage, 1 s scrapes and rule
+evaluation) loads the repository's rule files and scrapes a target. Each dashboard expression must
+return data, and every series selector inside each alert rule must too: a typo, or a metric or label
+the service does not expose, comes back empty and fails here rather than on the operators' wall.
+
+The first test points Prometheus at a small exporter that serves every metric of the contract with
+made-up values, which proves the checks themselves; the second at the real detector, fed by replay
+with thefts, where the theft alert must fire.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from centinela import dashboards
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
+THEFT_ALERT = "CentinelaTheftIncidentOpen"
+
+# Identifiers that are PromQL syntax, not metric names.
+_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+}
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_RANGE = re.compile(r"\[[^\]]*\]")
+_SELECTOR = re.compile(r"(?<![\w:.])([A-Za-z_:][\w:]*)\s*(\{[^}]*\})?")
+
+
+def vector_selectors(expr: str) -> list[str]:
+    """The series selectors of a PromQL expression (``name{matchers}``), without functions,
+    keywords, grouping labels, ranges or numbers. Good for the expressions of this repository;
+    not a PromQL parser."""
+    text = _RANGE.sub(" ", _GROUPING.sub(" ", expr))
+    selectors = []
+    for match in _SELECTOR.finditer(text):
+        name, matchers = match.group(1), match.group(2) or ""
+        if name in _KEYWORDS or (not matchers and text[match.end() :].lstrip().startswith("(")):
+            continue
+        selectors.append(name + matchers)
+    return selectors
+
+
+def test_vector_selectors_finds_series_not_syntax() -> None:
+    expr = (
+        'max by (station) (centinela_score / centinela_threshold{station="A"}) and on (station) '
+        "deriv(sum(max by (partition) (centinela_consumer_lag))[15m:1m]) > bool 0.5 unless "
+        'absent(up{job="centinela"}) offset 6h'
+    )
+    assert vector_selectors(expr) == [
+        "centinela_score",
+        'centinela_threshold{station="A"}',
+        "centinela_consumer_lag",
+        'up{job="centinela"}',
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    """A running Prometheus and the few API calls the checks need."""
+
+    url: str
+    log: Path
+
+    def _get(self, path: str, **params: str) -> Any:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=10) as response:
+                body = json.load(response)
+        except urllib.error.HTTPError as error:  # 400 for a bad query: say which and why
+            body = json.load(error)
+            raise AssertionError(f"{path} {params}: {body.get('errorType')}: {body.get('error')}") from error
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._get("/api/v1/query", query=expr)["result"]
+        return result
+
+    def query_range(self, expr: str, seconds: int) -> list[dict[str, Any]]:
+        end = time.time()
+        result: list[dict[str, Any]] = self._get(
+            "/api/v1/query_range", query=expr, start=f"{end - seconds:.3f}", end=f"{end:.3f}", step="1"
+        )["result"]
+        return result
+
+    def rules(self) -> list[dict[str, Any]]:
+        return [rule for group in self._get("/api/v1/rules")["groups"] for rule in group["rules"]]
+
+    def firing(self, alertname: str) -> list[dict[str, Any]]:
+        alerts = self._get("/api/v1/alerts")["alerts"]
+        return [a for a in alerts if a["labels"].get("alertname") == alertname and a["state"] == "firing"]
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+
+@contextmanager
+def running_prometheus(targets: list[str], workdir: Path) -> Iterator[Prometheus]:
+    """Prometheus scraping ``targets`` as job ``centinela`` every second, with the repository's
+    alert rules evaluated every second. Stopped (and its storage left in ``workdir``) on exit."""
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not Path(binary).exists():
+        pytest.fail("prometheus is not installed: run `make setup` (scripts/system-deps.sh installs it)")
+    port = _free_port()
+    # JSON is YAML, so no YAML library is needed to write the config.
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(path) for path in RULE_FILES],
+        "scrape_configs": [{"job_name": dashboards.DETECTOR_JOB, "static_configs": [{"targets": targets}]}],
+    }
+    config_path = workdir / "prometheus.yml"
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    log = workdir / "prometheus.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = Prometheus(f"http://127.0.0.1:{port}", log)
+    try:
+        _wait_until(lambda: server.ready() or process.poll() is not None, 30, "Prometheus to start")
+        assert process.poll() is None, f"Prometheus exited:\n{log.read_text()}"
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for_scrapes(prometheus: Prometheus, scrapes: int = 3, timeout_s: float = 30) -> None:
+    """Until the target is up and has been scraped ``scrapes`` times, so rates have samples."""
+
+    def scraped() -> bool:
+        result = prometheus.query(f'count_over_time(up{{job="{dashboards.DETECTOR_JOB}"}}[1m])')
+        up = prometheus.query(f'up{{job="{dashboards.DETECTOR_JOB}"}}')
+        return bool(result and up) and float(result[0]["value"][1]) >= scrapes and up[0]["value"][1] == "1"
+
+    _wait_until(scraped, timeout_s, f"{scrapes} successful scrapes")
+
+
+def dashboard_problems(prometheus: Prometheus, station: str, window_s: int = 60) -> list[str]:
+    """Dashboard expressions (variables filled in) that return no data over the last ``window_s``."""
+    problems = []
+    for board in dashboards.load_dashboards():
+        for query in dashboards.panel_queries(board):
+            expr = dashboards.as_promql(query.expr, {"station": station})
+            if not prometheus.query_range(expr, window_s):
+                problems.append(f"{query.dashboard} / {query.panel}: no data for {expr}")
+    return problems
+
+
+def rule_problems(prometheus: Prometheus) -> list[str]:
+    """Rules Prometheus could not evaluate, and series selectors inside rules that match nothing."""
+    rules = prometheus.rules()
+    assert rules, "Prometheus loaded no rules"
+    problems = []
+    for rule in rules:
+        if rule.get("health") == "err":
+            problems.append(f"{rule['name']}: {rule.get('lastError')}")
+        prometheus.query(rule["query"])  # raises on a query Prometheus refuses
+        for selector in vector_selectors(rule["query"]):
+            if not prometheus.query(selector):
+                problems.append(f"{rule['name']}: no data for {selector}")
+    return problems
+
+
+def _fake_exporter(registry: CollectorRegistry) -> Gauge:
+    """Every metric of docs/contracts.md with plausible values; returns incident_open to flip."""
+    readings = Counter("centinela_readings", "readings", ["outcome"], registry=registry)
+    for outcome, count in (("accepted", 900), ("late", 3), ("duplicate", 2), ("invalid", 5)):
+        readings.labels(outcome).inc(count)
+    Counter("centinela_windows_scored", "windows", registry=registry).inc(120)
+    Counter("centinela_windows_skipped", "skipped", ["reason"], registry=registry).labels("coverage").inc(4)
+    score = Gauge("centinela_score", "score", ["station"], registry=registry)
+    threshold = Gauge("centinela_threshold", "threshold", ["station"], registry=registry)
+    incident_open = Gauge("centinela_incident_open", "open", ["station"], registry=registry)
+    freshness = Gauge("centinela_data_freshness_seconds", "age", ["station"], registry=registry)
+    last_ts = Gauge("centinela_last_reading_timestamp_seconds", "ts", ["station"], registry=registry)
+    for i, station in enumerate(("EST-01", "EST-02")):
+        score.labels(station).set(0.1 + i)
+        threshold.labels(station).set(0.5)
+        incident_open.labels(station).set(0)
+        freshness.labels(station).set(60)
+        last_ts.labels(station).set_function(time.time)  # a new reading at every scrape
+    Counter("centinela_alerts", "alerts", ["kind", "status", "severity"], registry=registry).labels(
+        "incident", "open", "high"
+    ).inc()
+    Gauge("centinela_open_incidents", "open", registry=registry).set(0)
+    Histogram("centinela_scoring_seconds", "scoring", registry=registry).observe(0.01)
+    Histogram("centinela_decision_latency_seconds", "latency", registry=registry).observe(0.2)
+    Histogram("centinela_batch_windows", "batch", buckets=(1, 8, 64, 512), registry=registry).observe(6)
+    Gauge("centinela_consumer_lag", "lag", ["partition"], registry=registry).labels("0").set(3)
+    Counter("centinela_dead_letters", "dlq", ["reason"], registry=registry).labels("bad_json").inc(5)
+    Gauge("centinela_model_info", "model", ["model_version", "format_version"], registry=registry).labels(
+        "20250101T000000Z", "1"
+    ).set(1)
+    Counter("centinela_model_reload_failures", "failures", registry=registry)
+    Counter("centinela_model_reloads", "reloads", registry=registry).inc()
+    Gauge("centinela_broker_up", "broker", registry=registry).set(1)
+    return incident_open
+
+
+def test_every_expression_returns_data_from_an_exporter_of_the_contract_metrics(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    incident_open = _fake_exporter(registry)
+    port = _free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        with running_prometheus([f"127.0.0.1:{port}"], tmp_path) as prometheus:
+            wait_for_scrapes(prometheus)
+            assert dashboard_problems(prometheus, "EST-01") == []
+            assert rule_problems(prometheus) == []
+            assert prometheus.firing(THEFT_ALERT) == []
+            # The checks can fail: a misspelt metric comes back empty, a malformed query is refused.
+            assert prometheus.query_range("max by (station) (centinela_scores)", 60) == []
+            assert prometheus.query("centinela_readings_totl") == []
+            with pytest.raises(AssertionError, match="bad_data"):
+                prometheus.query("sum by (station (centinela_score)")
+
+            incident_open.labels("EST-02").set(1)
+            _wait_until(lambda: bool(prometheus.firing(THEFT_ALERT)), 20, f"{THEFT_ALERT} to fire")
+            (alert,) = prometheus.firing(THEFT_ALERT)
+            assert alert["labels"]["station"] == "EST-02"
+            assert float(alert["value"]) == pytest.approx(1.1 / 0.5)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
