@@ -315,3 +315,24 @@ def test_sorted_arrival_of_any_series_gives_the_batch_windows(raw: list[int], sp
     offsets = sorted(set(raw))
     closed, _ = stream(offsets, series(offsets), spec)
     assert_same_windows(batch_windows(minutes(offsets), series(offsets), spec), closed)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=90), min_size=1, max_size=150),
+    st.sampled_from([SPEC, WindowSpec(allowed_lateness=timedelta(0)), WindowSpec(max_fill=timedelta(0))]),
+)
+def test_any_arrival_order_gives_the_batch_windows_of_the_accepted_samples(
+    arrivals: list[int], spec: WindowSpec
+) -> None:
+    """Late samples are dropped; what was accepted cuts exactly the batch windows (first wins)."""
+    values = np.array([[float(m), float(i)] for i, m in enumerate(arrivals)])  # i tells duplicates apart
+    closed, outcomes = stream(arrivals, values, spec)
+    accepted = [i for i, outcome in enumerate(outcomes) if outcome is AddOutcome.ACCEPTED]
+    seen: set[int] = set()
+    for m, outcome in zip(arrivals, outcomes, strict=True):
+        assert (outcome is AddOutcome.DUPLICATE) == (m in seen and outcome is not AddOutcome.LATE)
+        if outcome is AddOutcome.ACCEPTED:
+            seen.add(m)
+    batch = batch_windows(minutes([arrivals[i] for i in accepted]), values[accepted], spec)
+    assert_same_windows(batch, closed)
