@@ -106,6 +106,10 @@ def sensitivity(files: Sequence[SkabFile], config: DetectorConfig) -> list[dict[
     variants: list[tuple[str, DetectorConfig]] = [
         ("as run", config),
         ("all 8 sensors", replace(config, sensors=SENSORS)),
+        (
+            "7 sensors (keep Thermocouple)",
+            replace(config, sensors=tuple(x for x in SENSORS if x != "Temperature")),
+        ),
         ("no hold", replace(config, hold=0)),
         ("smoothing 5", replace(config, smoothing=5)),
         ("smoothing 20", replace(config, smoothing=20)),
