@@ -140,6 +140,16 @@ def test_dashboards_match_their_generator() -> None:
     assert dashboards.stale_dashboards() == [], "run `python -m centinela.dashboards` and commit the JSON"
 
 
+def test_dashboards_check_flags_an_edited_or_missing_file(tmp_path: Path) -> None:
+    written = dashboards.write_dashboards(tmp_path)
+    assert dashboards.stale_dashboards(tmp_path) == []
+    station = tmp_path / "station.json"
+    station.write_text(station.read_text().replace("centinela_score", "centinela_scor"))
+    (tmp_path / "service.json").unlink()
+    assert sorted(dashboards.stale_dashboards(tmp_path)) == ["service.json", "station.json"]
+    assert len(written) == 3
+
+
 def test_dashboards_name_only_metrics_of_the_contract() -> None:
     names, histograms = _contract_metrics()
     used = set()
