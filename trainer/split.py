@@ -14,10 +14,14 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass(frozen=True)
 class SplitBounds:
-    """Cut times (UTC): train is ``ts < validation_start``, test is ``ts >= test_start``."""
+    """Cut times (UTC): train is ``ts < validation_start``, test is ``test_start <= ts < end``.
+
+    ``end`` is None for the usual split (test runs to the last row); walk-forward folds set it.
+    """
 
     validation_start: np.datetime64
     test_start: np.datetime64
+    end: np.datetime64 | None = None
 
     def mask(self, split: str, ts: np.ndarray) -> np.ndarray:
         if split == "train":
@@ -25,7 +29,8 @@ class SplitBounds:
         if split == "validation":
             return np.asarray((ts >= self.validation_start) & (ts < self.test_start))
         if split == "test":
-            return np.asarray(ts >= self.test_start)
+            after = ts >= self.test_start
+            return np.asarray(after if self.end is None else after & (ts < self.end))
         raise ConfigError(f"unknown split {split!r}")
 
 
@@ -53,6 +58,31 @@ def chronological_bounds(dataset: Dataset, train_ratio: float = 0.6, val_ratio: 
     first_val = min(max(first_val, 1), len(times) - 2)
     first_test = min(max(first_test, first_val + 1), len(times) - 1)
     return SplitBounds(validation_start=times[first_val], test_start=times[first_test])
+
+
+def walk_forward_bounds(dataset: Dataset, folds: int) -> list[SplitBounds]:
+    """``folds`` expanding-window folds over ``folds + 2`` equal periods of distinct timestamps.
+
+    Fold ``k`` trains on periods ``0..k``, calibrates on period ``k + 1`` and tests on ``k + 2``,
+    so every test period lies after everything the fold learned from or calibrated on.
+    """
+    if folds < 1:
+        raise ConfigError(f"--walk-forward needs at least 1 fold, got {folds}")
+    times = np.unique(np.concatenate([series.ts for series in dataset.stations.values()]))
+    size = len(times) // (folds + 2)
+    if size < 2:
+        raise DataError(f"{dataset.source}: {len(times)} timestamps are too few for {folds} folds")
+    bounds = []
+    for k in range(folds):
+        end_index = (k + 3) * size
+        bounds.append(
+            SplitBounds(
+                validation_start=times[(k + 1) * size],
+                test_start=times[(k + 2) * size],
+                end=times[end_index] if end_index < len(times) and k < folds - 1 else None,
+            )
+        )
+    return bounds
 
 
 def split_station(series: StationSeries, bounds: SplitBounds, split: str) -> StationSeries:

@@ -1,0 +1,83 @@
+"""Writing the trained model as a detector bundle: ONNX serving export, Keras model, manifest, card."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from detector.bundle import write_bundle
+from detector.errors import BundleError
+from trainer.pipeline import RunResult
+
+log = logging.getLogger(__name__)
+
+
+def onnx_bytes(model: Any, sample: Any, workdir: Path) -> bytes:
+    """The serving export. Keras needs one call on real data before ``export`` can trace shapes."""
+    model.predict(sample[:1], verbose=0)
+    path = workdir / "model.onnx"
+    # tf2onnx logs every graph rewrite at INFO; a user only needs to hear if it fails.
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    try:
+        model.export(str(path), format="onnx", verbose=False)
+    except TypeError:
+        # Older Keras releases do not take ``verbose``.
+        model.export(str(path), format="onnx")
+    except Exception as error:
+        raise BundleError(f"exporting the model to ONNX failed: {error}") from error
+    return path.read_bytes()
+
+
+def model_version(result: RunResult, created_at: datetime) -> str:
+    return f"ae-{created_at.strftime('%Y%m%dT%H%M%SZ')}-seed{result.options.fit.seed}"
+
+
+def training_record(result: RunResult) -> dict[str, Any]:
+    """The manifest's ``training`` block: what the model was fitted on and how well it did."""
+    ae = result.autoencoder
+    return {
+        "data": str(result.options.data),
+        "mode": ae.mode,
+        "options": result.options.to_dict(),
+        "split": {name: ws.summary() for name, ws in result.prepared.splits.items()},
+        "epochs_run": result.trained.epochs_run,
+        "best_epoch": result.trained.best_epoch,
+        "final_loss": result.trained.history.get("loss", [float("nan")])[-1],
+        "train_seconds": result.seconds.get("train"),
+        "test": {k: ae.test[k] for k in ("precision", "recall", "f1", "roc_auc", "average_precision")},
+        "aggregation_selection": result.aggregation_selection,
+    }
+
+
+def export_bundle(result: RunResult, out_dir: Path, model_card: str | None = None) -> Path:
+    """Write ``out_dir`` (replacing an old bundle there) and return its path."""
+    created_at = datetime.now(UTC).replace(microsecond=0)
+    ae = result.autoencoder
+    with tempfile.TemporaryDirectory(prefix="centinela-export-") as tmp:
+        workdir = Path(tmp)
+        onnx = onnx_bytes(result.trained.model, result.prepared["train"].x, workdir)
+        keras_file = workdir / "model.keras"
+        result.trained.model.save(keras_file)
+        calibration = ae.calibration.to_dict()
+        calibration["test"] = [c.to_dict() for c in ae.test_strategies]
+        calibration["aggregation"] = result.aggregation
+        return write_bundle(
+            out_dir,
+            onnx_model=onnx,
+            keras_model_file=keras_file,
+            model_version=model_version(result, created_at),
+            sensors=result.prepared.sensors,
+            window=result.prepared.spec,
+            scalers=result.prepared.scalers,
+            aggregation=result.aggregation,
+            threshold=ae.calibration.threshold,
+            topk=result.options.topk,
+            calibration=calibration,
+            training=training_record(result),
+            model_card=model_card,
+            created_at=created_at,
+            overwrite=True,
+        )

@@ -1,0 +1,184 @@
+"""The plots the original only had in its notebook, written as PNG files beside the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from trainer.pipeline import AUTOENCODER, RunResult
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves(history: dict[str, list[float]], path: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, values in history.items():
+        ax.plot(range(1, len(values) + 1), values, label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE (scaled units)")
+    ax.set_title("Autoencoder training")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def error_distributions(
+    scores: npt.NDArray[np.float64], labels: npt.NDArray[np.int8], threshold: float, title: str, path: Path
+) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.histogram_bin_edges(scores, bins=40)
+    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
+    if (labels == 1).any():
+        ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="anomalous")
+    ax.axvline(threshold, color="k", linestyle="--", label="threshold")
+    ax.set_xlabel("window score")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def roc_pr(curves: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.int8]]], path: Path) -> Path:
+    """ROC and precision-recall curves of every model on the test split."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    plt = _pyplot()
+    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for name, (scores, labels) in curves.items():
+        if len(np.unique(labels)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(labels, scores)
+        precision, recall, _ = precision_recall_curve(labels, scores)
+        roc_ax.plot(fpr, tpr, label=name)
+        pr_ax.plot(recall, precision, label=name)
+    roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
+    pr_ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
+    roc_ax.legend(fontsize=8)
+    pr_ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def confusion(matrix: list[list[int]], title: str, path: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4, 4))
+    values = np.asarray(matrix)
+    ax.imshow(values, cmap="Blues")
+    for (i, j), count in np.ndenumerate(values):
+        ax.text(j, i, str(count), ha="center", va="center", color="black")
+    ax.set_xticks([0, 1], ["normal", "anomaly"])
+    ax.set_yticks([0, 1], ["normal", "anomaly"])
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def error_over_time(
+    ends: npt.NDArray[np.datetime64],
+    scores: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int8],
+    threshold: float,
+    path: Path,
+) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(11, 4))
+    ax.plot(ends, scores, linewidth=0.8, label="window score")
+    hits = labels == 1
+    ax.scatter(ends[hits], scores[hits], color="red", s=12, label="labelled anomalous", zorder=3)
+    ax.axhline(threshold, color="k", linestyle="--", label="threshold")
+    ax.set(xlabel="window end (UTC)", ylabel="score", title="Autoencoder score over time (test)")
+    ax.legend()
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def worst_reconstructions(
+    x: npt.NDArray[np.float32],
+    x_hat: npt.NDArray[np.float32],
+    scores: npt.NDArray[np.float64],
+    sensors: tuple[str, ...],
+    path: Path,
+    *,
+    count: int = 3,
+) -> Path:
+    """The highest-scoring test windows, each sensor as observed and as reconstructed."""
+    plt = _pyplot()
+    worst = np.argsort(scores)[::-1][:count]
+    fig, axes = plt.subplots(
+        len(worst), len(sensors), figsize=(2.4 * len(sensors), 2.0 * len(worst)), squeeze=False
+    )
+    for row, index in enumerate(worst):
+        for col, sensor in enumerate(sensors):
+            ax = axes[row][col]
+            ax.plot(x[index, :, col], label="observed")
+            ax.plot(x_hat[index, :, col], label="reconstructed")
+            if row == 0:
+                ax.set_title(sensor, fontsize=9)
+            ax.tick_params(labelsize=7)
+        axes[row][0].set_ylabel(f"score {scores[index]:.2f}", fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Worst test windows (scaled units)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_plots(result: RunResult, out: Path) -> list[Path]:
+    """Every plot of the run into ``out`` (created); returns the files."""
+    out.mkdir(parents=True, exist_ok=True)
+    ae = result.models[AUTOENCODER]
+    test = result.prepared["test"]
+    validation = result.prepared["validation"]
+    threshold = ae.calibration.threshold
+    paths = [
+        training_curves(result.trained.history, out / "training_curves.png"),
+        error_distributions(
+            ae.scores["validation"],
+            validation.labels,
+            threshold,
+            "Validation scores",
+            out / "errors_validation.png",
+        ),
+        error_distributions(
+            ae.scores["test"], test.labels, threshold, "Test scores", out / "errors_test.png"
+        ),
+        roc_pr(
+            {name: (model.scores["test"], test.labels) for name, model in result.models.items()},
+            out / "roc_pr.png",
+        ),
+        confusion(ae.test["confusion_matrix"], "Autoencoder (test)", out / "confusion_matrix.png"),
+        error_over_time(test.ends, ae.scores["test"], test.labels, threshold, out / "error_over_time.png"),
+        worst_reconstructions(
+            test.x,
+            result.reconstructions["test"],
+            ae.scores["test"],
+            result.prepared.sensors,
+            out / "worst_windows.png",
+        ),
+    ]
+    return paths

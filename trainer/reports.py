@@ -1,0 +1,328 @@
+"""The run's report: ``report.json`` for tools, ``report.md`` for people (English or Spanish)."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detector.errors import ConfigError
+from trainer.metrics import METRIC_KEYS
+from trainer.pipeline import UNSUPERVISED, RunResult
+
+LANGUAGES = ("en", "es")
+
+# Original pipeline's published figures on the seed data set (its README and notebook runs).
+ORIGINAL_FIGURES = {
+    "autoencoder": {"f1": "0.72 ± 0.04", "average_precision": "0.86", "roc_auc": "0.90"},
+    "isolation_forest": {"f1": "0.00"},
+    "local_outlier_factor": {"f1": "0.68"},
+}
+
+_TEXT: dict[str, dict[str, str]] = {
+    "title": {"en": "Centinela training report", "es": "Reporte de entrenamiento de Centinela"},
+    "data": {"en": "Data", "es": "Datos"},
+    "split": {"en": "Chronological split", "es": "División cronológica"},
+    "models": {
+        "en": "Test metrics (threshold chosen on validation)",
+        "es": "Métricas en prueba (umbral elegido en validación)",
+    },
+    "model": {"en": "model", "es": "modelo"},
+    "mode": {"en": "mode", "es": "modo"},
+    "unsupervised": {
+        "en": "unsupervised (normal windows only)",
+        "es": "no supervisado (solo ventanas normales)",
+    },
+    "labels": {"en": "labels (training split only)", "es": "etiquetas (solo tramo de entrenamiento)"},
+    "calibration": {"en": "Threshold calibration", "es": "Calibración del umbral"},
+    "strategies": {
+        "en": "Strategies compared (same thresholds on each split)",
+        "es": "Estrategias comparadas (mismos umbrales en cada tramo)",
+    },
+    "aggregation": {
+        "en": "Score aggregation chosen on validation",
+        "es": "Agregación del puntaje elegida en validación",
+    },
+    "events": {"en": "Event level (test)", "es": "Nivel de evento (prueba)"},
+    "training": {"en": "Training", "es": "Entrenamiento"},
+    "plots": {"en": "Plots", "es": "Gráficas"},
+    "original": {"en": "Original pipeline (published)", "es": "Pipeline original (publicado)"},
+    "rows": {"en": "rows", "es": "filas"},
+    "windows": {"en": "windows", "es": "ventanas"},
+    "anomalous": {"en": "anomalous", "es": "anómalas"},
+    "split_name": {"en": "split", "es": "tramo"},
+    "strategy": {"en": "strategy", "es": "estrategia"},
+    "threshold": {"en": "threshold", "es": "umbral"},
+    "chosen": {"en": "chosen", "es": "elegido"},
+    "caught": {"en": "caught", "es": "detectados"},
+    "delay": {"en": "median delay (min)", "es": "retraso mediano (min)"},
+    "train": {"en": "train", "es": "entrenamiento"},
+    "validation": {"en": "validation", "es": "validación"},
+    "test": {"en": "test", "es": "prueba"},
+    "epochs": {"en": "epochs run (best)", "es": "épocas (mejor)"},
+    "seconds": {"en": "training seconds", "es": "segundos de entrenamiento"},
+    "bundle": {"en": "Bundle", "es": "Paquete del modelo"},
+    "confusion": {
+        "en": "Confusion matrix (test, rows = truth)",
+        "es": "Matriz de confusión (prueba, filas = verdad)",
+    },
+    "note_modes": {
+        "en": "Every number says which mode produced it: `unsupervised` models never saw a label "
+        "except to choose the threshold on validation; `labels` learned the anomalies' signature "
+        "from the training split.",
+        "es": "Cada cifra indica el modo que la produjo: los modelos `no supervisados` no vieron "
+        "etiquetas salvo para elegir el umbral en validación; `etiquetas` aprendió la firma de las "
+        "anomalías del tramo de entrenamiento.",
+    },
+}
+
+
+def _t(key: str, lang: str) -> str:
+    return _TEXT[key][lang]
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN to null."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def build_report(result: RunResult, bundle_path: Path | None = None) -> dict[str, Any]:
+    ae = result.autoencoder
+    calibration = ae.calibration.to_dict()
+    calibration["test"] = [{**c.to_dict(), "split": "test"} for c in ae.test_strategies]
+    for row in calibration["strategies"]:
+        row["split"] = "validation"
+    calibration["aggregation"] = result.aggregation
+    report = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data": str(result.options.data),
+        "sensors": list(result.prepared.sensors),
+        "stations": list(result.dataset.stations),
+        "mode": "labels" if result.options.use_labels else UNSUPERVISED,
+        "split": {name: ws.summary() for name, ws in result.prepared.splits.items()},
+        "split_bounds": {
+            "validation_start": str(result.prepared.bounds.validation_start) + "Z",
+            "test_start": str(result.prepared.bounds.test_start) + "Z",
+        },
+        "window": {
+            "samples": result.options.window,
+            "step": result.options.step,
+            **result.prepared.spec.to_seconds(),
+        },
+        "models": {name: model.summary() for name, model in result.models.items()},
+        "calibration": calibration,
+        "aggregation_selection": result.aggregation_selection,
+        "events": {name: model.events for name, model in result.models.items()},
+        "training": {
+            "epochs_run": result.trained.epochs_run,
+            "best_epoch": result.trained.best_epoch,
+            "history": result.trained.history,
+            "seconds": result.seconds,
+        },
+        "options": result.options.to_dict(),
+        "original_pipeline": ORIGINAL_FIGURES,
+        "bundle": str(bundle_path) if bundle_path else None,
+    }
+    if result.label_head is not None:
+        report["label_head_coefficients"] = result.label_head.describe(result.prepared.sensors)
+    cleaned: dict[str, Any] = _clean(report)
+    return cleaned
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def render_markdown(report: dict[str, Any], lang: str = "en", plots: list[str] | None = None) -> str:
+    """The human report; ``lang`` ``es`` renders it in Spanish."""
+    if lang not in LANGUAGES:
+        raise ConfigError(f"--lang must be one of {', '.join(LANGUAGES)}, got {lang!r}")
+
+    def t(key: str) -> str:
+        return _t(key, lang)
+
+    lines = [
+        f"# {t('title')}",
+        "",
+        f"{t('data')}: `{report['data']}` — sensors: {', '.join(report['sensors'])}; "
+        f"stations: {', '.join(report['stations'])}",
+        "",
+    ]
+    lines += [
+        f"## {t('split')}",
+        "",
+        f"| {t('split_name')} | {t('rows')} | {t('windows')} | {t('anomalous')} |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, split in report["split"].items():
+        lines.append(f"| {t(name)} | {split['rows']} | {split['windows']} | {split['anomalous_windows']} |")
+    lines += [
+        "",
+        f"## {t('models')}",
+        "",
+        t("note_modes"),
+        "",
+        f"| {t('model')} | {t('mode')} | precision | recall | F1 | ROC-AUC | AP | {t('threshold')} |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, model in report["models"].items():
+        mode = t(model["mode"])
+        agg = f" ({model['aggregation']})" if model.get("aggregation") else ""
+        lines.append(
+            f"| {name}{agg} | {mode} | "
+            + " | ".join(_fmt(model[k]) for k in METRIC_KEYS)
+            + f" | {_fmt(model['threshold'])} |"
+        )
+    lines += [
+        "",
+        f"{t('original')}: "
+        + "; ".join(
+            f"{name} " + ", ".join(f"{k} {v}" for k, v in figures.items())
+            for name, figures in report["original_pipeline"].items()
+        ),
+        "",
+    ]
+    ae = report["models"]["autoencoder"]
+    matrix = ae["confusion_matrix"]
+    lines += [
+        f"### {t('confusion')} — autoencoder",
+        "",
+        "| | 0 | 1 |",
+        "|---|---:|---:|",
+        f"| 0 | {matrix[0][0]} | {matrix[0][1]} |",
+        f"| 1 | {matrix[1][0]} | {matrix[1][1]} |",
+        "",
+    ]
+    lines += [
+        f"## {t('events')}",
+        "",
+        f"| {t('model')} | events | {t('caught')} | {t('delay')} |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, model in report["models"].items():
+        ev = model["events"]
+        lines.append(f"| {name} | {ev['events']} | {ev['caught']} | {_fmt(ev['median_delay_minutes'])} |")
+    if report.get("aggregation_selection"):
+        lines += [
+            "",
+            f"## {t('aggregation')}",
+            "",
+            "| aggregation | validation F1 | validation AP |",
+            "|---|---:|---:|",
+        ]
+        for agg, row in report["aggregation_selection"].items():
+            mark = " ←" if agg == report["calibration"]["aggregation"] else ""
+            f1, ap = _fmt(row["validation_f1"]), _fmt(row["validation_average_precision"])
+            lines.append(f"| {agg}{mark} | {f1} | {ap} |")
+    cal = report["calibration"]
+    lines += [
+        "",
+        f"## {t('calibration')}",
+        "",
+        f"{t('chosen')}: `{cal['method']}` — {t('threshold')} {_fmt(cal['threshold'])}"
+        + (f" (p{cal['percentile']:g})" if cal.get("percentile") is not None else ""),
+        "",
+        f"### {t('strategies')}",
+        "",
+        f"| {t('strategy')} | {t('threshold')} | {t('split_name')} | precision | recall | F1 |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for val_row, test_row in zip(cal["strategies"], cal["test"], strict=True):
+        for row in (val_row, test_row):
+            lines.append(
+                f"| {row['strategy']} | {_fmt(row['threshold'])} | {t(row['split'])} | "
+                f"{_fmt(row['precision'])} | {_fmt(row['recall'])} | {_fmt(row['f1'])} |"
+            )
+    tr = report["training"]
+    lines += [
+        "",
+        f"## {t('training')}",
+        "",
+        f"- {t('epochs')}: {tr['epochs_run']} ({tr['best_epoch']})",
+        f"- {t('seconds')}: {_fmt(tr['seconds'].get('train'))}",
+    ]
+    if report.get("bundle"):
+        lines += ["", f"## {t('bundle')}", "", f"`{report['bundle']}`"]
+    if plots:
+        lines += ["", f"## {t('plots')}", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(
+    report: dict[str, Any], out: Path, lang: str = "en", plots: list[str] | None = None
+) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "report.json"
+    json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    md_path = out / "report.md"
+    md_path.write_text(render_markdown(report, lang, plots), encoding="utf-8")
+    return json_path, md_path
+
+
+def model_card(report: dict[str, Any]) -> str:
+    """MODEL_CARD.md: data, assumptions, calibration, limits, and when to recalibrate."""
+    ae = report["models"]["autoencoder"]
+    cal = report["calibration"]
+    split = report["split"]
+    bounds = report["split_bounds"]
+    window = report["window"]
+    validation = cal["validation"]
+    lines = [
+        "# Model card — Centinela LSTM autoencoder",
+        "",
+        "## Data",
+        f"- Source: `{report['data']}`; stations: {', '.join(report['stations'])}; "
+        f"sensors: {', '.join(report['sensors'])}.",
+        f"- Chronological split: train {split['train']['rows']} rows, validation "
+        f"{split['validation']['rows']}, test {split['test']['rows']} (validation starts "
+        f"{bounds['validation_start']}, test {bounds['test_start']}).",
+        f"- Windows: {window['samples']} samples, step {window['step']}; a window is anomalous if any "
+        "sample is labelled.",
+        "",
+        "## What the model assumes",
+        "- Trained on normal training windows only; per-station scalers fitted on normal training rows.",
+        "- Normal is what the training period looked like: a new operating regime (new pump, new",
+        "  setpoint, seasonal demand) will score high until the model is retrained.",
+        f"- Score: reconstruction error aggregated with `{cal['aggregation']}` over the window, in",
+        "  scaled units (see `detector.scoring.reconstruction_errors`).",
+        "",
+        "## Calibration",
+        f"- Method `{cal['method']}` on the validation split: threshold {ae['threshold']:.4f} "
+        f"(validation F1 {validation['f1']:.3f}; {cal['validation_windows']} windows, "
+        f"{cal['validation_normal_windows']} normal).",
+        f"- Test, never used to choose anything ({ae['mode']}): precision {ae['precision']:.3f}, "
+        f"recall {ae['recall']:.3f}, F1 {ae['f1']:.3f}, ROC-AUC {ae['roc_auc']:.3f}, "
+        f"AP {ae['average_precision']:.3f}.",
+        "- The strategy comparison on validation and test is in `manifest.json`, `calibration`.",
+        "",
+        "## Known limits",
+        "- Labelled anomalies are few; F1 on a few hundred windows moves by several points when one",
+        "  event is missed. `centinela train --walk-forward K` shows the spread over periods.",
+        "- An anomaly that keeps every sensor inside its normal range is invisible to a",
+        "  distance-from-normal detector; only labels (`--use-labels`) can teach its direction.",
+        "- Stations never seen in training are scaled with the pooled fallback scaler: expect more",
+        "  false alarms there until they are in the training data.",
+        "",
+        "## Recalibrate when",
+        "- the false-alarm rate on confirmed-normal periods drifts above what validation predicted;",
+        "- equipment, setpoints or sensors change;",
+        "- every few months with newly confirmed labels: rerun `centinela train` on recent history and",
+        "  compare the new report with this one before deploying the new bundle.",
+    ]
+    return "\n".join(lines) + "\n"
