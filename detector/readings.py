@@ -222,4 +222,21 @@ class ReadingParser:
                 return ParseFailure("out_of_range", f"{name}={number:g} outside [{low:g}, {high:g}]")
             values[name] = number
 
-        return Reading.model_construct(station_id=station_id, ts=ts, values=values)
+        return _trusted_reading(station_id, ts, values)
+
+
+_set = object.__setattr__
+
+
+def _trusted_reading(station_id: str, ts: datetime, values: dict[str, float]) -> Reading:
+    """A ``Reading`` from already-validated parts, without pydantic's per-call overhead.
+
+    ``model_construct`` costs about 2 µs, half of a whole parse; this sets the same four slots it
+    sets (pydantic v2 instance layout). ``test_trusted_reading_equals_a_validated_one`` guards it.
+    """
+    reading = Reading.__new__(Reading)
+    _set(reading, "__dict__", {"station_id": station_id, "ts": ts, "values": values})
+    _set(reading, "__pydantic_fields_set__", {"station_id", "ts", "values"})  # mutable: model_copy adds
+    _set(reading, "__pydantic_extra__", None)
+    _set(reading, "__pydantic_private__", None)
+    return reading

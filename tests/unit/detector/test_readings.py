@@ -200,3 +200,18 @@ def test_any_single_field_mutation_is_a_reading_or_a_known_failure(key: str, val
         assert outcome.reason in REASONS
     else:
         assert outcome.station_id == outcome.station_id.strip()
+
+
+def test_trusted_reading_equals_a_validated_one(parser: ReadingParser) -> None:
+    fast = parser.parse(encode(GOOD))
+    assert isinstance(fast, Reading)
+    slow = Reading.model_validate(
+        {"station_id": "EST-03", "ts": datetime(2025, 1, 1, 0, 5, tzinfo=UTC), "values": fast.values}
+    )
+    assert fast == slow and slow == fast
+    assert fast.model_dump() == slow.model_dump()
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.model_copy(update={"station_id": "B"}).station_id == "B"
+    with pytest.raises(ValidationError):
+        fast.station_id = "other"  # type: ignore[misc]
