@@ -1,0 +1,217 @@
+"""Source blocks to ready-to-send batches: passes (``--loop``), disorder and wire encoding.
+
+This is the CPU-heavy half of a replay (parsing, validating, formatting JSON). For a file it runs in
+a helper process by default so that the sending process does nothing but hand bytes to the
+producer: on a busy machine this is what lets a replay keep up with a bare producer loop. The two
+halves talk through a small bounded queue of ``PreparedBlock``s (one payload buffer each), which
+also keeps memory flat however large the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from detector import errors
+from detector.errors import CentinelaError, DataError
+from replay.csv_source import CsvSource, RejectedRow, SourceBlock, SourceOptions
+from replay.disorder import Disorder, DisorderOptions
+from replay.wire import WireBatch, encode_block
+
+logger = logging.getLogger(__name__)
+
+_MINUTE_NS = 60 * 1_000_000_000
+_QUEUE_BLOCKS = 4
+# Blocks of the source are cut into batches of at most this many rows: large enough that per-batch
+# costs vanish, small enough that a batch's pieces stay in the CPU cache while they are joined.
+BATCH_ROWS = 16384
+
+
+class BlockSource(Protocol):
+    size: int
+
+    def blocks(self) -> Iterator[SourceBlock]: ...
+
+
+@dataclass
+class PreparedBlock:
+    """A batch to send, and the bookkeeping of the source rows it came from."""
+
+    batch: WireBatch
+    rows_read: int = 0
+    rejected: list[RejectedRow] = field(default_factory=list)
+    filtered: int = 0
+    dropped: int = 0
+    duplicated: int = 0
+    bytes_done: int = 0
+    pass_index: int = 0
+
+
+def loop_period_ns(first_ns: int, last_ns: int, step_ns: int | None) -> int:
+    """How far each pass is shifted: the file's span plus one sampling step (a minute if unknown)."""
+    return max(0, last_ns - first_ns) + (step_ns if step_ns and step_ns > 0 else _MINUTE_NS)
+
+
+def _sampling_step(ts_ns: npt.NDArray[np.int64]) -> int | None:
+    distinct = np.unique(ts_ns)
+    if len(distinct) < 2:
+        return None
+    return int(np.median(np.diff(distinct)))
+
+
+def prepare(
+    source: BlockSource,
+    sensors: tuple[str, ...],
+    disorder_options: DisorderOptions,
+    passes: int | None,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[PreparedBlock]:
+    """Every batch of every pass (``passes=None``: forever), shifted so time keeps moving forward."""
+    disorder = Disorder(disorder_options) if disorder_options.active else None
+    first_ns: int | None = None
+    last_ns: int | None = None
+    step_ns: int | None = None
+    pass_index = 0
+    shift_ns = 0
+    while passes is None or pass_index < passes:
+        sent_any = False
+        for block in source.blocks():
+            rows = block.rows
+            if pass_index == 0 and len(rows):
+                low, high = int(rows.ts_ns.min()), int(rows.ts_ns.max())
+                first_ns = low if first_ns is None else min(first_ns, low)
+                last_ns = high if last_ns is None else max(last_ns, high)
+                if step_ns is None:
+                    step_ns = _sampling_step(rows.ts_ns)
+            ts_ns = rows.ts_ns + shift_ns if shift_ns else rows.ts_ns
+            bookkeeping_done = False
+            for start in range(0, max(len(rows), 1), batch_rows):
+                part = slice(start, start + batch_rows)
+                ts_part = ts_ns[part]
+                if disorder is not None:
+                    plan = disorder.apply(ts_part)
+                    index = plan.index + start
+                    batch = encode_block(
+                        rows.station_ids[index], ts_ns[index], rows.values[index], sensors, plan.schedule_ns
+                    )
+                    dropped, duplicated = plan.dropped, plan.duplicated
+                else:
+                    batch = encode_block(rows.station_ids[part], ts_part, rows.values[part], sensors)
+                    dropped = duplicated = 0
+                sent_any = sent_any or len(batch) > 0
+                prepared = PreparedBlock(batch, dropped=dropped, duplicated=duplicated, pass_index=pass_index)
+                if not bookkeeping_done:
+                    prepared.rows_read = block.rows_read
+                    prepared.rejected = block.rejected
+                    prepared.filtered = block.filtered
+                    prepared.bytes_done = block.bytes_done
+                    bookkeeping_done = True
+                yield prepared
+        if not sent_any or first_ns is None or last_ns is None:
+            return  # nothing to repeat
+        pass_index += 1
+        shift_ns = pass_index * loop_period_ns(first_ns, last_ns, step_ns)
+
+
+def prepare_file(
+    path: Path, source_options: SourceOptions, disorder_options: DisorderOptions, passes: int | None
+) -> Iterator[PreparedBlock]:
+    source = CsvSource(path, source_options)
+    return prepare(source, source.layout.sensors, disorder_options, passes)
+
+
+def _worker(
+    results: Any, path: Path, source_options: SourceOptions, disorder: DisorderOptions, passes: int | None
+) -> None:
+    try:
+        for block in prepare_file(path, source_options, disorder, passes):
+            results.put(("block", block))
+        results.put(("done", None))
+    except CentinelaError as error:
+        results.put(("error", (type(error).__name__, str(error))))
+    except BaseException:  # the parent must learn of any crash, or it would wait forever
+        results.put(("crash", traceback.format_exc()))
+
+
+def _context() -> Any:
+    # fork starts in milliseconds and inherits the imports; it is safe here because the child only
+    # runs numpy/pandas code and the parent starts it before creating any Kafka client. From 3.12
+    # Python warns about fork in threaded processes, so use forkserver there when threads exist.
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and (sys.version_info < (3, 12) or threading.active_count() == 1):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+class PreparedStream:
+    """``prepare_file`` in a helper process; iterate it, then ``close()`` (also on errors)."""
+
+    def __init__(
+        self,
+        path: Path,
+        source_options: SourceOptions,
+        disorder_options: DisorderOptions,
+        passes: int | None,
+    ) -> None:
+        CsvSource(path, source_options)  # fail fast, in this process, on a bad header or path
+        context = _context()
+        self._results = context.Queue(maxsize=_QUEUE_BLOCKS)
+        self._process = context.Process(
+            target=_worker,
+            args=(self._results, path, source_options, disorder_options, passes),
+            name="centinela-replay-prepare",
+            daemon=True,
+        )
+        self._process.start()
+
+    def __iter__(self) -> Iterator[PreparedBlock]:
+        while True:
+            try:
+                kind, payload = self._results.get(timeout=1.0)
+            except queue.Empty:
+                if not self._process.is_alive():
+                    raise DataError(
+                        f"the replay helper process died (exit code {self._process.exitcode})"
+                    ) from None
+                continue
+            if kind == "block":
+                yield payload
+            elif kind == "done":
+                return
+            elif kind == "error":
+                name, message = payload
+                error_class = getattr(errors, name, CentinelaError)
+                raise error_class(message)
+            else:
+                raise CentinelaError(f"the replay helper process failed:\n{payload}")
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join(timeout=5)
+        self._results.close()
+
+
+def inline_or_process(
+    path: Path,
+    source_options: SourceOptions,
+    disorder_options: DisorderOptions,
+    passes: int | None,
+    use_process: bool,
+) -> tuple[Iterator[PreparedBlock], Callable[[], None]]:
+    """The prepared blocks of a file and a function that releases what produced them."""
+    if not use_process:
+        return prepare_file(path, source_options, disorder_options, passes), lambda: None
+    stream = PreparedStream(path, source_options, disorder_options, passes)
+    return iter(stream), stream.close

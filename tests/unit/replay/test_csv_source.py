@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detector.errors import ConfigError, DataError
+from detector.readings import DEFAULT_SENSORS
+from replay.csv_source import CsvSource, FrameSource, RowBlock, SourceOptions, resolve_layout
+
+ORIGINAL = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "rebombeo_huachicoleo.csv"
+SENSOR_VALUES = "500.5,70.25,1800,15,400"
+
+
+def write(tmp_path: Path, text: str, name: str = "data.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def read_all(source: CsvSource | FrameSource) -> tuple[RowBlock, list[str], int, int]:
+    blocks = list(source.blocks())
+    rows = RowBlock(
+        np.concatenate([b.rows.lines for b in blocks]),
+        np.concatenate([b.rows.station_ids for b in blocks]),
+        np.concatenate([b.rows.ts_ns for b in blocks]),
+        np.concatenate([b.rows.values for b in blocks]),
+    )
+    rejects = [str(r) for b in blocks for r in b.rejected]
+    return rows, rejects, sum(b.rows_read for b in blocks), sum(b.filtered for b in blocks)
+
+
+def ns(text: str) -> int:
+    return int(pd.Timestamp(text).value)
+
+
+def test_original_layout_gets_the_default_station_and_never_reads_the_label(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "timestamp,flow,pressure,pump_rpm,tank_level,power,label\n"
+        f"2025-01-01 00:00:00,{SENSOR_VALUES},0.0\n"
+        f"2025-01-01 00:01:00,{SENSOR_VALUES},1.0\n",
+    )
+    source = CsvSource(path, SourceOptions(default_station="EST-09"))
+    assert source.layout.station_column is None
+    assert source.layout.ignored_columns == ("label",)
+    rows, rejects, read, _ = read_all(source)
+    assert rejects == []
+    assert read == 2
+    assert rows.station_ids.tolist() == ["EST-09", "EST-09"]
+    assert rows.lines.tolist() == [2, 3]
+    assert rows.ts_ns.tolist() == [ns("2025-01-01T00:00:00Z"), ns("2025-01-01T00:01:00Z")]
+    assert rows.values[0].tolist() == [500.5, 70.25, 1800.0, 15.0, 400.0]
+
+
+@pytest.mark.skipif(not ORIGINAL.exists(), reason="shared data set not present")
+def test_the_original_data_set_reads_completely() -> None:
+    rows, rejects, read, _ = read_all(CsvSource(ORIGINAL))
+    assert (read, len(rows), rejects) == (5000, 5000, [])
+    assert rows.lines[-1] == 5001
+    assert np.all(np.diff(rows.ts_ns) == 60 * 10**9)
+
+
+def test_simulator_layout_keeps_stations_and_leaves_extra_columns(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "timestamp,station_id,flow,pressure,pump_rpm,tank_level,power,suction_pressure,temperature,label,event_id\n"
+        f"2025-01-01T00:00:00Z,EST-01,{SENSOR_VALUES},5.1,25.0,0,\n"
+        f"2025-01-01T00:00:00Z,EST-02,{SENSOR_VALUES},5.2,25.5,1,ev-7\n",
+    )
+    source = CsvSource(path)
+    assert source.layout.sensors == DEFAULT_SENSORS
+    assert set(source.layout.ignored_columns) == {"suction_pressure", "temperature", "label", "event_id"}
+    rows, rejects, _, _ = read_all(source)
+    assert rejects == []
+    assert rows.station_ids.tolist() == ["EST-01", "EST-02"]
+
+    everything = CsvSource(path, SourceOptions(sensors=None))
+    assert everything.layout.sensors == (*DEFAULT_SENSORS, "suction_pressure", "temperature")
+
+
+def test_any_layout_through_renames(tmp_path: Path) -> None:
+    path = write(tmp_path, "when,site,q,p\n2025-03-01 10:00:00+02:00,A-1,12.5,3.25\n")
+    options = SourceOptions(
+        sensors=("flow", "pressure"),
+        rename={"when": "timestamp", "site": "station_id", "q": "flow", "p": "pressure"},
+    )
+    rows, rejects, _, _ = read_all(CsvSource(path, options))
+    assert rejects == []
+    assert rows.station_ids.tolist() == ["A-1"]
+    assert rows.ts_ns.tolist() == [ns("2025-03-01T08:00:00Z")]  # offsets become UTC
+    assert rows.values.tolist() == [[12.5, 3.25]]
+
+
+def test_missing_columns_and_label_as_sensor_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no timestamp column"):
+        resolve_layout(["station_id", "flow"], SourceOptions(sensors=("flow",)))
+    with pytest.raises(DataError, match=r"sensor columns missing.*pump_rpm"):
+        resolve_layout(["timestamp", "flow", "pressure"], SourceOptions())
+    with pytest.raises(ConfigError, match="ground truth"):
+        resolve_layout(["timestamp", "flow", "label"], SourceOptions(sensors=("flow", "label")))
+    with pytest.raises(ConfigError, match="not in the file"):
+        resolve_layout(["timestamp", "flow"], SourceOptions(sensors=("flow",), rename={"q": "flow"}))
+
+
+def bad_file(tmp_path: Path) -> Path:
+    return write(
+        tmp_path,
+        "timestamp,station_id,flow,pressure,pump_rpm,tank_level,power,label\n"
+        f"2025-01-01 00:00:00,EST-01,{SENSOR_VALUES},0\n"  # 2 ok
+        f"2025-01-01 00:00:00,EST-02,abc,70,1800,15,400,0\n"  # 3 not a number
+        f"2025-01-01 00:00:00,,{SENSOR_VALUES},0\n"  # 4 missing station
+        f"yesterday,EST-01,{SENSOR_VALUES},0\n"  # 5 bad timestamp
+        f"2025-01-01 00:01:00,EST-01,{SENSOR_VALUES},0,extra\n"  # 6 wrong field count
+        "\n"  # 7 blank: skipped silently
+        f"2025-01-01 00:01:00,EST-01,500,,1800,15,400,0\n"  # 8 missing value
+        f"2025-01-01 00:01:00,bad station!,{SENSOR_VALUES},0\n"  # 9 bad station id
+        f"2025-01-01 00:01:00,EST-01,500,inf,1800,15,400,0\n"  # 10 not finite
+        f"2025-01-01 00:02:00,EST-02,{SENSOR_VALUES},0",  # 11 ok, no final newline
+    )
+
+
+def test_bad_rows_are_reported_with_their_line_and_skipped(tmp_path: Path) -> None:
+    rows, rejects, read, _ = read_all(CsvSource(bad_file(tmp_path)))
+    assert rows.lines.tolist() == [2, 11]
+    assert rows.station_ids.tolist() == ["EST-01", "EST-02"]
+    assert [r.split(":")[0] for r in rejects] == [f"line {n}" for n in (3, 4, 5, 6, 8, 9, 10)]
+    reasons = [r.split(": ")[1] for r in rejects]
+    assert reasons == [
+        "not_a_number",
+        "missing_station",
+        "bad_timestamp",
+        "wrong_field_count",
+        "missing_value",
+        "bad_station_id",
+        "not_finite",
+    ]
+    assert read == 9  # every non-blank data line
+
+
+def test_line_numbers_survive_small_blocks(tmp_path: Path) -> None:
+    path = bad_file(tmp_path)
+    whole = read_all(CsvSource(path))
+    for block_bytes in (1, 7, 64, 100):
+        small = read_all(CsvSource(path, SourceOptions(block_bytes=block_bytes)))
+        assert small[0].lines.tolist() == whole[0].lines.tolist()
+        assert small[1] == whole[1]
+        assert small[2] == whole[2]
+
+
+def test_strict_stops_at_the_first_bad_row(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"data.csv:3: not_a_number"):
+        read_all(CsvSource(bad_file(tmp_path), SourceOptions(strict=True)))
+
+
+def test_station_filter_and_time_cut_count_as_filtered(tmp_path: Path) -> None:
+    lines = ["timestamp,station_id,flow,pressure,pump_rpm,tank_level,power"]
+    for minute in range(4):
+        for station in ("EST-01", "EST-02"):
+            lines.append(f"2025-01-01 00:0{minute}:00,{station},{SENSOR_VALUES}")
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    options = SourceOptions(
+        stations=frozenset({"EST-02"}),
+        start=datetime(2025, 1, 1, 0, 1, tzinfo=UTC),
+        end=datetime(2025, 1, 1, 0, 3, tzinfo=UTC),
+    )
+    rows, rejects, read, filtered = read_all(CsvSource(path, options))
+    assert rejects == []
+    assert read == 8
+    assert filtered == 6
+    assert rows.station_ids.tolist() == ["EST-02", "EST-02"]
+    assert rows.ts_ns.tolist() == [ns("2025-01-01T00:01:00Z"), ns("2025-01-01T00:02:00Z")]
+
+
+def test_options_refuse_naive_cut_times() -> None:
+    with pytest.raises(ConfigError, match="timezone-aware"):
+        SourceOptions(start=datetime(2025, 1, 1))  # noqa: DTZ001 - the naive time under test
+
+
+def test_quoted_fields_are_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "timestamp,station_id,flow,pressure,pump_rpm,tank_level,power,note\n"
+        f'2025-01-01 00:00:00,EST-01,{SENSOR_VALUES},"a, b"\n'
+        f"2025-01-01 00:01:00,EST-01,{SENSOR_VALUES},c,d\n",
+    )
+    rows, rejects, _, _ = read_all(CsvSource(path))
+    assert rows.lines.tolist() == [2]
+    assert rejects == ["line 3: wrong_field_count: expected 8, got 9"]
+
+
+def test_timestamps_keep_microseconds(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"timestamp,flow,pressure,pump_rpm,tank_level,power\n2025-01-01T00:00:00.1234567Z,{SENSOR_VALUES}\n",
+    )
+    rows, _, _, _ = read_all(CsvSource(path))
+    assert rows.ts_ns.tolist() == [ns("2025-01-01T00:00:00.123456Z")]
+
+
+def test_frame_source_validates_like_a_file() -> None:
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(["2025-01-01 00:00", "2025-01-01 00:01", "2025-01-01 00:02"]),
+            "station_id": ["EST-01", "EST-01", None],
+            **{name: [1.0, float("nan"), 3.0] for name in DEFAULT_SENSORS},
+            "label": [0, 0, 1],
+        }
+    )
+    rows, rejects, read, _ = read_all(FrameSource(frame))
+    assert read == 3
+    assert rows.lines.tolist() == [1]
+    assert rows.ts_ns.tolist() == [ns("2025-01-01T00:00:00Z")]
+    assert rejects == ["line 2: missing_value: flow", "line 3: missing_station: ''"]
