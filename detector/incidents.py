@@ -20,6 +20,7 @@ station, kind, the opening window's end and the model version.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -218,7 +219,15 @@ class IncidentTracker:
         contributions: Mapping[str, float],
         model_version: str,
     ) -> list[Alert]:
-        """One scored window in; the alerts it causes out (often none)."""
+        """One scored window in; the alerts it causes out (often none).
+
+        A non-finite score (a model fed values it can't handle) is not evidence of health or of an
+        incident: it is reported as a data gap with reason ``score_not_finite``.
+        """
+        if not math.isfinite(score):
+            return self.gap(
+                station_id, window_start, window_end, "score_not_finite", model_version, threshold
+            )
         policy = self.policy
         state = self._stations.get(station_id) or _StationState()
         alerts: list[Alert] = []

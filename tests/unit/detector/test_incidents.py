@@ -161,3 +161,11 @@ def test_alert_wire_form() -> None:
     assert body["window_end"] == "2025-01-01T00:00:00Z"
     assert body["contributions"][0] == {"sensor": "pressure", "share": 0.6}
     assert Alert.model_validate_json(alert.to_json_bytes()) == alert
+
+
+def test_a_non_finite_score_is_a_data_gap_not_health() -> None:
+    state = tracker()
+    alerts = feed(state, [float("nan")])
+    assert [(a.kind, a.status, a.reason) for a in alerts] == [("data_gap", "open", "score_not_finite")]
+    assert not state.is_open("EST-01")
+    assert json.loads(alerts[0].to_json_bytes())["score"] is None
