@@ -11,6 +11,7 @@ Two kinds of bundle:
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -80,6 +81,8 @@ def keras_autoencoder(steps: int, sensors: int, units: tuple[int, int] = (128, 6
 def export_onnx(model: Any, steps: int, sensors: int) -> bytes:
     """Keras 3's ONNX export (native LSTM ops, dynamic batch); the model is called once first."""
     model.predict(np.zeros((1, steps, sensors), dtype=np.float32), verbose=0)
+    # tf2onnx logs every graph rewrite at INFO; only failures matter here.
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
         model.export(str(path), format="onnx", verbose=False)
