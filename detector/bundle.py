@@ -312,6 +312,30 @@ def _check_model_shape(root: Path, scorer: OnnxScorer, manifest: Manifest) -> No
             )
 
 
+def plain_json(value: Any, where: str = "value") -> Any:  # noqa: PLR0911 - one return per JSON type
+    """``value`` as plain JSON data: numpy scalars and arrays become numbers and lists, tuples lists,
+    datetimes RFC 3339 strings, and NaN or infinity ``null`` (JSON has neither)."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, np.generic):
+        return plain_json(value.item(), where)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.ndarray):
+        return plain_json(value.tolist(), where)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise BundleError(f"{where} is a naive datetime")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, Mapping):
+        return {str(key): plain_json(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_json(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    raise BundleError(f"{where} has type {type(value).__name__}, which a manifest cannot hold")
+
+
 def write_bundle(
     out_dir: Path | str,
     *,
@@ -360,17 +384,15 @@ def write_bundle(
             window=WindowFields.of(window),
             scalers=ScalersFields.model_validate(scalers.to_dict()),
             aggregation=aggregation,  # type: ignore[arg-type]  # checked against AGGREGATIONS above
-            topk=topk,
-            threshold=threshold,
-            calibration=dict(calibration or {}),
-            training=dict(training or {}),
+            topk=int(topk),
+            threshold=float(threshold),
+            calibration=plain_json(dict(calibration or {}), "calibration"),
+            training=plain_json(dict(training or {}), "training"),
             limits={name: LimitFields(low=lim.low, high=lim.high) for name, lim in (limits or {}).items()},
             files=files,
         )
         _check_consistency(target, manifest)
-        manifest_bytes = orjson.dumps(
-            manifest.model_dump(mode="json"), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
-        )
+        manifest_bytes = orjson.dumps(manifest.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
         (staging / MANIFEST).write_bytes(manifest_bytes + b"\n")
         os.chmod(staging, 0o755)
         _swap_into_place(staging, target)

@@ -256,3 +256,35 @@ def test_no_pickle_anywhere() -> None:
     for module in source.glob("*.py"):
         text = module.read_text()
         assert "import pickle" not in text and "allow_pickle=True" not in text, module
+
+
+def test_records_with_numpy_values_are_written_as_plain_json(tmp_path: Path) -> None:
+    path = write_bundle(
+        tmp_path / "b",
+        onnx_model=linear_onnx_model(30, 5),
+        keras_model_file=None,
+        model_version="v1",
+        sensors=DEFAULT_SENSORS,
+        window=WindowSpec(),
+        scalers=default_scalers(5),
+        aggregation="mean",
+        threshold=np.float64(1.5),  # type: ignore[arg-type]
+        calibration={"percentile": np.float32(99.5), "curve": np.arange(3), "auc": float("nan")},
+        training={"epochs": np.int64(3), "shape": (2, 3)},
+    )
+    manifest = load_bundle(path).manifest
+    assert manifest.calibration == {"percentile": 99.5, "curve": [0, 1, 2], "auc": None}
+    assert manifest.training == {"epochs": 3, "shape": [2, 3]}
+    with pytest.raises(BundleError, match=r"calibration\.model has type object"):
+        write_bundle(
+            tmp_path / "c",
+            onnx_model=linear_onnx_model(30, 5),
+            keras_model_file=None,
+            model_version="v1",
+            sensors=DEFAULT_SENSORS,
+            window=WindowSpec(),
+            scalers=default_scalers(5),
+            aggregation="mean",
+            threshold=1.0,
+            calibration={"model": object()},
+        )
