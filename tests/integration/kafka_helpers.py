@@ -1,0 +1,261 @@
+"""Helpers behind the Kafka fixtures of tests/integration/conftest.py (names listed in docs/broker.md).
+
+Kept out of the conftest so tests and benchmarks can import them: a broker provider that follows the
+order of docs/broker.md, topic and group factories, and a kcat runner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from centinela import local_broker
+from detector.errors import BrokerError, CentinelaError
+
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+PROBE_TIMEOUT_S = 10.0
+# Where the session's broker line is kept for the terminal summary (tests/conftest.py).
+BROKER_LINE_KEY = pytest.StashKey[str]()
+
+
+@dataclass(frozen=True)
+class ProvidedBroker:
+    """A broker the tests may use, and how it was obtained (for the session's summary line)."""
+
+    bootstrap: str
+    source: str  # "environment", "local" or "testcontainers"
+    version: str
+    started_here: bool
+    start_seconds: float | None = None
+
+    def describe(self) -> str:
+        how = f"started in {self.start_seconds:.1f} s" if self.started_here else "already running"
+        if self.source == "environment":
+            how = f"from {BOOTSTRAP_ENV}"
+        return f"Kafka broker {self.version} at {self.bootstrap} ({self.source}, {how})"
+
+
+def unique_name(prefix: str) -> str:
+    """A valid topic or group name no other test (or earlier run on the same broker) uses."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", prefix).strip("-.")[:100] or "test"
+    return f"{cleaned}-{uuid.uuid4().hex[:12]}"
+
+
+def new_group_id(prefix: str = "test-group") -> str:
+    """A fresh consumer group id (the ``fresh_group`` fixture gives one per test)."""
+    return unique_name(prefix)
+
+
+@contextlib.contextmanager
+def provide_broker(environ: dict[str, str] | None = None) -> Iterator[ProvidedBroker]:
+    """The environment's cluster, else the local broker, else testcontainers; cleaned up on exit."""
+    env = dict(os.environ) if environ is None else environ
+    configured = env.get(BOOTSTRAP_ENV, "").strip()
+    if configured:
+        # Fails within PROBE_TIMEOUT_S naming the address: never a hang on a wrong setting.
+        info = local_broker.probe_cluster(configured, timeout_s=PROBE_TIMEOUT_S)
+        yield ProvidedBroker(
+            bootstrap=configured,
+            source="environment",
+            version=f"(external, {info.broker_count} broker(s), cluster {info.cluster_id})",
+            started_here=False,
+        )
+        return
+    try:
+        lease = local_broker.acquire(
+            local_broker.BrokerHome.from_environment(env), local_broker.BrokerConfig()
+        )
+    except CentinelaError as local_error:
+        with _testcontainers_kafka(local_error) as provided:
+            yield provided
+        return
+    try:
+        yield ProvidedBroker(
+            bootstrap=lease.bootstrap,
+            source="local",
+            version=lease.start.status.version or "?",
+            started_here=not lease.start.already_running,
+            start_seconds=lease.start.seconds,
+        )
+    finally:
+        local_broker.release(lease)
+
+
+@contextlib.contextmanager
+def _testcontainers_kafka(local_error: Exception) -> Iterator[ProvidedBroker]:
+    """Kafka in a container, for machines with a Docker engine but no Java or Maven."""
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception as docker_error:
+        raise BrokerError(
+            f"no Kafka for the integration tests: {BOOTSTRAP_ENV} is unset, the local broker cannot run "
+            f"({local_error}) and no Docker engine answers ({docker_error})"
+        ) from docker_error
+    from testcontainers.kafka import KafkaContainer
+
+    with KafkaContainer().with_kraft() as container:
+        yield ProvidedBroker(
+            bootstrap=container.get_bootstrap_server(),
+            source="testcontainers",
+            version=container.image,
+            started_here=True,
+        )
+
+
+@dataclass
+class TopicFactory:
+    """Creates uniquely named topics and deletes them all at :meth:`cleanup`."""
+
+    bootstrap: str
+    prefix: str = "test"
+    created: list[str] = field(default_factory=list)
+
+    def __call__(
+        self, partitions: int = 1, *, prefix: str | None = None, config: dict[str, str] | None = None
+    ) -> str:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        name = unique_name(prefix or self.prefix)
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        futures = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+            operation_timeout=15,
+            request_timeout=15,
+        )
+        futures[name].result(timeout=20)
+        self.created.append(name)
+        _wait_for_leaders(admin, name, partitions)
+        return name
+
+    def cleanup(self) -> None:
+        if not self.created:
+            return
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        for future in admin.delete_topics(self.created, operation_timeout=15).values():
+            # A test that deleted its own topic is fine; the broker lives on either way.
+            with contextlib.suppress(Exception):
+                future.result(timeout=20)
+        self.created.clear()
+
+
+def _wait_for_leaders(admin: object, topic: str, partitions: int, timeout_s: float = 15.0) -> None:
+    """Creation returns before every partition has a leader; producing then would fail at first."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        metadata = admin.list_topics(topic=topic, timeout=5)  # type: ignore[attr-defined]
+        described = metadata.topics.get(topic)
+        if (
+            described is not None
+            and described.error is None
+            and len(described.partitions) == partitions
+            and all(p.leader >= 0 for p in described.partitions.values())
+        ):
+            return
+        time.sleep(0.05)
+    raise BrokerError(f"topic {topic} has no leader for every partition after {timeout_s:g} s")
+
+
+class Kcat:
+    """Runs Debian's kcat against the test broker.
+
+    Debian's kcat links Debian's older librdkafka. If that one cannot talk to the broker, kcat is
+    run again with ``LD_LIBRARY_PATH`` pointing at the librdkafka bundled in the confluent-kafka
+    wheel (a ``librdkafka.so.1`` symlink in a temporary folder).
+    """
+
+    def __init__(self, bootstrap: str, executable: str | None = None) -> None:
+        found = executable or shutil.which("kcat") or shutil.which("kafkacat")
+        if found is None:
+            raise BrokerError("kcat is not installed; run `make system-deps` (Debian package kcat)")
+        self.executable = found
+        self.bootstrap = bootstrap
+        self._env: dict[str, str] | None = None
+        self._libdir: tempfile.TemporaryDirectory[str] | None = None
+
+    def run(
+        self, args: Sequence[str], *, input: bytes | None = None, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[bytes]:
+        """``kcat -b BOOTSTRAP ARGS``; raises BrokerError with kcat's stderr if it fails."""
+        env = self._environment()
+        done = subprocess.run(
+            [self.executable, "-b", self.bootstrap, *args],
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise BrokerError(
+                f"kcat {' '.join(args)} failed ({done.returncode}): {done.stderr.decode()[-2000:]}"
+            )
+        return done
+
+    def consume(self, topic: str, *, fmt: str = "%k\t%s\\n", timeout: float = 30.0) -> list[str]:
+        """Everything on ``topic`` from the beginning, one formatted line per message."""
+        done = self.run(["-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", fmt], timeout=timeout)
+        return done.stdout.decode().splitlines()
+
+    def close(self) -> None:
+        if self._libdir is not None:
+            self._libdir.cleanup()
+            self._libdir = None
+
+    def _environment(self) -> dict[str, str]:
+        if self._env is None:
+            self._env = dict(os.environ)
+            if not self._talks(self._env):
+                self._env = self._with_bundled_librdkafka()
+        return self._env
+
+    def _talks(self, env: dict[str, str]) -> bool:
+        probe = subprocess.run(
+            [self.executable, "-b", self.bootstrap, "-L", "-m", "10"],
+            capture_output=True,
+            timeout=30,
+            env=env,
+            check=False,
+        )
+        return probe.returncode == 0 and b"brokers:" in probe.stdout
+
+    def _with_bundled_librdkafka(self) -> dict[str, str]:
+        bundled = bundled_librdkafka()
+        if bundled is None:
+            raise BrokerError("kcat cannot talk to the broker and no bundled librdkafka was found")
+        self._libdir = tempfile.TemporaryDirectory(prefix="kcat-librdkafka-")
+        (Path(self._libdir.name) / "librdkafka.so.1").symlink_to(bundled)
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (self._libdir.name, env.get("LD_LIBRARY_PATH")) if p
+        )
+        if not self._talks(env):
+            raise BrokerError(f"kcat cannot talk to the broker at {self.bootstrap}, even with {bundled}")
+        return env
+
+
+def bundled_librdkafka() -> Path | None:
+    """The librdkafka shipped inside the confluent-kafka wheel (auditwheel's ``*.libs`` folder)."""
+    import confluent_kafka
+
+    package = Path(confluent_kafka.__file__).resolve().parent
+    for folder in (package.parent / "confluent_kafka.libs", package / ".libs"):
+        matches = sorted(folder.glob("librdkafka*.so*"))
+        if matches:
+            return matches[0]
+    return None
