@@ -1,0 +1,320 @@
+"""The Kafka adapter of ``stream.ports.Broker``: one consumer, one (transactional) producer.
+
+Exactly once: the producer is transactional (``transactional.id`` = group + instance) and every
+batch's alerts, scores and dead letters are committed in one transaction together with the
+consumer's offsets (``send_offsets_to_transaction``); the consumer reads ``read_committed`` and
+never auto-commits. Each committed offset carries, as its metadata, the produce time of the last
+message processed: the next owner of the partition seeks back from there by the rebuild horizon
+(``offsets_for_times``) and re-reads what it needs to rebuild the windows.
+
+confluent-kafka's exceptions stop here: they become ``detector.errors.BrokerError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from detector.errors import BrokerError
+from stream.ports import Assigned, AssignmentListener, Headers, Mark, SourceMessage, TransactionAbortedError
+from stream.settings import Settings, kafka_client_config
+
+log = logging.getLogger(__name__)
+
+_TIMEOUT_S = 30.0
+_RETRIES = 5
+
+
+def _kafka_error(error: Any) -> Any:
+    return error.args[0] if getattr(error, "args", None) else None
+
+
+class KafkaBroker:
+    """``Broker`` over confluent-kafka; build it with ``KafkaBroker(settings)``."""
+
+    def __init__(self, settings: Settings, *, now: Any = time.monotonic) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        self._settings = settings
+        self._topic = settings.topics.readings
+        self._now = now
+        self._down_since: float | None = None
+        self._delivery_failures: list[str] = []
+        self._listener: AssignmentListener | None = None
+        self._horizon_ms = 0
+        self._assignment: list[int] = []
+        self._in_transaction = False
+        common = kafka_client_config(settings.kafka)
+        self._exactly_once = settings.exactly_once
+        consumer_config: dict[str, Any] = {
+            **common,
+            "group.id": settings.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "range",
+            "error_cb": self._on_error,
+            "fetch.wait.max.ms": 50,
+        }
+        producer_config: dict[str, Any] = {
+            **common,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "error_cb": self._on_error,
+            "on_delivery": self._on_delivery,
+            "delivery.report.only.error": True,
+        }
+        if self._exactly_once:
+            producer_config["transactional.id"] = settings.transactional_id
+            producer_config["transaction.timeout.ms"] = int(settings.transaction_timeout_s * 1000)
+        try:
+            self._consumer = Consumer(consumer_config)
+            self._producer = Producer(producer_config)
+        except Exception as error:  # KafkaException or a TypeError/ValueError from a bad property
+            raise BrokerError(f"cannot create the Kafka clients: {error}") from error
+
+    # -- health ----------------------------------------------------------------------------
+    def _on_error(self, error: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        code = error.code()
+        if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            if self._down_since is None:
+                self._down_since = self._now()
+                log.warning("Kafka unreachable: %s", error.str())
+        else:
+            log.warning("Kafka client error: %s", error.str())
+        if error.fatal():
+            log.error("Kafka fatal error: %s", error.str())
+
+    def _on_delivery(self, error: Any, message: Any) -> None:
+        if error is not None:
+            self._delivery_failures.append(f"{message.topic()}: {error.str()}")
+
+    def _mark_up(self) -> None:
+        if self._down_since is not None:
+            log.info("Kafka reachable again after %.1f s", self._now() - self._down_since)
+            self._down_since = None
+
+    def healthy(self) -> bool:
+        return self._down_since is None
+
+    def down_for(self) -> float:
+        return 0.0 if self._down_since is None else self._now() - self._down_since
+
+    # -- assignment ------------------------------------------------------------------------
+    def start(self, listener: AssignmentListener, rebuild_horizon_ms: int) -> None:
+        """Subscribe; with exactly-once, also register the transactional id (fencing a previous holder)."""
+        from confluent_kafka import KafkaException
+
+        self._listener = listener
+        self._horizon_ms = rebuild_horizon_ms
+        try:
+            if self._exactly_once:
+                self._producer.init_transactions(_TIMEOUT_S)
+            self._consumer.subscribe(
+                [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+        except KafkaException as error:
+            raise BrokerError(f"cannot start on {self._topic}: {_kafka_error(error)}") from error
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        try:
+            self._assign(consumer, partitions)
+        except Exception:
+            # An exception inside a librdkafka callback would be swallowed; log it loudly and re-raise.
+            log.exception("assignment of %s failed", [tp.partition for tp in partitions])
+            raise
+
+    def _assign(self, consumer: Any, partitions: list[Any]) -> None:
+        from confluent_kafka import TopicPartition
+
+        listener = self._listener
+        assert listener is not None  # set by start() before subscribe
+        committed = consumer.committed(partitions, timeout=_TIMEOUT_S) if partitions else []
+        assigned = [Assigned(tp.partition, max(tp.offset, 0)) for tp in committed]
+        keep = listener.assigned(assigned)
+        positioned = []
+        rebuild: dict[int, tuple[int, int]] = {}
+        for tp in committed:
+            start = tp.offset  # OFFSET_INVALID (-1001) -> auto.offset.reset
+            if tp.partition not in keep and tp.offset >= 0 and tp.metadata:
+                try:
+                    stamp = int(tp.metadata)
+                except ValueError:
+                    stamp = -1
+                if stamp > 0:
+                    target = TopicPartition(self._topic, tp.partition, max(0, stamp - self._horizon_ms))
+                    (found,) = consumer.offsets_for_times([target], timeout=_TIMEOUT_S)
+                    if 0 <= found.offset < tp.offset:
+                        start = found.offset
+                        rebuild[tp.partition] = (found.offset, tp.offset)
+            positioned.append(TopicPartition(self._topic, tp.partition, start))
+        consumer.assign(positioned)
+        self._assignment = sorted(tp.partition for tp in positioned)
+        for partition, (begin, end) in sorted(rebuild.items()):
+            log.info("partition %d: re-reading offsets %d..%d to rebuild windows", partition, begin, end - 1)
+        log.info("assigned partitions %s", self._assignment)
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        revoked = [tp.partition for tp in partitions]
+        log.info("revoked partitions %s", revoked)
+        if self._listener is not None:
+            self._listener.revoked(revoked)
+        consumer.unassign()
+        self._assignment = []
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        log.warning("lost partitions %s (session timed out)", [tp.partition for tp in partitions])
+        self._on_revoke(consumer, partitions)
+
+    def rewind(self) -> None:
+        """After an aborted transaction: re-position every partition at its committed offset (rebuilding)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        partitions = [TopicPartition(self._topic, partition) for partition in self._assignment]
+        if self._listener is not None:
+            self._listener.revoked(self._assignment)
+        try:
+            self._assign(self._consumer, partitions)
+        except KafkaException as error:
+            raise BrokerError(f"cannot rewind after an aborted transaction: {_kafka_error(error)}") from error
+
+    # -- reading ---------------------------------------------------------------------------
+    def consume(self, max_messages: int, timeout_s: float) -> Sequence[SourceMessage]:
+        from confluent_kafka import KafkaError, KafkaException
+
+        try:
+            messages = self._consumer.consume(num_messages=max_messages, timeout=timeout_s)
+        except KafkaException as error:
+            raise BrokerError(f"consume from {self._topic} failed: {_kafka_error(error)}") from error
+        if not messages:
+            return ()
+        self._mark_up()
+        for message in messages:
+            problem = message.error()
+            if problem is not None and problem.code() != KafkaError._PARTITION_EOF and problem.fatal():
+                raise BrokerError(f"consume from {self._topic} failed: {problem.str()}")
+        return cast("Sequence[SourceMessage]", messages)
+
+    def lag(self) -> dict[int, int]:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        if not self._assignment:
+            return {}
+        partitions = [TopicPartition(self._topic, partition) for partition in self._assignment]
+        lag: dict[int, int] = {}
+        try:
+            positions = self._consumer.position(partitions)
+            for tp in positions:
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0 and tp.offset >= 0:
+                    lag[tp.partition] = max(0, high - tp.offset)
+        except KafkaException as error:
+            log.debug("lag unavailable: %s", _kafka_error(error))
+        return lag
+
+    # -- writing ---------------------------------------------------------------------------
+    def begin(self) -> None:
+        from confluent_kafka import KafkaException
+
+        if not self._exactly_once or self._in_transaction:
+            return
+        try:
+            self._producer.begin_transaction()
+        except KafkaException as error:
+            raise BrokerError(f"cannot begin a transaction: {_kafka_error(error)}") from error
+        self._in_transaction = True
+
+    def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None) -> None:
+        from confluent_kafka import KafkaException
+
+        for _ in range(1000):
+            try:
+                self._producer.produce(topic, value=value, key=key, headers=cast(Any, headers))
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # the local queue is full: let deliveries drain
+            except KafkaException as error:
+                raise BrokerError(f"produce to {topic} failed: {_kafka_error(error)}") from error
+        raise BrokerError(f"produce to {topic}: the producer queue stayed full")
+
+    def commit(self, marks: Mapping[int, Mark]) -> None:
+        """Publish what was produced since ``begin`` and commit ``marks``, atomically with exactly-once."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        offsets = [
+            TopicPartition(self._topic, partition, mark.next_offset, str(mark.timestamp_ms))
+            for partition, mark in sorted(marks.items())
+        ]
+        if not self._exactly_once:
+            self._commit_at_least_once(offsets)
+            return
+        if not self._in_transaction:
+            self.begin()
+        try:
+            if offsets:
+                self._retry(
+                    lambda: self._producer.send_offsets_to_transaction(
+                        offsets, self._consumer.consumer_group_metadata(), _TIMEOUT_S
+                    )
+                )
+            self._retry(lambda: self._producer.commit_transaction(_TIMEOUT_S))
+        except KafkaException as error:
+            kafka_error = _kafka_error(error)
+            if kafka_error is not None and kafka_error.txn_requires_abort():
+                self.abort()
+                raise TransactionAbortedError(f"transaction aborted: {kafka_error.str()}") from error
+            self._in_transaction = False
+            raise BrokerError(f"transaction commit failed: {kafka_error}") from error
+        self._in_transaction = False
+        self._mark_up()
+
+    def _retry(self, operation: Any) -> None:
+        from confluent_kafka import KafkaException
+
+        for attempt in range(_RETRIES):
+            try:
+                operation()
+                return
+            except KafkaException as error:
+                kafka_error = _kafka_error(error)
+                if kafka_error is None or not kafka_error.retriable() or attempt == _RETRIES - 1:
+                    raise
+                log.warning("transaction step failed, retrying: %s", kafka_error.str())
+                time.sleep(min(2.0, 0.1 * 2**attempt))
+
+    def _commit_at_least_once(self, offsets: list[Any]) -> None:
+        from confluent_kafka import KafkaException
+
+        remaining = self._producer.flush(_TIMEOUT_S)
+        if remaining or self._delivery_failures:
+            failures, self._delivery_failures = self._delivery_failures, []
+            raise BrokerError(f"publishing failed ({remaining} undelivered): {'; '.join(failures[:3])}")
+        if offsets:
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as error:
+                raise BrokerError(f"offset commit failed: {_kafka_error(error)}") from error
+
+    def abort(self) -> None:
+        from confluent_kafka import KafkaException
+
+        if not self._exactly_once or not self._in_transaction:
+            return
+        self._in_transaction = False
+        try:
+            self._producer.abort_transaction(_TIMEOUT_S)
+        except KafkaException as error:
+            raise BrokerError(f"transaction abort failed: {_kafka_error(error)}") from error
+
+    def close(self) -> None:
+        """Abort any open transaction, flush, leave the group."""
+        try:
+            self.abort()
+            self._producer.flush(_TIMEOUT_S)
+        finally:
+            self._consumer.close()

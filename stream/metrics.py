@@ -1,0 +1,175 @@
+"""The detector's Prometheus metrics, registered on an injected registry.
+
+Names are the list in docs/contracts.md. Counters move once per batch, not per message. Per-station
+series (score, threshold, open incident, freshness) are not kept as labelled children updated on the
+hot path: a custom collector reads them from the service's station table at scrape time, which costs
+nothing between scrapes and keeps memory flat at 10,000 stations.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+PREFIX = "centinela_"
+
+# Seconds; the latency target is 250 ms at p99, so the buckets are dense below one second.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 1.0, 2.5, 5.0, 10.0)
+SCORING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+@dataclass(frozen=True, slots=True)
+class StationView:
+    """What the scrape shows for one station (read from the service's table when scraped)."""
+
+    station_id: str
+    score: float | None
+    threshold: float | None
+    incident_open: bool
+    newest_event_s: float | None  # event time of the newest reading, Unix seconds
+    last_arrival_s: float | None  # wall time it arrived, Unix seconds
+
+
+class _StationCollector(Collector):
+    def __init__(self, stations: Callable[[], Iterable[StationView]], wall: Callable[[], float]) -> None:
+        self._stations = stations
+        self._wall = wall
+
+    def describe(self) -> list[Metric]:
+        return []  # collected lazily; describing would call into the service at registration
+
+    def collect(self) -> Iterator[Metric]:
+        score = GaugeMetricFamily(
+            PREFIX + "score", "Score of the station's last scored window.", labels=["station"]
+        )
+        threshold = GaugeMetricFamily(
+            PREFIX + "threshold", "Threshold the last window was judged against.", labels=["station"]
+        )
+        incident = GaugeMetricFamily(
+            PREFIX + "incident_open", "1 while the station has an open incident.", labels=["station"]
+        )
+        freshness = GaugeMetricFamily(
+            PREFIX + "data_freshness_seconds",
+            "Wall-clock seconds since the station's newest reading arrived.",
+            labels=["station"],
+        )
+        newest = GaugeMetricFamily(
+            PREFIX + "last_reading_timestamp_seconds",
+            "Event time of the station's newest reading (Unix seconds).",
+            labels=["station"],
+        )
+        now = self._wall()
+        for view in self._stations():
+            labels = [view.station_id]
+            if view.score is not None:
+                score.add_metric(labels, view.score)
+            if view.threshold is not None:
+                threshold.add_metric(labels, view.threshold)
+            incident.add_metric(labels, 1.0 if view.incident_open else 0.0)
+            if view.last_arrival_s is not None:
+                freshness.add_metric(labels, max(0.0, now - view.last_arrival_s))
+            if view.newest_event_s is not None:
+                newest.add_metric(labels, view.newest_event_s)
+        yield from (score, threshold, incident, freshness, newest)
+
+
+class DetectorMetrics:
+    """Every metric of the service; build one per registry (tests pass a fresh ``CollectorRegistry``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.readings = Counter(
+            PREFIX + "readings", "Readings consumed, by outcome.", ["outcome"], registry=registry
+        )
+        self.windows_scored = Counter(PREFIX + "windows_scored", "Windows scored.", registry=registry)
+        self.windows_skipped = Counter(
+            PREFIX + "windows_skipped",
+            "Windows closed without a score, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.alerts = Counter(
+            PREFIX + "alerts", "Alerts published.", ["kind", "status", "severity"], registry=registry
+        )
+        self.open_incidents = Gauge(PREFIX + "open_incidents", "Incidents open now.", registry=registry)
+        self.scoring_seconds = Histogram(
+            PREFIX + "scoring_seconds",
+            "Time to score one batch of windows.",
+            buckets=SCORING_BUCKETS,
+            registry=registry,
+        )
+        self.decision_latency = Histogram(
+            PREFIX + "decision_latency_seconds",
+            "From the produce time of the reading that closed a window to its decision being published.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_windows = Histogram(
+            PREFIX + "batch_windows", "Windows scored per batch.", buckets=BATCH_BUCKETS, registry=registry
+        )
+        self.consumer_lag = Gauge(
+            PREFIX + "consumer_lag",
+            "Messages behind the end of each assigned partition.",
+            ["partition"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            PREFIX + "dead_letters",
+            "Messages sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            PREFIX + "model_info",
+            "The serving model (value 1).",
+            ["model_version", "format_version"],
+            registry=registry,
+        )
+        self.model_reloads = Counter(
+            PREFIX + "model_reloads", "Bundles swapped in while running.", registry=registry
+        )
+        self.model_reload_failures = Counter(
+            PREFIX + "model_reload_failures",
+            "Bundles refused on reload (the old one kept serving).",
+            registry=registry,
+        )
+        self.broker_up = Gauge(
+            PREFIX + "broker_up", "1 while the Kafka cluster is reachable.", registry=registry
+        )
+        self.rebuilt_readings = Counter(
+            PREFIX + "rebuilt_readings",
+            "Readings re-read after an assignment to rebuild window state (nothing published for them).",
+            registry=registry,
+        )
+        self.transactions = Counter(
+            PREFIX + "transactions", "Batches committed, by outcome.", ["outcome"], registry=registry
+        )
+
+    def watch_stations(
+        self, stations: Callable[[], Iterable[StationView]], wall: Callable[[], float] = time.time
+    ) -> None:
+        """Serve the per-station gauges from ``stations()`` at each scrape."""
+        self.registry.register(_StationCollector(stations, wall))
+
+    def set_model(self, model_version: str, format_version: int) -> None:
+        self.model_info.clear()
+        self.model_info.labels(model_version=model_version, format_version=str(format_version)).set(1)
+
+    def set_lag(self, lag: dict[int, int]) -> None:
+        self.consumer_lag.clear()
+        for partition, behind in lag.items():
+            self.consumer_lag.labels(partition=str(partition)).set(behind)
+
+
+def serve(metrics: DetectorMetrics, host: str, port: int) -> tuple[object, int]:
+    """Start ``/metrics`` in a daemon thread; returns the server and the port it listens on."""
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
+    return server, int(server.server_port)

@@ -1,0 +1,220 @@
+"""The detector's settings: one frozen object, read once at the CLI and passed down.
+
+Sources, strongest first: ``CENTINELA_*`` environment variables (nested with ``__``, e.g.
+``CENTINELA_KAFKA__SECURITY_PROTOCOL``), then ``KAFKA_BOOTSTRAP_SERVERS`` (the variable every
+Kafka tool understands, so one export points the whole project at an existing cluster), then the
+optional TOML file given with ``--config``, then the defaults below.
+
+Importing this module has no side effects; replay and the tests use ``kafka_client_config`` too.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from detector.errors import ConfigError
+from detector.incidents import IncidentPolicy
+
+ENV_PREFIX = "CENTINELA_"
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+
+_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("centinela_toml", default=None)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """How to reach the cluster; SASL/SSL settings go to librdkafka unchanged."""
+
+    bootstrap_servers: str = Field(default="localhost:9092", min_length=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_endpoint_identification_algorithm: str | None = None
+    client_id: str = "centinela"
+    # Anything else librdkafka understands, e.g. {"socket.keepalive.enable": "true"}.
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class TopicSettings(_Section):
+    readings: str = Field(default="centinela.readings", min_length=1)
+    alerts: str = Field(default="centinela.alerts", min_length=1)
+    dlq: str = Field(default="centinela.dlq", min_length=1)
+    scores: str = "centinela.scores"  # empty: no per-window score records
+
+
+class IncidentSettings(_Section):
+    """``detector.incidents.IncidentPolicy`` in settings form."""
+
+    k: int = Field(default=1, ge=1)
+    n: int = Field(default=1, ge=1, le=64)
+    hysteresis: float = Field(default=0.8, gt=0, le=1)
+    close_after: int = Field(default=2, ge=1)
+    update_every_s: float = Field(default=900.0, ge=0)
+    severity_bands: tuple[float, float, float] = (1.0, 1.5, 3.0)
+
+    def policy(self) -> IncidentPolicy:
+        return IncidentPolicy(
+            k=self.k,
+            n=self.n,
+            hysteresis=self.hysteresis,
+            close_after=self.close_after,
+            update_every=timedelta(seconds=self.update_every_s),
+            severity_bands=self.severity_bands,
+        )
+
+
+class _BootstrapEnvSource(PydanticBaseSettingsSource):
+    """``KAFKA_BOOTSTRAP_SERVERS`` as ``kafka.bootstrap_servers``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ answers for the whole model
+
+    def __call__(self) -> dict[str, Any]:
+        value = os.environ.get(BOOTSTRAP_ENV)
+        return {"kafka": {"bootstrap_servers": value}} if value else {}
+
+
+class Settings(BaseSettings):
+    """Everything ``centinela detect`` can be told; see docs/service.md for each setting."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    incident: IncidentSettings = IncidentSettings()
+    group_id: str = Field(default="centinela-detector", min_length=1)
+    # Stable per process slot (a hostname in compose or a StatefulSet): the transactional id is
+    # derived from it, so a restarted instance fences its own unfinished transaction at once.
+    instance_id: str = Field(default_factory=socket.gethostname, min_length=1)
+    bundle_path: Path = Path("models/current")
+    watch_bundle: bool = True
+    watch_interval_s: float = Field(default=5.0, gt=0)
+    metrics_host: str = "0.0.0.0"  # a service's metrics endpoint listens on all interfaces
+    metrics_port: int = Field(default=9108, ge=0, le=65535)  # 0: any free port (tests)
+    metrics_enabled: bool = True
+    idle_timeout_s: float = Field(default=300.0, gt=0)
+    max_batch: int = Field(default=5000, ge=1, le=1_000_000)
+    poll_timeout_s: float = Field(default=0.05, gt=0, le=10)
+    exactly_once: bool = True
+    transaction_timeout_s: float = Field(default=30.0, ge=1)
+    broker_outage_limit_s: float = Field(default=300.0, gt=0)
+    lag_interval_s: float = Field(default=5.0, gt=0)
+    accept_unknown_stations: bool = True
+    max_message_bytes: int = Field(default=65536, ge=256)
+    scoring_threads: int = Field(default=2, ge=1, le=64)
+
+    @field_validator("instance_id", "group_id")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable() or " " in value:
+            raise ValueError("must be printable without spaces")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            _BootstrapEnvSource(settings_cls),
+        ]
+        toml_file = _toml_file.get()
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.group_id}.{self.instance_id}"
+
+
+@contextmanager
+def _reading_toml(path: Path | None) -> Iterator[None]:
+    token = _toml_file.set(path)
+    try:
+        yield
+    finally:
+        _toml_file.reset(token)
+
+
+def _setting_name(location: tuple[int | str, ...]) -> str:
+    dotted = ".".join(str(part) for part in location)
+    env = ENV_PREFIX + "__".join(str(part) for part in location).upper()
+    return f"{dotted} ({env})"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings once; a bad one raises ``ConfigError`` naming it (the CLI exits 2)."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"--config {config_file}: no such file")
+    try:
+        with _reading_toml(config_file):
+            return Settings(**overrides)
+    except ValidationError as error:
+        problems = [f"{_setting_name(tuple(item['loc']))}: {item['msg']}" for item in error.errors()]
+        raise ConfigError("invalid setting " + "; ".join(problems)) from error
+    except (OSError, ValueError) as error:  # an unreadable or malformed TOML file
+        raise ConfigError(f"--config {config_file}: {error}") from error
+
+
+def kafka_client_config(kafka: KafkaSettings) -> dict[str, str]:
+    """The librdkafka properties every client (consumer, producer, admin) shares."""
+    config: dict[str, str] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "security.protocol": kafka.security_protocol,
+        "client.id": kafka.client_id,
+    }
+    plain = {
+        "sasl.mechanism": kafka.sasl_mechanism,
+        "sasl.username": kafka.sasl_username,
+        "ssl.ca.location": kafka.ssl_ca_location,
+        "ssl.certificate.location": kafka.ssl_certificate_location,
+        "ssl.key.location": kafka.ssl_key_location,
+        "ssl.endpoint.identification.algorithm": kafka.ssl_endpoint_identification_algorithm,
+    }
+    secret = {"sasl.password": kafka.sasl_password, "ssl.key.password": kafka.ssl_key_password}
+    config.update({key: value for key, value in plain.items() if value is not None})
+    config.update({key: value.get_secret_value() for key, value in secret.items() if value is not None})
+    config.update(kafka.extra)
+    return config
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """The settings as a log line may show them: secrets stay masked."""
+    return settings.model_dump(mode="json")
