@@ -9,6 +9,7 @@ window at a time, which is how the original pipeline scored.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ def count_lstm_ops(onnx_bytes: bytes) -> float:
 
 
 def run(quick: bool) -> BenchResult:
+    load_before = os.getloadavg()[0]
     rng = np.random.default_rng(0)
     model = keras_autoencoder(STEPS, SENSORS, UNITS, seed=0)
     onnx_bytes = export_onnx(model, STEPS, SENSORS)
@@ -101,6 +103,8 @@ def run(quick: bool) -> BenchResult:
         notes=(
             "Original architecture (LSTM 128-64 / RepeatVector / LSTM 64-128 / TimeDistributed Dense, "
             "30x5), random weights seed 0, Keras 3 model.export(format='onnx'), ONNX Runtime CPU with "
-            "spinning off, intra-op threads 2 (1 for the _threads1 figures); medians of 3 repetitions."
+            "spinning off, intra-op threads 2 (1 for the _threads1 figures); medians of 3 repetitions. "
+            f"1-minute load average before/after: {load_before:.2f}/{os.getloadavg()[0]:.2f} "
+            f"on {os.cpu_count()} cores (other work on a shared machine lowers these figures)."
         ),
     )
