@@ -1,0 +1,126 @@
+"""``simulate(config)``: events, then flows and tanks, then hydraulics, then instruments, then labels."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC
+
+import numpy as np
+import numpy.typing as npt
+
+from replay.simulator.batches import simulate_batches
+from replay.simulator.cascade import run_cascade
+from replay.simulator.events import build_drivers, draw_events, number_events, paint_rows
+from replay.simulator.faults import apply_faults
+from replay.simulator.line import draw_line, product_temperature, solve_hydraulics
+from replay.simulator.noise import ar1, measure, quantise
+from replay.simulator.result import SimulationResult
+from replay.simulator.scenario import SENSORS, SimulationConfig
+
+logger = logging.getLogger(__name__)
+
+Array = npt.NDArray[np.float64]
+Progress = Callable[[str, float], None]
+
+# Independent random streams, so changing one part (say, the fault rate) leaves the others' draws alone.
+_STREAMS = ("line", "events", "process", "batches", "instruments")
+
+# Physically impossible below zero; a noisy zero is clipped like a transmitter's output stage does.
+_NON_NEGATIVE = frozenset({"flow", "pressure", "pump_rpm", "tank_level", "power", "suction_pressure"})
+
+
+def _streams(seed: int) -> dict[str, np.random.Generator]:
+    children = np.random.SeedSequence(seed).spawn(len(_STREAMS))
+    return {name: np.random.default_rng(child) for name, child in zip(_STREAMS, children, strict=True)}
+
+
+def simulate(config: SimulationConfig | None = None, progress: Progress | None = None) -> SimulationResult:
+    """Simulate the line described by ``config``; same config (seed included), same result."""
+    config = config or SimulationConfig()
+    report = progress or (lambda stage, fraction: None)
+    rng = _streams(config.seed)
+    minutes, n = config.minutes, config.stations
+    start = np.datetime64(config.start.astimezone(UTC).replace(tzinfo=None), "ns")
+    times = start + np.arange(minutes).astype("timedelta64[m]").astype("timedelta64[ns]")
+    hour_of_day = (np.arange(minutes) + config.local_minute_of_day_at_start) % 1440 / 60.0
+
+    line = draw_line(config, rng["line"])
+    events = draw_events(config, rng["events"])
+    drivers = build_drivers(config, events, hour_of_day)
+
+    process = rng["process"]
+    common = 1.0 + 0.003 * config.process_noise * ar1(process, minutes, 1, 0.98)[:, 0]
+    supply = config.nominal_flow * drivers.schedule * common
+    controller_error = 1.0 + 0.002 * config.process_noise * ar1(process, minutes, n, 0.9)
+    targets = supply[:, None] * controller_error
+    report("flows", 0.0)
+    cascade = run_cascade(
+        line,
+        supply=supply,
+        targets=targets,
+        forced_off=drivers.forced_off,
+        extraction=drivers.extraction,
+        progress=lambda fraction: report("flows", fraction),
+    )
+    report("flows", 1.0)
+
+    batches = simulate_batches(config, line, cascade.flow[:, 0], rng["batches"])
+    report("hydraulics", 0.0)
+    hydraulics = solve_hydraulics(
+        line,
+        flow=cascade.flow,
+        running=cascade.running,
+        level=cascade.level,
+        extraction=drivers.extraction,
+        tap_position=drivers.tap_position,
+        valve_bar=drivers.valve_bar * (cascade.flow / config.nominal_flow) ** 2,
+        rho_segment=batches.rho_segment,
+        rho_station=batches.rho_station,
+        friction_factor=batches.friction_factor,
+    )
+    inlet_temperature = 20.0 + 4.0 + batches.temperature_offset
+    temperature = product_temperature(line, inlet_temperature, hour_of_day)
+    truth: dict[str, Array] = {
+        "flow": cascade.flow,
+        "pressure": hydraulics.discharge_bar,
+        "pump_rpm": hydraulics.rpm,
+        "tank_level": cascade.level,
+        "power": hydraulics.power_kw,
+        "suction_pressure": hydraulics.suction_bar,
+        "temperature": temperature,
+    }
+    report("hydraulics", 1.0)
+
+    instruments = rng["instruments"].spawn(len(SENSORS))
+    readings: dict[str, Array] = {}
+    for i, sensor in enumerate(SENSORS):
+        readings[sensor] = measure(instruments[i], truth[sensor], config.noise[sensor], config.noise_scale)
+        report("instruments", (i + 1) / (len(SENSORS) + 1))
+    present = np.ones((minutes, n), dtype=bool)
+    all_events = number_events(events + batches.events)
+    all_events = apply_faults(all_events, readings, present)
+    for sensor in SENSORS:
+        values = readings[sensor]
+        if sensor in _NON_NEGATIVE:
+            np.maximum(values, 0.0, out=values)
+        if config.quantise:
+            readings[sensor] = quantise(values, config.noise[sensor].quantum)
+    report("instruments", 1.0)
+
+    rows = paint_rows(all_events, minutes, n)
+    extraction_m3h = drivers.extraction * cascade.flow
+    logger.debug("simulated %d stations x %d minutes, %d events", n, minutes, len(all_events))
+    return SimulationResult(
+        config=config,
+        line=line,
+        times=times,
+        readings=readings,
+        truth=truth,
+        present=present,
+        label=rows.label,
+        event_index=rows.event_index,
+        events=all_events,
+        extraction_m3h=extraction_m3h,
+        products=batches.products,
+    )

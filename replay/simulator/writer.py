@@ -1,0 +1,160 @@
+"""Write a simulation as readings.csv, events.csv and scenario.json (same result, same bytes)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.errors import ConfigError, DataError
+from replay.simulator import csv_bytes
+from replay.simulator.result import EVENTS_COLUMNS, READINGS_COLUMNS, SimulationResult
+from replay.simulator.scenario import SENSORS, scenario_json
+
+Layout = Literal["multi", "original"]
+LAYOUTS: tuple[str, ...] = ("multi", "original")
+ORIGINAL_SENSORS: tuple[str, ...] = ("flow", "pressure", "pump_rpm", "tank_level", "power")
+ORIGINAL_COLUMNS: tuple[str, ...] = ("timestamp", *ORIGINAL_SENSORS, "label")
+CHUNK_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class WrittenFiles:
+    readings: Path
+    events: Path
+    scenario: Path
+    rows: int
+
+
+def default_original_station(result: SimulationResult) -> int:
+    """The second station when there is one: it sees taps on the segments on both sides of it."""
+    return min(1, len(result.station_ids) - 1)
+
+
+def write_outputs(
+    result: SimulationResult,
+    out_dir: Path,
+    *,
+    layout: Layout = "multi",
+    station: str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> WrittenFiles:
+    """Write the three files into ``out_dir`` (created if missing); returns their paths."""
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        readings_path = out_dir / "readings.csv"
+        if layout == "multi":
+            rows = _write_multi(result, readings_path, progress)
+        else:
+            index = default_original_station(result) if station is None else _station_index(result, station)
+            rows = _write_original(result, index, readings_path, progress)
+        events_path = out_dir / "events.csv"
+        _atomic_write(events_path, events_csv(result).encode())
+        scenario_path = out_dir / "scenario.json"
+        summary = events_by_type(result)
+        document = scenario_json(result.config, result.line.to_json(), summary)
+        _atomic_write(scenario_path, document.encode())
+    except OSError as error:
+        raise DataError(f"cannot write simulation output to {out_dir}: {error}") from error
+    return WrittenFiles(readings_path, events_path, scenario_path, rows)
+
+
+def _station_index(result: SimulationResult, station: str) -> int:
+    if station not in result.station_ids:
+        raise ConfigError(f"unknown station {station!r}; stations: {', '.join(result.station_ids)}")
+    return result.station_ids.index(station)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def _timestamps(times: npt.NDArray[np.datetime64], style: str) -> csv_bytes.Field:
+    text = np.datetime_as_string(times, unit="s")
+    raw = np.char.add(text, "Z") if style == "rfc3339" else np.char.replace(text, "T", " ")
+    width = len(raw[0]) if len(raw) else 1
+    chars = np.frombuffer("".join(raw.tolist()).encode("ascii"), dtype=np.uint8).reshape(len(raw), width)
+    return csv_bytes.Field(chars, np.ones_like(chars, dtype=bool))
+
+
+def _write_multi(result: SimulationResult, path: Path, progress: Callable[[float], None] | None) -> int:
+    minutes, n = result.present.shape
+    stamps = _timestamps(result.times, "rfc3339")
+    station_codes = np.arange(n)
+    event_types = [event.event_type for event in result.events] + [""]
+    event_ids = [event.event_id for event in result.events] + [""]
+    decimals = {sensor: result.config.noise[sensor].decimals for sensor in SENSORS}
+    chunk_minutes = max(1, CHUNK_ROWS // n)
+    rows = 0
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as handle:
+        handle.write((",".join(READINGS_COLUMNS) + "\n").encode())
+        for first in range(0, minutes, chunk_minutes):
+            last = min(first + chunk_minutes, minutes)
+            span = slice(first, last)
+            fields = [
+                csv_bytes.Field(
+                    np.repeat(stamps.chars[span], n, axis=0), np.repeat(stamps.keep[span], n, axis=0)
+                ),
+                csv_bytes.vocabulary(np.tile(station_codes, last - first), result.station_ids),
+            ]
+            for sensor in SENSORS:
+                fields.append(csv_bytes.numbers(result.readings[sensor][span].reshape(-1), decimals[sensor]))
+            fields.append(csv_bytes.vocabulary(result.label[span].reshape(-1), ["0", "1"]))
+            codes = result.event_index[span].reshape(-1)
+            fields.append(csv_bytes.vocabulary(codes, event_types))
+            fields.append(csv_bytes.vocabulary(codes, event_ids))
+            keep = result.present[span].reshape(-1)
+            handle.write(csv_bytes.join_row(fields, keep))
+            rows += int(keep.sum())
+            if progress is not None:
+                progress(last / minutes)
+    os.replace(partial, path)
+    return rows
+
+
+def _write_original(
+    result: SimulationResult, station: int, path: Path, progress: Callable[[float], None] | None
+) -> int:
+    stamps = _timestamps(result.times, "original")
+    fields = [stamps]
+    for sensor in ORIGINAL_SENSORS:
+        fields.append(
+            csv_bytes.numbers(result.readings[sensor][:, station], result.config.noise[sensor].decimals)
+        )
+    fields.append(csv_bytes.vocabulary(result.label[:, station], ["0.0", "1.0"]))
+    keep = result.present[:, station]
+    body = (",".join(ORIGINAL_COLUMNS) + "\n").encode() + csv_bytes.join_row(fields, keep)
+    _atomic_write(path, body)
+    if progress is not None:
+        progress(1.0)
+    return int(keep.sum())
+
+
+def events_csv(result: SimulationResult) -> str:
+    """events.csv text: times in RFC 3339 UTC, fixed decimals, so it is byte-stable."""
+    frame = result.events_frame()
+    frame["start"] = frame["start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    frame["end"] = frame["end"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    frame["magnitude"] = frame["magnitude"].map(lambda v: f"{v:.6f}")
+    frame["position"] = frame["position"].map(lambda v: "" if np.isnan(v) else f"{v:.4f}")
+    frame["volume_m3"] = frame["volume_m3"].map(lambda v: f"{v:.3f}")
+    text: str = frame.to_csv(index=False, columns=list(EVENTS_COLUMNS), lineterminator="\n")
+    return text
+
+
+def events_by_type(result: SimulationResult) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for event in result.events:
+        key = event.event_type if event.event_type != "transient" else f"transient:{event.subtype}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
