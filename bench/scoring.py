@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.record import BenchResult, median_of, rate
+from bench.record import BenchResult, rate
 from detector.scoring import FloatArray, OnnxScorer
 from detector.testing import export_onnx, keras_autoencoder
 
@@ -25,20 +25,17 @@ STEPS, SENSORS = 30, 5
 UNITS = (128, 64)
 
 
-def windows_per_s(
-    score: Callable[[FloatArray], object], windows: FloatArray, batch: int, repeat: int
-) -> float:
-    """Rate of ``score`` over ``windows`` cut into ``batch``-sized calls, median of ``repeat`` runs."""
-    chunks = [windows[i : i + batch] for i in range(0, len(windows), batch)]
-    score(chunks[0])  # warm-up: allocations, kernel selection
+def one_pass(score: Callable[[FloatArray], object], chunks: list[FloatArray]) -> tuple[float, float]:
+    """Windows per wall-clock second and per process-CPU second for one pass over ``chunks``."""
+    count = sum(len(chunk) for chunk in chunks)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for chunk in chunks:
+        score(chunk)
+    return rate(count, time.perf_counter() - wall), rate(count, time.process_time() - cpu)
 
-    def once() -> float:
-        start = time.perf_counter()
-        for chunk in chunks:
-            score(chunk)
-        return rate(len(windows), time.perf_counter() - start)
 
-    return median_of(repeat, once)
+def chunked(windows: FloatArray, batch: int) -> list[FloatArray]:
+    return [windows[i : i + batch] for i in range(0, len(windows), batch)]
 
 
 def count_lstm_ops(onnx_bytes: bytes) -> float:
@@ -56,54 +53,74 @@ def run(quick: bool) -> BenchResult:
     model = keras_autoencoder(STEPS, SENSORS, UNITS, seed=0)
     onnx_bytes = export_onnx(model, STEPS, SENSORS)
     sizes = {1: 100 if quick else 500, 64: 640 if quick else 2_560, 1024: 2_048 if quick else 8_192}
-    figures: dict[str, float] = {}
+    keras_count = 10 if quick else 30
+    repetitions = 3
+
+    def keras_one(window: FloatArray) -> object:
+        return model.predict(window, verbose=0)
+
+    def keras_batched(windows: FloatArray) -> object:
+        return model.predict(windows, batch_size=1024, verbose=0)
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
         path.write_bytes(onnx_bytes)
-        probe = rng.normal(size=(64, STEPS, SENSORS)).astype(np.float32)
-        for threads in (2, 1):
-            scorer = OnnxScorer(path, threads=threads, max_batch=1024)
+        scorers = {threads: OnnxScorer(path, threads=threads, max_batch=1024) for threads in (2, 1)}
+        # (name, callable, chunks): every case runs once per repetition, interleaved, so the
+        # baseline and the runtime see the same load on this shared machine.
+        cases: list[tuple[str, Callable[[FloatArray], object], list[FloatArray]]] = []
+        for threads, scorer in scorers.items():
             suffix = "" if threads == 2 else "_threads1"
             for batch, count in sizes.items():
                 if threads == 1 and batch == 64:
                     continue
                 windows = rng.normal(size=(count, STEPS, SENSORS)).astype(np.float32)
-                figures[f"windows_per_s_b{batch}{suffix}"] = windows_per_s(
-                    scorer.reconstruct, windows, batch, 3
-                )
-            if threads == 2:
-                figures["b1_latency_ms"] = 1000.0 / figures["windows_per_s_b1"]
-                max_diff = float(np.abs(scorer.reconstruct(probe) - model.predict(probe, verbose=0)).max())
+                cases.append((f"windows_per_s_b{batch}{suffix}", scorer.reconstruct, chunked(windows, batch)))
+        keras_windows = rng.normal(size=(keras_count, STEPS, SENSORS)).astype(np.float32)
+        cases.append(("keras_predict_b1_windows_per_s", keras_one, chunked(keras_windows, 1)))
+        big = rng.normal(size=(1024, STEPS, SENSORS)).astype(np.float32)
+        cases.append(("keras_predict_b1024_windows_per_s", keras_batched, [big]))
 
-    def keras_one(window: FloatArray) -> object:
-        return model.predict(window, verbose=0)
+        for _, score, chunks in cases:
+            score(chunks[0])  # warm-up: allocations, kernel selection
+        walls: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+        cpus: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+        for _ in range(repetitions):
+            for name, score, chunks in cases:
+                wall, cpu = one_pass(score, chunks)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+        probe = rng.normal(size=(64, STEPS, SENSORS)).astype(np.float32)
+        max_diff = float(np.abs(scorers[2].reconstruct(probe) - model.predict(probe, verbose=0)).max())
 
-    keras_windows = rng.normal(size=(10 if quick else 30, STEPS, SENSORS)).astype(np.float32)
-    keras_b1 = windows_per_s(keras_one, keras_windows, 1, 3)
-    big = rng.normal(size=(1024, STEPS, SENSORS)).astype(np.float32)
-    keras_b1024 = windows_per_s(lambda w: model.predict(w, batch_size=1024, verbose=0), big, 1024, 3)
+    def median(values: list[float]) -> float:
+        return float(np.median(values))
 
+    def median_ratio(top: str, bottom: str) -> float:
+        return median([a / b for a, b in zip(walls[top], walls[bottom], strict=True)])
+
+    baseline_names = ("keras_predict_b1_windows_per_s", "keras_predict_b1024_windows_per_s")
+    figures = {name: median(values) for name, values in walls.items() if name not in baseline_names}
+    figures["b1_latency_ms"] = 1000.0 / figures["windows_per_s_b1"]
+    figures["windows_per_cpu_s_b1024_threads1"] = median(cpus["windows_per_s_b1024_threads1"])
     figures["onnx_vs_keras_max_abs_diff"] = max_diff
     figures["onnx_lstm_ops"] = count_lstm_ops(onnx_bytes)
     return BenchResult(
         name="scoring",
         figures=figures,
-        baseline={
-            "keras_predict_b1_windows_per_s": keras_b1,
-            "keras_predict_b1024_windows_per_s": keras_b1024,
-        },
+        baseline={name: median(walls[name]) for name in baseline_names},
         ratio={
-            "b1024_vs_keras_b1": figures["windows_per_s_b1024"] / keras_b1,
-            "b1024_vs_keras_b1024": figures["windows_per_s_b1024"] / keras_b1024,
-            "b1024_threads2_vs_threads1": (
-                figures["windows_per_s_b1024"] / figures["windows_per_s_b1024_threads1"]
-            ),
+            "b1024_vs_keras_b1": median_ratio("windows_per_s_b1024", "keras_predict_b1_windows_per_s"),
+            "b1024_vs_keras_b1024": median_ratio("windows_per_s_b1024", "keras_predict_b1024_windows_per_s"),
+            "b1024_threads2_vs_threads1": median_ratio("windows_per_s_b1024", "windows_per_s_b1024_threads1"),
         },
         targets={"windows_per_s_b1024": ">= 10,000", "b1024_vs_keras_b1": ">= 300"},
         notes=(
             "Original architecture (LSTM 128-64 / RepeatVector / LSTM 64-128 / TimeDistributed Dense, "
             "30x5), random weights seed 0, Keras 3 model.export(format='onnx'), ONNX Runtime CPU with "
-            "spinning off, intra-op threads 2 (1 for the _threads1 figures); medians of 3 repetitions. "
+            "spinning off, intra-op threads 2 (1 for the _threads1 figures). Each repetition runs every "
+            "case once, interleaved; figures are medians of 3, ratios medians of per-repetition ratios; "
+            "windows_per_cpu_s counts process CPU time instead of wall time. "
             f"1-minute load average before/after: {load_before:.2f}/{os.getloadavg()[0]:.2f} "
             f"on {os.cpu_count()} cores (other work on a shared machine lowers these figures)."
         ),
