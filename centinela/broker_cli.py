@@ -50,6 +50,8 @@ def register(app: typer.Typer) -> None:
         result = local_broker.start(home, config, fresh=fresh, timeout_s=timeout)
         if result.already_running:
             typer.echo(f"already running: {_describe(result.status)}")
+            if result.status.owner == local_broker.OWNER_SESSION:
+                typer.echo("(started by a test session or benchmark: it stops when the last of them ends)")
             return
         typer.echo(f"started {_describe(result.status)} in {result.seconds:.1f} s; log {home.log_file}")
 

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
 HOME_ENV = "CENTINELA_KAFKA_HOME"
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9092
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
@@ -575,10 +576,6 @@ def start(
         if current.running:
             if fresh:
                 raise BrokerError(f"a broker is running (pid {current.pid}); stop it before --fresh")
-            if owner == OWNER_CLI and current.owner == OWNER_SESSION:
-                # Someone asked for it explicitly: it now outlives the test session that started it.
-                _write_state(home, {**_read_state(home), "owner": OWNER_CLI})
-                current = status(home)
             return StartResult(current, already_running=True, seconds=time.perf_counter() - began)
         fetch(home)
         if fresh:
@@ -735,3 +732,62 @@ def _live_leases(home: BrokerHome) -> int:
             # A session that died without cleaning up must not keep the broker alive for ever.
             token.unlink(missing_ok=True)
     return live
+
+
+# --- a broker for a test session, benchmark or demo -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProvidedBroker:
+    """A broker to use, and how it was obtained (for a log or summary line)."""
+
+    bootstrap: str
+    source: str  # "environment", "local" or "testcontainers"
+    version: str
+    started_here: bool
+    start_seconds: float | None = None
+
+    def describe(self) -> str:
+        if self.source == "environment":
+            how = f"from {BOOTSTRAP_ENV}"
+        elif self.started_here and self.start_seconds is not None:
+            how = f"started in {self.start_seconds:.1f} s"
+        else:
+            how = "already running"
+        return f"Kafka broker {self.version} at {self.bootstrap} ({self.source}, {how})"
+
+
+@contextlib.contextmanager
+def provide(
+    environ: Mapping[str, str] | None = None,
+    *,
+    config: BrokerConfig | None = None,
+    probe_timeout_s: float = 10.0,
+) -> Iterator[ProvidedBroker]:
+    """``KAFKA_BOOTSTRAP_SERVERS`` if set (checked, never started), else the local broker.
+
+    The local broker is reused when it runs; otherwise it is started and, when the block ends and
+    no other user holds a lease, stopped again.
+    """
+    env = os.environ if environ is None else environ
+    configured = env.get(BOOTSTRAP_ENV, "").strip()
+    if configured:
+        info = probe_cluster(configured, timeout_s=probe_timeout_s)
+        yield ProvidedBroker(
+            bootstrap=configured,
+            source="environment",
+            version=f"(external: {info.broker_count} broker(s), cluster {info.cluster_id})",
+            started_here=False,
+        )
+        return
+    lease = acquire(BrokerHome.from_environment(env), config or BrokerConfig())
+    try:
+        yield ProvidedBroker(
+            bootstrap=lease.bootstrap,
+            source="local",
+            version=lease.start.status.version or "?",
+            started_here=not lease.start.already_running,
+            start_seconds=lease.start.seconds,
+        )
+    finally:
+        release(lease)

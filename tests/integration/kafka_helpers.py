@@ -20,29 +20,12 @@ from pathlib import Path
 import pytest
 
 from centinela import local_broker
+from centinela.local_broker import BOOTSTRAP_ENV, ProvidedBroker
 from detector.errors import BrokerError, CentinelaError
 
-BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 PROBE_TIMEOUT_S = 10.0
 # Where the session's broker line is kept for the terminal summary (tests/conftest.py).
 BROKER_LINE_KEY = pytest.StashKey[str]()
-
-
-@dataclass(frozen=True)
-class ProvidedBroker:
-    """A broker the tests may use, and how it was obtained (for the session's summary line)."""
-
-    bootstrap: str
-    source: str  # "environment", "local" or "testcontainers"
-    version: str
-    started_here: bool
-    start_seconds: float | None = None
-
-    def describe(self) -> str:
-        how = f"started in {self.start_seconds:.1f} s" if self.started_here else "already running"
-        if self.source == "environment":
-            how = f"from {BOOTSTRAP_ENV}"
-        return f"Kafka broker {self.version} at {self.bootstrap} ({self.source}, {how})"
 
 
 def unique_name(prefix: str) -> str:
@@ -60,35 +43,14 @@ def new_group_id(prefix: str = "test-group") -> str:
 def provide_broker(environ: dict[str, str] | None = None) -> Iterator[ProvidedBroker]:
     """The environment's cluster, else the local broker, else testcontainers; cleaned up on exit."""
     env = dict(os.environ) if environ is None else environ
-    configured = env.get(BOOTSTRAP_ENV, "").strip()
-    if configured:
-        # Fails within PROBE_TIMEOUT_S naming the address: never a hang on a wrong setting.
-        info = local_broker.probe_cluster(configured, timeout_s=PROBE_TIMEOUT_S)
-        yield ProvidedBroker(
-            bootstrap=configured,
-            source="environment",
-            version=f"(external, {info.broker_count} broker(s), cluster {info.cluster_id})",
-            started_here=False,
-        )
-        return
-    try:
-        lease = local_broker.acquire(
-            local_broker.BrokerHome.from_environment(env), local_broker.BrokerConfig()
-        )
-    except CentinelaError as local_error:
-        with _testcontainers_kafka(local_error) as provided:
-            yield provided
-        return
-    try:
-        yield ProvidedBroker(
-            bootstrap=lease.bootstrap,
-            source="local",
-            version=lease.start.status.version or "?",
-            started_here=not lease.start.already_running,
-            start_seconds=lease.start.seconds,
-        )
-    finally:
-        local_broker.release(lease)
+    with contextlib.ExitStack() as stack:
+        try:
+            provided = stack.enter_context(local_broker.provide(env, probe_timeout_s=PROBE_TIMEOUT_S))
+        except CentinelaError as local_error:
+            if env.get(BOOTSTRAP_ENV, "").strip():
+                raise  # a wrong address is the user's to fix, not a reason to start something else
+            provided = stack.enter_context(_testcontainers_kafka(local_error))
+        yield provided
 
 
 @contextlib.contextmanager

@@ -1,0 +1,159 @@
+"""``bench kafka``: bare confluent-kafka produce and consume loops, the ceilings of replay and detector.
+
+1 M messages of 200 bytes (``--quick``: 100 k) through a fresh 6-partition topic on the local broker
+(started for the run if none runs, stopped after) or ``KAFKA_BOOTSTRAP_SERVERS``. Each repetition
+produces into a new topic, then reads it back in a one-member consumer group; medians of 3.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import statistics
+import time
+import uuid
+
+from bench.record import BenchResult, Stopwatch, rate
+from centinela import local_broker
+from detector.errors import BrokerError
+
+logger = logging.getLogger(__name__)
+
+MESSAGES = 1_000_000
+QUICK_MESSAGES = 100_000
+MESSAGE_BYTES = 200
+PARTITIONS = 6
+REPETITIONS = 3
+# Notices such as "purging unserved events" on closing an admin client are noise here.
+ADMIN_CONFIG: dict[str, str | int | float | bool] = {"log_level": 4}
+# Producer settings a throughput-minded client would use; nothing exotic, no compression.
+PRODUCER_CONFIG: dict[str, str | int | float | bool] = {
+    "linger.ms": 5,
+    "acks": "all",
+    "compression.type": "none",
+    "queue.buffering.max.messages": 500_000,
+    "queue.buffering.max.kbytes": 1_048_576,
+    "delivery.report.only.error": True,
+}
+
+
+def _create_topic(bootstrap: str) -> str:
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    name = f"bench.kafka.{uuid.uuid4().hex[:12]}"
+    admin = AdminClient(ADMIN_CONFIG | {"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1)])[name].result(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        topic = admin.list_topics(topic=name, timeout=5).topics.get(name)
+        if (
+            topic is not None
+            and topic.error is None
+            and all(p.leader >= 0 for p in topic.partitions.values())
+        ):
+            return name
+        time.sleep(0.05)
+    raise BrokerError(f"bench topic {name} got no leaders within 30 s")
+
+
+def _delete_topic(bootstrap: str, name: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(ADMIN_CONFIG | {"bootstrap.servers": bootstrap})
+    admin.delete_topics([name])[name].result(30)
+
+
+def produce_loop(bootstrap: str, topic: str, count: int, payload: bytes) -> float:
+    """Messages per second of a plain ``produce`` loop, until every message is acknowledged."""
+    from confluent_kafka import KafkaError, Message, Producer
+
+    failures: list[str] = []
+
+    def on_error(error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_CONFIG, "on_delivery": on_error})
+    produce, poll = producer.produce, producer.poll
+    with Stopwatch() as watch:
+        for index in range(count):
+            try:
+                produce(topic, payload)
+            except BufferError:
+                # Local queue full: wait for the broker to acknowledge some, then retry once.
+                poll(0.05)
+                produce(topic, payload)
+            if index % 10_000 == 0:
+                poll(0)
+        left = producer.flush(120)
+    if left or failures:
+        raise BrokerError(f"produce loop: {left} undelivered, {len(failures)} failed ({failures[:3]})")
+    return rate(count, watch.seconds)
+
+
+def consume_loop(bootstrap: str, topic: str, count: int) -> float:
+    """Messages per second of a plain ``consume`` loop, from the first message to the last.
+
+    The group join before the first message is left out: it is a fixed cost, not throughput.
+    """
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-kafka-{uuid.uuid4().hex[:12]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 10_000,
+        }
+    )
+    try:
+        consumer.subscribe([topic])
+        received = 0
+        first: float | None = None
+        deadline = time.monotonic() + 300
+        while received < count:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"consume loop: {received} of {count} messages after 300 s")
+            batch = consumer.consume(num_messages=10_000, timeout=1.0)
+            if batch and first is None:
+                first = time.perf_counter()
+            received += sum(1 for message in batch if message.error() is None)
+        last = time.perf_counter()
+    finally:
+        consumer.close()
+    assert first is not None
+    return rate(count, last - first)
+
+
+def run(quick: bool) -> BenchResult:
+    count = QUICK_MESSAGES if quick else MESSAGES
+    payload = random.Random(20260101).randbytes(MESSAGE_BYTES)
+    produced: list[float] = []
+    consumed: list[float] = []
+    with local_broker.provide() as broker:
+        logger.info("bench kafka on %s", broker.describe())
+        for repetition in range(REPETITIONS):
+            topic = _create_topic(broker.bootstrap)
+            try:
+                produced.append(produce_loop(broker.bootstrap, topic, count, payload))
+                consumed.append(consume_loop(broker.bootstrap, topic, count))
+            finally:
+                _delete_topic(broker.bootstrap, topic)
+            logger.info(
+                "repetition %d: produce %.0f/s, consume %.0f/s", repetition + 1, produced[-1], consumed[-1]
+            )
+    return BenchResult(
+        name="kafka",
+        figures={
+            "produce_per_s": statistics.median(produced),
+            "consume_per_s": statistics.median(consumed),
+            "produce_mb_per_s": statistics.median(produced) * MESSAGE_BYTES / 1e6,
+        },
+        notes=(
+            f"{broker.describe()}; {count:,} messages x {MESSAGE_BYTES} B, {PARTITIONS} partitions, "
+            f"no keys, acks=all, linger.ms=5, no compression; medians of {REPETITIONS} "
+            f"(produce {', '.join(f'{v:,.0f}' for v in produced)}; "
+            f"consume {', '.join(f'{v:,.0f}' for v in consumed)})"
+        ),
+    )
