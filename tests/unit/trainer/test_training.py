@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.model import FitConfig, ModelConfig
+from trainer.pipeline import TrainOptions, run_training
+
+TINY_MODEL = ModelConfig(encoder_units=(8, 4), decoder_units=(4, 8), dropout=0.1)
+TINY_FIT = FitConfig(epochs=2, batch_size=16, patience=1, seed=7)
+
+
+def tiny_options(data: Path, **changes: object) -> TrainOptions:
+    fields: dict[str, object] = {"data": data, "window": 10, "step": 5, "model": TINY_MODEL, "fit": TINY_FIT}
+    fields.update(changes)
+    return TrainOptions(**fields)  # type: ignore[arg-type]
+
+
+def test_same_seed_same_numbers(seed_like_csv: Path) -> None:
+    first = run_training(tiny_options(seed_like_csv))
+    second = run_training(tiny_options(seed_like_csv))
+    assert first.trained.history == second.trained.history
+    np.testing.assert_array_equal(first.autoencoder.scores["test"], second.autoencoder.scores["test"])
+    other = run_training(
+        tiny_options(seed_like_csv, fit=FitConfig(epochs=2, batch_size=16, patience=1, seed=8))
+    )
+    assert not np.array_equal(first.autoencoder.scores["test"], other.autoencoder.scores["test"])
+
+
+def test_models_modes_and_metrics(seed_like_csv: Path) -> None:
+    result = run_training(tiny_options(seed_like_csv, use_labels=True, advanced_models=True))
+    assert set(result.models) == {
+        "autoencoder",
+        "autoencoder_with_labels",
+        "isolation_forest",
+        "local_outlier_factor",
+    }
+    assert result.models["autoencoder_with_labels"].mode == "labels"
+    assert result.autoencoder.mode == "unsupervised"
+    assert result.aggregation in result.aggregation_selection
+    for model in result.models.values():
+        summary = model.summary()
+        for key in ("precision", "recall", "f1", "roc_auc", "average_precision"):
+            assert 0.0 <= summary[key] <= 1.0
+        assert summary["events"]["events"] == len(result.prepared["test"].events)
+    # The synthetic anomalies are large: even a two-epoch model catches them.
+    assert result.autoencoder.test["roc_auc"] > 0.9
+
+
+@pytest.mark.slow
+def test_cli_writes_report_plots_bundle_and_card(seed_like_csv: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from centinela.cli import app
+    from detector.bundle import load_bundle
+
+    out = tmp_path / "run"
+    args = ["train", "--data", str(seed_like_csv), "--out", str(out), "--window", "10", "--step", "5"]
+    args += ["--encoder-units", "8,4", "--decoder-units", "4,8", "--epochs", "2", "--advanced-models"]
+    args += ["--lang", "es", "--walk-forward", "2"]
+    outcome = CliRunner().invoke(app, args)
+    assert outcome.exit_code == 0, outcome.output
+    report = json.loads((out / "report.json").read_text())
+    for name in ("autoencoder", "isolation_forest", "local_outlier_factor"):
+        assert {"precision", "recall", "f1", "roc_auc", "average_precision"} <= set(report["models"][name])
+    assert report["split"]["test"]["windows"] > 0
+    assert report["calibration"]["test"][0]["split"] == "test"
+    assert len(report["walk_forward"]["folds"]) == 2
+    assert "Métricas en prueba" in (out / "report.md").read_text()
+    assert len(list((out / "plots").glob("*.png"))) == 7
+    assert (out / "MODEL_CARD.md").exists()
+    bundle = load_bundle(out / "bundle")
+    assert bundle.threshold == pytest.approx(report["models"]["autoencoder"]["threshold"])
+    assert "bundle written to" in outcome.output
+
+
+@pytest.mark.slow
+def test_sweep_runs_trials_in_spawned_processes_and_resumes(seed_like_csv: Path, tmp_path: Path) -> None:
+    from trainer.sweep import build_grid, run_sweep
+
+    grid = build_grid({"window": [10], "step": [5], "encoder_units": [(4,)], "epochs": [1], "patience": [1]})
+    results = tmp_path / "sweep.jsonl"
+    first = run_sweep(tiny_options(seed_like_csv), grid, results, workers=1)
+    assert first.ran == 1 and first.ranked[0]["config"]["window"] == 10
+    again = run_sweep(tiny_options(seed_like_csv), grid, results, workers=1)
+    assert again.ran == 0 and again.resumed == 1
