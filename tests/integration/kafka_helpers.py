@@ -65,7 +65,7 @@ def _testcontainers_kafka(local_error: Exception) -> Iterator[ProvidedBroker]:
             f"no Kafka for the integration tests: {BOOTSTRAP_ENV} is unset, the local broker cannot run "
             f"({local_error}) and no Docker engine answers ({docker_error})"
         ) from docker_error
-    from testcontainers.kafka import KafkaContainer
+    from testcontainers.community.kafka import KafkaContainer
 
     with KafkaContainer().with_kraft() as container:
         yield ProvidedBroker(
