@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from replay.simulator.engine import simulate
-from replay.simulator.events import EVENT_TYPES, Event
+from replay.simulator.event import EVENT_TYPES, Event
 from replay.simulator.result import EVENTS_COLUMNS, READINGS_COLUMNS, SimulationResult
 from replay.simulator.scenario import SENSORS, UNITS, EventRates, SensorNoise, SimulationConfig
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from replay.simulator.events import Event
+from replay.simulator.event import Event
 from replay.simulator.line import Line
 from replay.simulator.scenario import SimulationConfig
 

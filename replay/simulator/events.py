@@ -1,9 +1,4 @@
-"""The event model: what happens to the line, when, where and how big, and how each becomes a label.
-
-Every event is listed in events.csv. Only ``theft`` and ``leak`` carry label 1; a ``sensor_fault``
-is a data problem (label 0, its own ``event_type``), and ``transient``/``maintenance`` events are
-normal operation listed so an evaluation can check that nothing alarms there.
-"""
+"""Drawing events at their rates, turning them into what the line feels, and into row labels."""
 
 from __future__ import annotations
 
@@ -12,47 +7,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
+from replay.simulator.event import ALL_SENSORS, PRIORITY, Event
 from replay.simulator.scenario import SENSORS, SimulationConfig
 
 Array = npt.NDArray[np.float64]
 
 MINUTES_PER_MONTH = 30 * 24 * 60
-
-EVENT_TYPES: tuple[str, ...] = ("theft", "leak", "sensor_fault", "maintenance", "transient")
-LABELLED_TYPES = frozenset({"theft", "leak"})
-# Which event names a row when several overlap: the more serious one wins.
-PRIORITY = {"theft": 4, "leak": 4, "sensor_fault": 3, "maintenance": 2, "transient": 1}
-ALL_SENSORS = "*"
-
-
-@dataclass(frozen=True)
-class Event:
-    """One event; ``start``/``end`` are minute indices, end exclusive.
-
-    ``stations`` are the stations whose rows carry the event (for theft and leak: the stations at
-    both ends of the segment). ``effect_end`` is when the cause stops (a pump restarts); ``end``
-    also covers the recovery that follows, so the whole disturbance is listed.
-    """
-
-    event_type: str
-    subtype: str
-    start: int
-    end: int
-    stations: tuple[int, ...]
-    segment: int | None = None
-    station: int | None = None
-    sensor: str = ""
-    magnitude: float = 0.0
-    unit: str = ""
-    position: float | None = None
-    ramp_open: int = 0
-    ramp_close: int = 0
-    effect_end: int | None = None
-    event_id: str = ""
-
-    @property
-    def label(self) -> int:
-        return 1 if self.event_type in LABELLED_TYPES else 0
 
 
 def _poisson_starts(rng: np.random.Generator, rate_per_month: float, minutes: int) -> npt.NDArray[np.int64]:
@@ -83,11 +43,15 @@ def draw_events(config: SimulationConfig, rng: np.random.Generator) -> list[Even
     n = config.stations
     rates = config.rates
     level_tau = config.level_control_minutes
-    events: list[Event] = []
+    events: list[Event] = list(config.scripted)
+    scripted_spans: dict[int, list[tuple[int, int]]] = {}
+    for event in config.scripted:
+        if event.segment is not None:
+            scripted_spans.setdefault(event.segment, []).append((event.start, event.end))
 
     # Thefts and leaks: one at a time per segment, on segments that end at a station.
     for segment in range(n - 1):
-        busy: list[tuple[int, int]] = []
+        busy: list[tuple[int, int]] = list(scripted_spans.get(segment, []))
         count = rng.poisson(rates.theft_per_segment_month * minutes / MINUTES_PER_MONTH)
         for _ in range(count):
             start = _theft_start(rng, minutes, rates.theft_night_share, config.local_minute_of_day_at_start)

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from replay.simulator.events import Event
+from replay.simulator.event import Event
 from replay.simulator.line import Line
 from replay.simulator.scenario import SENSORS, SimulationConfig
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from detector.errors import ConfigError
+from replay.simulator.event import Event
 
 SENSORS: tuple[str, ...] = (
     "flow",
@@ -110,6 +111,8 @@ class SimulationConfig:
     normal_life: bool = True  # daily cycle, set-point changes, pump stops, batches, valves, maintenance
     rates: EventRates = field(default_factory=EventRates)
     noise: dict[str, SensorNoise] = field(default_factory=default_noise)
+    # Events placed by hand (minute indices from ``start``) on top of the drawn ones: tests and demos.
+    scripted: tuple[Event, ...] = ()
 
     def __post_init__(self) -> None:
         if self.stations < 1:
@@ -127,6 +130,13 @@ class SimulationConfig:
         lo, hi = self.rates.theft_fraction
         if not 0 < lo <= hi < 1:
             raise ConfigError("theft_fraction must satisfy 0 < low <= high < 1")
+        for event in self.scripted:
+            if not 0 <= event.start < event.end <= self.minutes:
+                raise ConfigError(
+                    f"scripted event {event.event_type} span {event.start}..{event.end} is outside the run"
+                )
+            if event.segment is not None and not 0 <= event.segment < self.stations - 1:
+                raise ConfigError(f"scripted event segment {event.segment} needs a station at both ends")
         missing = set(SENSORS) - set(self.noise)
         if missing:
             raise ConfigError(f"noise model missing for sensors: {sorted(missing)}")

@@ -1,0 +1,94 @@
+"""Files: same seed, same bytes; the CSV layouts; the CLI; the plot."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from centinela.cli import app
+from replay.simulator import READINGS_COLUMNS, SimulationConfig, simulate
+from replay.simulator.writer import ORIGINAL_COLUMNS, write_outputs
+from tests.unit.replay.simulator_helpers import busy_config, busy_result
+
+FILES = ("readings.csv", "events.csv", "scenario.json")
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
+    config = busy_config()
+    for name, seed in (("a", config.seed), ("b", config.seed), ("c", config.seed + 1)):
+        write_outputs(simulate(SimulationConfig(**{**config.__dict__, "seed": seed})), tmp_path / name)
+    for file in FILES:
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
+    assert (tmp_path / "a" / "readings.csv").read_bytes() != (tmp_path / "c" / "readings.csv").read_bytes()
+
+
+def test_readings_csv_round_trips_to_the_result(tmp_path: Path) -> None:
+    result = busy_result()
+    written = write_outputs(result, tmp_path)
+    text = written.readings.read_text()
+    assert text.splitlines()[0] == ",".join(READINGS_COLUMNS)
+    assert text.splitlines()[1].startswith("2025-01-01T00:00:00Z,EST-01,")
+    frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+    assert len(frame) == written.rows == result.rows
+    expected = result.frame
+    assert (frame["station_id"].to_numpy() == expected["station_id"].astype(str).to_numpy()).all()
+    for sensor in ("flow", "pressure", "pump_rpm", "tank_level", "power", "suction_pressure", "temperature"):
+        quantum = result.config.noise[sensor].quantum
+        both = expected[sensor].to_numpy()
+        assert np.array_equal(np.isnan(frame[sensor].to_numpy()), np.isnan(both))
+        assert np.nanmax(np.abs(frame[sensor].to_numpy() - both)) < quantum / 2 + 1e-9
+    assert (frame["label"].to_numpy() == expected["label"].to_numpy()).all()
+    assert (frame["event_id"].fillna("").to_numpy() == expected["event_id"].astype(str).to_numpy()).all()
+    stamps = pd.to_datetime(frame["timestamp"], utc=True, format="%Y-%m-%dT%H:%M:%SZ")
+    assert (stamps == expected["timestamp"]).all()
+
+
+def test_events_csv_and_scenario_json_describe_the_run(tmp_path: Path) -> None:
+    result = busy_result()
+    written = write_outputs(result, tmp_path)
+    events = pd.read_csv(written.events, keep_default_na=False)
+    assert len(events) == len(result.events)
+    assert events["start"].str.endswith("Z").all()
+    scenario = json.loads(written.scenario.read_text())
+    assert scenario["seed"] == result.config.seed
+    assert scenario["config"]["stations"] == 4
+    assert scenario["config"]["rates"]["theft_per_segment_month"] == 30.0
+    assert scenario["config"]["start"] == "2025-01-01T00:00:00Z"
+    assert len(scenario["line"]["segment_km"]) == 4
+    assert sum(scenario["events_by_type"].values()) == len(result.events)
+
+
+def test_original_layout_is_one_station_in_the_seed_columns(tmp_path: Path) -> None:
+    result = busy_result()
+    write_outputs(result, tmp_path, layout="original", station="EST-03")
+    lines = (tmp_path / "readings.csv").read_text().splitlines()
+    assert lines[0] == ",".join(ORIGINAL_COLUMNS)
+    assert lines[1].startswith("2025-01-01 00:00:00,")
+    frame = pd.read_csv(tmp_path / "readings.csv")
+    assert len(frame) == int(result.present[:, 2].sum())
+    assert set(frame["label"].unique()) <= {0.0, 1.0}
+    assert frame["label"].sum() == result.label[result.present[:, 2], 2].sum()
+
+
+def test_cli_writes_three_files_a_plot_and_a_summary(tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["simulate", "--stations", "3", "--days", "2", "--seed", "5", "--out", str(tmp_path)]
+    outcome = runner.invoke(app, [*args, "--theft-rate", "20", "--plot", "--plot-days", "1"])
+    assert outcome.exit_code == 0, outcome.output
+    for file in (*FILES, "plot_segment.png"):
+        assert (tmp_path / file).stat().st_size > 0
+    assert "rows written" in outcome.output
+    assert "events theft" in outcome.output
+    assert (tmp_path / "plot_segment.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_refuses_bad_options(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for extra in (["--layout", "wide"], ["--theft-size", "0.2:0.1"], ["--start", "yesterday"]):
+        outcome = runner.invoke(app, ["simulate", "--days", "0.1", "--out", str(tmp_path), *extra])
+        assert outcome.exit_code != 0
