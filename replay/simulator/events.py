@@ -25,7 +25,7 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
 
 
 def _theft_start(rng: np.random.Generator, minutes: int, night_share: float, local_at_start: int) -> int:
-    day = int(rng.integers(0, max(1, minutes // 1440 + 1)))
+    day = int(rng.integers(0, max(1, -(-minutes // 1440))))
     if rng.random() < night_share:
         minute_of_day = (21 * 60 + int(rng.integers(0, 8 * 60))) % 1440  # 21:00..05:00 local
     else:
