@@ -1,0 +1,112 @@
+"""Wiring for one detector process: settings, bundle, metrics endpoint, Kafka, signals, the loop.
+
+``run_detector`` is what ``centinela detect`` calls; tests call it in a thread with their own stop
+event and registry (signals are only installed from the main thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+
+from detector.bundle import Bundle
+from stream.clock import Clock
+from stream.metrics import DetectorMetrics, serve
+from stream.reload import BundleWatcher, bundle_loader
+from stream.service import DetectorService
+from stream.settings import Settings, describe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    """What a caller can reach while the detector runs (tests read the port and the service)."""
+
+    service: DetectorService
+    metrics_port: int | None
+    watcher: BundleWatcher
+
+
+def load_serving_bundle(settings: Settings) -> Bundle:
+    """The bundle at ``bundle_path``, verified; ``BundleError`` says why not."""
+    return bundle_loader(settings.scoring_threads, max(1024, settings.max_batch))(settings.bundle_path)
+
+
+def run_detector(
+    settings: Settings,
+    *,
+    stop: threading.Event | None = None,
+    registry: CollectorRegistry | None = None,
+    clock: Clock | None = None,
+    on_start: Callable[[Running], None] | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``): finish the batch in hand, publish, commit, close."""
+    from stream.kafka_io import KafkaBroker
+
+    stop = stop or threading.Event()
+    metrics = DetectorMetrics(registry or CollectorRegistry())
+    bundle = load_serving_bundle(settings)
+    loader = bundle_loader(settings.scoring_threads, max(1024, settings.max_batch), bundle.sensors)
+    watcher = BundleWatcher(
+        settings.bundle_path,
+        loader,
+        metrics,
+        watch=settings.watch_bundle,
+        interval_s=settings.watch_interval_s,
+    )
+    log.info("settings: %s", describe(settings))
+    log.info(
+        "model %s loaded from %s (threshold %g, sensors %s)",
+        bundle.model_version,
+        bundle.path,
+        bundle.threshold,
+        ",".join(bundle.sensors),
+    )
+    broker = KafkaBroker(settings)
+    service = DetectorService(settings, broker, bundle, metrics, clock=clock, watcher=watcher)
+    port: int | None = None
+    server = None
+    if settings.metrics_enabled:
+        server, port = serve(metrics, settings.metrics_host, settings.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
+    restore = _install_signals(stop, watcher)
+    try:
+        if on_start is not None:
+            on_start(Running(service, port, watcher))
+        service.run(stop)
+    finally:
+        restore()
+        if server is not None:
+            server.shutdown()  # type: ignore[attr-defined]
+            server.server_close()  # type: ignore[attr-defined]
+
+
+def _install_signals(stop: threading.Event, watcher: BundleWatcher) -> Callable[[], None]:
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: finishing the batch in hand, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+        watcher.request()
+
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, on_stop),
+        signal.SIGINT: signal.signal(signal.SIGINT, on_stop),
+        signal.SIGHUP: signal.signal(signal.SIGHUP, on_hangup),
+    }
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore

@@ -1,0 +1,401 @@
+"""The detector service against a real broker: parity with offline scoring, dead letters, silence,
+hot reload and signals. The service runs in a thread with a stop event where it can; the signal
+test runs ``centinela detect`` as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from prometheus_client import CollectorRegistry
+
+from detector.bundle import load_bundle
+from detector.testing import build_linear_bundle
+from stream.clock import ManualClock
+from stream.runner import Running, run_detector
+from stream.settings import Settings
+from stream.testing import Series, alert_ids, interleave, normal_series, offline_alerts
+from tests.integration.kafka_helpers import TopicFactory, unique_name
+
+pytestmark = pytest.mark.integration
+
+DATASET = Path("/work/shared/datasets/rebombeo_huachicoleo.csv")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(30) == 0
+
+
+def read_topic(bootstrap: str, topic: str, *, settle_s: float = 1.0, timeout_s: float = 20.0) -> list[Any]:
+    """Every committed message of ``topic`` (read_committed), once nothing new arrived for ``settle_s``."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique_name("reader"),
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = sorted(metadata.topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])  # 0 = from the beginning
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < settle_s:
+            batch = consumer.consume(1000, 0.2)
+            batch = [m for m in batch if m.error() is None]
+            if batch:
+                out.extend(batch)
+                quiet_since = time.monotonic()
+        return out
+    finally:
+        consumer.close()
+
+
+def committed_all(bootstrap: str, group: str, topic: str) -> bool:
+    """Whether ``group`` has committed every partition of ``topic`` up to its end."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            if high > low and tp.offset < high:  # an empty partition has nothing to commit
+                return False
+        return True
+    finally:
+        consumer.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+class Topics:
+    def __init__(self, fresh_topic: TopicFactory, partitions: int = 2) -> None:
+        self.readings = fresh_topic(partitions, prefix="readings")
+        self.alerts = fresh_topic(1, prefix="alerts")
+        self.dlq = fresh_topic(1, prefix="dlq")
+        self.scores = fresh_topic(1, prefix="scores")
+
+    def env(self) -> dict[str, str]:
+        return {
+            "CENTINELA_TOPICS__READINGS": self.readings,
+            "CENTINELA_TOPICS__ALERTS": self.alerts,
+            "CENTINELA_TOPICS__DLQ": self.dlq,
+            "CENTINELA_TOPICS__SCORES": self.scores,
+        }
+
+
+def detector_settings(bootstrap: str, topics: Topics, group: str, bundle: Path, **extra: Any) -> Settings:
+    fields: dict[str, Any] = {
+        "kafka": {"bootstrap_servers": bootstrap},
+        "topics": {
+            "readings": topics.readings,
+            "alerts": topics.alerts,
+            "dlq": topics.dlq,
+            "scores": topics.scores,
+        },
+        "group_id": group,
+        "instance_id": unique_name("itest"),
+        "bundle_path": bundle,
+        "metrics_host": "127.0.0.1",
+        "metrics_port": 0,
+        "idle_timeout_s": 1e6,
+        "watch_interval_s": 0.2,
+        "transaction_timeout_s": 10,
+    }
+    fields.update(extra)
+    return Settings(**fields)
+
+
+@pytest.fixture
+def in_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., Running]]:
+    """Start the detector in a thread; it is stopped (SIGTERM-equivalent) at the end of the test."""
+    for name in list(os.environ):
+        if name.startswith("CENTINELA_"):
+            monkeypatch.delenv(name)
+    started: list[tuple[threading.Thread, threading.Event, list[BaseException]]] = []
+
+    def start(settings: Settings, clock: ManualClock | None = None) -> Running:
+        stop = threading.Event()
+        ready: list[Running] = []
+        errors: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                run_detector(
+                    settings, stop=stop, registry=CollectorRegistry(), clock=clock, on_start=ready.append
+                )
+            except BaseException as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=target, name="detector", daemon=True)
+        thread.start()
+        started.append((thread, stop, errors))
+        wait_for(lambda: bool(ready) or bool(errors) or not thread.is_alive(), 60, "the detector to start")
+        if errors:
+            raise errors[0]
+        return ready[0]
+
+    yield start
+    for thread, stop, errors in started:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "the detector did not stop within 30 s"
+        assert not errors, errors
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def sample(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def original_dataset(station: str) -> Series:
+    frame = pd.read_csv(DATASET)
+    stamps = pd.to_datetime(frame["timestamp"]).dt.tz_localize(UTC)
+    values = frame[["flow", "pressure", "pump_rpm", "tank_level", "power"]].to_numpy(dtype=np.float64)
+    return Series(station, [stamp.to_pydatetime() for stamp in stamps], values)
+
+
+# -- tests ---------------------------------------------------------------------------------------
+@pytest.mark.skipif(not DATASET.exists(), reason="the original data set is not on this machine")
+def test_replaying_the_original_data_set_gives_the_offline_alerts(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
+) -> None:
+    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=0.6)
+    bundle = load_bundle(bundle_path, threads=1)
+    # Two stations with the same history (one shifted by a sigma-wide offset, as a second station would be).
+    first = original_dataset("EST-01")
+    second = Series("EST-02", first.ts, first.values * 1.001)
+    series = [first, second]
+    reference = offline_alerts(bundle, series)
+    assert len(reference) >= 3, "the reference should contain incidents"
+
+    topics = Topics(fresh_topic)
+    produce(kafka_bootstrap, topics.readings, list(interleave(series, bundle.sensors)))
+    running = in_process(detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path, max_batch=2000))
+    wait_for(
+        lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "every reading committed"
+    )
+
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
+    assert alert_ids(alerts) == alert_ids(reference)
+    by_id = {a.alert_id: a for a in reference}
+    for alert in alerts:
+        expected = by_id[alert["alert_id"]]
+        assert alert["incident_id"] == expected.incident_id
+        assert alert["score"] == pytest.approx(expected.score, rel=1e-5)
+    keys = {m.key() for m in read_topic(kafka_bootstrap, topics.alerts, settle_s=0.2)}
+    assert keys <= {b"EST-01", b"EST-02"}
+    scores = read_topic(kafka_bootstrap, topics.scores, settle_s=0.2)
+    assert len(scores) >= 2 * (len(first.ts) // 5) * 0.9
+    metrics = scrape(running.metrics_port)
+    assert sample(metrics, 'centinela_readings_total{outcome="accepted"}') == 2 * len(first.ts)
+    assert sample(metrics, "centinela_decision_latency_seconds_count")
+
+
+_VALID = {"ts": "2025-01-01T00:00:00Z", "flow": 500.0, "pressure": 70.0, "pump_rpm": 1800.0}
+_VALID |= {"tank_level": 15.0, "power": 400.0}
+HOSTILE: list[tuple[str, bytes]] = [
+    ("not_json", b"definitely not json"),
+    ("wrong_type", orjson.dumps({"station_id": "EST-01", **_VALID, "flow": "high"})),
+    ("not_finite", b'{"station_id": "EST-01", "ts": "2025-01-01T00:00:00Z", "flow": 1e999}'),
+    ("too_large", b'{"pad": "' + b"A" * 100_000 + b'"}'),
+    ("unknown_station", orjson.dumps({"station_id": "EST-77", **_VALID})),
+    ("missing_field", b'{"station_id": "EST-01", "flow": 500.0}'),
+    ("not_json", bytes(range(256)) * 2),
+]
+
+
+def test_hostile_messages_reach_the_dead_letter_topic_and_the_service_keeps_running(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
+) -> None:
+    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0, stations=("EST-01",))
+    bundle = load_bundle(bundle_path, threads=1)
+    series = [normal_series("EST-01", 300, seed=11, anomalies=[(120, 170, 0, 6.0)])]
+    good = interleave(series, bundle.sensors)
+    hostile: list[tuple[bytes | None, bytes | None]] = [
+        (b"EST-77" if reason == "unknown_station" else b"EST-01", raw) for reason, raw in HOSTILE
+    ]
+    topics = Topics(fresh_topic, partitions=1)
+    produce(kafka_bootstrap, topics.readings, [*good[:100], *hostile, *good[100:]])
+    in_process(
+        detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path, accept_unknown_stations=False)
+    )
+    wait_for(
+        lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "every message committed"
+    )
+
+    dead = read_topic(kafka_bootstrap, topics.dlq)
+    assert [dict(m.headers())["centinela.reason"].decode() for m in dead] == [r for r, _ in HOSTILE]
+    for message, (_reason, raw) in zip(dead, HOSTILE, strict=True):
+        headers = dict(message.headers())
+        assert message.value() == raw
+        assert headers["centinela.source.topic"] == topics.readings.encode()
+        assert headers["centinela.source.partition"] == b"0"
+        assert int(headers["centinela.source.offset"]) >= 100
+        assert headers["centinela.detail"]
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
+    assert alert_ids(alerts) == alert_ids(offline_alerts(bundle, series))
+
+
+def test_a_silent_station_raises_data_gap(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
+) -> None:
+    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
+    bundle = load_bundle(bundle_path, threads=1)
+    topics = Topics(fresh_topic, partitions=1)
+    clock = ManualClock(time.time())
+    produce(
+        kafka_bootstrap,
+        topics.readings,
+        [
+            *interleave(
+                [normal_series("EST-01", 90, seed=12), normal_series("EST-02", 90, seed=13)], bundle.sensors
+            )
+        ],
+    )
+    in_process(detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path, idle_timeout_s=60), clock)
+    wait_for(
+        lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "every reading committed"
+    )
+    clock.advance(45 * 60)  # 45 minutes without a reading from anyone
+    wait_for(lambda: bool(read_topic(kafka_bootstrap, topics.alerts, settle_s=0.3)), 30, "a data_gap alert")
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
+    gaps = {(a["station_id"], a["kind"], a["status"], a["reason"]) for a in alerts}
+    assert ("EST-01", "data_gap", "open", "station_silent") in gaps
+    assert ("EST-02", "data_gap", "open", "station_silent") in gaps
+
+
+def test_a_new_bundle_in_the_watched_folder_is_swapped_in(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
+) -> None:
+    # A deployment's layout: ``current`` is a symlink flipped atomically to the newest bundle.
+    bundle_path = tmp_path / "current"
+    bundle_path.symlink_to(build_linear_bundle(tmp_path / "v1", threshold=1.0, model_version="v1"))
+    bundle = load_bundle(bundle_path, threads=1)
+    topics = Topics(fresh_topic, partitions=1)
+    messages = interleave([normal_series("EST-01", 200, seed=14)], bundle.sensors)
+    produce(kafka_bootstrap, topics.readings, messages[:100])
+    running = in_process(detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path))
+    wait_for(lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "the first half")
+    flipping = tmp_path / "current.new"
+    flipping.symlink_to(build_linear_bundle(tmp_path / "v2", threshold=2.0, model_version="v2"))
+    flipping.replace(bundle_path)
+    wait_for(lambda: running.service.model_version == "v2", 20, "the new model")
+    produce(kafka_bootstrap, topics.readings, messages[100:])
+    wait_for(lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "the second half")
+    versions = [orjson.loads(m.value())["model_version"] for m in read_topic(kafka_bootstrap, topics.scores)]
+    assert versions[0] == "v1"
+    assert versions[-1] == "v2"
+    assert sample(scrape(running.metrics_port), "centinela_model_reloads_total") == 1
+
+
+def test_sighup_with_a_corrupt_bundle_keeps_the_old_model_and_sigterm_loses_nothing(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
+) -> None:
+    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0, model_version="good-1")
+    bundle = load_bundle(bundle_path, threads=1)
+    series = [normal_series("EST-01", 400, seed=15, anomalies=[(100, 150, 0, 6.0), (300, 340, 1, 8.0)])]
+    messages = interleave(series, bundle.sensors)
+    topics = Topics(fresh_topic, partitions=1)
+    produce(kafka_bootstrap, topics.readings, messages[:200])
+
+    from socket import socket
+
+    with socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CENTINELA_")},
+        **topics.env(),
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "CENTINELA_GROUP_ID": fresh_group,
+        "CENTINELA_INSTANCE_ID": unique_name("sig"),
+        "CENTINELA_BUNDLE_PATH": str(bundle_path),
+        "CENTINELA_METRICS_HOST": "127.0.0.1",
+        "CENTINELA_METRICS_PORT": str(port),
+        "CENTINELA_WATCH_BUNDLE": "false",
+        "CENTINELA_TRANSACTION_TIMEOUT_S": "10",
+    }
+    log_path = tmp_path / "detector.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "centinela", "detect"], env=env, cwd=ROOT, stdout=log_file, stderr=log_file
+        )
+        try:
+            wait_for(
+                lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 90, "the first half"
+            )
+            (bundle_path / "model.onnx").write_bytes(b"\x00corrupt\x00")
+            process.send_signal(signal.SIGHUP)
+            wait_for(
+                lambda: sample(scrape(port), "centinela_model_reload_failures_total") == 1,
+                20,
+                "the refused reload",
+            )
+            produce(kafka_bootstrap, topics.readings, messages[200:])
+            process.send_signal(signal.SIGTERM)  # while the second half is being read
+            assert process.wait(30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+    log_text = log_path.read_text()
+    assert "model reload refused" in log_text
+    assert "checksum mismatch" in log_text
+    assert "SIGTERM" in log_text
+    # A successor (with the good bundle back) finishes the topic: together, exactly the reference alerts.
+    good_path = build_linear_bundle(tmp_path / "again", threshold=1.0, model_version="good-1")
+    in_process(detector_settings(kafka_bootstrap, topics, fresh_group, good_path))
+    wait_for(lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "the rest")
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
+    assert alert_ids(alerts) == alert_ids(offline_alerts(bundle, series))
+    assert len({a["alert_id"] for a in alerts}) == len(alerts)
+    assert {a["model_version"] for a in alerts} == {"good-1"}
