@@ -30,7 +30,7 @@ import numpy.typing as npt
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from detector.errors import BundleError
+from detector.errors import BundleError, DataError
 from detector.readings import ReadingParser, SensorLimits
 from detector.scaling import Scaler, StationScalers
 from detector.scoring import AGGREGATIONS, OnnxScorer, reconstruction_errors
@@ -310,6 +310,13 @@ def _check_model_shape(root: Path, scorer: OnnxScorer, manifest: Manifest) -> No
             raise BundleError(
                 f"bundle {root}: {ONNX_MODEL} input axis {axis} is {got}, the manifest implies {want}"
             )
+    # One all-zero window (the scaled mean) through the model: right output shape, finite values.
+    try:
+        probe = scorer.reconstruct(np.zeros((1, *expected), dtype=np.float32))
+    except DataError as error:
+        raise BundleError(f"bundle {root}: {ONNX_MODEL} fails on one window: {error}") from error
+    if not np.isfinite(probe).all():
+        raise BundleError(f"bundle {root}: {ONNX_MODEL} returns non-finite values for the mean window")
 
 
 def plain_json(value: Any, where: str = "value") -> Any:  # noqa: PLR0911 - one return per JSON type

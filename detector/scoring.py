@@ -108,4 +108,7 @@ class OnnxScorer:
             (output,) = self._session.run(None, {self._input_name: x})
         except Exception as error:
             raise DataError(f"ONNX Runtime failed on a batch of shape {x.shape}: {error}") from error
-        return np.asarray(output, dtype=np.float32).reshape(x.shape)
+        rebuilt = np.asarray(output, dtype=np.float32)
+        if rebuilt.shape != x.shape:
+            raise DataError(f"the model returned shape {rebuilt.shape} for input {x.shape}")
+        return rebuilt

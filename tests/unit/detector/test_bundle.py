@@ -288,3 +288,23 @@ def test_records_with_numpy_values_are_written_as_plain_json(tmp_path: Path) -> 
             threshold=1.0,
             calibration={"model": object()},
         )
+
+
+def test_model_with_the_wrong_output_shape(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["windows"], ["reconstruction"], axes=[2], keepdims=1)],
+        "wrong_output",
+        [helper.make_tensor_value_info("windows", TensorProto.FLOAT, ["batch", 30, 5])],
+        [helper.make_tensor_value_info("reconstruction", TensorProto.FLOAT, ["batch", 30, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    bundle = build_linear_bundle(tmp_path / "b")
+    (bundle / ONNX_MODEL).write_bytes(model.SerializeToString())
+    fields = json.loads((bundle / MANIFEST).read_text())
+    fields["files"][ONNX_MODEL] = sha256_file(bundle / ONNX_MODEL)
+    (bundle / MANIFEST).write_text(json.dumps(fields))
+    with pytest.raises(BundleError, match=r"fails on one window: the model returned shape \(1, 30, 1\)"):
+        load_bundle(bundle)
