@@ -401,7 +401,19 @@ class CsvSource:
         self, data: bytes, first_line: int, bytes_done: int, validator: _RowValidator
     ) -> SourceBlock | None:
         expected = len(self.header)
-        if b'"' in data:
+        quoted = b'"' in data
+        if not quoted:
+            # The common case: let pandas count the fields (it refuses a line with too many); count
+            # them here only when it does, or when a row has no timestamp text (maybe a blank line).
+            # A short line shows up as its first missing cell.
+            try:
+                frame: pd.DataFrame | None = self._read_frame(data)
+            except DataError:
+                frame = None
+            if frame is not None and not (frame[self.layout.timestamp_column] == "").any():
+                lines = first_line + np.arange(len(frame), dtype=np.int64)
+                return validator.validate(frame, lines, bytes_done, [])
+        if quoted:
             fields, blank = _field_counts_quoted(data)
         else:
             fields, blank = _field_counts(data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,21 +46,40 @@ class WireBatch:
         return result
 
 
-def format_timestamps(ts_ns: npt.NDArray[np.int64]) -> list[bytes]:
-    """RFC 3339 UTC texts with ``Z``, microseconds only when not zero (as ``detector.readings.format_ts``)."""
+def format_timestamps(ts_ns: npt.NDArray[np.int64], suffix: bytes = b"") -> npt.NDArray[np.bytes_]:
+    """RFC 3339 UTC texts with ``Z`` (microseconds only when not zero, as ``detector.readings.format_ts``)
+    followed by ``suffix``; built with numpy string operations, not a Python call per value."""
     as_us = ts_ns.astype("datetime64[ns]").astype("datetime64[us]")
-    texts = np.datetime_as_string(as_us, unit="s").astype(object)
     fractional = (ts_ns % 1_000_000_000) != 0
     if fractional.any():
-        texts[fractional] = np.datetime_as_string(as_us[fractional], unit="us").astype(object)
-    return [f"{text}Z".encode() for text in texts.tolist()]
+        texts = np.datetime_as_string(as_us, unit="us")
+        whole = np.datetime_as_string(as_us[~fractional], unit="s")
+        texts = texts.astype(object)
+        texts[~fractional] = whole.astype(object)
+        texts = texts.astype(str)
+    else:
+        texts = np.datetime_as_string(as_us, unit="s")
+    result: npt.NDArray[np.bytes_] = np.strings.add(texts.astype("S"), b"Z" + suffix)
+    return result
 
 
-def _column_pieces(numbers: npt.NDArray[np.float64], suffix: bytes) -> list[bytes]:
-    """Each number's JSON text with ``suffix`` appended, in one orjson call and two C string passes."""
+def _group_pieces(numbers: npt.NDArray[np.float64], lead: bytes, inner: bytes, tail: bytes) -> list[bytes]:
+    """One piece per row, ``lead + a + inner + b + tail``, for one or two columns of numbers.
+
+    orjson writes the (n, 2) array as ``[[a,b],[c,d]]``; replacing the commas with ``inner`` turns the
+    row separators into ``]<inner>[``, which then become ``tail + SEP + lead``: two C passes and one
+    split give a piece per row carrying two numbers, so half as many objects to create and join.
+    """
     text = orjson.dumps(np.ascontiguousarray(numbers, dtype=np.float64), option=orjson.OPT_SERIALIZE_NUMPY)
-    pieces = text[1:-1].replace(b",", suffix + _SEPARATOR).split(_SEPARATOR)
-    pieces[-1] += suffix
+    text = text[2:-2]
+    if numbers.shape[1] == 2:
+        text = text.replace(b",", inner)
+        row_separator = b"]" + inner + b"["
+    else:
+        row_separator = b"],["
+    pieces = text.replace(row_separator, tail + _SEPARATOR + lead).split(_SEPARATOR)
+    pieces[0] = lead + pieces[0]
+    pieces[-1] += tail
     return pieces
 
 
@@ -80,20 +100,24 @@ def encode_block(
         return WireBatch(b"", np.zeros(0, dtype=np.int32), keys, np.zeros(0, dtype=np.int64))
     quoted = [orjson.dumps(name) for name in sensors]
     # Piece 0: '{"station_id":"S","ts":"' per station; piece 1: 'TS","<first sensor>":' per timestamp;
-    # then one piece per sensor: 'NUMBER,"<next sensor>":' and finally 'NUMBER}\n'.
+    # then one piece per pair of sensors: 'A,"<second>":B' (with ',"<first>":' ahead of all but the
+    # first pair), the last one closing the object and the line.
     prefixes = np.empty(len(keys), dtype=object)
     prefixes[:] = [b'{"station_id":"' + key + b'","ts":"' for key in keys]
     ts_codes, ts_uniques = pd.factorize(ts_ns)
-    ts_pieces = np.empty(len(ts_uniques), dtype=object)
-    ts_pieces[:] = [text + b'",' + quoted[0] + b":" for text in format_timestamps(np.asarray(ts_uniques))]
+    ts_pieces = format_timestamps(np.asarray(ts_uniques), b'",' + quoted[0] + b":").astype(object)
 
-    grid = np.empty((n, 2 + len(sensors)), dtype=object)
-    grid[:, 0] = prefixes[station_codes]
-    grid[:, 1] = ts_pieces[ts_codes]
-    for j in range(len(sensors)):
-        suffix = b"," + quoted[j + 1] + b":" if j + 1 < len(sensors) else b"}\n"
-        grid[:, 2 + j] = _column_pieces(values[:, j], suffix)
-    payload = b"".join(grid.ravel().tolist())
+    groups = [(j, min(j + 2, len(sensors))) for j in range(0, len(sensors), 2)]
+    width = 2 + len(groups)
+    pieces: list[Any] = [None] * (n * width)
+    pieces[0::width] = prefixes[station_codes].tolist()
+    pieces[1::width] = ts_pieces[ts_codes].tolist()
+    for g, (first, stop) in enumerate(groups):
+        lead = b"" if first == 0 else b"," + quoted[first] + b":"
+        inner = b"," + quoted[first + 1] + b":" if stop - first == 2 else b""
+        tail = b"}\n" if stop == len(sensors) else b""
+        pieces[2 + g :: width] = _group_pieces(values[:, first:stop], lead, inner, tail)
+    payload = b"".join(pieces)
     return WireBatch(
         payload=payload,
         key_codes=station_codes.astype(np.int32),

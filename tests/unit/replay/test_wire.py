@@ -58,7 +58,7 @@ def test_messages_parse_back_with_the_detector_parser() -> None:
 
 def test_timestamps_show_microseconds_only_when_present() -> None:
     base = pd.Timestamp("2025-06-01T12:00:00Z").value
-    texts = format_timestamps(np.array([base, base + 1_000, base + 500_000_000], dtype=np.int64))
+    texts = format_timestamps(np.array([base, base + 1_000, base + 500_000_000], dtype=np.int64)).tolist()
     assert texts == [b"2025-06-01T12:00:00Z", b"2025-06-01T12:00:00.000001Z", b"2025-06-01T12:00:00.500000Z"]
     moment = datetime(2025, 6, 1, 12, tzinfo=UTC) + timedelta(microseconds=1)
     assert (
