@@ -95,7 +95,10 @@ class SimulationResult:
                     "volume_m3": self.event_volume_m3(event),
                 }
             )
-        return pd.DataFrame(rows, columns=list(EVENTS_COLUMNS))
+        frame = pd.DataFrame(rows, columns=list(EVENTS_COLUMNS))
+        for column in ("start", "end"):  # typed even when there are no events
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        return frame
 
     @cached_property
     def frame(self) -> pd.DataFrame:

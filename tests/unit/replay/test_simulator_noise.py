@@ -36,7 +36,7 @@ def test_ar1_is_continuous_across_its_blocks() -> None:
 
 
 def test_drift_grows_like_a_random_walk() -> None:
-    walks = drift(np.random.default_rng(2), 43_200, 400, 0.01)
+    walks = drift(np.random.default_rng(2), 43_200, 200, 0.01)
     assert 0.007 < np.std(walks[-1] - walks[0]) < 0.013
 
 

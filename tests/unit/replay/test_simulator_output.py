@@ -11,7 +11,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from centinela.cli import app
-from replay.simulator import READINGS_COLUMNS, SimulationConfig, simulate
+from replay.simulator import EVENTS_COLUMNS, READINGS_COLUMNS, SimulationConfig, simulate
 from replay.simulator.writer import ORIGINAL_COLUMNS, write_outputs
 from tests.unit.replay.simulator_helpers import busy_config, busy_result
 
@@ -92,3 +92,11 @@ def test_cli_refuses_bad_options(tmp_path: Path) -> None:
     for extra in (["--layout", "wide"], ["--theft-size", "0.2:0.1"], ["--start", "yesterday"]):
         outcome = runner.invoke(app, ["simulate", "--days", "0.1", "--out", str(tmp_path), *extra])
         assert outcome.exit_code != 0
+
+
+def test_a_run_without_events_writes_a_header_only_events_file(tmp_path: Path) -> None:
+    result = simulate(SimulationConfig(stations=1, days=0.2, seed=1).quiet())
+    written = write_outputs(result, tmp_path)
+    assert written.events.read_text().splitlines() == [",".join(EVENTS_COLUMNS)]
+    assert written.rows == 288
+    assert json.loads(written.scenario.read_text())["events_by_type"] == {}
