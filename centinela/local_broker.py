@@ -404,10 +404,26 @@ def _java() -> str:
     return found
 
 
-def _java_command(home: BrokerHome, main_class: str, *args: str) -> list[str]:
+def _class_archive_options(home: BrokerHome) -> list[str]:
+    """AppCDS: the first run writes an archive of the loaded classes at exit, later runs map it.
+
+    On two busy cores this takes seconds off every start. The archive's name carries the pom's
+    digest, so new jars get a new archive; a stale or damaged one is ignored silently by the JVM.
+    """
+    archive = home.root / f"classes-{pom_digest(home.pom)[:12]}.jsa"
+    quiet = ["-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
+    if archive.is_file():
+        return [f"-XX:SharedArchiveFile={archive}", *quiet]
+    for old in home.root.glob("classes-*.jsa"):
+        old.unlink(missing_ok=True)
+    return [f"-XX:ArchiveClassesAtExit={archive}", *quiet]
+
+
+def _java_command(home: BrokerHome, main_class: str, *args: str, class_archive: bool = False) -> list[str]:
     return [
         _java(),
         *JVM_OPTIONS,
+        *(_class_archive_options(home) if class_archive else []),
         f"-Dlog4j2.configurationFile={home.log4j_config}",
         f"-Dkafka.logs.dir={home.root}",
         "-cp",
@@ -580,6 +596,8 @@ def start(
         fetch(home)
         if fresh:
             shutil.rmtree(home.data, ignore_errors=True)
+            for archive in home.root.glob("classes-*.jsa"):
+                archive.unlink(missing_ok=True)
         for port in (config.port, config.effective_controller_port):
             if _port_in_use(config.host, port):
                 raise BrokerError(
@@ -596,7 +614,8 @@ def start(
         with home.log_file.open("ab") as log:
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
             log.write(f"--- centinela broker start {stamp} port {config.port}\n".encode())
-        process = _spawn_detached(_java_command(home, "kafka.Kafka", str(home.config_file)), home)
+        command = _java_command(home, "kafka.Kafka", str(home.config_file), class_archive=True)
+        process = _spawn_detached(command, home)
         home.pid_file.write_text(f"{process.pid}\n")
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         _write_state(
