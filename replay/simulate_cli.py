@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--plot-segment",
             min=0,
-            help="Segment to plot (0 = first station to second); default busiest.",
+            help="Segment to plot (0 = first station to second); default: the largest theft's.",
         ),
         plot_days: float = typer.Option(3.0, "--plot-days", min=0.1, help="Days shown in the plot."),
     ) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.errors import ConfigError
+from replay.simulator.event import Event
 from replay.simulator.result import SimulationResult
 
 COLOURS = {
@@ -25,21 +26,28 @@ PANELS = (
 BALANCE_MINUTES = 30
 
 
-def busiest_segment(result: SimulationResult) -> int:
-    """The segment with the most thefts (ties: the first); 0 when there are none."""
-    counts = np.zeros(max(len(result.station_ids) - 1, 1), dtype=int)
-    for event in result.events:
-        if event.event_type == "theft" and event.segment is not None:
-            counts[event.segment] += 1
-    return int(np.argmax(counts))
+def _largest_theft(result: SimulationResult, segment: int | None = None) -> Event | None:
+    thefts = [
+        e
+        for e in result.events
+        if e.event_type == "theft" and e.segment is not None and (segment is None or e.segment == segment)
+    ]
+    # The largest by volume taken: big enough to see, long enough to see at a scale of days.
+    return max(thefts, key=lambda e: (e.magnitude * (e.end - e.start), -e.start), default=None)
+
+
+def default_segment(result: SimulationResult) -> int:
+    """The segment of the largest theft by volume (0 when there is none): the clearest picture of one."""
+    largest = _largest_theft(result)
+    return largest.segment if largest is not None and largest.segment is not None else 0
 
 
 def default_window(result: SimulationResult, segment: int, days: float) -> int:
-    """First minute of a window of ``days`` that starts half a day before the segment's first theft."""
+    """First minute of a window of ``days`` that starts half a day before the segment's largest theft."""
     minutes = len(result.times)
     length = round(days * 1440)
-    thefts = [e.start for e in result.events if e.event_type == "theft" and e.segment == segment]
-    first = min(thefts) - 720 if thefts else 0
+    largest = _largest_theft(result, segment)
+    first = largest.start - 720 if largest is not None else 0
     return int(np.clip(first, 0, max(minutes - length, 0)))
 
 
@@ -51,7 +59,7 @@ def plot_segment(
     days: float = 3.0,
     start_minute: int | None = None,
 ) -> Path:
-    """Write a PNG of ``days`` of ``segment`` (default: the one with most thefts)."""
+    """Write a PNG of ``days`` of ``segment`` (default: the segment and days around the largest theft)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,7 +68,7 @@ def plot_segment(
     n = len(result.station_ids)
     if n < 2:
         raise ConfigError("a segment plot needs at least two stations")
-    segment = busiest_segment(result) if segment is None else segment
+    segment = default_segment(result) if segment is None else segment
     if not 0 <= segment < n - 1:
         raise ConfigError(f"segment must be within 0..{n - 2}")
     start = default_window(result, segment, days) if start_minute is None else start_minute

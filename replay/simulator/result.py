@@ -105,18 +105,26 @@ class SimulationResult:
         """Readings in the long layout of readings.csv: one row per station and minute, time-major."""
         minutes, n = self.present.shape
         keep = self.present.reshape(-1)
-        event_index = self.event_index.reshape(-1)[keep]
-        types = np.array([e.event_type for e in self.events] + [""], dtype=object)
-        ids = np.array([e.event_id for e in self.events] + [""], dtype=object)
+        # Categoricals built from codes: no per-row Python strings for 4 M rows.
+        event_codes = self.event_index.reshape(-1)[keep]
+        event_codes = np.where(event_codes < 0, len(self.events), event_codes)
+        type_names = list(dict.fromkeys([e.event_type for e in self.events] + [""]))
+        type_codes = np.array([type_names.index(e.event_type) for e in self.events] + [type_names.index("")])
+        station_codes = np.tile(np.arange(n), minutes)[keep]
         data: dict[str, Any] = {
             "timestamp": pd.DatetimeIndex(np.repeat(self.times, n)[keep], tz="UTC"),
-            "station_id": pd.Categorical(np.tile(np.array(self.station_ids), minutes)[keep]),
+            "station_id": pd.Categorical.from_codes(
+                station_codes, categories=pd.Index(list(self.station_ids))
+            ),
         }
         for sensor in SENSORS:
             data[sensor] = self.readings[sensor].reshape(-1)[keep]
         data["label"] = self.label.reshape(-1)[keep]
-        data["event_type"] = pd.Categorical(types[event_index])
-        data["event_id"] = pd.Categorical(ids[event_index])
+        data["event_type"] = pd.Categorical.from_codes(
+            type_codes[event_codes], categories=pd.Index(type_names)
+        )
+        ids = [e.event_id for e in self.events] + [""]
+        data["event_id"] = pd.Categorical.from_codes(event_codes, categories=pd.Index(ids))
         return pd.DataFrame(data)
 
     def station_frame(self, station: int | str) -> pd.DataFrame:
