@@ -37,7 +37,12 @@ def register(app: typer.Typer) -> None:
 
     @broker.command("start")
     def start(
-        port: int = typer.Option(local_broker.DEFAULT_PORT, "--port", help="Client (PLAINTEXT) port."),
+        port: int = typer.Option(
+            local_broker.DEFAULT_PORT,
+            "--port",
+            envvar=local_broker.PORT_ENV,
+            help="Client (PLAINTEXT) port; the tests' and benchmarks' broker follows the same variable.",
+        ),
         controller_port: int | None = typer.Option(
             None, "--controller-port", help="KRaft controller port; default: port + 1."
         ),

@@ -44,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
 HOME_ENV = "CENTINELA_KAFKA_HOME"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+PORT_ENV = "CENTINELA_KAFKA_PORT"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9092
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
@@ -139,6 +140,17 @@ class BrokerConfig:
                 raise ConfigError(f"broker {name} {value} is outside 1..65535")
         if self.port == self.effective_controller_port:
             raise ConfigError(f"broker port and controller port are both {self.port}")
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> BrokerConfig:
+        """Port from ``CENTINELA_KAFKA_PORT`` (a second checkout on one machine needs its own)."""
+        env = os.environ if environ is None else environ
+        configured = env.get(PORT_ENV, "").strip()
+        if not configured:
+            return cls()
+        if not configured.isdigit():
+            raise ConfigError(f"{PORT_ENV}={configured!r} is not a port number")
+        return cls(port=int(configured))
 
     @property
     def effective_controller_port(self) -> int:
@@ -799,7 +811,7 @@ def provide(
             started_here=False,
         )
         return
-    lease = acquire(BrokerHome.from_environment(env), config or BrokerConfig())
+    lease = acquire(BrokerHome.from_environment(env), config or BrokerConfig.from_environment(env))
     try:
         yield ProvidedBroker(
             bootstrap=lease.bootstrap,

@@ -160,3 +160,11 @@ def test_dead_sessions_leases_are_pruned(tmp_path: Path) -> None:
 )
 def test_bootstrap_strings_are_split_into_addresses(bootstrap: str, expected: list[tuple[str, int]]) -> None:
     assert local_broker.bootstrap_addresses(bootstrap) == expected
+
+
+def test_the_port_follows_the_variable() -> None:
+    assert BrokerConfig.from_environment({}).port == 9092
+    config = BrokerConfig.from_environment({"CENTINELA_KAFKA_PORT": "29092"})
+    assert (config.port, config.effective_controller_port) == (29092, 29093)
+    with pytest.raises(ConfigError, match="CENTINELA_KAFKA_PORT"):
+        BrokerConfig.from_environment({"CENTINELA_KAFKA_PORT": "ninety"})
