@@ -8,6 +8,10 @@ creating the producer to the end of its flush. The replay is timed the same way,
 ``replay_csv`` call: helper process, CSV parsing, validation, JSON, produce, flush. Each repetition
 runs both, on fresh 6-partition topics; figures are medians of 3.
 
+CPU per reading is reported beside the rates (``sender_cpu_us_per_reading``: the sending process
+with librdkafka's threads; ``helper_cpu_us_per_reading``: the parsing and encoding helper; and
+``bare_cpu_us_per_reading`` for the bare loop): on a machine whose cores are all busy, rates follow total CPU.
+
 Pacing: ten minutes of the same file at ``--speed 60`` (two with ``--quick``) must take ten seconds;
 ``pacing_error_pct`` is the relative error of the time from the first reading sent to the last.
 """
@@ -15,6 +19,7 @@ Pacing: ten minutes of the same file at ``--speed 60`` (two with ``--quick``) mu
 from __future__ import annotations
 
 import logging
+import resource
 import statistics
 import tempfile
 import time
@@ -152,10 +157,20 @@ def paced_run(path: Path, client_config: dict[str, object], minutes: int) -> tup
     return minutes * 60 / PACING_SPEED, summary.send_span_s
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU of this process (all its threads, librdkafka's included) and of its reaped children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
 def run(quick: bool) -> BenchResult:
     rows = QUICK_ROWS if quick else ROWS
     readings: list[float] = []
     bare: list[float] = []
+    bare_cpu: list[float] = []
+    sender_cpu: list[float] = []
+    helper_cpu: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as folder:
         path = write_csv(Path(folder) / "readings.csv", rows)
         values: list[bytes] = []
@@ -170,13 +185,20 @@ def run(quick: bool) -> BenchResult:
             for repetition in range(REPETITIONS):
                 topic = _create_topic(broker.bootstrap, "bare")
                 try:
+                    before = _cpu_seconds()
                     bare.append(bare_produce(config, topic, values, keys))
+                    after = _cpu_seconds()
+                    bare_cpu.append((after[0] - before[0]) / len(values) * 1e6)
                 finally:
                     _delete_topic(broker.bootstrap, topic)
                 topic = _create_topic(broker.bootstrap, "replay")
                 try:
+                    before = _cpu_seconds()
                     with Stopwatch() as watch:
                         summary = replay_csv(path, topic, options, client_config)
+                    after = _cpu_seconds()
+                    sender_cpu.append((after[0] - before[0]) / len(values) * 1e6)
+                    helper_cpu.append((after[1] - before[1]) / len(values) * 1e6)
                 finally:
                     _delete_topic(broker.bootstrap, topic)
                 if summary.delivered != len(values) or summary.delivery_errors:
@@ -196,6 +218,10 @@ def run(quick: bool) -> BenchResult:
             "pacing_expected_s": expected,
             "pacing_measured_s": measured,
             "pacing_error_pct": 100 * (measured - expected) / expected,
+            "sender_cpu_us_per_reading": statistics.median(sender_cpu),
+            "helper_cpu_us_per_reading": statistics.median(helper_cpu),
+            # With the figures, not the baseline: the README's table prints baselines as whole numbers.
+            "bare_cpu_us_per_reading": statistics.median(bare_cpu),
         },
         baseline={"bare_produce_per_s": statistics.median(bare)},
         ratio={"readings_vs_bare": statistics.median(readings) / statistics.median(bare)},

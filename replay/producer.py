@@ -34,6 +34,7 @@ from replay.pacing import Clock, MonotonicClock, Pacer
 from replay.prepare import PreparedBlock, inline_or_process, prepare
 
 logger = logging.getLogger(__name__)
+_KAFKA_LOG = logging.getLogger("replay.kafka")
 
 COMPRESSIONS = ("lz4", "zstd", "snappy", "gzip", "none")
 # Messages handed to produce() between two poll(0) calls (and the most a pacing slice sends at once).
@@ -171,7 +172,10 @@ class KafkaSink:
         self.first_error: str | None = None
         self.fatal: str | None = None
         try:
-            self._producer = Producer({**config, "on_delivery": self._delivered, "error_cb": self._error})
+            self._producer = Producer(
+                # librdkafka's own log lines go through logging (JSON lines off a terminal), not raw stderr.
+                {**config, "on_delivery": self._delivered, "error_cb": self._error, "logger": _KAFKA_LOG}
+            )
         except KafkaException as error:
             raise _translate(error, "invalid producer settings") from error
 
