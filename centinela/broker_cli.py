@@ -12,9 +12,14 @@ def _home() -> local_broker.BrokerHome:
 
 
 def _describe(status: local_broker.BrokerStatus) -> str:
+    by = (
+        "a test session or benchmark"
+        if status.owner == local_broker.OWNER_SESSION
+        else "centinela broker start"
+    )
     return (
         f"Kafka {status.version or '?'} at {status.bootstrap or '?'} "
-        f"(pid {status.pid}, controller port {status.controller_port}, started {status.started_at})"
+        f"(pid {status.pid}, controller port {status.controller_port}, started {status.started_at} by {by})"
     )
 
 

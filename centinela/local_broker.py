@@ -600,58 +600,62 @@ def start(
     """
     began = time.perf_counter()
     with home_lock(home):
-        current = status(home)
-        if current.running:
-            if fresh:
-                raise BrokerError(f"a broker is running (pid {current.pid}); stop it before --fresh")
-            return StartResult(current, already_running=True, seconds=time.perf_counter() - began)
-        fetch(home)
+        return _start_locked(home, config, fresh=fresh, timeout_s=timeout_s, owner=owner, began=began)
+
+
+def _start_locked(
+    home: BrokerHome, config: BrokerConfig, *, fresh: bool, timeout_s: float, owner: str, began: float
+) -> StartResult:
+    current = status(home)
+    if current.running:
         if fresh:
-            shutil.rmtree(home.data, ignore_errors=True)
-            for archive in home.root.glob("classes-*.jsa"):
-                archive.unlink(missing_ok=True)
-        for port in (config.port, config.effective_controller_port):
-            if _port_in_use(config.host, port):
-                raise BrokerError(
-                    f"{config.host}:{port} is already in use by another process (not the broker of "
-                    f"{home.root}); choose other ports with --port/--controller-port"
-                )
-        home.config_file.write_text(
-            render_server_properties(home.template.read_text(encoding="utf-8"), config, home.data),
-            encoding="utf-8",
-        )
-        _format_storage(home)
-        version = kafka_version(home.libs)
-        _rotate_log(home)
-        with home.log_file.open("ab") as log:
-            stamp = datetime.now(UTC).isoformat(timespec="seconds")
-            log.write(f"--- centinela broker start {stamp} port {config.port}\n".encode())
-        command = _java_command(home, "kafka.Kafka", str(home.config_file), class_archive=True)
-        process = _spawn_detached(command, home)
-        home.pid_file.write_text(f"{process.pid}\n")
-        started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        _write_state(
-            home,
-            {
-                "pid": process.pid,
-                "port": config.port,
-                "controller_port": config.effective_controller_port,
-                "version": version,
-                "started_at": started_at,
-                "owner": owner,
-            },
-        )
-        try:
-            _wait_until_ready(process, config, timeout_s)
-        except BrokerError as error:
-            _terminate(process, timeout_s=10.0)
-            _forget(home)
-            raise BrokerError(f"{error}; last lines of {home.log_file}:\n{tail(home.log_file)}") from None
-        seconds = time.perf_counter() - began
-        logger.info(
-            "Kafka %s started at %s in %.1f s (pid %d)", version, config.bootstrap, seconds, process.pid
-        )
-        return StartResult(status(home), already_running=False, seconds=seconds)
+            raise BrokerError(f"a broker is running (pid {current.pid}); stop it before --fresh")
+        return StartResult(current, already_running=True, seconds=time.perf_counter() - began)
+    fetch(home)
+    if fresh:
+        shutil.rmtree(home.data, ignore_errors=True)
+        for archive in home.root.glob("classes-*.jsa"):
+            archive.unlink(missing_ok=True)
+    for port in (config.port, config.effective_controller_port):
+        if _port_in_use(config.host, port):
+            raise BrokerError(
+                f"{config.host}:{port} is already in use by another process (not the broker of "
+                f"{home.root}); choose other ports with --port/--controller-port"
+            )
+    home.config_file.write_text(
+        render_server_properties(home.template.read_text(encoding="utf-8"), config, home.data),
+        encoding="utf-8",
+    )
+    _format_storage(home)
+    version = kafka_version(home.libs)
+    _rotate_log(home)
+    with home.log_file.open("ab") as log:
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        log.write(f"--- centinela broker start {stamp} port {config.port}\n".encode())
+    command = _java_command(home, "kafka.Kafka", str(home.config_file), class_archive=True)
+    process = _spawn_detached(command, home)
+    home.pid_file.write_text(f"{process.pid}\n")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    _write_state(
+        home,
+        {
+            "pid": process.pid,
+            "port": config.port,
+            "controller_port": config.effective_controller_port,
+            "version": version,
+            "started_at": started_at,
+            "owner": owner,
+        },
+    )
+    try:
+        _wait_until_ready(process, config, timeout_s)
+    except BrokerError as error:
+        _terminate(process, timeout_s=10.0)
+        _forget(home)
+        raise BrokerError(f"{error}; last lines of {home.log_file}:\n{tail(home.log_file)}") from None
+    seconds = time.perf_counter() - began
+    logger.info("Kafka %s started at %s in %.1f s (pid %d)", version, config.bootstrap, seconds, process.pid)
+    return StartResult(status(home), already_running=False, seconds=seconds)
 
 
 def _terminate(process: psutil.Process, timeout_s: float) -> bool:
@@ -728,8 +732,12 @@ def acquire(home: BrokerHome, config: BrokerConfig, *, timeout_s: float = 90.0) 
     Several pytest sessions share one checkout here; without leases the first to finish would stop
     the broker under the others.
     """
-    result = start(home, config, timeout_s=timeout_s, owner=OWNER_SESSION)
+    # One lock for both steps: a session finishing in between would otherwise see no lease and
+    # stop the broker this one has just decided to reuse.
     with home_lock(home):
+        result = _start_locked(
+            home, config, fresh=False, timeout_s=timeout_s, owner=OWNER_SESSION, began=time.perf_counter()
+        )
         home.leases.mkdir(parents=True, exist_ok=True)
         token = home.leases / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         token.write_text(f"{os.getpid()}\n")

@@ -168,3 +168,38 @@ def test_the_port_follows_the_variable() -> None:
     assert (config.port, config.effective_controller_port) == (29092, 29093)
     with pytest.raises(ConfigError, match="CENTINELA_KAFKA_PORT"):
         BrokerConfig.from_environment({"CENTINELA_KAFKA_PORT": "ninety"})
+
+
+def test_the_last_lease_of_a_session_started_broker_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = _home_with_jars(tmp_path)
+    running = local_broker.BrokerStatus(running=True, pid=1, port=9092, owner=local_broker.OWNER_SESSION)
+    started = local_broker.StartResult(running, already_running=False, seconds=1.0)
+    stops: list[str] = []
+    monkeypatch.setattr(local_broker, "_start_locked", lambda *a, **k: started)
+    monkeypatch.setattr(local_broker, "status", lambda h: running)
+    monkeypatch.setattr(local_broker, "_stop_locked", lambda h, t, b: stops.append("stop"))
+
+    first = local_broker.acquire(home, BrokerConfig())
+    second = local_broker.acquire(home, BrokerConfig())
+    assert first.bootstrap == "127.0.0.1:9092"
+
+    local_broker.release(first)
+    assert stops == []
+    local_broker.release(second)
+    assert stops == ["stop"]
+
+
+def test_a_broker_started_by_hand_is_never_stopped_by_a_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = _home_with_jars(tmp_path)
+    running = local_broker.BrokerStatus(running=True, pid=1, port=9092, owner=local_broker.OWNER_CLI)
+    monkeypatch.setattr(
+        local_broker, "_start_locked", lambda *a, **k: local_broker.StartResult(running, True, 0.0)
+    )
+    monkeypatch.setattr(local_broker, "status", lambda h: running)
+    monkeypatch.setattr(local_broker, "_stop_locked", lambda h, t, b: pytest.fail("stopped it"))
+
+    local_broker.release(local_broker.acquire(home, BrokerConfig()))
