@@ -97,9 +97,13 @@ def test_paced_replay_follows_the_file_clock(tmp_path: Path) -> None:
     path = simulator_csv(tmp_path, minutes=30, stations=2)
     clock = FakeClock()
     sink = MemorySink(clock)
-    run(prepare_file(path, SourceOptions(), DisorderOptions(), 1), sink, speed=60.0, clock=clock)
+    summary = run(prepare_file(path, SourceOptions(), DisorderOptions(), 1), sink, speed=60.0, clock=clock)
     times = [at for _, _, at in sink.messages]
     assert times[-1] - times[0] == pytest.approx(29.0, abs=0.01)  # 29 minutes of data at 60x
+    assert summary.send_span_s == pytest.approx(29.0, abs=0.01)
+    # Both stations of a minute leave together, a second of wall time after the minute before.
+    assert times[0] == times[1]
+    assert times[2] - times[0] == pytest.approx(1.0, abs=0.003)
 
 
 def test_disorder_is_counted(tmp_path: Path) -> None:

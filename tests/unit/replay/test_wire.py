@@ -3,7 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import orjson
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -73,3 +75,18 @@ def test_an_empty_block_is_empty() -> None:
     )
     assert len(batch) == 0
     assert batch.messages() == []
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 7])
+def test_any_number_of_sensors(count: int) -> None:
+    sensors = tuple(f"s{i}" for i in range(count))
+    rng = np.random.default_rng(count)
+    values = rng.normal(0, 1000, (50, count))
+    ts = pd.Timestamp("2025-01-01T00:00:00Z").value + np.arange(50, dtype=np.int64) * 60 * 10**9
+    stations = np.array([f"EST-{i % 4}" for i in range(50)], dtype=object)
+    messages = encode_block(stations, ts, values, sensors).messages()
+    for i, message in enumerate(messages):
+        body = orjson.loads(message)
+        assert list(body) == ["station_id", "ts", *sensors]
+        assert [body[name] for name in sensors] == values[i].tolist()
+        assert body["station_id"] == stations[i]
