@@ -44,6 +44,11 @@ def register(app: typer.Typer) -> None:
             "64,128", "--decoder-units", help="Decoder LSTM sizes, e.g. '64,128'."
         ),
         dropout: float = typer.Option(0.2, "--dropout"),
+        input_noise: float = typer.Option(
+            0.5,
+            "--input-noise",
+            help="Std of Gaussian noise added to training inputs (denoising; 0 turns it off).",
+        ),
         learning_rate: float = typer.Option(1e-3, "--learning-rate"),
         batch_size: int = typer.Option(32, "--batch-size"),
         epochs: int = typer.Option(
@@ -128,6 +133,7 @@ def register(app: typer.Typer) -> None:
                 decoder_units=parse_units(decoder_units, "--decoder-units"),
                 dropout=dropout,
                 learning_rate=learning_rate,
+                input_noise=input_noise,
             ),
             fit=FitConfig(
                 batch_size=batch_size,

@@ -17,6 +17,8 @@ class ModelConfig:
     decoder_units: tuple[int, ...] = (64, 128)
     dropout: float = 0.2
     learning_rate: float = 1e-3
+    # Chosen on validation AP on the seed data (0.0: 0.929, 0.5: 0.943, 1.0: 0.940).
+    input_noise: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.encoder_units or not self.decoder_units:
@@ -25,6 +27,8 @@ class ModelConfig:
             raise ConfigError("layer sizes must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.input_noise < 0:
+            raise ConfigError(f"--input-noise must not be negative, got {self.input_noise}")
         if self.learning_rate <= 0:
             raise ConfigError(f"--learning-rate must be positive, got {self.learning_rate}")
 
@@ -75,6 +79,10 @@ def build_autoencoder(timesteps: int, n_sensors: int, config: ModelConfig) -> An
 
     inputs = keras.Input(shape=(timesteps, n_sensors), name="window")
     x = inputs
+    if config.input_noise:
+        # Denoising: noise on the input during training only (inactive at inference and in the
+        # ONNX export), so the model cannot learn to copy its input and must learn what normal is.
+        x = keras.layers.GaussianNoise(config.input_noise, name="input_noise")(x)
     for i, units in enumerate(config.encoder_units):
         last = i == len(config.encoder_units) - 1
         # The last encoder layer returns one vector: the bottleneck that must summarise the window.

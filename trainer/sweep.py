@@ -110,6 +110,7 @@ def trial_options(base: TrainOptions, trial: dict[str, Any]) -> TrainOptions:
             decoder_units=tuple(trial["decoder_units"]),
             dropout=float(trial["dropout"]),
             learning_rate=float(trial["learning_rate"]),
+            input_noise=base.model.input_noise,
         ),
         fit=FitConfig(
             batch_size=int(trial["batch_size"]),
