@@ -56,6 +56,8 @@ JVM_OPTIONS = (
     "-XX:MaxGCPauseMillis=20",
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
+    # The broker stops its own logging; log4j's hook would only warn that it came too late.
+    "-Dlog4j2.shutdownHookEnabled=false",
 )
 LOG_ROTATE_BYTES = 10 * 1024 * 1024
 OWNER_CLI = "cli"
@@ -250,12 +252,17 @@ def kafka_version(libs: Path) -> str | None:
     return None
 
 
+START_MARKER = "--- centinela broker start"
+
+
 def tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines the latest start wrote to the log."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return "(no log file)"
-    return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+    latest = text[text.rfind(START_MARKER) :] if START_MARKER in text else text
+    return "\n".join(latest.splitlines()[-lines:]) or "(log is empty)"
 
 
 # --- fetch -------------------------------------------------------------------------------------
@@ -631,7 +638,7 @@ def _start_locked(
     _rotate_log(home)
     with home.log_file.open("ab") as log:
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        log.write(f"--- centinela broker start {stamp} port {config.port}\n".encode())
+        log.write(f"{START_MARKER} {stamp} port {config.port}\n".encode())
     command = _java_command(home, "kafka.Kafka", str(home.config_file), class_archive=True)
     process = _spawn_detached(command, home)
     home.pid_file.write_text(f"{process.pid}\n")
