@@ -174,6 +174,19 @@ class Kcat:
         done = self.run(["-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", fmt], timeout=timeout)
         return done.stdout.decode().splitlines()
 
+    @property
+    def librdkafka_version(self) -> str:
+        """The librdkafka kcat runs with (after the fallback, the wheel's one)."""
+        done = subprocess.run(
+            [self.executable, "-V"], capture_output=True, timeout=10, env=self._environment(), check=False
+        )
+        match = re.search(rb"librdkafka ([0-9][^ ]*)", done.stdout + done.stderr)
+        return match.group(1).decode() if match else "unknown"
+
+    def use_bundled_librdkafka(self) -> None:
+        """Switch to the wheel's librdkafka now (tests of the fallback itself)."""
+        self._env = self._with_bundled_librdkafka()
+
     def close(self) -> None:
         if self._libdir is not None:
             self._libdir.cleanup()

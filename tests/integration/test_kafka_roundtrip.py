@@ -142,3 +142,20 @@ def test_what_kcat_writes_the_project_reads(
         consumer.close()
 
     assert got == [(b"EB-1", b"first"), (b"EB-2", b"second")]
+
+
+def test_kcat_with_the_wheels_librdkafka_reads_the_broker_too(
+    kafka_bootstrap: str, fresh_topic: TopicFactory
+) -> None:
+    # The fallback the kcat helper takes when Debian's librdkafka cannot talk to the broker.
+    topic = fresh_topic(partitions=1)
+    _produce(kafka_bootstrap, topic, [(b"EB-7", b"via the bundled librdkafka")])
+    runner = Kcat(kafka_bootstrap)
+    try:
+        runner.use_bundled_librdkafka()
+        import confluent_kafka
+
+        assert runner.librdkafka_version == confluent_kafka.libversion()[0]
+        assert runner.consume(topic) == ["EB-7\tvia the bundled librdkafka"]
+    finally:
+        runner.close()
