@@ -4,6 +4,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.errors import ConfigError, DataError
 from detector.incidents import Alert, IncidentPolicy, IncidentTracker, alert_id
@@ -169,3 +171,43 @@ def test_a_non_finite_score_is_a_data_gap_not_health() -> None:
     assert [(a.kind, a.status, a.reason) for a in alerts] == [("data_gap", "open", "score_not_finite")]
     assert not state.is_open("EST-01")
     assert json.loads(alerts[0].to_json_bytes())["score"] is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.floats(min_value=0.0, max_value=5.0), st.none()), max_size=60),
+    st.integers(min_value=1, max_value=3),
+    st.integers(min_value=0, max_value=2),
+    st.integers(min_value=1, max_value=3),
+)
+def test_alert_streams_are_well_formed(
+    scores: list[float | None], k: int, extra: int, close_after: int
+) -> None:
+    """open → update* → close per incident, gaps likewise, unique alert ids, event time only."""
+    state = tracker(k=k, n=k + extra, close_after=close_after, update_every=timedelta(minutes=10))
+    alerts: list[Alert] = []
+    for i, score in enumerate(scores):
+        end = T0 + i * STEP
+        if score is None:
+            alerts += state.gap("A", end - timedelta(minutes=30), end, "insufficient_data", "v1", 1.0)
+        else:
+            alerts += state.observe("A", end, end - timedelta(minutes=30), score, 1.0, SHARES, "v1")
+    assert len({a.alert_id for a in alerts}) == len(alerts)
+    for kind in ("incident", "data_gap"):
+        open_id: str | None = None
+        last_report: datetime | None = None
+        for alert in (a for a in alerts if a.kind == kind):
+            if alert.status == "open":
+                assert open_id is None
+                open_id, last_report = alert.incident_id, alert.window_end
+            else:
+                assert alert.incident_id == open_id
+                if alert.status == "update":
+                    assert last_report is not None and alert.window_end - last_report >= timedelta(minutes=10)
+                    last_report = alert.window_end
+                else:
+                    open_id = None
+        assert (open_id is not None) == (state.is_open("A") if kind == "incident" else state.has_gap("A"))
+    for alert in alerts:
+        if alert.kind == "incident" and alert.status != "close":
+            assert alert.score is not None and alert.score >= 1.0
