@@ -97,6 +97,8 @@ def simulate(config: SimulationConfig | None = None, progress: Progress | None =
     for i, sensor in enumerate(SENSORS):
         readings[sensor] = measure(instruments[i], truth[sensor], config.noise[sensor], config.noise_scale)
         report("instruments", (i + 1) / (len(SENSORS) + 1))
+    # A speed pickup reads a true zero at standstill; noise around zero would be an artefact.
+    readings["pump_rpm"][truth["pump_rpm"] == 0.0] = 0.0
     present = np.ones((minutes, n), dtype=bool)
     all_events = number_events(events + batches.events)
     all_events = apply_faults(all_events, readings, present)

@@ -186,8 +186,8 @@ def solve_hydraulics(
     return Hydraulics(discharge_bar=discharge, suction_bar=suction, rpm=rpm, power_kw=power)
 
 
-def product_temperature(line: Line, inlet_temp: Array, hour_of_day: Array, rng_phase: float = 0.0) -> Array:
+def product_temperature(line: Line, inlet_temp: Array, hour_of_day: Array) -> Array:
     """Temperature at each station's inlet: origin temperature relaxing to the ground's, plus a day cycle."""
     relax = np.exp(-line.distance_km / THERMAL_LENGTH_KM)
-    daily = 1.2 * np.cos(2 * np.pi * (hour_of_day[:, None] - 16.0 - rng_phase) / 24.0)
+    daily = 1.2 * np.cos(2 * np.pi * (hour_of_day[:, None] - 16.0) / 24.0)
     return GROUND_TEMP_C + (inlet_temp - GROUND_TEMP_C) * relax + daily
