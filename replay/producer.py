@@ -255,6 +255,8 @@ def run(
             for row in block.rejected:
                 reasons[row.reason] += 1
                 summary.rejected += 1
+                if block.pass_index > 0:
+                    continue  # counted again (the file was read again), but named once
                 if len(summary.rejects) < KEPT_REJECTS:
                     summary.rejects.append(row)
                 if summary.rejected <= LOGGED_REJECTS:

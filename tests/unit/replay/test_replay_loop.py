@@ -157,3 +157,22 @@ def test_small_batches_cover_every_row(tmp_path: Path) -> None:
 def test_options_refuse_nonsense() -> None:
     with pytest.raises(Exception, match="compression"):
         ReplayOptions(compression="brotli")
+
+
+def test_every_pass_counts_its_bad_rows_but_names_them_once(tmp_path: Path) -> None:
+    summary = run(
+        prepare_file(simulator_csv(tmp_path), SourceOptions(), DisorderOptions(), 2), MemorySink(), speed=None
+    )
+    assert (summary.rows_read, summary.rejected, summary.delivered) == (182, 2, 180)
+    assert [row.line for row in summary.rejects] == [6]
+
+
+def test_an_unreachable_broker_is_a_broker_error() -> None:
+    from detector.errors import BrokerError
+    from replay.producer import ensure_topic
+
+    # Port 1 on loopback refuses at once: no network needed, and the answer comes within the timeout.
+    with pytest.raises(BrokerError, match="cannot reach Kafka"):
+        ensure_topic(
+            {"bootstrap.servers": "127.0.0.1:1", "log_level": 0}, "centinela.readings", 1, timeout_s=1.0
+        )
