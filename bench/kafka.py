@@ -24,6 +24,9 @@ QUICK_MESSAGES = 100_000
 MESSAGE_BYTES = 200
 PARTITIONS = 6
 REPETITIONS = 3
+# consume() waits until it has this many messages or times out; 10,000 made each call wait for
+# several fetches with default fetch settings (163 k/s against 350 k/s with 1,000, same run).
+CONSUME_BATCH = 1_000
 # Notices such as "purging unserved events" on closing an admin client are noise here.
 ADMIN_CONFIG: dict[str, str | int | float | bool] = {"log_level": 4}
 # Producer settings a throughput-minded client would use; nothing exotic, no compression.
@@ -77,12 +80,13 @@ def produce_loop(bootstrap: str, topic: str, count: int, payload: bytes) -> floa
     produce, poll = producer.produce, producer.poll
     with Stopwatch() as watch:
         for index in range(count):
-            try:
-                produce(topic, payload)
-            except BufferError:
-                # Local queue full: wait for the broker to acknowledge some, then retry once.
-                poll(0.05)
-                produce(topic, payload)
+            while True:
+                try:
+                    produce(topic, payload)
+                    break
+                except BufferError:
+                    # Local queue full: the broker is behind; wait for acknowledgements, retry.
+                    poll(0.05)
             if index % 10_000 == 0:
                 poll(0)
         left = producer.flush(120)
@@ -115,7 +119,7 @@ def consume_loop(bootstrap: str, topic: str, count: int) -> float:
         while received < count:
             if time.monotonic() > deadline:
                 raise BrokerError(f"consume loop: {received} of {count} messages after 300 s")
-            batch = consumer.consume(num_messages=10_000, timeout=1.0)
+            batch = consumer.consume(num_messages=CONSUME_BATCH, timeout=1.0)
             if batch and first is None:
                 first = time.perf_counter()
             received += sum(1 for message in batch if message.error() is None)
@@ -152,7 +156,8 @@ def run(quick: bool) -> BenchResult:
         },
         notes=(
             f"{broker.describe()}; {count:,} messages x {MESSAGE_BYTES} B, {PARTITIONS} partitions, "
-            f"no keys, acks=all, linger.ms=5, no compression; medians of {REPETITIONS} "
+            f"no keys, acks=all, linger.ms=5, no compression; consume batches of {CONSUME_BATCH}; "
+            f"medians of {REPETITIONS} "
             f"(produce {', '.join(f'{v:,.0f}' for v in produced)}; "
             f"consume {', '.join(f'{v:,.0f}' for v in consumed)})"
         ),
