@@ -119,6 +119,8 @@ class SimulationConfig:
             raise ConfigError("stations must be at least 1")
         if self.days <= 0:
             raise ConfigError("days must be positive")
+        if self.minutes < 1:
+            raise ConfigError("days must cover at least one minute")
         if self.start.tzinfo is None:
             raise ConfigError("start must be timezone-aware (UTC)")
         if self.start.astimezone(UTC).second or self.start.microsecond:
@@ -130,6 +132,9 @@ class SimulationConfig:
         lo, hi = self.rates.theft_fraction
         if not 0 < lo <= hi < 1:
             raise ConfigError("theft_fraction must satisfy 0 < low <= high < 1")
+        lo, hi = self.rates.theft_minutes
+        if not 2 <= lo <= hi:
+            raise ConfigError("theft_minutes must satisfy 2 <= low <= high")
         for event in self.scripted:
             if not 0 <= event.start < event.end <= self.minutes:
                 raise ConfigError(

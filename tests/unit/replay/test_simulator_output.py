@@ -89,7 +89,14 @@ def test_cli_writes_three_files_a_plot_and_a_summary(tmp_path: Path) -> None:
 
 def test_cli_refuses_bad_options(tmp_path: Path) -> None:
     runner = CliRunner()
-    for extra in (["--layout", "wide"], ["--theft-size", "0.2:0.1"], ["--start", "yesterday"]):
+    bad = (
+        ["--layout", "wide"],
+        ["--theft-size", "0.2:0.1"],
+        ["--theft-size", "0:0.1"],
+        ["--theft-minutes", "0:10"],
+        ["--start", "yesterday"],
+    )
+    for extra in bad:
         outcome = runner.invoke(app, ["simulate", "--days", "0.1", "--out", str(tmp_path), *extra])
         assert outcome.exit_code != 0
 
