@@ -399,3 +399,47 @@ def test_sighup_with_a_corrupt_bundle_keeps_the_old_model_and_sigterm_loses_noth
     assert alert_ids(alerts) == alert_ids(offline_alerts(bundle, series))
     assert len({a["alert_id"] for a in alerts}) == len(alerts)
     assert {a["model_version"] for a in alerts} == {"good-1"}
+
+
+def test_a_successor_rebuilds_from_before_the_committed_offsets_and_doubles_nothing(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
+) -> None:
+    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
+    bundle = load_bundle(bundle_path, threads=1)
+    series = [
+        normal_series("EST-01", 600, seed=21, anomalies=[(150, 200, 0, 6.0), (380, 420, 2, 9.0)]),
+        normal_series("EST-02", 600, seed=22, anomalies=[(390, 460, 4, 7.0)]),
+    ]
+    topics = Topics(fresh_topic, partitions=2)
+    produce(kafka_bootstrap, topics.readings, interleave(series, bundle.sensors))
+    stop = threading.Event()
+
+    def halfway(running: Running) -> None:
+        # Stop the first instance once it has committed some, not all, of the readings.
+        def watch() -> None:
+            registry = running.service.metrics.registry
+            while (registry.get_sample_value("centinela_readings_total", {"outcome": "accepted"}) or 0) < 300:
+                time.sleep(0.001)
+            stop.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    first = detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path, max_batch=50)
+    thread = threading.Thread(
+        target=run_detector,
+        args=(first,),
+        kwargs={"stop": stop, "registry": CollectorRegistry(), "on_start": halfway},
+        daemon=True,
+    )
+    thread.start()
+    wait_for(stop.is_set, 60, "the first instance to get a part of the way")
+    thread.join(30)
+    assert not committed_all(kafka_bootstrap, fresh_group, topics.readings)
+
+    second = in_process(detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path))
+    wait_for(lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "the rest")
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
+    assert alert_ids(alerts) == alert_ids(offline_alerts(bundle, series))
+    assert len({a["alert_id"] for a in alerts}) == len(alerts)
+    rebuilt = second.service.metrics.registry.get_sample_value("centinela_rebuilt_readings_total")
+    assert rebuilt is not None and rebuilt >= 300  # the commit metadata said where to seek back from
