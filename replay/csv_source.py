@@ -402,17 +402,12 @@ class CsvSource:
     ) -> SourceBlock | None:
         expected = len(self.header)
         quoted = b'"' in data
-        if not quoted:
-            # The common case: let pandas count the fields (it refuses a line with too many); count
-            # them here only when it does, or when a row has no timestamp text (maybe a blank line).
-            # A short line shows up as its first missing cell.
-            try:
-                frame: pd.DataFrame | None = self._read_frame(data)
-            except DataError:
-                frame = None
-            if frame is not None and not (frame[self.layout.timestamp_column] == "").any():
-                lines = first_line + np.arange(len(frame), dtype=np.int64)
-                return validator.validate(frame, lines, bytes_done, [])
+        if not quoted and _regular(data, expected):
+            # The common case: every line has exactly the header's field count (pandas would not
+            # say otherwise: with usecols it silently ignores extra fields), so rows are lines.
+            frame = self._read_frame(data)
+            lines = first_line + np.arange(len(frame), dtype=np.int64)
+            return validator.validate(frame, lines, bytes_done, [])
         if quoted:
             fields, blank = _field_counts_quoted(data)
         else:
@@ -463,6 +458,18 @@ class CsvSource:
             )
         except (ValueError, UnicodeDecodeError) as error:
             raise DataError(f"{self.path}: cannot parse CSV: {error}") from error
+
+
+def _regular(data: bytes, fields: int) -> bool:
+    """True when every line of the block has exactly ``fields`` fields (and none is blank): its
+    separators, in order, are then ``fields - 1`` commas and a newline, again and again."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    is_comma = buf == _COMMA
+    separators = buf[is_comma | (buf == _NEWLINE)]
+    if len(separators) % fields:
+        return False
+    grid = separators.reshape(-1, fields)
+    return bool((grid[:, -1] == _NEWLINE).all() and (grid[:, :-1] == _COMMA).all())
 
 
 def _field_counts(data: bytes) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.errors import ConfigError, DataError
 from detector.readings import DEFAULT_SENSORS
@@ -23,6 +25,9 @@ def write(tmp_path: Path, text: str, name: str = "data.csv") -> Path:
 
 def read_all(source: CsvSource | FrameSource) -> tuple[RowBlock, list[str], int, int]:
     blocks = list(source.blocks())
+    if not blocks:
+        empty = RowBlock(np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, np.int64), np.zeros((0, 5)))
+        return empty, [], 0, 0
     rows = RowBlock(
         np.concatenate([b.rows.lines for b in blocks]),
         np.concatenate([b.rows.station_ids for b in blocks]),
@@ -215,3 +220,35 @@ def test_frame_source_validates_like_a_file() -> None:
     assert rows.lines.tolist() == [1]
     assert rows.ts_ns.tolist() == [ns("2025-01-01T00:00:00Z")]
     assert rejects == ["line 2: missing_value: flow", "line 3: missing_station: ''"]
+
+
+KINDS = {
+    "good": (None, "2025-01-01 00:00:00,EST-01,{v},70,1800,15,400,0"),
+    "nan": ("not_finite", "2025-01-01 00:00:00,EST-01,nan,70,1800,15,400,0"),
+    "text": ("not_a_number", "2025-01-01 00:00:00,EST-01,x{v},70,1800,15,400,0"),
+    "extra": ("wrong_field_count", "2025-01-01 00:00:00,EST-01,{v},70,1800,15,400,0,9"),
+    "no_station": ("missing_station", "2025-01-01 00:00:00,,{v},70,1800,15,400,0"),
+    "bad_ts": ("bad_timestamp", "2025-13-45 00:00:00,EST-01,{v},70,1800,15,400,0"),
+    "blank": (None, ""),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kinds=st.lists(st.sampled_from(sorted(KINDS)), min_size=1, max_size=60),
+    block_bytes=st.integers(min_value=1, max_value=4000),
+)
+def test_line_numbers_are_exact_whatever_the_mix_and_the_blocks(
+    tmp_path_factory: pytest.TempPathFactory, kinds: list[str], block_bytes: int
+) -> None:
+    lines = ["timestamp,station_id,flow,pressure,pump_rpm,tank_level,power,label"]
+    lines += [KINDS[kind][1].format(v=500 + i) for i, kind in enumerate(kinds)]
+    path = tmp_path_factory.mktemp("mix") / "mix.csv"
+    path.write_text("\n".join(lines) + "\n")
+    rows, rejects, read, _ = read_all(CsvSource(path, SourceOptions(block_bytes=block_bytes)))
+    good = [i + 2 for i, kind in enumerate(kinds) if kind == "good"]
+    assert rows.lines.tolist() == good
+    assert rows.values[:, 0].tolist() == [500.0 + line - 2 for line in good]
+    expected = [f"line {i + 2}: {KINDS[kind][0]}" for i, kind in enumerate(kinds) if KINDS[kind][0]]
+    assert [": ".join(r.split(": ")[:2]) for r in rejects] == expected
+    assert read == sum(1 for kind in kinds if kind != "blank")
