@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -116,8 +117,6 @@ class TopicFactory:
 
 def _wait_for_leaders(admin: object, topic: str, partitions: int, timeout_s: float = 15.0) -> None:
     """Creation returns before every partition has a leader; producing then would fail at first."""
-    import time
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         metadata = admin.list_topics(topic=topic, timeout=5)  # type: ignore[attr-defined]
