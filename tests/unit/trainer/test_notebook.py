@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,14 @@ SEED = ROOT.parent / "shared" / "datasets" / "rebombeo_huachicoleo.csv"
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SEED.exists(), reason="seed data set not present")
-def test_explore_notebook_executes(tmp_path: Path) -> None:
+def test_explore_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import nbformat
     from nbclient import NotebookClient
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    os.environ["CENTINELA_SEED_DATA"] = str(SEED)
-    os.environ["CENTINELA_NOTEBOOK_QUICK"] = "1"
+    # The kernel inherits this process's environment.
+    monkeypatch.setenv("CENTINELA_SEED_DATA", str(SEED))
+    monkeypatch.setenv("CENTINELA_NOTEBOOK_QUICK", "1")
     client = NotebookClient(
         notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
