@@ -151,6 +151,27 @@ class DetectorMetrics:
             PREFIX + "transactions", "Batches committed, by outcome.", ["outcome"], registry=registry
         )
 
+        self._zero_known_series()
+
+    def _zero_known_series(self) -> None:
+        """Create every known label set at 0, so rate() and increase() see a counter's first events."""
+        from detector.incidents import SEVERITIES
+        from detector.readings import REASONS
+        from detector.windows import SKIP_REASONS
+
+        for outcome in ("accepted", "late", "duplicate", "invalid"):
+            self.readings.labels(outcome=outcome)
+        for reason in SKIP_REASONS:
+            self.windows_skipped.labels(reason=reason)
+        for kind in ("incident", "data_gap"):
+            for status in ("open", "update", "close"):
+                for severity in SEVERITIES:
+                    self.alerts.labels(kind=kind, status=status, severity=severity)
+        for reason in (*REASONS, "empty", "unknown_station", "key_mismatch"):
+            self.dead_letters.labels(reason=reason)
+        for outcome in ("committed", "aborted"):
+            self.transactions.labels(outcome=outcome)
+
     def watch_stations(
         self, stations: Callable[[], Iterable[StationView]], wall: Callable[[], float] = time.time
     ) -> None:
