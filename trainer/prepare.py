@@ -194,12 +194,12 @@ def prepare(
     bounds = bounds or chronological_bounds(dataset, train_ratio, val_ratio)
     scalers = fit_scalers(dataset, bounds)
     splits = {name: cut_windows(dataset, bounds, name, spec, scalers) for name in SPLITS}
-    if not (splits["train"].labels == 0).any():
-        raise DataError(
-            f"{dataset.source}, column 'label': the train split has no normal window to learn from"
-        )
-    if not (splits["validation"].labels == 0).any():
-        raise DataError(
-            f"{dataset.source}, column 'label': the validation split has no normal window to calibrate on"
-        )
+    for name, purpose in (("train", "to learn from"), ("validation", "to calibrate on")):
+        if not (splits[name].labels == 0).any():
+            lines = "; ".join(
+                _lines(part) for s in dataset.stations.values() if len(part := split_station(s, bounds, name))
+            )
+            raise DataError(
+                f"{dataset.source}, {lines}, column 'label': the {name} split has no normal window {purpose}"
+            )
     return Prepared(dataset.sensors, spec, scalers, bounds, splits)

@@ -75,3 +75,15 @@ def test_walk_forward_folds_never_look_ahead(seed_like_csv: Path) -> None:
         assert fold.validation_start < fold.test_start
         assert fold.end is None or fold.test_start < fold.end
     assert folds[0].validation_start < folds[1].validation_start < folds[2].validation_start
+
+
+def test_validation_split_without_normal_windows_names_its_lines(tmp_path: Path) -> None:
+    path = tmp_path / "bad_validation.csv"
+    rows = ["timestamp,flow,label"]
+    for i in range(100):
+        # Every third minute labelled in the validation span: no 5-minute window is all normal.
+        label = 1 if 60 <= i < 80 and i % 3 == 0 else 0
+        rows.append(f"2025-01-01 {i // 60:02d}:{i % 60:02d}:00,{i % 7},{label}")
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"lines 62-81, column 'label': the validation split has no normal"):
+        prepare(load_csv(path), window=5, step=1)
