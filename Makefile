@@ -15,7 +15,8 @@ setup: $(STAMP) system-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
+	@test -x $(BIN)/uv || { $(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip >/dev/null; \
+		$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"; }
 	$(BIN)/uv pip install -q -p $(BIN)/python -r constraints.txt
 	$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
