@@ -36,7 +36,7 @@ class Running:
 
 def load_serving_bundle(settings: Settings) -> Bundle:
     """The bundle at ``bundle_path``, verified; ``BundleError`` says why not."""
-    return bundle_loader(settings.scoring_threads, max(1024, settings.max_batch))(settings.bundle_path)
+    return bundle_loader(settings.scoring_threads, settings.scoring_max_batch)(settings.bundle_path)
 
 
 def run_detector(
@@ -53,7 +53,7 @@ def run_detector(
     stop = stop or threading.Event()
     metrics = DetectorMetrics(registry or CollectorRegistry())
     bundle = load_serving_bundle(settings)
-    loader = bundle_loader(settings.scoring_threads, max(1024, settings.max_batch), bundle.sensors)
+    loader = bundle_loader(settings.scoring_threads, settings.scoring_max_batch, bundle.sensors)
     watcher = BundleWatcher(
         settings.bundle_path,
         loader,

@@ -443,3 +443,72 @@ def test_a_successor_rebuilds_from_before_the_committed_offsets_and_doubles_noth
     assert len({a["alert_id"] for a in alerts}) == len(alerts)
     rebuilt = second.service.metrics.registry.get_sample_value("centinela_rebuilt_readings_total")
     assert rebuilt is not None and rebuilt >= 300  # the commit metadata said where to seek back from
+
+
+def test_a_simulator_file_with_thefts_gives_the_offline_alerts(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
+) -> None:
+    from detector.bundle import write_bundle
+    from detector.scaling import Scaler, StationScalers
+    from detector.testing import linear_onnx_model
+    from detector.windows import WindowSpec
+    from replay.simulator import SimulationConfig, simulate
+    from replay.simulator.event import Event
+
+    config = SimulationConfig(
+        stations=3,
+        days=1,
+        seed=5,
+        scripted=(Event.theft(0, 400, 560, 0.2), Event.theft(1, 900, 1000, 0.3)),
+    )
+    result = simulate(config)
+    sensors = list(result.readings)
+    series = []
+    every = result.frame
+    for station_id in result.station_ids:
+        frame = every[every["station_id"] == station_id]
+        stamps = [stamp.to_pydatetime() for stamp in pd.to_datetime(frame["timestamp"], utc=True)]
+        series.append(Series(station_id, stamps, frame[sensors].to_numpy(dtype=np.float64)))
+    scalers = StationScalers(
+        per_station={
+            s.station_id: Scaler.fit(s.values[:300][np.isfinite(s.values[:300]).all(axis=1)]) for s in series
+        },
+        fallback=Scaler(np.zeros(len(sensors)), np.ones(len(sensors))),
+    )
+
+    def bundle_with(threshold: float, folder: str) -> Path:
+        spec = WindowSpec()
+        return write_bundle(
+            tmp_path / folder,
+            onnx_model=linear_onnx_model(spec.samples_per_window, len(sensors)),
+            keras_model_file=None,
+            model_version="sim-linear",
+            sensors=sensors,
+            window=spec,
+            scalers=scalers,
+            aggregation="mean",
+            threshold=threshold,
+        )
+
+    # Threshold: well above the quiet windows' scores, so only the thefts open incidents.
+    probe = load_bundle(bundle_with(1.0, "probe"), threads=1)
+    from detector.windows import batch_windows
+
+    quiet_scores = []
+    for s in series:
+        stamps = np.asarray([t.replace(tzinfo=None) for t in s.ts[:380]], dtype="datetime64[ns]")
+        windows = batch_windows(stamps, s.values[:380], probe.window_spec)
+        quiet_scores += probe.score([s.station_id] * len(windows.data), windows.data).scores.tolist()
+    bundle_path = bundle_with(3.0 * max(quiet_scores), "bundle")
+    bundle = load_bundle(bundle_path, threads=1)
+    reference = offline_alerts(bundle, series)
+    assert any(a.kind == "incident" and a.status == "open" for a in reference)
+
+    topics = Topics(fresh_topic, partitions=3)
+    produce(kafka_bootstrap, topics.readings, list(interleave(series, sensors)))
+    in_process(detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path))
+    wait_for(
+        lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "every reading committed"
+    )
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
+    assert alert_ids(alerts) == alert_ids(reference)
