@@ -41,6 +41,7 @@ class KafkaBroker:
         self._topic = settings.topics.readings
         self._now = now
         self._down_since: float | None = None
+        self._next_probe = 0.0
         self._delivery_failures: list[str] = []
         self._listener: AssignmentListener | None = None
         self._horizon_ms = 0
@@ -107,6 +108,16 @@ class KafkaBroker:
             self._down_since = None
 
     def healthy(self) -> bool:
+        """False while the cluster is unreachable. When readings stop with it, nothing else would
+        say it is back, so a down broker is probed with a metadata request (at most every 2 s)."""
+        if self._down_since is not None and self._now() >= self._next_probe:
+            self._next_probe = self._now() + 2.0
+            try:
+                self._consumer.list_topics(self._topic, timeout=1.0)
+            except Exception as error:  # KafkaException: still down
+                log.debug("Kafka still unreachable: %s", error)
+            else:
+                self._mark_up()
         return self._down_since is None
 
     def down_for(self) -> float:
