@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,13 @@ def onnx_bytes(model: Any, sample: Any, workdir: Path) -> bytes:
     path = workdir / "model.onnx"
     # tf2onnx logs every graph rewrite at INFO; a user only needs to hear if it fails.
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
-    try:
-        model.export(str(path), format="onnx", verbose=False)
-    except TypeError:
-        # Older Keras releases do not take ``verbose``.
-        model.export(str(path), format="onnx")
-    except Exception as error:
-        raise BundleError(f"exporting the model to ONNX failed: {error}") from error
+    with warnings.catch_warnings():
+        # Keras' tf2onnx shim probes ``np.object``, which NumPy 2 warns about; harmless here.
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            model.export(str(path), format="onnx", verbose=False)
+        except Exception as error:
+            raise BundleError(f"exporting the model to ONNX failed: {error}") from error
     return path.read_bytes()
 
 

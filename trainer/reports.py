@@ -52,6 +52,13 @@ _TEXT: dict[str, dict[str, str]] = {
     "plots": {"en": "Plots", "es": "Gráficas"},
     "original": {"en": "Original pipeline (published)", "es": "Pipeline original (publicado)"},
     "rows": {"en": "rows", "es": "filas"},
+    "sensors": {"en": "sensors", "es": "sensores"},
+    "walk_forward": {
+        "en": "Walk-forward ({folds} folds, test, mean ± sd)",
+        "es": "Validación walk-forward ({folds} pliegues, prueba, media ± de)",
+    },
+    "stations": {"en": "stations", "es": "estaciones"},
+    "event_count": {"en": "events", "es": "eventos"},
     "windows": {"en": "windows", "es": "ventanas"},
     "anomalous": {"en": "anomalous", "es": "anómalas"},
     "split_name": {"en": "split", "es": "tramo"},
@@ -160,8 +167,8 @@ def render_markdown(report: dict[str, Any], lang: str = "en", plots: list[str] |
     lines = [
         f"# {t('title')}",
         "",
-        f"{t('data')}: `{report['data']}` — sensors: {', '.join(report['sensors'])}; "
-        f"stations: {', '.join(report['stations'])}",
+        f"{t('data')}: `{report['data']}` — {t('sensors')}: {', '.join(report['sensors'])}; "
+        f"{t('stations')}: {', '.join(report['stations'])}",
         "",
     ]
     lines += [
@@ -212,7 +219,7 @@ def render_markdown(report: dict[str, Any], lang: str = "en", plots: list[str] |
     lines += [
         f"## {t('events')}",
         "",
-        f"| {t('model')} | events | {t('caught')} | {t('delay')} |",
+        f"| {t('model')} | {t('event_count')} | {t('caught')} | {t('delay')} |",
         "|---|---:|---:|---:|",
     ]
     for name, model in report["models"].items():
@@ -257,6 +264,12 @@ def render_markdown(report: dict[str, Any], lang: str = "en", plots: list[str] |
         f"- {t('epochs')}: {tr['epochs_run']} ({tr['best_epoch']})",
         f"- {t('seconds')}: {_fmt(tr['seconds'].get('train'))}",
     ]
+    if report.get("walk_forward"):
+        from trainer.walk_forward import render_walk_forward
+
+        folds = len(report["walk_forward"]["folds"])
+        lines += ["", "## " + t("walk_forward").format(folds=folds), ""]
+        lines.append(render_walk_forward(report["walk_forward"]).rstrip())
     if report.get("bundle"):
         lines += ["", f"## {t('bundle')}", "", f"`{report['bundle']}`"]
     if plots:
