@@ -13,10 +13,12 @@ with thefts, where the theft alert must fire.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -287,3 +289,170 @@ def test_every_expression_returns_data_from_an_exporter_of_the_contract_metrics(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# -- the real detector -----------------------------------------------------------------------------
+def _simulated_file_and_bundle(folder: Path) -> tuple[Path, Path, set[str]]:
+    """A 3-station day with a theft that ends (segment 0) and one still going at the end of the
+    file (segment 1, so its incident stays open), a 50-minute hole in one station (skipped windows),
+    and a linear bundle whose threshold sits well above the quiet windows' scores.
+    Returns the CSV, the bundle and the stations the open theft can show at."""
+    import numpy as np
+    import pandas as pd
+
+    from detector.bundle import load_bundle, write_bundle
+    from detector.scaling import Scaler, StationScalers
+    from detector.testing import linear_onnx_model
+    from detector.windows import WindowSpec, batch_windows
+    from replay.simulator import SimulationConfig, simulate
+    from replay.simulator.event import Event
+    from replay.simulator.writer import write_outputs
+
+    result = simulate(
+        SimulationConfig(
+            stations=3,
+            days=1,
+            seed=5,
+            scripted=(Event.theft(0, 400, 560, 0.2), Event.theft(1, 1250, 1439, 0.3)),
+        )
+    )
+    csv_path = write_outputs(result, folder / "sim").readings
+    frame = pd.read_csv(csv_path)
+    stamps = pd.to_datetime(frame["timestamp"], utc=True)
+    hole_start = stamps.min() + pd.Timedelta(minutes=700)
+    hole = (frame["station_id"] == result.station_ids[2]) & stamps.between(
+        hole_start, hole_start + pd.Timedelta(minutes=50)
+    )
+    frame[~hole].to_csv(csv_path, index=False)
+
+    sensors = list(result.readings)
+    spec = WindowSpec()
+    scalers: dict[str, Scaler] = {}
+    quiet: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for station_id in result.station_ids:
+        rows = frame[frame["station_id"] == station_id]
+        values = rows[sensors].to_numpy(dtype=np.float64)[:380]
+        scalers[station_id] = Scaler.fit(values[np.isfinite(values).all(axis=1)])
+        times = pd.to_datetime(rows["timestamp"], utc=True).dt.tz_localize(None).to_numpy()[:380]
+        quiet[station_id] = (times.astype("datetime64[ns]"), values)
+
+    def bundle_with(threshold: float, name: str) -> Path:
+        return write_bundle(
+            folder / name,
+            onnx_model=linear_onnx_model(spec.samples_per_window, len(sensors)),
+            keras_model_file=None,
+            model_version="prometheus-itest",
+            sensors=sensors,
+            window=spec,
+            scalers=StationScalers(
+                per_station=scalers, fallback=Scaler(np.zeros(len(sensors)), np.ones(len(sensors)))
+            ),
+            aggregation="mean",
+            threshold=threshold,
+        )
+
+    probe = load_bundle(bundle_with(1.0, "probe"), threads=1)
+    quiet_scores: list[float] = []
+    for station_id, (times, values) in quiet.items():
+        windows = batch_windows(times, values, probe.window_spec)
+        quiet_scores += probe.score([station_id] * len(windows.data), windows.data).scores.tolist()
+    bundle = bundle_with(3.0 * max(quiet_scores), "bundle")
+    return csv_path, bundle, {result.station_ids[1], result.station_ids[2]}
+
+
+def _diagnosis(prometheus: Prometheus) -> str:
+    """What the detector exported, for a failure message."""
+    lines = []
+    for expr in (
+        "centinela_readings_total",
+        "centinela_windows_scored_total",
+        "centinela_windows_skipped_total",
+        "centinela_alerts_total",
+        "centinela_incident_open",
+        "centinela_score / centinela_threshold",
+        "centinela_consumer_lag",
+        "centinela_dead_letters_total",
+    ):
+        for series in prometheus.query(expr):
+            lines.append(f"{expr} {series['metric']} = {series['value'][1]}")
+    return "\n".join(lines) or "the detector exported nothing"
+
+
+def _produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for key, value in messages:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(30) == 0
+
+
+def test_every_expression_returns_data_from_the_detector_and_a_replayed_theft_fires_the_alert(
+    kafka_bootstrap: str, fresh_topic: Callable[..., str], fresh_group: str, tmp_path: Path
+) -> None:
+    csv_path, bundle, theft_stations = _simulated_file_and_bundle(tmp_path)
+    topics = {
+        "READINGS": fresh_topic(3, prefix="readings"),
+        "ALERTS": fresh_topic(1, prefix="alerts"),
+        "DLQ": fresh_topic(1, prefix="dlq"),
+        "SCORES": fresh_topic(1, prefix="scores"),
+    }
+    metrics_port = _free_port()
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("CENTINELA_")},
+        **{f"CENTINELA_TOPICS__{name}": topic for name, topic in topics.items()},
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "CENTINELA_GROUP_ID": fresh_group,
+        "CENTINELA_INSTANCE_ID": fresh_group,
+        "CENTINELA_BUNDLE_PATH": str(bundle),
+        "CENTINELA_METRICS_HOST": "127.0.0.1",
+        "CENTINELA_METRICS_PORT": str(metrics_port),
+        "CENTINELA_LAG_INTERVAL_S": "1",
+        "CENTINELA_TRANSACTION_TIMEOUT_S": "10",
+    }
+    # Two readings the service must refuse, so the dead-letter series exist.
+    _produce(
+        kafka_bootstrap, topics["READINGS"], [(b"EST-01", b"not json"), (b"EST-01", b'{"station_id": 7}')]
+    )
+    detector_log = tmp_path / "detector.log"
+    with detector_log.open("wb") as log_file:
+        detector = subprocess.Popen(
+            [sys.executable, "-m", "centinela", "detect"], env=env, cwd=ROOT, stdout=log_file, stderr=log_file
+        )
+    try:
+        with running_prometheus([f"127.0.0.1:{metrics_port}"], tmp_path) as prometheus:
+            wait_for_scrapes(prometheus, timeout_s=60)
+            replay = subprocess.run(
+                [
+                    *(sys.executable, "-m", "centinela", "replay", str(csv_path)),
+                    *("--topic", topics["READINGS"], "--sensors", "all"),
+                ],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert replay.returncode == 0, replay.stderr
+            try:
+                _wait_until(lambda: bool(prometheus.firing(THEFT_ALERT)), 90, f"{THEFT_ALERT} to fire")
+            except AssertionError as error:
+                raise AssertionError(f"{error}\n{_diagnosis(prometheus)}") from None
+            assert {alert["labels"]["station"] for alert in prometheus.firing(THEFT_ALERT)} <= theft_stations
+            _wait_until(
+                lambda: prometheus.query("sum(centinela_consumer_lag) == 0") != [], 30, "the lag to reach 0"
+            )
+            time.sleep(3)  # a few more scrapes, so rates over the last minute see the whole replay
+            station = next(iter(theft_stations))
+            assert dashboard_problems(prometheus, station) == []
+            assert rule_problems(prometheus) == []
+            assert detector.poll() is None, "the detector stopped"
+    finally:
+        detector.terminate()
+        try:
+            detector.wait(30)
+        except subprocess.TimeoutExpired:
+            detector.kill()
+            detector.wait(10)
+    assert detector.returncode == 0, detector_log.read_text()[-3000:]
