@@ -569,6 +569,25 @@ def service() -> Json:
             unit="ops",
             options=_timeseries_options(),
         ),
+        Panel(
+            "timeseries",
+            "Kafka transactions per second by outcome",
+            "Each batch's alerts and offsets commit in one transaction; aborted ones are re-read, not lost.",
+            [Query("sum by (outcome) (rate(centinela_transactions_total[$__rate_interval]))", "{{outcome}}")],
+            (0, 32, 12, 8),
+            unit="ops",
+            options=_timeseries_options(),
+        ),
+        Panel(
+            "timeseries",
+            "Readings re-read after a rebalance",
+            "Readings read again to rebuild windows after partitions moved between detectors "
+            "(nothing is published for them).",
+            [Query("sum(rate(centinela_rebuilt_readings_total[$__rate_interval]))", "re-read")],
+            (12, 32, 12, 8),
+            unit="reqps",
+            options=_timeseries_options(),
+        ),
     ]
     return _dashboard(
         "centinela-service",

@@ -260,6 +260,10 @@ def _fake_exporter(registry: CollectorRegistry) -> Gauge:
     Counter("centinela_model_reload_failures", "failures", registry=registry)
     Counter("centinela_model_reloads", "reloads", registry=registry).inc()
     Gauge("centinela_broker_up", "broker", registry=registry).set(1)
+    Counter("centinela_rebuilt_readings", "rebuilt", registry=registry)
+    transactions = Counter("centinela_transactions", "transactions", ["outcome"], registry=registry)
+    transactions.labels("committed").inc(40)
+    transactions.labels("aborted")
     return incident_open
 
 
