@@ -512,3 +512,43 @@ def test_a_simulator_file_with_thefts_gives_the_offline_alerts(
     )
     alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
     assert alert_ids(alerts) == alert_ids(reference)
+
+
+def test_two_instances_share_the_partitions_and_one_leaving_loses_and_doubles_nothing(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
+) -> None:
+    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
+    bundle = load_bundle(bundle_path, threads=1)
+    series = [
+        normal_series(f"EST-{i:02d}", 500, seed=40 + i, anomalies=[(100 + 50 * i, 160 + 50 * i, i % 5, 7.0)])
+        for i in range(6)
+    ]
+    messages = interleave(series, bundle.sensors)
+    half = len(messages) // 2
+    topics = Topics(fresh_topic, partitions=4)
+    produce(kafka_bootstrap, topics.readings, messages[:half])
+    # A alone reads the first half; B joins (a rebalance: each rebuilds what it was given); the second
+    # half arrives; A leaves mid-stream and B takes everything over.
+    stop_a = threading.Event()
+    registry_a = CollectorRegistry()
+    first = threading.Thread(
+        target=run_detector,
+        args=(detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path, max_batch=40),),
+        kwargs={"stop": stop_a, "registry": registry_a},
+        daemon=True,
+    )
+    first.start()
+    wait_for(
+        lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "A to read the first half"
+    )
+    second = in_process(detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path, max_batch=40))
+    wait_for(lambda: bool(second.service._held), 60, "B to get partitions")
+    produce(kafka_bootstrap, topics.readings, messages[half:])
+    time.sleep(0.3)
+    stop_a.set()
+    first.join(30)
+    wait_for(lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 90, "B to finish")
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
+    assert alert_ids(alerts) == alert_ids(offline_alerts(bundle, series))
+    assert len({a["alert_id"] for a in alerts}) == len(alerts)
+    assert second.service.metrics.registry.get_sample_value("centinela_rebuilt_readings_total")
