@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from centinela import local_broker
+from centinela import local_broker, local_tls
 
 
 def _home() -> local_broker.BrokerHome:
@@ -17,9 +19,26 @@ def _describe(status: local_broker.BrokerStatus) -> str:
         if status.owner == local_broker.OWNER_SESSION
         else "centinela broker start"
     )
-    return (
+    line = (
         f"Kafka {status.version or '?'} at {status.bootstrap or '?'} "
         f"(pid {status.pid}, controller port {status.controller_port}, started {status.started_at} by {by})"
+    )
+    if status.secure:
+        line += "\n" + _describe_secure(status)
+    return line
+
+
+def _describe_secure(status: local_broker.BrokerStatus) -> str:
+    """Where the secured listeners are and where their secrets lie; never the secrets themselves."""
+    tls = local_tls.TlsMaterial(Path(str(status.tls_dir)))
+    return "\n".join(
+        (
+            f"  SASL_SSL {status.sasl_bootstrap}: SCRAM-SHA-512 or PLAIN, user {tls.client_user}, "
+            f"password in {tls.client_password_file}",
+            f"  SSL {status.ssl_bootstrap}: mutual TLS, client certificate {tls.client_cert}, "
+            f"key {tls.client_key}",
+            f"  CA certificate {tls.ca_cert} (hostname verification: localhost, 127.0.0.1)",
+        )
     )
 
 
@@ -41,7 +60,7 @@ def register(app: typer.Typer) -> None:
         )
 
     @broker.command("start")
-    def start(
+    def start(  # noqa: PLR0917 (typer passes every option positionally)
         port: int = typer.Option(
             local_broker.DEFAULT_PORT,
             "--port",
@@ -53,10 +72,20 @@ def register(app: typer.Typer) -> None:
         ),
         fresh: bool = typer.Option(False, "--fresh", help="Wipe the broker's data (topics, offsets) first."),
         timeout: float = typer.Option(90.0, "--timeout", help="Seconds to wait until it answers."),
+        secure: bool = typer.Option(
+            False,
+            "--secure",
+            help="Also open SASL_SSL (SCRAM-SHA-512, PLAIN) and mutual-TLS listeners with a throwaway CA "
+            "and generated passwords (files under the broker home, never printed); docs/security.md.",
+        ),
+        sasl_port: int | None = typer.Option(None, "--sasl-port", help="SASL_SSL port; default: port + 2."),
+        ssl_port: int | None = typer.Option(None, "--ssl-port", help="Mutual-TLS port; default: port + 3."),
     ) -> None:
         """Start the broker in the background; returns once it answers a metadata request."""
         home = _home()
-        config = local_broker.BrokerConfig(port=port, controller_port=controller_port)
+        config = local_broker.BrokerConfig(
+            port=port, controller_port=controller_port, secure=secure, sasl_port=sasl_port, ssl_port=ssl_port
+        )
         result = local_broker.start(home, config, fresh=fresh, timeout_s=timeout)
         if result.already_running:
             typer.echo(f"already running: {_describe(result.status)}")

@@ -6,7 +6,11 @@ under one home folder (``.cache/kafka`` at the repository root, or ``CENTINELA_K
 
 - ``libs/`` the jars, with ``.stamp`` holding the hash of the pom they came from;
 - ``data/`` the log directory; ``server.properties`` rendered from the template;
-- ``broker.pid``, ``broker.json`` (port, version, start time) and ``broker.log`` (its output).
+- ``broker.pid``, ``broker.json`` (port, version, start time) and ``broker.log`` (its output);
+- ``tls/`` with ``--secure``: a throwaway CA, certificates and password files (``centinela.local_tls``).
+
+``--secure`` adds a SASL_SSL listener (SCRAM-SHA-512 and PLAIN over TLS) and an SSL listener that
+requires a client certificate, next to the loopback PLAINTEXT one (docs/security.md).
 
 Several processes (a developer's shell, concurrent pytest sessions) share one home, so start, stop
 and the test-session leases take a file lock, and a PID is trusted only when that process is really
@@ -36,6 +40,7 @@ from string import Template
 
 import psutil
 
+from centinela import local_tls
 from detector.errors import BrokerError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -70,6 +75,8 @@ class BrokerHome:
 
     root: Path
     deploy_dir: Path = DEPLOY_DIR
+    # Another home's jars (a second broker on one machine needs no second copy); None: its own.
+    shared_libs: Path | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> BrokerHome:
@@ -80,7 +87,11 @@ class BrokerHome:
 
     @property
     def libs(self) -> Path:
-        return self.root / "libs"
+        return self.shared_libs if self.shared_libs is not None else self.root / "libs"
+
+    @property
+    def tls(self) -> Path:
+        return self.root / "tls"
 
     @property
     def stamp(self) -> Path:
@@ -123,25 +134,40 @@ class BrokerHome:
         return self.deploy_dir / "server.properties.template"
 
     @property
+    def secure_template(self) -> Path:
+        return self.deploy_dir / "secure.properties.template"
+
+    @property
     def log4j_config(self) -> Path:
         return self.deploy_dir / "log4j2.properties"
 
 
 @dataclass(frozen=True)
 class BrokerConfig:
-    """The options of one broker; the controller listens on ``port + 1`` unless told otherwise."""
+    """The options of one broker; the controller listens on ``port + 1`` unless told otherwise.
+
+    ``secure`` adds SASL_SSL on ``port + 2`` and SSL with client certificates on ``port + 3``.
+    """
 
     port: int = DEFAULT_PORT
     controller_port: int | None = None
     host: str = DEFAULT_HOST
     node_id: int = 1
+    secure: bool = False
+    sasl_port: int | None = None
+    ssl_port: int | None = None
 
     def __post_init__(self) -> None:
-        for name, value in (("port", self.port), ("controller port", self.effective_controller_port)):
+        ports = {"port": self.port, "controller port": self.effective_controller_port}
+        if self.secure:
+            ports |= {"SASL_SSL port": self.effective_sasl_port, "SSL port": self.effective_ssl_port}
+        for name, value in ports.items():
             if not 1 <= value <= 65535:
                 raise ConfigError(f"broker {name} {value} is outside 1..65535")
-        if self.port == self.effective_controller_port:
-            raise ConfigError(f"broker port and controller port are both {self.port}")
+        if len(set(ports.values())) < len(ports):
+            if self.port == self.effective_controller_port:
+                raise ConfigError(f"broker port and controller port are both {self.port}")
+            raise ConfigError(f"broker ports must differ: {ports}")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> BrokerConfig:
@@ -159,8 +185,20 @@ class BrokerConfig:
         return self.controller_port if self.controller_port is not None else self.port + 1
 
     @property
+    def effective_sasl_port(self) -> int:
+        return self.sasl_port if self.sasl_port is not None else self.port + 2
+
+    @property
+    def effective_ssl_port(self) -> int:
+        return self.ssl_port if self.ssl_port is not None else self.port + 3
+
+    @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def ports(self) -> tuple[int, ...]:
+        base = (self.port, self.effective_controller_port)
+        return (*base, self.effective_sasl_port, self.effective_ssl_port) if self.secure else base
 
 
 @dataclass(frozen=True)
@@ -180,10 +218,25 @@ class BrokerStatus:
     version: str | None = None
     started_at: str | None = None
     owner: str | None = None
+    sasl_port: int | None = None
+    ssl_port: int | None = None
+    tls_dir: str | None = None
 
     @property
     def bootstrap(self) -> str | None:
         return f"{DEFAULT_HOST}:{self.port}" if self.port is not None else None
+
+    @property
+    def secure(self) -> bool:
+        return self.sasl_port is not None and self.tls_dir is not None
+
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        return f"{DEFAULT_HOST}:{self.sasl_port}" if self.sasl_port is not None else None
+
+    @property
+    def ssl_bootstrap(self) -> str | None:
+        return f"{DEFAULT_HOST}:{self.ssl_port}" if self.ssl_port is not None else None
 
 
 @dataclass(frozen=True)
@@ -211,16 +264,41 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
 
 
-def render_server_properties(template: str, config: BrokerConfig, log_dirs: Path) -> str:
-    """Fill the template's placeholders; a placeholder the template names but we lack is an error."""
+def render_server_properties(
+    template: str,
+    config: BrokerConfig,
+    log_dirs: Path,
+    *,
+    secure_template: str | None = None,
+    tls: local_tls.TlsMaterial | None = None,
+) -> str:
+    """Fill the template's placeholders; a placeholder the template names but we lack is an error.
+
+    With ``config.secure``, ``secure_template`` is appended, filled with the TLS paths and passwords
+    of ``tls`` (the result then holds secrets: write it 0600).
+    """
+    values: dict[str, object] = {
+        "node_id": config.node_id,
+        "host": config.host,
+        "port": config.port,
+        "controller_port": config.effective_controller_port,
+        "log_dirs": str(log_dirs),
+    }
+    text = template
+    if config.secure:
+        if secure_template is None or tls is None:
+            raise ConfigError("a secure broker needs the secure template and its TLS material")
+        values |= {
+            "sasl_port": config.effective_sasl_port,
+            "ssl_port": config.effective_ssl_port,
+            "tls_dir": str(tls.folder),
+            "user": tls.client_user,
+            "password": tls.client_password(),
+            "key_password": tls.key_password(),
+        }
+        text = template.rstrip("\n") + "\n" + secure_template
     try:
-        return Template(template).substitute(
-            node_id=config.node_id,
-            host=config.host,
-            port=config.port,
-            controller_port=config.effective_controller_port,
-            log_dirs=str(log_dirs),
-        )
+        return Template(text).substitute(values)
     except (KeyError, ValueError) as error:
         raise ConfigError(f"server.properties template has an unknown placeholder: {error}") from error
 
@@ -403,6 +481,9 @@ def status(home: BrokerHome) -> BrokerStatus:
         version=as_str("version"),
         started_at=as_str("started_at"),
         owner=as_str("owner"),
+        sasl_port=as_int("sasl_port"),
+        ssl_port=as_int("ssl_port"),
+        tls_dir=as_str("tls_dir"),
     )
 
 
@@ -452,7 +533,7 @@ def _java_command(home: BrokerHome, main_class: str, *args: str, class_archive: 
     ]
 
 
-def _format_storage(home: BrokerHome) -> None:
+def _format_storage(home: BrokerHome, tls: local_tls.TlsMaterial | None) -> None:
     if read_cluster_id(home.data) is not None:
         return
     home.data.mkdir(parents=True, exist_ok=True)
@@ -460,6 +541,13 @@ def _format_storage(home: BrokerHome) -> None:
         home, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(home.config_file)
     )
     command.append("--ignore-formatted")
+    if tls is not None:
+        # The SCRAM user goes into the first metadata records, so it works from the broker's first
+        # second. StorageTool takes the password only on its command line (visible in the process
+        # list while it formats, about two seconds, on this machine only); _ensure_scram_user
+        # re-asserts it at every secure start from the password file.
+        user = f"name={tls.client_user},password={tls.client_password()}"
+        command += ["--add-scram", f"SCRAM-SHA-512=[{user}]"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
         output = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
@@ -617,23 +705,34 @@ def _start_locked(
     if current.running:
         if fresh:
             raise BrokerError(f"a broker is running (pid {current.pid}); stop it before --fresh")
+        if config.secure and not current.secure:
+            raise BrokerError(
+                f"a broker without secured listeners is running (pid {current.pid}); "
+                "stop it before starting one with --secure"
+            )
         return StartResult(current, already_running=True, seconds=time.perf_counter() - began)
     fetch(home)
     if fresh:
         shutil.rmtree(home.data, ignore_errors=True)
         for archive in home.root.glob("classes-*.jsa"):
             archive.unlink(missing_ok=True)
-    for port in (config.port, config.effective_controller_port):
+    for port in config.ports():
         if _port_in_use(config.host, port):
             raise BrokerError(
                 f"{config.host}:{port} is already in use by another process (not the broker of "
                 f"{home.root}); choose other ports with --port/--controller-port"
             )
-    home.config_file.write_text(
-        render_server_properties(home.template.read_text(encoding="utf-8"), config, home.data),
-        encoding="utf-8",
+    tls = local_tls.issue(home.tls) if config.secure else None
+    rendered = render_server_properties(
+        home.template.read_text(encoding="utf-8"),
+        config,
+        home.data,
+        secure_template=home.secure_template.read_text(encoding="utf-8") if config.secure else None,
+        tls=tls,
     )
-    _format_storage(home)
+    # Created 0600 from the start: with --secure it holds the PLAIN password and the key password.
+    local_tls.write_secret(home.config_file, rendered.rstrip("\n"))
+    _format_storage(home, tls)
     version = kafka_version(home.libs)
     _rotate_log(home)
     with home.log_file.open("ab") as log:
@@ -652,10 +751,21 @@ def _start_locked(
             "version": version,
             "started_at": started_at,
             "owner": owner,
+            **(
+                {
+                    "sasl_port": config.effective_sasl_port,
+                    "ssl_port": config.effective_ssl_port,
+                    "tls_dir": str(home.tls),
+                }
+                if tls is not None
+                else {}
+            ),
         },
     )
     try:
         _wait_until_ready(process, config, timeout_s)
+        if tls is not None:
+            _ensure_scram_user(config.bootstrap, tls, timeout_s=30.0)
     except BrokerError as error:
         _terminate(process, timeout_s=10.0)
         _forget(home)
@@ -663,6 +773,62 @@ def _start_locked(
     seconds = time.perf_counter() - began
     logger.info("Kafka %s started at %s in %.1f s (pid %d)", version, config.bootstrap, seconds, process.pid)
     return StartResult(status(home), already_running=False, seconds=seconds)
+
+
+def _ensure_scram_user(bootstrap: str, tls: local_tls.TlsMaterial, timeout_s: float) -> None:
+    """Create or update the SCRAM-SHA-512 user from its password file, over the loopback listener.
+
+    Needed when the data folder was formatted before ``--secure`` or the password file was
+    regenerated; otherwise it rewrites the same password (idempotent).
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    upsert = UserScramCredentialUpsertion(
+        tls.client_user,
+        ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192),
+        tls.client_password().encode(),
+    )
+    try:
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            future.result(timeout=timeout_s)
+    except KafkaException as error:
+        raise BrokerError(f"cannot create the SCRAM user {tls.client_user}: {error}") from error
+
+
+def secure_client_config(
+    status: BrokerStatus, *, mechanism: str = "SCRAM-SHA-512", mutual_tls: bool = False
+) -> dict[str, str]:
+    """librdkafka settings for a secured listener of a running ``--secure`` broker.
+
+    SASL_SSL with ``mechanism`` (``SCRAM-SHA-512`` or ``PLAIN``), or with ``mutual_tls`` the SSL
+    listener with the client certificate. Holds the password: pass it to a client, never print it.
+    """
+    if not status.secure or status.tls_dir is None:
+        raise BrokerError("the local broker runs without secured listeners; start it with --secure")
+    tls = local_tls.TlsMaterial(Path(status.tls_dir))
+    if mutual_tls:
+        return {
+            "bootstrap.servers": str(status.ssl_bootstrap),
+            "security.protocol": "SSL",
+            "ssl.ca.location": str(tls.ca_cert),
+            "ssl.certificate.location": str(tls.client_cert),
+            "ssl.key.location": str(tls.client_key),
+        }
+    return {
+        "bootstrap.servers": str(status.sasl_bootstrap),
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": mechanism,
+        "sasl.username": tls.client_user,
+        "sasl.password": tls.client_password(),
+        "ssl.ca.location": str(tls.ca_cert),
+    }
 
 
 def _terminate(process: psutil.Process, timeout_s: float) -> bool:
