@@ -9,11 +9,14 @@ also keeps memory flat however large the file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import multiprocessing
+import os
 import queue
 import sys
+import tempfile
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -135,19 +138,45 @@ def prepare_file(
 
 
 class _Slots:
-    """A ring of payload slots in memory shared with a forked helper (``mmap`` of ``MAP_SHARED``).
+    """A ring of payload slots in memory shared with the helper: a file mapped ``MAP_SHARED``.
 
     Sending a batch's payload through a pipe costs a pickle, a write and a read of every byte, about
     as much CPU as the producer's own work per message; a slot costs one memcpy each side. The free
-    slot numbers travel back to the helper, which also bounds how far it runs ahead.
+    slot numbers travel back to the helper, which also bounds how far it runs ahead. The file lives
+    in ``/dev/shm`` where there is one (memory, not disk) and is unlinked as soon as both processes
+    have mapped it, so nothing is left behind even if they are killed.
     """
 
     def __init__(self, context: Any, count: int = _SLOTS, size: int = _SLOT_BYTES) -> None:
         self.size = size
-        self.memory = mmap.mmap(-1, count * size)
+        self.length = count * size
+        folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        handle, self.path = tempfile.mkstemp(prefix="centinela-replay-", dir=folder)
+        try:
+            os.ftruncate(handle, self.length)
+            self.memory = mmap.mmap(handle, self.length)
+        finally:
+            os.close(handle)
         self.free = context.SimpleQueue()
         for slot in range(count):
             self.free.put(slot)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to a spawned or forkserver helper: it maps the same file by its path.
+        return {"size": self.size, "length": self.length, "path": self.path, "free": self.free}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        handle = os.open(self.path, os.O_RDWR)
+        try:
+            self.memory = mmap.mmap(handle, self.length)
+        finally:
+            os.close(handle)
+
+    def forget_file(self) -> None:
+        """Unlink the file once the helper has it mapped (the mappings stay valid)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
 
     def write(self, payload: bytes) -> int:
         slot: int = self.free.get()
@@ -162,6 +191,7 @@ class _Slots:
         return payload
 
     def close(self) -> None:
+        self.forget_file()
         self.memory.close()
         self.free.close()
 
@@ -174,6 +204,8 @@ def _worker(  # noqa: PLR0917 - the arguments of a process target
     disorder: DisorderOptions,
     passes: int | None,
 ) -> None:
+    if slots is not None:
+        slots.forget_file()  # both sides have it mapped now (the parent before starting this process)
     try:
         for block in prepare_file(path, source_options, disorder, passes):
             payload = block.batch.payload
@@ -189,15 +221,35 @@ def _worker(  # noqa: PLR0917 - the arguments of a process target
         results.put(("crash", traceback.format_exc()))
 
 
+def _thread_names() -> list[str]:
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return [thread.name for thread in threading.enumerate()]
+    names = []
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            names.append(Path(f"/proc/self/task/{task}/comm").read_text().strip())
+    return names
+
+
 def _context() -> Any:
-    # fork starts in milliseconds, inherits the imports and the shared slots; it is safe here because
-    # the child only runs numpy/pandas code and the parent starts it before creating any Kafka
-    # client. From 3.12 Python warns about fork in threaded processes: use forkserver there when
-    # threads exist (and the pipe instead of shared slots).
+    # fork starts in milliseconds and inherits the imports, but a Kafka client's native threads
+    # ("rdk:*": a test's or a benchmark's earlier producer) do not survive it, and a child touching
+    # their state can crash (seen: SIGSEGV in libc). The CLI starts the helper before creating any
+    # Kafka client, so it forks; otherwise a forkserver (a clean process that imports the helper's
+    # modules once) starts it. From 3.12 Python warns on any fork of a threaded process (numpy's
+    # BLAS pool included), so there only a single-threaded process forks.
     methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and (sys.version_info < (3, 12) or threading.active_count() == 1):
+    names = _thread_names()
+    kafka_threads = any(name.startswith("rdk:") for name in names)
+    if "fork" in methods and not kafka_threads and (sys.version_info < (3, 12) or len(names) == 1):
         return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["replay.prepare"])
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 class PreparedStream:
@@ -209,18 +261,23 @@ class PreparedStream:
         source_options: SourceOptions,
         disorder_options: DisorderOptions,
         passes: int | None,
+        start_method: str | None = None,
     ) -> None:
         CsvSource(path, source_options)  # fail fast, in this process, on a bad header or path
-        context = _context()
+        context: Any = _context() if start_method is None else multiprocessing.get_context(start_method)
         self._results = context.Queue(maxsize=_QUEUE_BLOCKS)
-        self._slots = _Slots(context) if context.get_start_method() == "fork" else None
+        self._slots: _Slots | None = _Slots(context)
         self._process = context.Process(
             target=_worker,
             args=(self._results, self._slots, path, source_options, disorder_options, passes),
             name="centinela-replay-prepare",
             daemon=True,
         )
-        self._process.start()
+        try:
+            self._process.start()
+        except BaseException:
+            self._slots.close()
+            raise
 
     def __iter__(self) -> Iterator[PreparedBlock]:
         while True:

@@ -226,6 +226,9 @@ class KafkaSink:
             self._producer.flush(5.0)
             self.errors = max(self.errors, left)
             self.first_error = self.first_error or f"{left} messages not delivered within {timeout_s:g} s"
+        # The producer and this sink reference each other (its callbacks are our methods): drop it now
+        # so its threads stop here, not whenever the garbage collector gets to the cycle.
+        del self._producer
         return self.queued, self.errors, self.first_error
 
 

@@ -126,16 +126,18 @@ def test_delivery_errors_are_reported(tmp_path: Path) -> None:
     assert summary.first_delivery_error == "boom"
 
 
-def test_helper_process_gives_the_same_batches(tmp_path: Path) -> None:
+@pytest.mark.parametrize("start_method", [None, "fork", "forkserver"])
+def test_helper_process_gives_the_same_batches(tmp_path: Path, start_method: str | None) -> None:
     path = simulator_csv(tmp_path)
     inline = [block.batch.payload for block in prepare_file(path, SourceOptions(), DisorderOptions(), 2)]
-    stream = PreparedStream(path, SourceOptions(), DisorderOptions(), 2)
+    stream = PreparedStream(path, SourceOptions(), DisorderOptions(), 2, start_method=start_method)
     try:
         helped = [block.batch.payload for block in stream]
     finally:
         stream.close()
     assert helped == inline
     assert len(inline) == 2
+    assert not list(Path("/dev/shm").glob("centinela-replay-*"))  # the shared file is gone
 
 
 def test_helper_process_errors_reach_the_caller(tmp_path: Path) -> None:
