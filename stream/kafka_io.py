@@ -237,9 +237,11 @@ class KafkaBroker:
         try:
             positions = self._consumer.position(partitions)
             for tp in positions:
-                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
-                if high >= 0 and tp.offset >= 0:
-                    lag[tp.partition] = max(0, high - tp.offset)
+                low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0:
+                    continue  # nothing fetched yet: unknown, not zero
+                # No position yet: nothing of the partition read (an empty one is 0 behind).
+                lag[tp.partition] = max(0, high - (tp.offset if tp.offset >= 0 else max(low, 0)))
         except KafkaException as error:
             log.debug("lag unavailable: %s", _kafka_error(error))
         return lag

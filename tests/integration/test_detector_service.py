@@ -140,6 +140,7 @@ def detector_settings(bootstrap: str, topics: Topics, group: str, bundle: Path, 
         "idle_timeout_s": 1e6,
         "watch_interval_s": 0.2,
         "transaction_timeout_s": 10,
+        "lag_interval_s": 0.2,
     }
     fields.update(extra)
     return Settings(**fields)
@@ -238,6 +239,8 @@ def test_replaying_the_original_data_set_gives_the_offline_alerts(
     metrics = scrape(running.metrics_port)
     assert sample(metrics, 'centinela_readings_total{outcome="accepted"}') == 2 * len(first.ts)
     assert sample(metrics, "centinela_decision_latency_seconds_count")
+    wait_for(lambda: 'centinela_consumer_lag{partition="1"} 0.0' in scrape(running.metrics_port), 10, "lag 0")
+    assert sample(scrape(running.metrics_port), "centinela_broker_up") == 1
 
 
 _VALID = {"ts": "2025-01-01T00:00:00Z", "flow": 500.0, "pressure": 70.0, "pump_rpm": 1800.0}

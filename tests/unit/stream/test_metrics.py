@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from stream.metrics import DetectorMetrics, StationView
+
+CONTRACTS = Path(__file__).resolve().parents[3] / "docs" / "contracts.md"
+
+
+def contract_names() -> set[str]:
+    text = CONTRACTS.read_text()
+    section = text[text.index("## Metrics") :]
+    found = re.findall(r"`([a-z_]+)(?:\{[^}]*\})?`", section)
+    labels = {"station", "partition", "outcome", "reason", "kind", "status", "severity"}
+    return {name for name in found if name not in labels and not name.endswith("_")}
+
+
+def exposed(registry: CollectorRegistry) -> set[str]:
+    """Family names without the prefix (counters without ``_total``, as the client names them)."""
+    assert generate_latest(registry)  # the whole exposition renders
+    return {family.name.removeprefix("centinela_") for family in registry.collect()}
+
+
+def test_every_metric_of_the_contract_is_exposed() -> None:
+    metrics = DetectorMetrics(CollectorRegistry())
+    metrics.watch_stations(lambda: [StationView("EST-01", 0.5, 1.0, True, 1_700_000_000.0, 1_700_000_050.0)])
+    names = exposed(metrics.registry)
+    # Counters are declared without _total in the exposition's TYPE line.
+    wanted = {name.removesuffix("_total") for name in contract_names()}
+    assert len(wanted) >= 20
+    assert wanted <= names, wanted - names
+
+
+def test_station_gauges_come_from_the_table_at_scrape_time() -> None:
+    metrics = DetectorMetrics(CollectorRegistry())
+    table = [StationView("EST-01", 0.5, 1.0, True, 1_700_000_000.0, 1_700_000_050.0)]
+    metrics.watch_stations(lambda: table, wall=lambda: 1_700_000_080.0)
+    registry = metrics.registry
+    assert registry.get_sample_value("centinela_score", {"station": "EST-01"}) == 0.5
+    assert registry.get_sample_value("centinela_incident_open", {"station": "EST-01"}) == 1
+    assert registry.get_sample_value("centinela_data_freshness_seconds", {"station": "EST-01"}) == 30
+    table.append(StationView("EST-02", None, None, False, None, None))
+    assert registry.get_sample_value("centinela_incident_open", {"station": "EST-02"}) == 0
+    assert registry.get_sample_value("centinela_score", {"station": "EST-02"}) is None
+
+
+def test_counters_exist_at_zero_before_the_first_event() -> None:
+    registry = DetectorMetrics(CollectorRegistry()).registry
+    labels = {"kind": "incident", "status": "open", "severity": "high"}
+    assert registry.get_sample_value("centinela_alerts_total", labels) == 0
+    assert registry.get_sample_value("centinela_dead_letters_total", {"reason": "not_json"}) == 0
+
+
+def test_model_info_and_lag_replace_their_series() -> None:
+    metrics = DetectorMetrics(CollectorRegistry())
+    metrics.set_model("v1", 1)
+    metrics.set_model("v2", 1)
+    metrics.set_lag({0: 5, 1: 0})
+    metrics.set_lag({1: 2})
+    registry = metrics.registry
+    assert (
+        registry.get_sample_value("centinela_model_info", {"model_version": "v1", "format_version": "1"})
+        is None
+    )
+    assert (
+        registry.get_sample_value("centinela_model_info", {"model_version": "v2", "format_version": "1"}) == 1
+    )
+    assert registry.get_sample_value("centinela_consumer_lag", {"partition": "0"}) is None
+    assert registry.get_sample_value("centinela_consumer_lag", {"partition": "1"}) == 2
