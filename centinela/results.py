@@ -1,0 +1,218 @@
+"""``centinela results``: the README's results section, generated from the evaluation and benchmark files.
+
+Reads ``out/eval/*/report.json`` (``centinela evaluate SUITE``) and ``bench/results/*.json``
+(``centinela bench NAME``) and rewrites only the part of README.md between
+``<!-- results:start -->`` and ``<!-- results:end -->``. Nothing is typed by hand: rerun the
+commands, then this one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from detector.errors import ConfigError
+
+START = "<!-- results:start -->"
+END = "<!-- results:end -->"
+SUITES = ("seed", "skab", "sim")
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        number = float(value)
+        if abs(number) >= 1000:
+            return f"{number:,.0f}"
+        return f"{number:.{digits}f}"
+    return str(value)
+
+
+def _pct(value: Any) -> str:
+    return "—" if value is None else f"{100 * float(value):.0f} %"
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def seed_section(report: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "| model | mode | precision | recall | F1 | ROC-AUC | AP |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, model in report.get("models", {}).items():
+        cells = [model.get(k) for k in ("precision", "recall", "f1", "roc_auc", "average_precision")]
+        lines.append(f"| {name} | {model.get('mode', '')} | " + " | ".join(_num(c) for c in cells) + " |")
+    return lines
+
+
+def skab_section(report: Mapping[str, Any]) -> list[str]:
+    lines = ["| algorithm | F1 | FAR, % | MAR, % |", "|---|---|---|---|"]
+    ours = report.get("ours", {})
+    lines.append(f"| **Centinela (ours)** | {_skab_cells(ours)} |")
+    published = report.get("published", {})
+    for name, row in published.items():
+        values = row
+        if isinstance(row, Mapping):
+            values = row.get("recomputed") or row.get("printed") or row
+        if not isinstance(values, Mapping):
+            continue
+        lines.append(f"| {name} | {_skab_cells(values)} |")
+    return lines
+
+
+def _skab_cells(row: Mapping[str, Any]) -> str:
+    return f"{_num(row.get('f1'))} | {_num(row.get('far'), 2)} | {_num(row.get('mar'), 2)}"
+
+
+def sim_section(report: Mapping[str, Any]) -> list[str]:
+    rates = report.get("detection_rate_by_band", {})
+    medians = report.get("median_minutes_to_alarm_by_band", {})
+    p90 = report.get("p90_minutes_to_alarm_by_band", {})
+    counts = report.get("events_by_band", {})
+    lines = [
+        "| theft size, % of flow | thefts | detected | median min to alarm | p90 min |",
+        "|---|---|---|---|---|",
+    ]
+    for band, rate in rates.items():
+        n = counts.get(band, {}).get("events", "—")
+        lines.append(
+            f"| {band} | {n} | {_pct(rate)} | {_num(medians.get(band), 0)} | {_num(p90.get(band), 0)} |"
+        )
+    lines.append("")
+    lines += ["| target | value | met |", "|---|---|---|"]
+    names = {
+        "detection_at_least_2pct": "≥ 95 % of taps ≥ 2 % of flow detected",
+        "median_minutes_to_alarm": "median time to alarm ≤ 15 min",
+        "false_alarms_per_station_month": "≤ 1 false alarm per station-month",
+    }
+    for key, target in report.get("targets", {}).items():
+        value = target.get("value")
+        shown = _pct(value) if key == "detection_at_least_2pct" else _num(value, 2)
+        lines.append(f"| {names.get(key, key)} | {shown} | {_num(bool(target.get('met')))} |")
+    smallest = report.get("smallest_tap_detected_90pct")
+    lines += ["", f"Smallest tap detected 90 % of the time: {_pct(smallest) if smallest else 'none'}."]
+    if report.get("operating_point"):
+        lines.append(
+            f"Operating point: `{report['operating_point']}` (see the suite's report.md for the other)."
+        )
+    return lines
+
+
+def bench_section(results: list[dict[str, Any]]) -> list[str]:
+    lines = ["| bench | figure | value | baseline (same run) | ratio | target |", "|---|---|---|---|---|---|"]
+    for result in results:
+        name = result.get("name", "?")
+        baseline = result.get("baseline", {})
+        ratios = result.get("ratio", {})
+        targets = result.get("targets", {})
+        baseline_text = ", ".join(f"{k} {_num(v, 1)}" for k, v in baseline.items()) or "—"
+        ratio_text = ", ".join(f"{k} {_num(v, 2)}" for k, v in ratios.items()) or "—"
+        figures = result.get("figures", {})
+        # The headline figures are those with a target; the rest stay in bench/results/NAME.json.
+        shown = [f for f in figures if f in targets] or list(figures)[:2]
+        for index, figure in enumerate(shown):
+            value = figures[figure]
+            lines.append(
+                f"| {name if index == 0 else ''} | {figure} | {_num(value, 1)} | "
+                f"{baseline_text if index == 0 else ''} | {ratio_text if index == 0 else ''} | "
+                f"{targets.get(figure, '')} |"
+            )
+    return lines
+
+
+def render(eval_dir: Path, bench_dir: Path) -> str:
+    """The Markdown between the markers."""
+    sections = {"seed": seed_section, "skab": skab_section, "sim": sim_section}
+    titles = {
+        "seed": "Seed data set (test split, thresholds from validation)",
+        "skab": "SKAB (published protocol, beside the published leaderboard)",
+        "sim": "Simulated line (API RP 1130-style, live path)",
+    }
+    lines = [
+        "",
+        "_Generated by `centinela results` from `out/eval/*/report.json` and `bench/results/*.json`; "
+        "do not edit by hand._",
+        "",
+    ]
+    for suite in SUITES:
+        report = _load(eval_dir / suite / "report.json")
+        lines.append(f"### {titles[suite]}")
+        lines.append("")
+        if report is None:
+            lines += [f"Not run yet: `centinela evaluate {suite} --out {eval_dir / suite}`.", ""]
+            continue
+        if report.get("quick"):
+            lines += ["_Quick mode (CI sizes): not the full-size figures._", ""]
+        lines += sections[suite](report)
+        lines += ["", f"Command: `centinela evaluate {suite} --out {eval_dir / suite}`.", ""]
+    benches = [b for b in (_load(p) for p in sorted(bench_dir.glob("*.json"))) if b is not None]
+    lines += ["### Benchmarks", ""]
+    if benches:
+        machine = benches[0].get("machine", {})
+        lines += bench_section(benches)
+        lines += [
+            "",
+            f"Machine: {machine.get('cores', '?')} cores, {machine.get('cpu', '?')}. "
+            "Command: `centinela bench all` (medians of at least 3 repetitions; every figure in "
+            "`bench/results/NAME.json`).",
+            "",
+        ]
+    else:
+        lines += ["Not run yet: `centinela bench all`.", ""]
+    return "\n".join(lines)
+
+
+def replace_section(readme_text: str, body: str) -> str:
+    """``readme_text`` with the part between the markers replaced; ``ConfigError`` if they are missing."""
+    start = readme_text.find(START)
+    end = readme_text.find(END)
+    if start < 0 or end < 0 or end < start:
+        raise ConfigError(
+            f"README has no results markers: add a line {START} and a line {END} where the section goes"
+        )
+    return readme_text[: start + len(START)] + "\n" + body + "\n" + readme_text[end:]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("results")
+    def results(
+        readme: Path = typer.Option(Path("README.md"), "--readme", help="The README to update."),
+        eval_dir: Path = typer.Option(
+            Path("out/eval"), "--eval-dir", help="Where the evaluation reports are."
+        ),
+        bench_dir: Path = typer.Option(
+            Path("bench/results"), "--bench-dir", help="Where the bench results are."
+        ),
+        print_only: bool = typer.Option(
+            False, "--print", help="Print the section instead of writing the README."
+        ),
+    ) -> None:
+        """Regenerate the README's results section from the evaluation reports and bench results."""
+        body = render(eval_dir, bench_dir)
+        if print_only:
+            typer.echo(body)
+            return
+        try:
+            text = readme.read_text()
+        except OSError as error:
+            raise ConfigError(f"cannot read {readme}: {error}") from error
+        updated = replace_section(text, body)
+        if updated != text:
+            readme.write_text(updated)
+        typer.echo(
+            f"updated the results section of {readme}" if updated != text else f"{readme} already up to date"
+        )

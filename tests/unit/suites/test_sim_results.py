@@ -1,0 +1,62 @@
+"""``centinela results``: the README section comes from the report files and only the marked part changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from centinela.results import END, START, render, replace_section
+from detector.errors import ConfigError
+
+
+def write(path: Path, content: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content))
+
+
+def test_render_shows_each_suite_and_bench_from_their_files(tmp_path: Path) -> None:
+    write(
+        tmp_path / "eval/seed/report.json",
+        {"models": {"autoencoder": {"mode": "unsupervised", "precision": 0.5, "recall": 0.25, "f1": 0.333}}},
+    )
+    write(
+        tmp_path / "eval/sim/report.json",
+        {
+            "detection_rate_by_band": {"0.5-1": 0.0, "5-15": 1.0},
+            "median_minutes_to_alarm_by_band": {"5-15": 12.0},
+            "events_by_band": {"5-15": {"events": 7, "caught": 7}},
+            "targets": {"false_alarms_per_station_month": {"value": 2.5, "met": False}},
+            "smallest_tap_detected_90pct": 0.04,
+        },
+    )
+    write(
+        tmp_path / "bench/replay.json",
+        {
+            "name": "replay",
+            "machine": {"cores": 2, "cpu": "test"},
+            "figures": {"readings_per_s": 250000.0, "other": 1.0},
+            "baseline": {"bare_produce_per_s": 300000.0},
+            "ratio": {"readings_vs_bare": 0.83},
+            "targets": {"readings_per_s": ">= 200,000"},
+        },
+    )
+    text = render(tmp_path / "eval", tmp_path / "bench")
+    assert "| autoencoder | unsupervised | 0.500 | 0.250 | 0.333 | — | — |" in text
+    assert "Not run yet: `centinela evaluate skab" in text
+    assert "| 5-15 | 7 | 100 % | 12 |" in text
+    assert "| ≤ 1 false alarm per station-month | 2.50 | no |" in text
+    assert "Smallest tap detected 90 % of the time: 4 %." in text
+    assert (
+        "| replay | readings_per_s | 250,000 | bare_produce_per_s 300,000 | readings_vs_bare 0.83 |" in text
+    )
+    assert "| other |" not in text  # figures without a target stay in the JSON
+
+
+def test_only_the_marked_part_of_the_readme_changes() -> None:
+    readme = f"# Title\n\nintro\n\n{START}\nold table\n{END}\n\n## After\n"
+    updated = replace_section(readme, "new table")
+    assert updated == f"# Title\n\nintro\n\n{START}\nnew table\n{END}\n\n## After\n"
+    with pytest.raises(ConfigError, match="results markers"):
+        replace_section("# no markers\n", "x")
