@@ -2,9 +2,8 @@
 
 This is the CPU-heavy half of a replay (parsing, validating, formatting JSON). For a file it runs in
 a helper process by default so that the sending process does nothing but hand bytes to the
-producer: on a busy machine this is what lets a replay keep up with a bare producer loop. The two
-halves talk through a small bounded queue of ``PreparedBlock``s (one payload buffer each), which
-also keeps memory flat however large the file.
+producer. The two halves talk through a small bounded queue of ``PreparedBlock``s whose payloads
+travel in shared-memory slots, which also keeps memory flat however large the file.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector import errors
-from detector.errors import CentinelaError, DataError
+from detector.errors import CentinelaError
 from replay.csv_source import CsvSource, RejectedRow, SourceBlock, SourceOptions
 from replay.disorder import Disorder, DisorderOptions
 from replay.wire import WireBatch, encode_block
@@ -266,7 +265,7 @@ class PreparedStream:
         CsvSource(path, source_options)  # fail fast, in this process, on a bad header or path
         context: Any = _context() if start_method is None else multiprocessing.get_context(start_method)
         self._results = context.Queue(maxsize=_QUEUE_BLOCKS)
-        self._slots: _Slots | None = _Slots(context)
+        self._slots = _Slots(context)
         self._process = context.Process(
             target=_worker,
             args=(self._results, self._slots, path, source_options, disorder_options, passes),
@@ -285,11 +284,11 @@ class PreparedStream:
                 kind, payload = self._results.get(timeout=1.0)
             except queue.Empty:
                 if not self._process.is_alive():
-                    raise DataError(
+                    raise CentinelaError(
                         f"the replay helper process died (exit code {self._process.exitcode})"
                     ) from None
                 continue
-            if kind == "slot" and self._slots is not None:
+            if kind == "slot":
                 slot, length, block = payload
                 block.batch.payload = self._slots.read(slot, length)
                 yield block
@@ -309,8 +308,7 @@ class PreparedStream:
             self._process.terminate()
         self._process.join(timeout=5)
         self._results.close()
-        if self._slots is not None:
-            self._slots.close()
+        self._slots.close()
 
 
 def inline_or_process(
