@@ -18,6 +18,7 @@ RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 RULE_TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
 CONTRACTS = ROOT / "docs" / "contracts.md"
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+SERVICES = {"kafka", "kafka-setup", "detector", "replay", "train", "prometheus", "grafana"}
 
 
 def _compose_command() -> list[str]:
@@ -218,7 +219,7 @@ def test_compose_file_is_valid_with_defaults_and_with_env_example(tools: list[st
     services = _run(
         [*tools, "--profile", "replay", "--profile", "train", "config", "--services"]
     ).stdout.split()
-    assert set(services) == {"kafka", "kafka-setup", "detector", "replay", "train", "prometheus", "grafana"}
+    assert set(services) == SERVICES
 
 
 def test_compose_rejects_a_broken_file(tools: list[str], tmp_path: Path) -> None:
@@ -234,6 +235,34 @@ def test_compose_rejects_a_broken_file(tools: list[str], tmp_path: Path) -> None
     )
     assert result.returncode != 0
     assert "stop_grace_periods" in result.stderr + result.stdout
+
+
+@pytest.fixture(scope="module")
+def composecheck() -> Path:
+    """deploy/composecheck (compose-go, the loader of docker compose v2), built once into .cache."""
+    if shutil.which("go") is None:
+        pytest.skip("no Go toolchain to build deploy/composecheck; docker-compose still validates the file")
+    built = _run(["bash", str(ROOT / "scripts" / "check-deploy.sh"), "--build-composecheck"])
+    return ROOT / built.stdout.strip()
+
+
+def test_compose_v2_loader_accepts_the_file_and_refuses_a_broken_one(
+    composecheck: Path, tmp_path: Path
+) -> None:
+    empty_env = tmp_path / "empty.env"
+    empty_env.write_text("")
+    for env_file in (empty_env, ROOT / ".env.example"):
+        args = ["--env-file", str(env_file), "--profile", "replay", "--profile", "train"]
+        result = _run([str(composecheck), *args, str(ROOT / "docker-compose.yml")])
+        assert set(result.stdout.split()) == SERVICES
+    broken = tmp_path / "docker-compose.yml"
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    broken.write_text(
+        text.replace("condition: service_healthy", "condition: service_ready"), encoding="utf-8"
+    )
+    refused = subprocess.run([str(composecheck), str(broken)], capture_output=True, text=True, check=False)
+    assert refused.returncode != 0
+    assert "condition" in refused.stderr
 
 
 def test_env_example_documents_every_variable_compose_reads() -> None:
