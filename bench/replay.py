@@ -6,12 +6,15 @@ stations, one-minute readings), generated with a fixed seed. The baseline is a p
 before the clock starts), with the same producer settings, keys and partition count, timed from
 creating the producer to the end of its flush. The replay is timed the same way, around the whole
 ``replay_csv`` call: helper process, CSV parsing, validation, JSON, produce, flush. Each repetition
-runs both, back to back in alternating order, on fresh 6-partition topics; figures are medians of 5
-(3 with ``--quick``), the ratio is the median of the per-repetition ratios.
+runs all three (below), back to back in rotating order, on fresh 6-partition topics; figures are
+medians of 5 (3 with ``--quick``), ratios are medians of the per-repetition ratios.
 
-CPU per reading is reported beside the rates (``sender_cpu_us_per_reading``: the sending process
-with librdkafka's threads; ``helper_cpu_us_per_reading``: the parsing and encoding helper; and
-``bare_cpu_us_per_reading`` for the bare loop): on a machine whose cores are all busy, rates follow total CPU.
+``sender_only_readings_per_s`` is the replay's sending loop fed with batches prepared before the
+clock starts (split, produce, flush: what remains when parsing runs on a core of its own), against
+the same bare loop (``sender_only_vs_bare``). CPU per reading is reported beside the rates
+(``sender_cpu_us_per_reading``: the sending process with librdkafka's threads;
+``helper_cpu_us_per_reading``: the parsing and encoding helper; ``bare_cpu_us_per_reading``: the
+bare loop): on a machine whose cores are all busy, rates follow total CPU.
 
 Pacing: ten minutes of the same file at ``--speed 60`` (two with ``--quick``) must take ten seconds;
 ``pacing_error_pct`` is the relative error of the time from the first reading sent to the last.
@@ -38,7 +41,8 @@ from detector.errors import BrokerError
 from replay.csv_source import SourceOptions
 from replay.disorder import DisorderOptions
 from replay.prepare import prepare_file
-from replay.producer import ReplayOptions, producer_config, replay_csv
+from replay.producer import KafkaSink, ReplayOptions, producer_config, replay_csv
+from replay.producer import run as run_replay
 
 logger = logging.getLogger(__name__)
 
@@ -173,11 +177,13 @@ def run(quick: bool) -> BenchResult:
     bare_cpu: list[float] = []
     sender_cpu: list[float] = []
     helper_cpu: list[float] = []
+    sender_only: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as folder:
         path = write_csv(Path(folder) / "readings.csv", rows)
         values: list[bytes] = []
         keys: list[bytes] = []
-        for block in prepare_file(path, SourceOptions(), DisorderOptions(), 1):
+        prepared = list(prepare_file(path, SourceOptions(), DisorderOptions(), 1))
+        for block in prepared:
             values.extend(block.batch.messages())
             keys.extend(block.batch.key_list())
         with local_broker.provide() as broker:
@@ -186,18 +192,21 @@ def run(quick: bool) -> BenchResult:
             config = producer_config(client_config, options.compression, options.linger_ms)
             repetitions = QUICK_REPETITIONS if quick else REPETITIONS
             for repetition in range(repetitions):
-                # Alternate which goes first, so a slow spell of the shared machine or the broker's
+                # Rotate which goes first, so a slow spell of the shared machine or the broker's
                 # cleanup of the previous topic does not always fall on the same side.
-                order = ("bare", "replay") if repetition % 2 == 0 else ("replay", "bare")
+                sides = ("bare", "replay", "sender")
+                order = sides[repetition % 3 :] + sides[: repetition % 3]
                 for side in order:
                     topic = _create_topic(broker.bootstrap, side)
                     try:
                         before = _cpu_seconds()
-                        if side == "bare":
-                            bare.append(bare_produce(config, topic, values, keys))
-                        else:
-                            with Stopwatch() as watch:
+                        with Stopwatch() as watch:
+                            if side == "bare":
+                                bare.append(bare_produce(config, topic, values, keys))
+                            elif side == "replay":
                                 summary = replay_csv(path, topic, options, client_config)
+                            else:
+                                summary = run_replay(prepared, KafkaSink(topic, config), speed=None)
                         after = _cpu_seconds()
                     finally:
                         _delete_topic(broker.bootstrap, topic)
@@ -205,21 +214,30 @@ def run(quick: bool) -> BenchResult:
                         bare_cpu.append((after[0] - before[0]) / len(values) * 1e6)
                         continue
                     if summary.delivered != len(values) or summary.delivery_errors:
-                        raise BrokerError(f"replay delivered {summary.delivered} of {len(values)}")
+                        raise BrokerError(f"{side} delivered {summary.delivered} of {len(values)}")
+                    if side == "sender":
+                        sender_only.append(rate(summary.delivered, watch.seconds))
+                        continue
                     readings.append(rate(summary.delivered, watch.seconds))
                     sender_cpu.append((after[0] - before[0]) / len(values) * 1e6)
                     helper_cpu.append((after[1] - before[1]) / len(values) * 1e6)
                 logger.info(
-                    "repetition %d: replay %.0f/s, bare %.0f/s", repetition + 1, readings[-1], bare[-1]
+                    "repetition %d: replay %.0f/s, sender alone %.0f/s, bare %.0f/s",
+                    repetition + 1,
+                    readings[-1],
+                    sender_only[-1],
+                    bare[-1],
                 )
             minutes = QUICK_PACING_MINUTES if quick else PACING_MINUTES
             expected, measured = paced_run(path, client_config, minutes)
             describe = broker.describe()
     ratios = [r / b for r, b in zip(readings, bare, strict=True)]
+    sender_ratios = [r / b for r, b in zip(sender_only, bare, strict=True)]
     return BenchResult(
         name="replay",
         figures={
             "readings_per_s": statistics.median(readings),
+            "sender_only_readings_per_s": statistics.median(sender_only),
             "pacing_expected_s": expected,
             "pacing_measured_s": measured,
             "pacing_error_pct": 100 * (measured - expected) / expected,
@@ -231,7 +249,10 @@ def run(quick: bool) -> BenchResult:
         baseline={"bare_produce_per_s": statistics.median(bare)},
         # Each repetition's replay and bare loop ran back to back: the median of their ratios is
         # steadier on a shared machine than the ratio of the two medians.
-        ratio={"readings_vs_bare": statistics.median(ratios)},
+        ratio={
+            "readings_vs_bare": statistics.median(ratios),
+            "sender_only_vs_bare": statistics.median(sender_ratios),
+        },
         targets={
             "readings_per_s": ">= 200,000",
             "readings_vs_bare": ">= 0.7",
@@ -241,6 +262,7 @@ def run(quick: bool) -> BenchResult:
             f"{describe}; {rows:,}-row simulator-layout CSV ({STATIONS} stations), {PARTITIONS} partitions, "
             f"idempotent producer, lz4, linger {options.linger_ms} ms; medians of {repetitions} "
             f"(replay {', '.join(f'{v:,.0f}' for v in readings)}; "
+            f"sender alone {', '.join(f'{v:,.0f}' for v in sender_only)}; "
             f"bare {', '.join(f'{v:,.0f}' for v in bare)}; "
             f"per-repetition ratios {', '.join(f'{v:.2f}' for v in ratios)}); pacing: {minutes} min of data "
             f"at {PACING_SPEED:g}x"
