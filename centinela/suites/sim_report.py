@@ -27,10 +27,8 @@ _TEXT: dict[str, dict[str, str]] = {
         ),
         "rules": (
             "Rules: a theft is caught when an anomaly incident on one of its two stations opens after its "
-            "start "
-            "and at most 1 h after its end (the downstream flow's recovery); every other anomaly incident "
-            "is a "
-            "false alarm, classified by what it overlaps."
+            "start and at most 1 h after its end (the downstream flow's recovery); every other anomaly "
+            "incident is a false alarm, classified by what was under way when it opened."
         ),
         "points": "Operating points (same model, two thresholds, each replayed live)",
         "points_text": (
@@ -108,10 +106,8 @@ _TEXT: dict[str, dict[str, str]] = {
         ),
         "rules": (
             "Reglas: una toma se detecta si un incidente de anomalía en una de sus dos estaciones se abre "
-            "tras su "
-            "inicio y a lo sumo 1 h después de su fin (recuperación del flujo aguas abajo); todo otro "
-            "incidente "
-            "de anomalía es falsa alarma, clasificada por lo que solapa."
+            "tras su inicio y a lo sumo 1 h después de su fin (recuperación del flujo aguas abajo); todo "
+            "otro incidente de anomalía es falsa alarma, clasificada por lo que ocurría cuando se abrió."
         ),
         "points": "Puntos de operación (mismo modelo, dos umbrales, cada uno reproducido en vivo)",
         "points_text": (
