@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup system-deps lint format test test-unit test-integration demo bench lock clean broker-start broker-stop
+.PHONY: setup system-deps lint format test test-unit test-integration check-deploy demo bench lock clean broker-start broker-stop
 
 ## setup: create .venv with the locked versions, the Kafka jars, kcat and prometheus (idempotent)
 setup: $(STAMP) system-deps
@@ -43,6 +43,10 @@ test-unit: $(STAMP)
 
 test-integration: setup
 	@bash scripts/pytest.sh tests/integration -m integration
+
+## check-deploy: promtool checks and unit tests of the rules, compose validation, dashboards in step
+check-deploy: $(STAMP)
+	@bash scripts/check-deploy.sh
 
 ## demo: the whole story end to end on the local broker
 demo: setup

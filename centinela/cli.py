@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "centinela.broker_cli",
     "centinela.evaluate_cli",
     "centinela.bench_cli",
+    "centinela.results",
+    "centinela.dashboards",
 )
 
 app = typer.Typer(
