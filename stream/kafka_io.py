@@ -155,6 +155,10 @@ class KafkaBroker:
         committed = consumer.committed(partitions, timeout=_TIMEOUT_S) if partitions else []
         assigned = [Assigned(tp.partition, max(tp.offset, 0)) for tp in committed]
         keep = listener.assigned(assigned)
+        state_topic = self._settings.topics.state
+        fresh = [tp.partition for tp in committed if tp.partition not in keep and tp.offset >= 0]
+        if state_topic and fresh:
+            listener.restore(self._read_state(state_topic, fresh))
         positioned = []
         rebuild: dict[int, tuple[int, int]] = {}
         for tp in committed:
@@ -176,6 +180,48 @@ class KafkaBroker:
         for partition, (begin, end) in sorted(rebuild.items()):
             log.info("partition %d: re-reading offsets %d..%d to rebuild windows", partition, begin, end - 1)
         log.info("assigned partitions %s", self._assignment)
+
+    def _read_state(self, topic: str, partitions: list[int]) -> dict[str, bytes]:
+        """The latest committed state record per station on ``partitions`` of the state topic."""
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        reader = Consumer(
+            {
+                **kafka_client_config(self._settings.kafka),
+                "group.id": f"{self._settings.group_id}.state-reader",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        latest: dict[str, bytes | None] = {}
+        try:
+            ends = {
+                p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT_S)[1]
+                for p in partitions
+            }
+            reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+            done = {p for p, end in ends.items() if end <= 0}
+            deadline = time.monotonic() + _TIMEOUT_S
+            quiet_since = time.monotonic()
+            # Until every partition is read to its end; a trailing transaction marker never comes back
+            # as a message, so a second of silence also ends the read.
+            while (
+                len(done) < len(ends) and time.monotonic() < deadline and time.monotonic() - quiet_since < 1.0
+            ):
+                for message in reader.consume(1000, 0.2):
+                    if message.error() is not None:
+                        continue
+                    quiet_since = time.monotonic()
+                    key = message.key()
+                    if key is not None:
+                        latest[key.decode(errors="replace")] = message.value()
+                    if (message.offset() or 0) + 1 >= ends[message.partition() or 0]:
+                        done.add(message.partition() or 0)
+        finally:
+            reader.close()
+        states = {station: value for station, value in latest.items() if value is not None}
+        log.info("read the incident state of %d stations from %s %s", len(states), topic, partitions)
+        return states
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         revoked = [tp.partition for tp in partitions]
@@ -258,12 +304,22 @@ class KafkaBroker:
             raise BrokerError(f"cannot begin a transaction: {_kafka_error(error)}") from error
         self._in_transaction = True
 
-    def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        partition: int | None = None,
+    ) -> None:
         from confluent_kafka import KafkaException
 
+        where = -1 if partition is None else partition  # -1: the partitioner decides
         for _ in range(1000):
             try:
-                self._producer.produce(topic, value=value, key=key, headers=cast(Any, headers))
+                self._producer.produce(
+                    topic, value=value, key=key, headers=cast(Any, headers), partition=where
+                )
                 return
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let deliveries drain

@@ -58,6 +58,7 @@ class MemoryBroker:
 
     topic: str = "readings"
     partitions: int = 1
+    state_topic: str = ""
     log: dict[int, list[MemoryMessage]] = field(default_factory=dict)
     published: dict[str, list[MemoryMessage]] = field(default_factory=dict)
     committed: dict[int, Mark] = field(default_factory=dict)
@@ -100,6 +101,13 @@ class MemoryBroker:
             for p in range(self.partitions)
         ]
         keep = listener.assigned(assigned)
+        if self.state_topic:
+            fresh = {item.partition for item in assigned if item.partition not in keep}
+            latest: dict[str, bytes | None] = {}
+            for message in self.published.get(self.state_topic, []):
+                if message._partition in fresh and message._key is not None:
+                    latest[message._key.decode()] = message._value
+            listener.restore({station: value for station, value in latest.items() if value is not None})
         self._position = {}
         for item in assigned:
             start = item.committed
@@ -128,9 +136,16 @@ class MemoryBroker:
     def begin(self) -> None:
         self._staged = []
 
-    def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        partition: int | None = None,
+    ) -> None:
         stamp = int(time.time() * 1000)
-        self._staged.append(MemoryMessage(topic, 0, -1, key, value, stamp, headers))
+        self._staged.append(MemoryMessage(topic, partition or 0, -1, key, value, stamp, headers))
 
     def commit(self, marks: Mapping[int, Mark]) -> None:
         if self.fail_next_commit:

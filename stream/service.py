@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 
 from detector.bundle import FORMAT_VERSION, Bundle
-from detector.errors import BrokerError
+from detector.errors import BrokerError, DataError
 from detector.incidents import Alert, IncidentTracker
 from detector.readings import ParseFailure, ReadingParser, format_ts
 from detector.windows import AddOutcome, ClosedWindow, StationBuffer
@@ -78,7 +78,9 @@ class _Batch:
     """What one iteration publishes, and the counts its metrics move by after the commit."""
 
     windows: list[_Pending] = field(default_factory=list)
-    outputs: list[tuple[str, bytes | None, bytes, Headers | None]] = field(default_factory=list)
+    outputs: list[tuple[str, bytes | None, bytes | None, Headers | None, int | None]] = field(
+        default_factory=list
+    )
     marks: dict[int, Mark] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
     dead: dict[str, int] = field(default_factory=dict)
@@ -114,6 +116,7 @@ class DetectorService:
         self._held: set[int] = set()
         self._committed: dict[int, int] = {}  # partition -> next offset committed by this instance
         self._rebuild_until: dict[int, int] = {}
+        self._written_state: dict[str, bytes] = {}  # last state record written per station (not normal)
         self._next_idle_check = 0.0
         self._next_lag = 0.0
         self._down_since: float | None = None
@@ -128,6 +131,7 @@ class DetectorService:
         self._spec = bundle.window_spec
         self._known = frozenset(bundle.scalers.per_station)
         self._check_known = not self.settings.accept_unknown_stations and bool(self._known)
+        self._state_topic = self.settings.topics.state
         self.metrics.set_model(bundle.model_version, FORMAT_VERSION)
 
     @property
@@ -162,6 +166,20 @@ class DetectorService:
         }
         return keep
 
+    def restore(self, states: Mapping[str, bytes]) -> None:
+        """Take over the previous owner's incident state (from the state topic) for new stations."""
+        snapshot = self._tracker.snapshot()
+        for station_id, raw in states.items():
+            try:
+                snapshot["stations"][station_id] = orjson.loads(raw)
+                self._written_state[station_id] = raw
+            except orjson.JSONDecodeError:
+                log.error("unreadable incident state for %s ignored", station_id)
+        try:
+            self._tracker.restore(snapshot)
+        except DataError as error:
+            log.error("incident state refused, starting those stations fresh: %s", error)
+
     def revoked(self, partitions: Sequence[int]) -> None:
         # State stays until the next assignment says whether these partitions come back unchanged.
         for partition in partitions:
@@ -174,6 +192,7 @@ class DetectorService:
         for station_id in gone:
             del self._stations[station_id]
             self._tracker.forget(station_id)
+            self._written_state.pop(station_id, None)
         for partition in partitions:
             self._committed.pop(partition, None)
         self.metrics.open_incidents.set(self._tracker.open_incidents())
@@ -212,6 +231,8 @@ class DetectorService:
             self._close_idle(now, batch)
         if batch.windows:
             self._decide(batch)
+            if self._state_topic:
+                self._record_state(batch)
         if batch.outputs or batch.marks:
             self._publish(batch)
         self._housekeeping()
@@ -298,8 +319,11 @@ class DetectorService:
         buffer = station.buffer
         buffer.add(reading.ts, list(reading.values.values()))
         if buffer.ready:
+            windows = buffer.take_ready()
+            if self._state_topic:
+                return  # the restored incident state already includes these windows' decisions
             produced_ms = message.timestamp()[1]
-            for window in buffer.take_ready():
+            for window in windows:
                 pending.append(_Pending(reading.station_id, window, produced_ms, True))
 
     def _dead_letter(self, batch: _Batch, message: SourceMessage, reason: str, detail: str) -> None:
@@ -311,7 +335,7 @@ class DetectorService:
             ("centinela.source.partition", str(message.partition()).encode()),
             ("centinela.source.offset", str(message.offset()).encode()),
         ]
-        batch.outputs.append((self.settings.topics.dlq, message.key(), message.value() or b"", headers))
+        batch.outputs.append((self.settings.topics.dlq, message.key(), message.value() or b"", headers, None))
         batch.dead[reason] = batch.dead.get(reason, 0) + 1
 
     def _close_idle(self, now: float, batch: _Batch) -> None:
@@ -375,7 +399,9 @@ class DetectorService:
                         "threshold": threshold,
                         "model_version": version,
                     }
-                    batch.outputs.append((scores_topic, station_id.encode(), orjson.dumps(record), None))
+                    batch.outputs.append(
+                        (scores_topic, station_id.encode(), orjson.dumps(record), None, None)
+                    )
             else:
                 reason = STATION_SILENT if item.silent else (window.skip_reason or "unscorable")
                 alerts = tracker.gap(station_id, start, window.end, reason, version, threshold)
@@ -387,16 +413,39 @@ class DetectorService:
                 batch.latencies_ms.append(item.produced_ms)
             for alert in alerts:
                 batch.outputs.append(
-                    (self.settings.topics.alerts, station_id.encode(), alert.to_json_bytes(), None)
+                    (self.settings.topics.alerts, station_id.encode(), alert.to_json_bytes(), None, None)
                 )
             batch.alerts.extend(alerts)
+
+    def _record_state(self, batch: _Batch) -> None:
+        """The incident state of every station whose state this batch changed, for a later owner
+        (same transaction as the alerts). A station back to normal gets a tombstone; stations that
+        stay normal write nothing."""
+        changed = {item.station_id for item in batch.windows if not item.rebuild}
+        if not changed:
+            return
+        states = self._tracker.snapshot()["stations"]
+        written = self._written_state
+        for station_id in sorted(changed):
+            station = self._stations.get(station_id)
+            if station is None:
+                continue
+            state = states.get(station_id)
+            value = None if state is None else orjson.dumps(state)
+            if value == written.get(station_id):
+                continue
+            if value is None:
+                written.pop(station_id, None)
+            else:
+                written[station_id] = value
+            batch.outputs.append((self._state_topic, station.key, value, None, station.partition))
 
     def _publish(self, batch: _Batch) -> None:
         broker = self.broker
         broker.begin()
         try:
-            for topic, key, value, headers in batch.outputs:
-                broker.produce(topic, key, value, headers)
+            for topic, key, value, headers, partition in batch.outputs:
+                broker.produce(topic, key, value, headers, partition)
             broker.commit(batch.marks)
         except TransactionAbortedError:
             # Nothing of this batch is visible and its offsets did not move, but the state did:

@@ -64,6 +64,10 @@ class TopicSettings(_Section):
     alerts: str = Field(default="centinela.alerts", min_length=1)
     dlq: str = Field(default="centinela.dlq", min_length=1)
     scores: str = "centinela.scores"  # empty: no per-window score records
+    # Compacted topic with the incident state per station, written in each batch's transaction, on
+    # the partition of the station's readings. Empty: a new owner rebuilds incident state by
+    # re-scoring the rebuild horizon instead (exact only for incidents shorter than the horizon).
+    state: str = ""
 
 
 class IncidentSettings(_Section):

@@ -37,14 +37,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+def produce(
+    bootstrap: str,
+    topic: str,
+    messages: list[tuple[bytes | None, bytes | None]],
+    timestamps_ms: list[int] | None = None,
+) -> None:
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
-    for key, value in messages:
+    for index, (key, value) in enumerate(messages):
+        stamp = 0 if timestamps_ms is None else timestamps_ms[index]  # 0: now
         while True:
             try:
-                producer.produce(topic, value=value, key=key)
+                producer.produce(topic, value=value, key=key, timestamp=stamp)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -555,3 +561,54 @@ def test_two_instances_share_the_partitions_and_one_leaving_loses_and_doubles_no
     assert alert_ids(alerts) == alert_ids(offline_alerts(bundle, series))
     assert len({a["alert_id"] for a in alerts}) == len(alerts)
     assert second.service.metrics.registry.get_sample_value("centinela_rebuilt_readings_total")
+
+
+def test_the_state_topic_carries_an_incident_across_a_restart(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
+) -> None:
+    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
+    bundle = load_bundle(bundle_path, threads=1)
+    series = [
+        normal_series("EST-01", 600, seed=9, anomalies=[(100, 420, 0, 6.0)]),
+        normal_series("EST-02", 600),
+    ]
+    messages = interleave(series, bundle.sensors)
+    # Produce times follow event time (30 s apart: two stations a minute), ending now, so the
+    # successor's seek-back by the rebuild horizon lands inside the incident.
+    now_ms = int(time.time() * 1000)
+    stamps = [now_ms - (len(messages) - i) * 30_000 for i in range(len(messages))]
+    topics = Topics(fresh_topic, partitions=2)
+    state = fresh_topic(2, prefix="state", config={"cleanup.policy": "compact"})
+    produce(kafka_bootstrap, topics.readings, messages[:600], stamps[:600])
+    settings = detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path)
+    with_state = settings.model_copy(update={"topics": settings.topics.model_copy(update={"state": state})})
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=run_detector,
+        args=(with_state,),
+        kwargs={"stop": stop, "registry": CollectorRegistry()},
+        daemon=True,
+    )
+    runner.start()
+    wait_for(
+        lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "the first 300 minutes"
+    )
+    stop.set()
+    runner.join(30)
+    produce(kafka_bootstrap, topics.readings, messages[600:], stamps[600:])
+    successor = in_process(with_state)
+    readings_of_est01 = [
+        m for m in read_topic(kafka_bootstrap, topics.readings, settle_s=0.3) if m.key() == b"EST-01"
+    ]
+    series_partition = readings_of_est01[0].partition()
+    wait_for(lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "the rest")
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
+    reference = offline_alerts(bundle, series)
+    assert [(a["alert_id"], a["incident_id"]) for a in alerts] == [
+        (a.alert_id, a.incident_id) for a in reference
+    ]
+    rebuilt = successor.service.metrics.registry.get_sample_value("centinela_rebuilt_readings_total")
+    assert rebuilt is not None and 0 < rebuilt < 600  # re-read the horizon, not everything
+    records = read_topic(kafka_bootstrap, state, settle_s=0.3)
+    assert {m.key() for m in records} == {b"EST-01"}  # a station that stays normal writes no state
+    assert all(m.partition() == series_partition for m in records)

@@ -10,6 +10,7 @@ from detector.bundle import Bundle
 from stream.clock import ManualClock
 from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics
+from stream.ports import Mark
 from stream.service import DetectorService
 from stream.testing import alert_ids, interleave, normal_series, offline_alerts
 from tests.unit.stream.conftest import T0_MS, ServiceFactory, drain, settings
@@ -284,3 +285,29 @@ def test_rebuild_horizon_covers_a_window_and_the_incident_memory(
     assert service.rebuild_horizon() >= spec.length + spec.max_fill + spec.allowed_lateness + timedelta(
         seconds=update_every_s
     )
+
+
+def long_incident_run(
+    make_service: ServiceFactory, bundle: Bundle, state_topic: str
+) -> list[dict[str, object]]:
+    series = [normal_series("EST-01", 600, seed=9, anomalies=[(100, 420, 0, 6.0)])]
+    messages = interleave(series, bundle.sensors)
+    broker = MemoryBroker(topic=TOPIC, state_topic=state_topic)
+    feed(broker, messages, spacing_ms=60_000)  # produce time follows event time
+    first = make_service(broker, max_batch=10, topics={"state": state_topic})
+    while broker.committed.get(0, Mark(0, 0)).next_offset < 300:  # crash in the middle of the incident
+        first.step()
+    drain(make_service(broker, max_batch=10, topics={"state": state_topic}))
+    return published(broker, "centinela.alerts")
+
+
+def test_a_state_topic_carries_an_incident_longer_than_the_rebuild_horizon(
+    bundle: Bundle, make_service: ServiceFactory
+) -> None:
+    series = [normal_series("EST-01", 600, seed=9, anomalies=[(100, 420, 0, 6.0)])]
+    reference = [(a.alert_id, a.incident_id) for a in offline_alerts(bundle, series)]
+    with_state = long_incident_run(make_service, bundle, "centinela.state")
+    assert [(a["alert_id"], a["incident_id"]) for a in with_state] == reference
+    without = long_incident_run(make_service, bundle, "")
+    # Without it the successor re-opens the incident under another id: the limit the topic removes.
+    assert {a["incident_id"] for a in without} != {incident for _alert, incident in reference}
