@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
             help="Std of Gaussian noise added to training inputs (denoising; 0 turns it off).",
         ),
         learning_rate: float = typer.Option(1e-3, "--learning-rate"),
-        batch_size: int = typer.Option(32, "--batch-size"),
+        batch_size: int = typer.Option(64, "--batch-size"),
         epochs: int = typer.Option(
             40, "--epochs", help="Maximum epochs (early stopping usually ends sooner)."
         ),

@@ -40,7 +40,9 @@ class ModelConfig:
 class FitConfig:
     """How long and on what: the defaults keep a run on the seed data under a minute on 2 cores."""
 
-    batch_size: int = 32
+    # 64 rather than the original's 32: a third less CPU per epoch on 2 cores, and validation F1/AP
+    # on the seed data as good or better (0.92/0.94 at 64 vs 0.91/0.94 at 32, seeds 42 and 7).
+    batch_size: int = 64
     epochs: int = 40
     validation_split: float = 0.1
     patience: int = 5
