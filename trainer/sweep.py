@@ -45,7 +45,7 @@ REDUCED_GRID: dict[str, list[Any]] = {
     "decoder_units": ["mirror"],
     "dropout": [0.2],
     "learning_rate": [1e-3],
-    "batch_size": [32],
+    "batch_size": [64],
     "epochs": [30],
     "patience": [5],
     "validation_split": [0.1],
