@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from centinela.suites import sim_events
+from centinela.suites.sim_balance import run_reference
 from centinela.suites.sim_estimate import estimate_extraction
 from detector.errors import CentinelaError
 
@@ -94,10 +95,29 @@ def run(out: Path, quick: bool = False, lang: str = "en", bootstrap: str | None 
     tick("live")
 
     points = {name: build_report(result, test_start, run, size) for name, run in live.items()}
+    reference_alerts, reference_threshold = run_reference(result, test_start)
+    reference_run = LiveRun(
+        alerts=reference_alerts,
+        scores=[],
+        replay={},
+        bundle_info={"threshold": reference_threshold, "model_version": "flow-balance-reference"},
+        seconds={},
+    )
+    reference = build_report(result, test_start, reference_run, size)
+    tick("reference")
     report: dict[str, Any] = {"suite": "sim", "quick": quick, "operating_point": BUDGET}
     report |= points[BUDGET]
     report["operating_points"] = {name: _headline(point) for name, point in points.items()}
     report["bundles"] = {name: run.bundle_info for name, run in live.items()}
+    report["reference_flow_balance"] = _headline(reference) | {
+        "path": "offline: the suite's own segment flow balance (not the service), same incident tracker",
+        "threshold_m3h": reference_threshold,
+        "estimation": reference["estimation"],
+        "events": [
+            {k: e[k] for k in ("event_id", "magnitude", "caught", "minutes_to_alarm", "estimate")}
+            for e in reference["events"]
+        ],
+    }
     report["broker"] = broker_text
     seconds["total"] = time.perf_counter() - started
     report["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
@@ -118,6 +138,8 @@ HEADLINE = (
     "median_minutes_to_alarm",
     "targets",
     "window_level",
+    "events_by_band",
+    "false_alarms_by_cause",
 )
 
 
@@ -434,7 +456,12 @@ def window_level(result: SimulationResult, scores: list[dict[str, Any]]) -> dict
     return {k: metrics[k] for k in keys} | {"confusion_matrix": metrics["confusion_matrix"]}
 
 
-def build_report(result: SimulationResult, test_start: int, live: LiveRun, size: SimSize) -> dict[str, Any]:
+def build_report(
+    result: SimulationResult,
+    test_start: int,
+    live: LiveRun,
+    size: SimSize,
+) -> dict[str, Any]:
     """The figures of one operating point (one bundle's live run) on the test period."""
     start = _aware(result.times[0])
     # Events already under way when the test period begins are left out: their start was not replayed.

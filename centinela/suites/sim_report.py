@@ -86,6 +86,16 @@ _TEXT: dict[str, dict[str, str]] = {
         "true_vol": "true m³",
         "est_vol": "est. m³",
         "window": "Window-level metrics (the service's score records vs. window labels)",
+        "reference": "Reference: the segment's flow balance (offline, not the service)",
+        "reference_text": (
+            "What the same measured readings allow when both ends of a segment are compared (API RP 1130's "
+            "classic method): every 5 min, the 30-min mean of the level-compensated imbalance minus its "
+            "median over the 6 h ending 1 h earlier; threshold {thr:.1f} m³/h = the largest value of the "
+            "training period clear of any tap; the same incident tracker and join. False alarms per "
+            "station-month (normal operation): {fa}; all causes: {fa_all}; smallest tap caught 90 %: "
+            "{smallest}; extraction estimate median absolute error: rate {rate} %, volume {volume} % "
+            "({n} caught thefts)."
+        ),
         "plots": "Plots",
         "seconds": "Run time: {s} s.",
     },
@@ -169,6 +179,16 @@ _TEXT: dict[str, dict[str, str]] = {
         "true_vol": "m³ real",
         "est_vol": "m³ est.",
         "window": "Métricas por ventana (registros de puntaje del servicio vs. etiquetas de ventana)",
+        "reference": "Referencia: balance de flujo del tramo (fuera de línea, no el servicio)",
+        "reference_text": (
+            "Lo que permiten las mismas lecturas medidas al comparar ambos extremos de un tramo (el método "
+            "clásico de API RP 1130): cada 5 min, la media de 30 min del desbalance compensado por nivel "
+            "menos su mediana en las 6 h que terminan 1 h antes; umbral {thr:.1f} m³/h = el mayor valor del "
+            "periodo de entrenamiento libre de tomas; el mismo rastreador de incidentes y la misma unión. "
+            "Falsas alarmas por estación-mes (operación normal): {fa}; toda causa: {fa_all}; toma más "
+            "pequeña detectada el 90 %: {smallest}; error absoluto mediano de la estimación: caudal "
+            "{rate} %, volumen {volume} % ({n} tomas detectadas)."
+        ),
         "plots": "Gráficas",
         "seconds": "Tiempo de ejecución: {s} s.",
     },
@@ -315,6 +335,34 @@ def render_markdown(report: Mapping[str, Any], plots: list[str], lang: str = "en
             f"| {wl['precision']:.3f} | {wl['recall']:.3f} | {wl['f1']:.3f} | {wl['roc_auc']:.3f} | "
             f"{wl['average_precision']:.3f} | {wl['windows']} | {wl['positives']} |",
         ]
+    reference = report.get("reference_flow_balance")
+    if reference:
+        est = reference["estimation"]
+        smallest = reference["smallest_tap_detected_90pct"]
+        lines += [
+            "",
+            f"## {t['reference']}",
+            "",
+            t["reference_text"].format(
+                thr=reference["threshold_m3h"],
+                fa=_fmt(reference["false_alarms_per_station_month"], 2),
+                fa_all=_fmt(reference["false_alarms_per_station_month_all"], 2),
+                smallest=t["none"] if smallest is None else _fmt(smallest, 1, True),
+                rate=_fmt(est["median_abs_rate_error_pct"], 0),
+                volume=_fmt(est["median_abs_volume_error_pct"], 0),
+                n=est["caught_thefts_estimated"],
+            ),
+            "",
+            f"| {t['band']} | {t['events']} | {t['caught']} | {t['rate']} | {t['median']} | {t['p90']} |",
+            "|---|---|---|---|---|---|",
+        ]
+        for band, counts in reference["events_by_band"].items():
+            lines.append(
+                f"| {band} | {counts['events']} | {counts['caught']} | "
+                f"{_fmt(reference['detection_rate_by_band'][band], 0, True)} | "
+                f"{_fmt(reference['median_minutes_to_alarm_by_band'][band], 0)} | "
+                f"{_fmt(reference['p90_minutes_to_alarm_by_band'][band], 0)} |"
+            )
     if plots:
         lines += ["", f"## {t['plots']}", ""] + [f"![{p}]({p})" for p in plots]
     lines += ["", t["seconds"].format(s=report.get("seconds", {}).get("total", "—")), ""]

@@ -172,3 +172,16 @@ def test_budget_threshold_ignores_tapped_windows_and_their_recovery() -> None:
     scores[8] = 30.0  # 15 min after it on the same station: recovery
     scores[30] = 3.0  # station B, clear: the largest clear score
     assert budget_threshold(scores, labels, stations, ends) == 3.0
+
+
+def test_balance_statistic_is_the_recent_mean_above_a_lagged_baseline() -> None:
+    from centinela.suites.sim_balance import BASELINE_GAP_MINUTES, MEAN_MINUTES, balance_statistic
+
+    imbalance = np.full(1000, 2.0)  # a meter bias the baseline removes
+    imbalance[700:] += 20.0  # a tap opening at minute 700
+    statistic = balance_statistic(imbalance)
+    assert np.isnan(statistic[:100]).all()  # no baseline yet
+    assert statistic[650] == pytest.approx(0.0)
+    assert statistic[700 + MEAN_MINUTES - 1] == pytest.approx(20.0)  # the whole mean window is tapped
+    # The baseline lags by the mean window plus the gap, so it has not absorbed the tap yet.
+    assert statistic[700 + MEAN_MINUTES + BASELINE_GAP_MINUTES] == pytest.approx(20.0)
