@@ -76,7 +76,8 @@ def read_topic(bootstrap: str, topic: str, *, settle_s: float = 1.0, timeout_s: 
         out: list[Any] = []
         deadline = time.monotonic() + timeout_s
         quiet_since = time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < settle_s:
+        # Before the first message, allow the fetcher time to start (an empty topic costs 3 s).
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < (settle_s if out else 3.0):
             batch = consumer.consume(1000, 0.2)
             batch = [m for m in batch if m.error() is None]
             if batch:
