@@ -10,6 +10,7 @@ not measured in this run, because the original is not in this repository.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -63,6 +64,8 @@ def _one(quick: bool) -> dict[str, float]:
 
 def run(quick: bool = False) -> BenchResult:
     runs = [_one(quick) for _ in range(3)]
+    # The machine is shared: the load says how much of the 2 cores the runs actually had.
+    load = os.getloadavg()[1]
 
     def median(key: str) -> float:
         return float(statistics.median(r[key] for r in runs))
@@ -82,6 +85,7 @@ def run(quick: bool = False) -> BenchResult:
         notes=(
             "Median of 3 fresh processes: load, train (early stopping), calibrate, IsolationForest and LOF, "
             "ONNX bundle export. The original's 42-62 s and 1.0 GB are its published figures, not measured "
-            "here." + (" QUICK: tiny model, 2 epochs." if quick else "")
+            f"here. 5-minute load average at the end: {load:.1f} on {os.cpu_count()} cores."
+            + (" QUICK: tiny model, 2 epochs." if quick else "")
         ),
     )
