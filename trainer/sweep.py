@@ -126,6 +126,9 @@ def trial_options(base: TrainOptions, trial: dict[str, Any]) -> TrainOptions:
 
 def _init_worker(threads: int) -> None:
     """Each worker gets its share of the cores; TF must hear it before it starts its pools."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
