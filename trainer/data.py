@@ -22,6 +22,8 @@ DEFAULT_STATION = "EST-01"
 TIME_COLUMNS = ("timestamp", "ts")
 STATION_COLUMN = "station_id"
 LABEL_COLUMN = "label"
+# Ground-truth metadata the simulator writes beside the label; never sensors.
+METADATA_COLUMNS = ("event_type", "event_id")
 
 _STATION_ID = re.compile(STATION_ID_PATTERN)
 # Line 1 is the header, so the first data row is line 2.
@@ -84,7 +86,7 @@ def load_csv(
     """Read and validate a labelled CSV; every problem raises ``DataError`` saying where it is.
 
     ``sensors`` picks and orders the sensor columns; by default every column that is not the time,
-    station or label column is a sensor, in file order.
+    station, label or event metadata (``event_type``, ``event_id``) column is a sensor, in file order.
     """
     import pandas as pd
 
@@ -102,7 +104,7 @@ def load_csv(
         raise DataError(f"{_where(source, 1)}: missing column 'timestamp' (header: {', '.join(header)})")
     if LABEL_COLUMN not in header:
         raise DataError(f"{_where(source, 1)}: missing column 'label' (training needs labelled history)")
-    reserved = {time_column, STATION_COLUMN, LABEL_COLUMN}
+    reserved = {time_column, STATION_COLUMN, LABEL_COLUMN, *METADATA_COLUMNS}
     if sensors is None:
         chosen = tuple(name for name in header if name not in reserved)
     else:

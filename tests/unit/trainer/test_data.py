@@ -75,3 +75,15 @@ def test_missing_sensor_asked_for(seed_like_csv: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
         load_csv(tmp_path / "nope.csv")
+
+
+def test_simulator_layout_event_columns_are_not_sensors(tmp_path: Path) -> None:
+    path = tmp_path / "sim.csv"
+    path.write_text(
+        "timestamp,station_id,flow,pressure,label,event_type,event_id\n"
+        "2025-01-01T00:00:00Z,EST-01,533.0,81.4,0,,\n"
+        "2025-01-01T00:01:00Z,EST-01,400.0,60.1,1,theft,EV-0001\n"
+    )
+    data = load_csv(path)
+    assert data.sensors == ("flow", "pressure")
+    assert data.n_anomalous == 1
