@@ -29,6 +29,11 @@ def test_render_shows_each_suite_and_bench_from_their_files(tmp_path: Path) -> N
             "events_by_band": {"5-15": {"events": 7, "caught": 7}},
             "targets": {"false_alarms_per_station_month": {"value": 2.5, "met": False}},
             "smallest_tap_detected_90pct": 0.04,
+            "reference_flow_balance": {
+                "detection_rate_by_band": {"5-15": 0.5},
+                "targets": {"false_alarms_per_station_month": {"value": 0.0}},
+                "smallest_tap_detected_90pct": None,
+            },
         },
     )
     write(
@@ -45,9 +50,9 @@ def test_render_shows_each_suite_and_bench_from_their_files(tmp_path: Path) -> N
     text = render(tmp_path / "eval", tmp_path / "bench")
     assert "| autoencoder | unsupervised | 0.500 | 0.250 | 0.333 | — | — |" in text
     assert "Not run yet: `centinela evaluate skab" in text
-    assert "| 5-15 | 7 | 100 % | 12 |" in text
-    assert "| ≤ 1 false alarm per station-month | 2.50 | no |" in text
-    assert "Smallest tap detected 90 % of the time: 4 %." in text
+    assert "| 5-15 | 7 | 100 % | 12 | — | 50 % | — |" in text
+    assert "| ≤ 1 false alarm per station-month | 2.5 | no | 0.0 |" in text
+    assert "Smallest tap detected 90 % of the time: 4 % (reference: none)." in text
     assert (
         "| replay | readings_per_s | 250,000 | bare_produce_per_s 300,000 | readings_vs_bare 0.83 |" in text
     )
