@@ -265,9 +265,12 @@ def band_figures(records: Sequence[Mapping[str, Any]], event_type: str = "theft"
     return {"rate": rate, "median": median, "p90": p90, "counts": counts}
 
 
-def smallest_detected(records: Sequence[Mapping[str, Any]], share: float = 0.9) -> float | None:
+def smallest_detected(
+    records: Sequence[Mapping[str, Any]], share: float = 0.9, min_events: int = 3
+) -> float | None:
     """The smallest size s such that, for s and every larger theft size, at least ``share`` of the
-    thefts of that size or more were caught (so one lucky small catch does not pull it down)."""
+    thefts of that size or more were caught (so one lucky small catch does not pull it down), counting
+    only sizes with at least ``min_events`` thefts that large (one caught giant proves nothing)."""
     thefts = sorted(
         (r for r in records if r["event_type"] == "theft" and r["magnitude"] is not None),
         key=lambda r: float(r["magnitude"]),
@@ -276,9 +279,11 @@ def smallest_detected(records: Sequence[Mapping[str, Any]], share: float = 0.9) 
     caught = 0
     for index in range(len(thefts) - 1, -1, -1):
         caught += 1 if thefts[index]["caught"] else 0
-        if caught < share * (len(thefts) - index):
+        tail = len(thefts) - index
+        if caught < share * tail:
             break
-        best = float(thefts[index]["magnitude"])
+        if tail >= min_events:
+            best = float(thefts[index]["magnitude"])
     return best
 
 

@@ -143,6 +143,8 @@ def test_smallest_tap_detected_90pct_is_the_smallest_size_whose_tail_is_caught_9
     ]
     assert sim_events.smallest_detected(records) == 0.02
     assert sim_events.smallest_detected([{"event_type": "theft", "magnitude": 0.1, "caught": False}]) is None
+    two_caught = [{"event_type": "theft", "magnitude": s, "caught": True} for s in (0.1, 0.12)]
+    assert sim_events.smallest_detected(two_caught) is None  # too few to say "90 % of the time"
     assert sim_events.band_of(0.15) == "5-15"
     assert sim_events.band_of(0.004) is None
 
