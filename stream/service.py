@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -103,8 +103,10 @@ class DetectorService:
         *,
         clock: Clock | None = None,
         watcher: BundleWatcher | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self._monotonic = monotonic
         self.broker = broker
         self.metrics = metrics
         self.clock = clock or SystemClock()
@@ -486,7 +488,7 @@ class DetectorService:
         metrics.transactions.labels(outcome="committed").inc()
 
     def _housekeeping(self) -> None:
-        now = time.monotonic()
+        now = self._monotonic()
         healthy = self.broker.healthy()
         if healthy:
             self._down_since = None

@@ -311,3 +311,26 @@ def test_a_state_topic_carries_an_incident_longer_than_the_rebuild_horizon(
     without = long_incident_run(make_service, bundle, "")
     # Without it the successor re-opens the incident under another id: the limit the topic removes.
     assert {a["incident_id"] for a in without} != {incident for _alert, incident in reference}
+
+
+def test_an_outage_longer_than_the_limit_stops_the_service(
+    bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detector.errors import BrokerError
+
+    broker = MemoryBroker(topic=TOPIC)
+    ticks = iter([0.0, 20.0, 40.0])
+    service = DetectorService(
+        settings(broker_outage_limit_s=30),
+        broker,
+        bundle,
+        DetectorMetrics(CollectorRegistry()),
+        monotonic=lambda: next(ticks),
+    )
+    broker.start(service, 0)
+    monkeypatch.setattr(broker, "healthy", lambda: False)
+    service.step()  # down noticed at 0 s
+    service.step()  # 20 s: still within the limit
+    with pytest.raises(BrokerError, match="broker_outage_limit_s=30"):
+        service.step()  # 40 s
+    assert service.metrics.registry.get_sample_value("centinela_broker_up") == 0
