@@ -613,3 +613,19 @@ def test_the_state_topic_carries_an_incident_across_a_restart(
     records = read_topic(kafka_bootstrap, state, settle_s=0.3)
     assert {m.key() for m in records} == {b"EST-01"}  # a station that stays normal writes no state
     assert all(m.partition() == series_partition for m in records)
+
+
+def test_at_least_once_mode_publishes_the_same_alerts(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
+) -> None:
+    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
+    bundle = load_bundle(bundle_path, threads=1)
+    series = [normal_series("EST-01", 300, seed=51, anomalies=[(100, 150, 0, 6.0)])]
+    topics = Topics(fresh_topic, partitions=1)
+    produce(kafka_bootstrap, topics.readings, interleave(series, bundle.sensors))
+    in_process(detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path, exactly_once=False))
+    wait_for(
+        lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "every reading committed"
+    )
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
+    assert alert_ids(alerts) == alert_ids(offline_alerts(bundle, series))
