@@ -22,12 +22,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from centinela.scorecard import Scorecard, score_incidents
 from detector.errors import CentinelaError
+
+if TYPE_CHECKING:
+    from centinela.scorecard import Scorecard
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +315,7 @@ def _print_scorecard(card: Scorecard) -> None:
 
 def run_demo(plan: DemoPlan) -> Scorecard | None:
     from centinela import local_broker
+    from centinela.scorecard import score_incidents
     from stream.settings import kafka_client_config, load_settings
 
     plan.out.mkdir(parents=True, exist_ok=True)
