@@ -253,7 +253,7 @@ def _fake_exporter(registry: CollectorRegistry) -> Gauge:
     Histogram("centinela_decision_latency_seconds", "latency", registry=registry).observe(0.2)
     Histogram("centinela_batch_windows", "batch", buckets=(1, 8, 64, 512), registry=registry).observe(6)
     Gauge("centinela_consumer_lag", "lag", ["partition"], registry=registry).labels("0").set(3)
-    Counter("centinela_dead_letters", "dlq", ["reason"], registry=registry).labels("bad_json").inc(5)
+    Counter("centinela_dead_letters", "dlq", ["reason"], registry=registry).labels("not_json").inc(5)
     Gauge("centinela_model_info", "model", ["model_version", "format_version"], registry=registry).labels(
         "20250101T000000Z", "1"
     ).set(1)
