@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         sweep: bool = typer.Option(
             False,
             "--sweep",
-            help="Search configurations first (default grid: 8 trials, about 3-6 minutes on 2 cores), "
+            help="Search configurations first (default grid: 8 trials, about 6-7 minutes on 2 cores), "
             "ranked by validation F1; then train the best.",
         ),
         full_grid: bool = typer.Option(
