@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.calibration import BEST_F1, CalibrationRecord, Candidate, calibrate
-from detector.errors import ConfigError
+from detector.errors import ConfigError, DataError
 from detector.scoring import AGGREGATIONS, reconstruction_errors
 from trainer.baselines import BASELINES, fit_baseline
 from trainer.data import Dataset, load_csv
@@ -222,6 +222,11 @@ def run_training(
     if options.use_labels:
         stage("learning the labelled signature (training split)")
         train = prepared["train"]
+        if not train.step_labels.any():
+            raise DataError(
+                f"{data.source}, column 'label': --use-labels needs labelled anomalies in the training "
+                f"split ({train.rows} rows, none labelled)"
+            )
         head = fit_label_head(train.x - x_hat["train"], train.step_labels, seed=options.fit.seed)
         models[AUTOENCODER_LABELS] = evaluate_detector(
             AUTOENCODER_LABELS,

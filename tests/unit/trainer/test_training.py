@@ -94,3 +94,12 @@ def test_sweep_runs_trials_in_spawned_processes_and_resumes(seed_like_csv: Path,
     assert first.ran == 1 and first.ranked[0]["config"]["window"] == 10
     again = run_sweep(tiny_options(seed_like_csv), grid, results, workers=1)
     assert again.ran == 0 and again.resumed == 1
+
+
+def test_use_labels_without_training_labels_is_refused(tmp_path: Path) -> None:
+    from detector.errors import DataError
+    from tests.unit.trainer.conftest import synthetic_csv
+
+    path = synthetic_csv(tmp_path / "none.csv", rows=200, anomaly_every=10_000)
+    with pytest.raises(DataError, match="--use-labels needs labelled anomalies in the training split"):
+        run_training(tiny_options(path, use_labels=True, fit=FitConfig(epochs=1, batch_size=16, seed=1)))
