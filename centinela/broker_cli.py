@@ -19,13 +19,15 @@ def _describe(status: local_broker.BrokerStatus) -> str:
         if status.owner == local_broker.OWNER_SESSION
         else "centinela broker start"
     )
-    line = (
+    return (
         f"Kafka {status.version or '?'} at {status.bootstrap or '?'} "
         f"(pid {status.pid}, controller port {status.controller_port}, started {status.started_at} by {by})"
     )
-    if status.secure:
-        line += "\n" + _describe_secure(status)
-    return line
+
+
+def _echo_secure(status: local_broker.BrokerStatus) -> None:
+    if status.running and status.secure:
+        typer.echo(_describe_secure(status))
 
 
 def _describe_secure(status: local_broker.BrokerStatus) -> str:
@@ -89,10 +91,12 @@ def register(app: typer.Typer) -> None:
         result = local_broker.start(home, config, fresh=fresh, timeout_s=timeout)
         if result.already_running:
             typer.echo(f"already running: {_describe(result.status)}")
+            _echo_secure(result.status)
             if result.status.owner == local_broker.OWNER_SESSION:
                 typer.echo("(started by a test session or benchmark: it stops when the last of them ends)")
             return
         typer.echo(f"started {_describe(result.status)} in {result.seconds:.1f} s; log {home.log_file}")
+        _echo_secure(result.status)
 
     @broker.command("stop")
     def stop(
@@ -113,3 +117,4 @@ def register(app: typer.Typer) -> None:
         """Say whether the broker runs, with its pid, port and version."""
         current = local_broker.status(_home())
         typer.echo(f"running: {_describe(current)}" if current.running else "not running")
+        _echo_secure(current)

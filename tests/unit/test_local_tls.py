@@ -144,7 +144,18 @@ def test_status_line_names_secret_files_not_secrets(material: local_tls.TlsMater
     status = BrokerStatus(
         running=True, pid=1, port=19092, sasl_port=19094, ssl_port=19095, tls_dir=str(material.folder)
     )
-    line = broker_cli._describe(status)
+    line = broker_cli._describe(status) + "\n" + broker_cli._describe_secure(status)
     assert str(material.client_password_file) in line
     assert material.client_password() not in line
     assert material.key_password() not in line
+
+
+def test_secure_start_refuses_a_running_broker_without_secured_listeners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = BrokerStatus(running=True, pid=1, port=9092, owner=local_broker.OWNER_CLI)
+    monkeypatch.setattr(local_broker, "status", lambda home: plain)
+    home = local_broker.BrokerHome(root=tmp_path)
+    with pytest.raises(BrokerError, match="stop it before starting one with --secure"):
+        local_broker.start(home, BrokerConfig(secure=True))
+    assert local_broker.start(home, BrokerConfig()).already_running  # a plain start just reuses it
