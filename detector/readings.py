@@ -70,6 +70,8 @@ DEFAULT_LIMITS: dict[str, SensorLimits] = {
     "pump_rpm": SensorLimits(0.0, 6000.0),
     "tank_level": SensorLimits(0.0, 100.0),
     "power": SensorLimits(0.0, 10000.0),
+    "suction_pressure": SensorLimits(-1.0, 100.0),
+    "temperature": SensorLimits(-50.0, 150.0),
 }
 
 

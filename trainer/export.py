@@ -11,6 +11,7 @@ from typing import Any
 
 from detector.bundle import write_bundle
 from detector.errors import BundleError
+from detector.readings import DEFAULT_LIMITS
 from trainer.pipeline import RunResult
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ def export_bundle(result: RunResult, out_dir: Path, model_card: str | None = Non
             topk=result.options.topk,
             calibration=calibration,
             training=training_record(result),
+            # Sanity limits travel with the bundle so the service refuses impossible values.
+            limits={name: DEFAULT_LIMITS[name] for name in result.prepared.sensors if name in DEFAULT_LIMITS},
             model_card=model_card,
             created_at=created_at,
             overwrite=True,

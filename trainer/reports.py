@@ -319,9 +319,10 @@ def model_card(report: dict[str, Any]) -> str:
         f"- Method `{cal['method']}` on the validation split: threshold {ae['threshold']:.4f} "
         f"(validation F1 {validation['f1']:.3f}; {cal['validation_windows']} windows, "
         f"{cal['validation_normal_windows']} normal).",
-        f"- Test, never used to choose anything ({ae['mode']}): precision {ae['precision']:.3f}, "
-        f"recall {ae['recall']:.3f}, F1 {ae['f1']:.3f}, ROC-AUC {ae['roc_auc']:.3f}, "
-        f"AP {ae['average_precision']:.3f}.",
+        # Metrics are None when the test split holds no anomaly (ROC-AUC, AP undefined).
+        f"- Test, never used to choose anything ({ae['mode']}): precision {_fmt(ae['precision'])}, "
+        f"recall {_fmt(ae['recall'])}, F1 {_fmt(ae['f1'])}, ROC-AUC {_fmt(ae['roc_auc'])}, "
+        f"AP {_fmt(ae['average_precision'])}.",
         "- The strategy comparison on validation and test is in `manifest.json`, `calibration`.",
         "",
         "## Known limits",
