@@ -146,6 +146,7 @@ def register(app: typer.Typer) -> None:
         from replay.disorder import DisorderOptions
         from replay.pacing import parse_speed
         from replay.producer import ReplayOptions, replay_csv
+        from stream.kafka_check import check_connection
         from stream.settings import kafka_client_config, load_settings
 
         settings = load_settings(config)
@@ -173,6 +174,7 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         target = topic or settings.topics.readings
         client_config = kafka_client_config(settings.kafka)
+        check_connection(client_config)  # a wrong password or CA fails here in seconds, not in a retry loop
         show_progress = progress and sys.stderr.isatty()
         if show_progress:
             summary = _with_progress(path, target, options, client_config, console)

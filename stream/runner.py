@@ -20,7 +20,7 @@ from stream.clock import Clock
 from stream.metrics import DetectorMetrics, serve
 from stream.reload import BundleWatcher, bundle_loader
 from stream.service import DetectorService
-from stream.settings import Settings, describe
+from stream.settings import Settings, describe, kafka_client_config
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ def run_detector(
     on_start: Callable[[Running], None] | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``): finish the batch in hand, publish, commit, close."""
+    from stream.kafka_check import check_connection
     from stream.kafka_io import KafkaBroker
 
     stop = stop or threading.Event()
@@ -69,6 +70,8 @@ def run_detector(
         bundle.threshold,
         ",".join(bundle.sensors),
     )
+    # Seconds, not a silent retry loop, when the password, the CA or the listener is wrong.
+    check_connection(kafka_client_config(settings.kafka), give_up=False)
     broker = KafkaBroker(settings)
     service = DetectorService(settings, broker, bundle, metrics, clock=clock, watcher=watcher)
     port: int | None = None

@@ -19,7 +19,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -49,14 +57,28 @@ class KafkaSettings(_Section):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    # Or a file holding it (a mounted secret, mode 0600): read when the clients are built, never logged.
+    sasl_password_file: Path | None = None
     ssl_ca_location: str | None = None
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
     ssl_key_password: SecretStr | None = None
+    ssl_key_password_file: Path | None = None
+    # None keeps librdkafka's default, "https": the broker's certificate must name the host.
     ssl_endpoint_identification_algorithm: str | None = None
     client_id: str = "centinela"
     # Anything else librdkafka understands, e.g. {"socket.keepalive.enable": "true"}.
     extra: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source_per_secret(self) -> KafkaSettings:
+        for name in ("sasl_password", "ssl_key_password"):
+            if getattr(self, name) is not None and getattr(self, f"{name}_file") is not None:
+                raise ValueError(f"set {name} or {name}_file, not both")
+        secret_keys = {"sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret"}
+        if secret_keys & set(self.extra):
+            raise ValueError("secrets go in their own settings (SecretStr or a file), not in kafka.extra")
+        return self
 
 
 class TopicSettings(_Section):
@@ -216,11 +238,25 @@ def kafka_client_config(kafka: KafkaSettings) -> dict[str, str]:
         "ssl.key.location": kafka.ssl_key_location,
         "ssl.endpoint.identification.algorithm": kafka.ssl_endpoint_identification_algorithm,
     }
-    secret = {"sasl.password": kafka.sasl_password, "ssl.key.password": kafka.ssl_key_password}
+    secret = {
+        "sasl.password": _secret(kafka.sasl_password, kafka.sasl_password_file),
+        "ssl.key.password": _secret(kafka.ssl_key_password, kafka.ssl_key_password_file),
+    }
     config.update({key: value for key, value in plain.items() if value is not None})
-    config.update({key: value.get_secret_value() for key, value in secret.items() if value is not None})
+    config.update({key: value for key, value in secret.items() if value is not None})
     config.update(kafka.extra)
     return config
+
+
+def _secret(value: SecretStr | None, file: Path | None) -> str | None:
+    if value is not None:
+        return value.get_secret_value()
+    if file is None:
+        return None
+    try:
+        return file.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"cannot read the secret file {file}: {error.strerror or error}") from error
 
 
 def describe(settings: Settings) -> dict[str, Any]:
