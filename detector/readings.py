@@ -198,7 +198,12 @@ class ReadingParser:
         if ts.tzinfo is None:
             return ParseFailure("naive_timestamp", f"{_too_long(raw_ts)} has no UTC offset")
         if ts.tzinfo is not UTC:
-            ts = ts.astimezone(UTC)
+            try:
+                ts = ts.astimezone(UTC)
+            except OverflowError:  # an offset that takes year 1 or 9999 out of datetime's range
+                return ParseFailure(
+                    "bad_timestamp", f"{_too_long(raw_ts)} is outside the representable range"
+                )
 
         if "schema" in body and (type(body["schema"]) is not int or body["schema"] != WIRE_SCHEMA):
             return ParseFailure("bad_schema", f"schema must be {WIRE_SCHEMA}")

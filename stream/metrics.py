@@ -167,7 +167,7 @@ class DetectorMetrics:
             for status in ("open", "update", "close"):
                 for severity in SEVERITIES:
                     self.alerts.labels(kind=kind, status=status, severity=severity)
-        for reason in (*REASONS, "empty", "unknown_station", "key_mismatch"):
+        for reason in (*REASONS, "empty", "unknown_station", "key_mismatch", "future_timestamp"):
             self.dead_letters.labels(reason=reason)
         for outcome in ("committed", "aborted"):
             self.transactions.labels(outcome=outcome)

@@ -46,6 +46,7 @@ SCORE_SCHEMA = 1
 EMPTY = "empty"
 UNKNOWN_STATION = "unknown_station"
 KEY_MISMATCH = "key_mismatch"
+FUTURE_TIMESTAMP = "future_timestamp"
 # A window closed by the idle clock, not by a reading: the station went silent.
 STATION_SILENT = "station_silent"
 
@@ -247,6 +248,7 @@ class DetectorService:
         pending = batch.windows
         rebuild_until = self._rebuild_until
         check_known, known = self._check_known, self._known
+        latest_plausible = now + self.settings.max_future_s
         last: dict[int | None, SourceMessage] = {}
         accepted = late = duplicate = rebuilt = 0
         for message in messages:
@@ -266,6 +268,11 @@ class DetectorService:
             reading = parse(raw)
             if isinstance(reading, ParseFailure):
                 self._dead_letter(batch, message, reading.reason, reading.detail)
+                continue
+            if reading.ts.timestamp() > latest_plausible:
+                self._dead_letter(
+                    batch, message, FUTURE_TIMESTAMP, f"ts {format_ts(reading.ts)} is ahead of the clock"
+                )
                 continue
             station_id = reading.station_id
             station = stations.get(station_id)
@@ -314,6 +321,8 @@ class DetectorService:
         reading = None if raw is None else self._parser.parse(raw)
         if reading is None or isinstance(reading, ParseFailure):
             return
+        if reading.ts.timestamp() > now + self.settings.max_future_s:
+            return  # dead-lettered when it was first processed
         station = self._stations.get(reading.station_id)
         if station is None:
             station = self._new_station(reading.station_id, message.partition() or 0, now)

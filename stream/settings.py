@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9108, ge=0, le=65535)  # 0: any free port (tests)
     metrics_enabled: bool = True
     idle_timeout_s: float = Field(default=300.0, gt=0)
+    # A reading stamped further ahead of the wall clock is dead-lettered: one bad clock would otherwise
+    # push a station's watermark into the future (its later readings all late, the gap all data_gap).
+    max_future_s: float = Field(default=86400.0, gt=0)
     max_batch: int = Field(default=5000, ge=1, le=1_000_000)
     poll_timeout_s: float = Field(default=0.05, gt=0, le=10)
     exactly_once: bool = True

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import orjson
@@ -334,3 +335,21 @@ def test_an_outage_longer_than_the_limit_stops_the_service(
     with pytest.raises(BrokerError, match="broker_outage_limit_s=30"):
         service.step()  # 40 s
     assert service.metrics.registry.get_sample_value("centinela_broker_up") == 0
+
+
+def test_a_reading_stamped_far_ahead_of_the_clock_is_dead_lettered(bundle: Bundle) -> None:
+    broker = MemoryBroker(topic=TOPIC)
+    series = normal_series("EST-01", 40).messages(bundle.sensors)
+    feed(broker, series)
+    body = orjson.loads(series[-1][1])
+    body["ts"] = "9999-12-31T23:59:00Z"  # a year-9999 clock would otherwise walk the watermark forever
+    feed(broker, [(b"EST-01", orjson.dumps(body))])
+    service = DetectorService(
+        settings(), broker, bundle, DetectorMetrics(CollectorRegistry()), clock=ManualClock(time.time())
+    )
+    broker.start(service, 0)
+    while service.step():
+        pass
+    letters = broker.published.get(settings().topics.dlq, [])
+    assert [dict(m.headers() or [])["centinela.reason"] for m in letters] == [b"future_timestamp"]
+    assert all(alert["kind"] != "data_gap" for alert in published(broker, settings().topics.alerts))
