@@ -330,6 +330,8 @@ STATION_VARIABLE: Json = {
 
 def station() -> Json:
     selector = 'station="$station"'
+    # max by sensor: one series per sensor even if two detectors briefly export the station.
+    contribution = f"max by (sensor) (centinela_incident_contribution{{{selector}}})"
     panels = [
         Panel(
             "timeseries",
@@ -399,24 +401,41 @@ def station() -> Json:
             options=_stat_options(color_mode="none"),
         ),
         Panel(
-            "text",
-            "Sensor contributions of incidents",
-            "Which sensors drove each incident.",
-            [],
-            (0, 16, 24, 4),
-            content=(
-                "Each alert on the alerts topic (`centinela.alerts`) carries `contributions`: every "
-                "sensor's share of the window's reconstruction error, largest first. Read them with\n\n"
-                "`kcat -C -b localhost:9094 -t centinela.alerts -o -20 -e -q | jq "
-                "'select(.station_id==\"$station\") | {status, score, contributions}'`\n\n"
-                "Prometheus has no per-sensor metric yet, so this board cannot chart them."
-            ),
+            "bargauge",
+            "Sensor contributions, latest incident",
+            "Each sensor's share of the reconstruction error in the station's latest incident alert "
+            "(open or update); kept after the incident closes. Empty until the station "
+            "has had an incident on the detector that serves it now.",
+            [Query(contribution, "{{sensor}}", instant=True)],
+            (0, 16, 10, 8),
+            unit="percentunit",
+            thresholds=((None, BLUE),),
+            options={
+                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                "orientation": "horizontal",
+                "displayMode": "basic",
+                "showUnfilled": True,
+                "minVizHeight": 10,
+                "maxVizHeight": 300,
+            },
+        ),
+        Panel(
+            "timeseries",
+            "Sensor contributions of recent incidents",
+            "The same shares over time: a step at each incident alert (open, then updates). Between "
+            "incidents the lines hold the last incident's shares.",
+            [Query(contribution, "{{sensor}}")],
+            (10, 16, 14, 8),
+            unit="percentunit",
+            custom={"drawStyle": "line", "lineInterpolation": "stepAfter", "fillOpacity": 10},
+            options=_timeseries_options(),
         ),
     ]
     return _dashboard(
         "centinela-station",
         "Centinela / Station drill-down",
-        description="One station: score against threshold over time, incidents, freshness.",
+        description="One station: score against threshold over time, incidents, freshness, and the "
+        "sensors behind its latest incidents.",
         panels=panels,
         variables=[STATION_VARIABLE],
         time_from="now-24h",

@@ -1,9 +1,10 @@
 """The detector's Prometheus metrics, registered on an injected registry.
 
 Names are the list in docs/contracts.md. Counters move once per batch, not per message. Per-station
-series (score, threshold, open incident, freshness) are not kept as labelled children updated on the
-hot path: a custom collector reads them from the service's station table at scrape time, which costs
-nothing between scrapes and keeps memory flat at 10,000 stations.
+series (score, threshold, open incident, freshness, the sensor contributions of the latest incident)
+are not kept as labelled children updated on the hot path: a custom collector reads them from the
+service's station table at scrape time, which costs nothing between scrapes and keeps memory flat at
+10,000 stations.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class StationView:
     incident_open: bool
     newest_event_s: float | None  # event time of the newest reading, Unix seconds
     last_arrival_s: float | None  # wall time it arrived, Unix seconds
+    # (sensor, share of the reconstruction error) of the station's latest incident open/update alert;
+    # empty until the station has had one.
+    contributions: tuple[tuple[str, float], ...] = ()
 
 
 class _StationCollector(Collector):
@@ -64,6 +68,12 @@ class _StationCollector(Collector):
             "Event time of the station's newest reading (Unix seconds).",
             labels=["station"],
         )
+        contribution = GaugeMetricFamily(
+            PREFIX + "incident_contribution",
+            "Each sensor's share of the reconstruction error in the station's latest incident alert "
+            "(open or update); kept after the incident closes.",
+            labels=["station", "sensor"],
+        )
         now = self._wall()
         for view in self._stations():
             labels = [view.station_id]
@@ -76,7 +86,9 @@ class _StationCollector(Collector):
                 freshness.add_metric(labels, max(0.0, now - view.last_arrival_s))
             if view.newest_event_s is not None:
                 newest.add_metric(labels, view.newest_event_s)
-        yield from (score, threshold, incident, freshness, newest)
+            for sensor, share in view.contributions:
+                contribution.add_metric([view.station_id, sensor], share)
+        yield from (score, threshold, incident, freshness, newest, contribution)
 
 
 class DetectorMetrics:

@@ -54,7 +54,7 @@ _ACCEPTED, _LATE, _DUPLICATE = AddOutcome.ACCEPTED, AddOutcome.LATE, AddOutcome.
 
 
 class _Station:
-    __slots__ = ("buffer", "key", "last_arrival", "partition", "score", "threshold")
+    __slots__ = ("buffer", "contributions", "key", "last_arrival", "partition", "score", "threshold")
 
     def __init__(self, buffer: StationBuffer, station_id: str, partition: int, arrival: float) -> None:
         self.buffer = buffer
@@ -63,6 +63,8 @@ class _Station:
         self.last_arrival = arrival
         self.score: float | None = None
         self.threshold: float | None = None
+        # Of the latest incident open/update alert; replaced whole, so a scrape never sees half of one.
+        self.contributions: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(slots=True)
@@ -491,8 +493,14 @@ class DetectorService:
             for produced_ms in batch.latencies_ms:
                 metrics.decision_latency.observe(max(0.0, (published_ms - produced_ms) / 1000.0))
         if batch.alerts:
+            stations = self._stations
             for alert in batch.alerts:
                 metrics.alerts.labels(kind=alert.kind, status=alert.status, severity=alert.severity).inc()
+                # Alerts are in event-time order per station, so the station's last one here wins.
+                if alert.kind == "incident" and alert.status != "close" and alert.contributions:
+                    station = stations.get(alert.station_id)
+                    if station is not None:
+                        station.contributions = tuple((c.sensor, c.share) for c in alert.contributions)
             metrics.open_incidents.set(self._tracker.open_incidents())
         metrics.transactions.labels(outcome="committed").inc()
 
@@ -527,6 +535,7 @@ class DetectorService:
                 incident_open=tracker.is_open(station_id),
                 newest_event_s=None if newest is None else newest.timestamp(),
                 last_arrival_s=station.last_arrival,
+                contributions=station.contributions,
             )
 
     def station_count(self) -> int:

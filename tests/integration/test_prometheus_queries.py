@@ -245,6 +245,11 @@ def _fake_exporter(registry: CollectorRegistry) -> Gauge:
         incident_open.labels(station).set(0)
         freshness.labels(station).set(60)
         last_ts.labels(station).set_function(time.time)  # a new reading at every scrape
+    contribution = Gauge(
+        "centinela_incident_contribution", "shares", ["station", "sensor"], registry=registry
+    )
+    for sensor, share in (("flow", 0.6), ("pressure", 0.25), ("pump_rpm", 0.1), ("power", 0.05)):
+        contribution.labels("EST-01", sensor).set(share)
     Counter("centinela_alerts", "alerts", ["kind", "status", "severity"], registry=registry).labels(
         "incident", "open", "high"
     ).inc()
@@ -448,7 +453,8 @@ def test_every_expression_returns_data_from_the_detector_and_a_replayed_theft_fi
                 lambda: prometheus.query("sum(centinela_consumer_lag) == 0") != [], 30, "the lag to reach 0"
             )
             time.sleep(3)  # a few more scrapes, so rates over the last minute see the whole replay
-            station = next(iter(theft_stations))
+            # A station with an incident: its drill-down has sensor contributions to show.
+            station = prometheus.firing(THEFT_ALERT)[0]["labels"]["station"]
             assert dashboard_problems(prometheus, station) == []
             assert rule_problems(prometheus) == []
             assert detector.poll() is None, "the detector stopped"

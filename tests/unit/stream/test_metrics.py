@@ -3,9 +3,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from detector.bundle import Bundle
+from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics, StationView
+from stream.testing import interleave, normal_series
+from tests.unit.stream.conftest import T0_MS, ServiceFactory, drain
 
 CONTRACTS = Path(__file__).resolve().parents[3] / "docs" / "contracts.md"
 
@@ -26,7 +31,8 @@ def exposed(registry: CollectorRegistry) -> set[str]:
 
 def test_every_metric_of_the_contract_is_exposed() -> None:
     metrics = DetectorMetrics(CollectorRegistry())
-    metrics.watch_stations(lambda: [StationView("EST-01", 0.5, 1.0, True, 1_700_000_000.0, 1_700_000_050.0)])
+    view = StationView("EST-01", 0.5, 1.0, True, 1_700_000_000.0, 1_700_000_050.0, (("flow", 1.0),))
+    metrics.watch_stations(lambda: [view])
     names = exposed(metrics.registry)
     # Counters are declared without _total in the exposition's TYPE line.
     wanted = {name.removesuffix("_total") for name in contract_names()}
@@ -70,3 +76,54 @@ def test_model_info_and_lag_replace_their_series() -> None:
     )
     assert registry.get_sample_value("centinela_consumer_lag", {"partition": "0"}) is None
     assert registry.get_sample_value("centinela_consumer_lag", {"partition": "1"}) == 2
+
+
+def test_station_contributions_are_exposed_per_sensor_and_absent_before_an_incident() -> None:
+    metrics = DetectorMetrics(CollectorRegistry())
+    shares = (("flow", 0.7), ("pressure", 0.3))
+    table = [
+        StationView("EST-01", 0.5, 1.0, False, None, None, shares),
+        StationView("EST-02", 0.5, 1.0, False, None, None),
+    ]
+    metrics.watch_stations(lambda: table)
+    registry = metrics.registry
+    labels = {"station": "EST-01", "sensor": "pressure"}
+    assert registry.get_sample_value("centinela_incident_contribution", labels) == 0.3
+    exposition = generate_latest(registry).decode()
+    assert 'centinela_incident_contribution{sensor="flow",station="EST-02"}' not in exposition
+    assert exposition.count("centinela_incident_contribution{") == 2
+
+
+def _contribution_shares(registry: CollectorRegistry, station: str) -> dict[str, float]:
+    return {
+        sample.labels["sensor"]: sample.value
+        for family in registry.collect()
+        if family.name == "centinela_incident_contribution"
+        for sample in family.samples
+        if sample.labels["station"] == station
+    }
+
+
+def test_an_incident_sets_the_sensor_shares_of_its_station(
+    bundle: Bundle, make_service: ServiceFactory
+) -> None:
+    # A theft shifting flow (sensor 0) at EST-01; EST-02 stays quiet.
+    series = [
+        normal_series("EST-01", 720, seed=1, anomalies=[(200, 260, 0, 6.0)]),
+        normal_series("EST-02", 720, seed=2),
+    ]
+    broker = MemoryBroker(topic="centinela.readings")
+    for index, value in enumerate(interleave(series, bundle.sensors)):
+        broker.append(value[1], key=value[0], partition=0, timestamp_ms=T0_MS + index * 10)
+    service = make_service(broker)
+    registry = service.metrics.registry
+    assert _contribution_shares(registry, "EST-01") == {}
+    drain(service)
+
+    shares = _contribution_shares(registry, "EST-01")
+    assert set(shares) == set(bundle.sensors)
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-6)
+    assert max(shares, key=shares.__getitem__) == "flow"
+    # Kept after the incident closed, so the drill-down still shows the last one.
+    assert registry.get_sample_value("centinela_incident_open", {"station": "EST-01"}) == 0
+    assert _contribution_shares(registry, "EST-02") == {}
