@@ -320,13 +320,13 @@ def run_demo(plan: DemoPlan) -> Scorecard | None:
 
     plan.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    readings, events = _simulate(plan)
-    bundle = _train(plan, readings)
-    test_start = _test_period_start(plan.out / "train" / "report.json")
-    # Windows need 30 minutes of history: start the replay one hour before the test period.
-    replay_from = test_start - timedelta(hours=1)
-
+    # Kafka first: a wrong KAFKA_BOOTSTRAP_SERVERS fails in seconds, not after the training.
     with local_broker.provide() as broker:
+        readings, events = _simulate(plan)
+        bundle = _train(plan, readings)
+        test_start = _test_period_start(plan.out / "train" / "report.json")
+        # Windows need 30 minutes of history: start the replay one hour before the test period.
+        replay_from = test_start - timedelta(hours=1)
         run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         topics = {name: f"centinela.demo.{run_id}.{name}" for name in ("readings", "alerts", "dlq", "scores")}
         group = f"centinela-demo-{run_id}"
