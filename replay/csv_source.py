@@ -20,6 +20,7 @@ A quoted field that spans lines is not supported (telemetry CSVs don't have them
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import math
@@ -33,10 +34,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pandas as pd
 
 from detector.errors import ConfigError, DataError
 from detector.readings import DEFAULT_SENSORS, STATION_ID_PATTERN
+from replay.wire import RawTokens
 
 logger = logging.getLogger(__name__)
 
@@ -117,20 +120,43 @@ class Layout:
         return tuple(self.sensor_columns)
 
 
-@dataclass
 class RowBlock:
-    """Validated readings in file order: one entry per row in every array."""
+    """Validated readings in file order: one entry per row in every array.
 
-    lines: npt.NDArray[np.int64]
-    station_ids: npt.NDArray[np.object_]  # str
-    ts_ns: npt.NDArray[np.int64]  # UTC, nanoseconds since the epoch, whole microseconds
-    values: npt.NDArray[np.float64]  # (n, sensors)
+    The values are floats, or the file's own number text (``tokens``) from which floats are made
+    only if someone asks: a replay sends the text and never needs them.
+    """
+
+    def __init__(
+        self,
+        lines: npt.NDArray[np.int64],
+        station_ids: npt.NDArray[np.object_],  # str
+        ts_ns: npt.NDArray[np.int64],  # UTC, nanoseconds since the epoch, whole microseconds
+        values: npt.NDArray[np.float64] | None = None,  # (n, sensors)
+        tokens: RawTokens | None = None,
+    ) -> None:
+        if values is None and tokens is None:
+            raise ValueError("a RowBlock needs values or tokens")
+        self.lines = lines
+        self.station_ids = station_ids
+        self.ts_ns = ts_ns
+        self._values = values
+        self.tokens = tokens
+
+    @property
+    def values(self) -> npt.NDArray[np.float64]:
+        if self._values is None:
+            assert self.tokens is not None
+            self._values = self.tokens.floats()
+        return self._values
 
     def __len__(self) -> int:
         return len(self.lines)
 
     def take(self, index: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> RowBlock:
-        return RowBlock(self.lines[index], self.station_ids[index], self.ts_ns[index], self.values[index])
+        values = None if self._values is None else self._values[index]
+        tokens = None if self.tokens is None else self.tokens.take(index)
+        return RowBlock(self.lines[index], self.station_ids[index], self.ts_ns[index], values, tokens)
 
 
 @dataclass
@@ -212,6 +238,7 @@ class _RowValidator:
         self._start_ns = _utc_ns(options.start)
         self._end_ns = _utc_ns(options.end)
         self._station_ok: dict[str, str | None] = {}
+        self._unfiltered: _RowValidator | None = None  # for check(): same checks, no filters
 
     def _station_problem(self, station: str) -> str | None:
         """None when valid, else the reject reason (cached: a file has few stations)."""
@@ -228,7 +255,11 @@ class _RowValidator:
         return problem
 
     def validate(
-        self, frame: pd.DataFrame, lines: npt.NDArray[np.int64], bytes_done: int, extra: list[RejectedRow]
+        self,
+        frame: pd.DataFrame,
+        lines: npt.NDArray[np.int64],
+        bytes_done: int,
+        extra: list[RejectedRow],
     ) -> SourceBlock:
         n = len(frame)
         layout = self.layout
@@ -264,24 +295,53 @@ class _RowValidator:
             first = rejected[0]
             raise DataError(f"{self.origin}:{first.line}: {first.reason}: {first.detail} (--strict)")
 
-        keep = ~bad
+        rows_read = n + sum(1 for row in extra if row.reason == "wrong_field_count")
+        return self.select(RowBlock(lines, stations, ts_ns, values), ~bad, rows_read, rejected, bytes_done)
+
+    def check(
+        self, frame: pd.DataFrame, lines: npt.NDArray[np.int64]
+    ) -> tuple[RowBlock, npt.NDArray[np.bool_], list[RejectedRow]]:
+        """Every row of ``frame`` checked, none filtered: (rows, which are valid, the bad ones)."""
+        if self._unfiltered is None:
+            everything = dataclasses.replace(self.options, strict=False, stations=None, start=None, end=None)
+            self._unfiltered = _RowValidator(self.layout, everything, self.origin)
+        block = self._unfiltered.validate(frame, lines, 0, [])
+        valid = np.isin(lines, block.rows.lines)
+        values = np.zeros((len(lines), len(self.layout.sensor_columns)), dtype=np.float64)
+        stations = np.full(len(lines), "", dtype=object)
+        ts_ns = np.zeros(len(lines), dtype=np.int64)
+        values[valid] = block.rows.values
+        stations[valid] = block.rows.station_ids
+        ts_ns[valid] = block.rows.ts_ns
+        return RowBlock(lines, stations, ts_ns, values), valid, block.rejected
+
+    def select(
+        self,
+        rows: RowBlock,
+        keep: npt.NDArray[np.bool_],
+        rows_read: int,
+        rejected: list[RejectedRow],
+        bytes_done: int,
+    ) -> SourceBlock:
+        """The valid rows (``keep``) that pass the station filter and the time cut."""
         rows_valid = int(keep.sum())
         if self.options.stations is not None:
-            keep &= np.isin(stations, np.array(sorted(self.options.stations), dtype=object))
+            keep &= np.isin(rows.station_ids, np.array(sorted(self.options.stations), dtype=object))
         if self._start_ns is not None:
-            keep &= ts_ns >= self._start_ns
+            keep &= rows.ts_ns >= self._start_ns
         if self._end_ns is not None:
-            keep &= ts_ns < self._end_ns
-        kept = RowBlock(lines, stations, ts_ns, values)
-        if not keep.all():
-            kept = kept.take(keep)
+            keep &= rows.ts_ns < self._end_ns
+        kept = rows if keep.all() else rows.take(keep)
         return SourceBlock(
             rows=kept,
-            rows_read=n + sum(1 for row in extra if row.reason == "wrong_field_count"),
+            rows_read=rows_read,
             rejected=rejected,
             filtered=rows_valid - len(kept),
             bytes_done=bytes_done,
         )
+
+    def station_problem(self, station: str) -> str | None:
+        return self._station_problem(station)
 
     def _timestamps(self, column: pd.Series[Any], mark: Any) -> npt.NDArray[np.int64]:
         if isinstance(column.dtype, pd.DatetimeTZDtype):
@@ -402,11 +462,15 @@ class CsvSource:
     ) -> SourceBlock | None:
         expected = len(self.header)
         quoted = b'"' in data
-        if not quoted and _regular(data, expected):
+        grid = None if quoted else _separator_grid(data, expected)
+        if grid is not None:
             # The common case: every line has exactly the header's field count (pandas would not
             # say otherwise: with usecols it silently ignores extra fields), so rows are lines.
+            lines = first_line + np.arange(len(grid), dtype=np.int64)
+            fast = self._clean_block(data, grid, lines, bytes_done, validator)
+            if fast is not None:
+                return fast
             frame = self._read_frame(data)
-            lines = first_line + np.arange(len(frame), dtype=np.int64)
             return validator.validate(frame, lines, bytes_done, [])
         if quoted:
             fields, blank = _field_counts_quoted(data)
@@ -439,6 +503,70 @@ class CsvSource:
             )
         return validator.validate(frame, line_numbers, bytes_done, extra)
 
+    def _clean_block(
+        self,
+        data: bytes,
+        grid: npt.NDArray[np.int64],
+        lines: npt.NDArray[np.int64],
+        bytes_done: int,
+        validator: _RowValidator,
+    ) -> SourceBlock | None:
+        """The block read straight from its bytes, or None when its timestamps vary in width.
+
+        Why: pandas' parsing, then formatting every float again as JSON, was most of a replay's CPU.
+        Here the separators' positions locate every field; timestamps are parsed once per run of
+        equal texts, stations once per distinct id, and sensor texts that are plain JSON numbers are
+        kept as they are (``RawTokens``). Rows with anything unusual (a bad or missing cell, ``+5``,
+        ``1e3``, ``nan``, a long station id) go through pandas and the validator like any block,
+        which reports the bad ones with their line numbers and formats the others' values again:
+        the two paths accept the same rows and mean the same values.
+        """
+        buf = np.frombuffer(data, dtype=np.uint8)
+        n = len(grid)
+        line_starts = np.concatenate(([0], grid[:-1, -1] + 1))
+
+        def field(column: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+            c = self.header.index(column)
+            return (line_starts if c == 0 else grid[:, c - 1] + 1), grid[:, c]
+
+        timestamps = _clean_timestamps(buf, *field(self.layout.timestamp_column))
+        if timestamps is None:
+            return None
+        ts_ns, clean = timestamps
+        if self.layout.station_column is None:
+            stations = np.full(n, self.options.default_station, dtype=object)
+        else:
+            stations, clean_stations = _clean_stations(buf, *field(self.layout.station_column), validator)
+            clean &= clean_stations
+        spans = [field(column) for column in self.layout.sensor_columns.values()]
+        starts = np.stack([start for start, _ in spans], axis=1)
+        ends = np.stack([end for _, end in spans], axis=1)
+        clean &= _plain_json_numbers(buf, starts, ends)
+        if clean.all():
+            rows = RowBlock(lines, stations, ts_ns, tokens=RawTokens(buf, starts, ends))
+            return validator.select(rows, clean, n, [], bytes_done)
+
+        # The other rows, through pandas; the valid ones get their values' JSON text appended.
+        odd = np.flatnonzero(~clean)
+        pieces = data.split(b"\n")
+        frame = self._read_frame(b"\n".join(pieces[i] for i in odd) + b"\n")
+        checked, valid, rejected = validator.check(frame, lines[odd])
+        if rejected and self.options.strict:
+            first = rejected[0]
+            raise DataError(f"{self.path}:{first.line}: {first.reason}: {first.detail} (--strict)")
+        kept_odd = odd[valid]
+        texts = [orjson.dumps(float(value)) for value in checked.values[valid].ravel()]
+        lengths = np.fromiter((len(text) for text in texts), dtype=np.int64, count=len(texts))
+        side_starts = (len(data) + np.cumsum(lengths) - lengths).reshape(-1, starts.shape[1])
+        starts[kept_odd] = side_starts
+        ends[kept_odd] = side_starts + lengths.reshape(-1, starts.shape[1])
+        stations[odd] = checked.station_ids
+        ts_ns[odd] = checked.ts_ns
+        clean[kept_odd] = True
+        buffer = np.frombuffer(data + b"".join(texts), dtype=np.uint8)
+        rows = RowBlock(lines, stations, ts_ns, tokens=RawTokens(buffer, starts, ends))
+        return validator.select(rows, clean, n, rejected, bytes_done)
+
     def _read_frame(self, data: bytes) -> pd.DataFrame:
         text_columns = [self.layout.timestamp_column]
         if self.layout.station_column is not None:
@@ -460,16 +588,119 @@ class CsvSource:
             raise DataError(f"{self.path}: cannot parse CSV: {error}") from error
 
 
-def _regular(data: bytes, fields: int) -> bool:
-    """True when every line of the block has exactly ``fields`` fields (and none is blank): its
-    separators, in order, are then ``fields - 1`` commas and a newline, again and again."""
+def _separator_grid(data: bytes, fields: int) -> npt.NDArray[np.int64] | None:
+    """Positions of every line's separators, one row per line, when every line of the block has
+    exactly ``fields`` fields (and none is blank): its separators, in order, are then ``fields - 1``
+    commas and a newline, again and again. None otherwise."""
     buf = np.frombuffer(data, dtype=np.uint8)
-    is_comma = buf == _COMMA
-    separators = buf[is_comma | (buf == _NEWLINE)]
-    if len(separators) % fields:
-        return False
-    grid = separators.reshape(-1, fields)
-    return bool((grid[:, -1] == _NEWLINE).all() and (grid[:, :-1] == _COMMA).all())
+    positions = np.flatnonzero((buf == _COMMA) | (buf == _NEWLINE))
+    if len(positions) % fields:
+        return None
+    grid = positions.reshape(-1, fields)
+    if not ((buf[grid[:, -1]] == _NEWLINE).all() and (buf[grid[:, :-1]] == _COMMA).all()):
+        return None
+    return grid
+
+
+_MAX_TIMESTAMP_CHARS = 40
+_STATION_WORD = 8  # station ids up to this many bytes are told apart as one uint64
+# Per byte: 1 digit, 2 minus, 3 point, 0 anything else (padding included).
+_NUMBER_CLASS = np.full(256, 8, dtype=np.uint8)
+_NUMBER_CLASS[0] = 0
+_NUMBER_CLASS[ord("0") : ord("9") + 1] = 1
+_NUMBER_CLASS[ord("-")] = 2
+_NUMBER_CLASS[ord(".")] = 4
+_WORD = 8
+_EVERY_BYTE_1 = np.uint64(0x0101010101010101)
+# _LOW_BYTES[n]: the mask of a uint64's n low bytes.
+_LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(_WORD + 1)], dtype=np.uint64)
+
+
+def _chars(
+    buf: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64], width: int
+) -> npt.NDArray[np.uint8]:
+    """Texts as a (..., width) byte array, zero-padded after each text's end."""
+    offsets = np.arange(width)
+    chars = buf.take(starts[..., None] + offsets, mode="clip")
+    chars[offsets >= lengths[..., None]] = 0
+    return chars
+
+
+def _clean_timestamps(
+    buf: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]] | None:
+    """(ns truncated to µs, parsed) when all texts have one width, else None. A file's rows come
+    in runs of one timestamp (one per station), so each run is parsed once."""
+    lengths = ends - starts
+    width = int(lengths[0])
+    if width == 0 or width > _MAX_TIMESTAMP_CHARS or not (lengths == width).all():
+        return None
+    chars = buf.take(starts[:, None] + np.arange(width))
+    new_run = np.ones(len(chars), dtype=bool)
+    new_run[1:] = (chars[1:] != chars[:-1]).any(axis=1)
+    run_starts = np.flatnonzero(new_run)
+    texts = [bytes(row).decode("utf-8", errors="replace") for row in chars[run_starts]]
+    parsed = pd.to_datetime(pd.Series(texts, dtype=object), format="ISO8601", utc=True, errors="coerce")
+    run_ok = ~parsed.isna().to_numpy()
+    run_ns = parsed.to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
+    run_ns[~run_ok] = 0
+    run_ns -= run_ns % _NS_PER_US  # as the pandas path: the wire carries microseconds
+    counts = np.diff(np.append(run_starts, len(chars)))
+    return np.repeat(run_ns, counts), np.repeat(run_ok, counts)
+
+
+def _clean_stations(
+    buf: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], validator: Any
+) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.bool_]]:
+    """Station ids, and which are short, valid and need no stripping."""
+    lengths = ends - starts
+    short = (lengths > 0) & (lengths <= _STATION_WORD)
+    words = _chars(buf, starts, np.where(short, lengths, 0), _STATION_WORD).view(np.uint64)[:, 0]
+    codes, uniques = pd.factorize(words)
+    names: list[str] = []
+    good: list[bool] = []
+    for word in uniques:
+        name = np.uint64(word).tobytes().rstrip(b"\x00").decode("utf-8", errors="replace")
+        names.append(name)
+        good.append(name != "" and name == name.strip() and validator.station_problem(name) is None)
+    table = np.empty(len(names), dtype=object)
+    table[:] = names
+    return table[codes], short & np.array(good, dtype=bool)[codes]
+
+
+def _plain_json_numbers(
+    buf: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """Per row: every text is ``-?(0|[1-9][0-9]*)(\\.[0-9]+)?`` of at most 8 characters: a JSON
+    number, finite (no exponent), meaning what ``float()`` makes of it. ``+5``, `` 5``, ``5.``,
+    ``.5``, ``007``, ``1e3``, ``nan``, ``0x10`` and empty cells are not.
+
+    Each text is read as one little-endian uint64 (8 bytes from its start, the bytes past its end
+    masked off), and its characters' classes (digit 1, minus 2, point 4, other 8, none 0) as
+    another, so every check is a few integer operations per text instead of one per character.
+    """
+    lengths = ends - starts
+    fits = (lengths >= 1) & (lengths <= _WORD)
+    # Overlapping 8-byte windows at every offset (the buffer is padded so the last ones exist).
+    padded = np.concatenate([buf, np.zeros(_WORD, dtype=np.uint8)])
+    windows = np.ndarray((len(buf),), dtype="<u8", buffer=padded, strides=(1,))
+    words = windows[np.where(fits, starts, 0)] & _LOW_BYTES.take(np.where(fits, lengths, 0))
+    classes = _NUMBER_CLASS.take(words.view(np.uint8)).view("<u8").reshape(words.shape)
+    ones = _LOW_BYTES.take(np.where(fits, lengths, 0)) & _EVERY_BYTE_1
+    ok = fits & ((classes & (_EVERY_BYTE_1 * 8)) == 0)  # only digits, "-" and "."
+    ok &= ((classes | (classes >> 1) | (classes >> 2)) & _EVERY_BYTE_1) == ones  # no NUL inside
+    ok &= (classes & (_EVERY_BYTE_1 * 2) & ~np.uint64(0xFF)) == 0  # "-" first or nowhere
+    points = classes & (_EVERY_BYTE_1 * 4)
+    ok &= (points & (points - np.uint64(1))) == 0  # at most one "."
+    lead_shift = np.where((classes & np.uint64(2)) != 0, np.uint64(8), np.uint64(0))
+    ok &= ((classes >> lead_shift) & np.uint64(0xFF)) == 1  # not "-", "-.5", ".5"
+    last_shift = (np.maximum(lengths, 1) - 1).astype(np.uint64) * np.uint64(8)
+    ok &= ((classes >> last_shift) & np.uint64(0xFF)) == 1  # not "5."
+    zero_lead = ((words >> lead_shift) & np.uint64(0xFF)) == ord("0")
+    digit_after = ((classes >> (lead_shift + np.uint64(8))) & np.uint64(0xFF)) == 1
+    ok &= ~(zero_lead & digit_after)  # not "007" ("0" and "0.5" are fine)
+    result: npt.NDArray[np.bool_] = ok.all(axis=-1)
+    return result
 
 
 def _field_counts(data: bytes) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:

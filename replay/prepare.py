@@ -28,9 +28,9 @@ import numpy.typing as npt
 
 from detector import errors
 from detector.errors import CentinelaError
-from replay.csv_source import CsvSource, RejectedRow, SourceBlock, SourceOptions
+from replay.csv_source import CsvSource, RejectedRow, RowBlock, SourceBlock, SourceOptions
 from replay.disorder import Disorder, DisorderOptions
-from replay.wire import WireBatch, encode_block
+from replay.wire import WireBatch, encode_block, encode_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,21 @@ def _sampling_step(ts_ns: npt.NDArray[np.int64]) -> int | None:
     return int(np.median(np.diff(distinct)))
 
 
+def _encode(
+    rows: RowBlock,
+    index: Any,
+    ts_ns: npt.NDArray[np.int64],
+    sensors: tuple[str, ...],
+    schedule_ns: npt.NDArray[np.int64] | None,
+) -> WireBatch:
+    """A batch's wire bytes: from the file's own number text when the source kept it."""
+    if rows.tokens is not None:
+        return encode_tokens(
+            rows.station_ids[index], ts_ns[index], rows.tokens.take(index), sensors, schedule_ns
+        )
+    return encode_block(rows.station_ids[index], ts_ns[index], rows.values[index], sensors, schedule_ns)
+
+
 def prepare(
     source: BlockSource,
     sensors: tuple[str, ...],
@@ -106,14 +121,13 @@ def prepare(
                 ts_part = ts_ns[part]
                 if disorder is not None:
                     plan = disorder.apply(ts_part)
-                    index = plan.index + start
-                    batch = encode_block(
-                        rows.station_ids[index], ts_ns[index], rows.values[index], sensors, plan.schedule_ns
-                    )
+                    index: Any = plan.index + start
+                    schedule: npt.NDArray[np.int64] | None = plan.schedule_ns
                     dropped, duplicated = plan.dropped, plan.duplicated
                 else:
-                    batch = encode_block(rows.station_ids[part], ts_part, rows.values[part], sensors)
+                    index, schedule = part, None
                     dropped = duplicated = 0
+                batch = _encode(rows, index, ts_ns, sensors, schedule)
                 sent_any = sent_any or len(batch) > 0
                 prepared = PreparedBlock(batch, dropped=dropped, duplicated=duplicated, pass_index=pass_index)
                 if not bookkeeping_done:

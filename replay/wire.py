@@ -124,3 +124,105 @@ def encode_block(
         keys=keys,
         schedule_ns=np.asarray(schedule_ns, dtype=np.int64),
     )
+
+
+@dataclass
+class RawTokens:
+    """Sensor values as the CSV's own number text: ``buffer[starts[i, j]:ends[i, j]]`` is row i's
+    sensor j. Only texts checked to be plain JSON numbers (``-?(0|[1-9][0-9]*)(\\.[0-9]+)?``, see
+    ``replay.csv_source``) are kept this way, so they can go on the wire as they are."""
+
+    buffer: npt.NDArray[np.uint8]
+    starts: npt.NDArray[np.int64]  # (rows, sensors)
+    ends: npt.NDArray[np.int64]
+
+    def take(self, index: Any) -> RawTokens:
+        return RawTokens(self.buffer, self.starts[index], self.ends[index])
+
+    def floats(self) -> npt.NDArray[np.float64]:
+        """The values as floats (correctly rounded, like ``float(text)``), for whoever needs them."""
+        if self.starts.size == 0:
+            return np.zeros(self.starts.shape, dtype=np.float64)
+        lengths = self.ends - self.starts
+        width = int(lengths.max())
+        at = self.starts[..., None] + np.arange(width)
+        chars = np.where(np.arange(width) < lengths[..., None], self.buffer.take(at, mode="clip"), 0)
+        texts = np.ascontiguousarray(chars, dtype=np.uint8).view(f"S{width}")[..., 0]
+        result: npt.NDArray[np.float64] = texts.astype(np.float64)
+        return result
+
+
+def encode_tokens(
+    station_ids: npt.NDArray[np.object_],
+    ts_ns: npt.NDArray[np.int64],
+    tokens: RawTokens,
+    sensors: Sequence[str],
+    schedule_ns: npt.NDArray[np.int64] | None = None,
+) -> WireBatch:
+    """Wire bytes like ``encode_block``'s, with each number copied from the CSV's own text.
+
+    Why: parsing floats and formatting them again was most of a replay's CPU. Every message is a
+    run of segments (station prefix, timestamp piece, number, key, number, ..., ``}\\n``), each
+    either a slice of the CSV block or of a small table of constant pieces; one numpy gather over a
+    byte index built with a cumulative sum copies them all, with no Python object per value. The
+    numbers are byte-for-byte the file's (``509.90`` stays ``509.90``), so the JSON parses to the
+    same floats as ``Reading.to_json_bytes()`` would carry, not always to the same bytes.
+    """
+    n = len(station_ids)
+    if schedule_ns is None:
+        schedule_ns = ts_ns
+    station_codes, stations = pd.factorize(station_ids)
+    keys = tuple(str(station).encode() for station in stations)
+    if n == 0:
+        return WireBatch(b"", np.zeros(0, dtype=np.int32), keys, np.zeros(0, dtype=np.int64))
+    k = len(sensors)
+    quoted = [orjson.dumps(name) for name in sensors]
+    ts_codes, ts_uniques = pd.factorize(ts_ns)
+    constants: list[bytes] = [b'{"station_id":"' + key + b'","ts":"' for key in keys]
+    constants += format_timestamps(np.asarray(ts_uniques), b'",' + quoted[0] + b":").tolist()
+    constants += [b"," + name + b":" for name in quoted[1:]]
+    constants.append(b"}\n")
+    lengths = np.fromiter((len(piece) for piece in constants), dtype=np.int64, count=len(constants))
+    offsets = np.cumsum(lengths) - lengths
+
+    low = int(tokens.starts.min())
+    high = int(tokens.ends.max())
+    source = np.concatenate([tokens.buffer[low:high], np.frombuffer(b"".join(constants), dtype=np.uint8)])
+    table_base = high - low
+    ts_base = len(keys)
+    key_base = ts_base + len(ts_uniques)
+
+    width = 2 * k + 2
+    seg_source = np.empty((n, width), dtype=np.int64)
+    seg_length = np.empty((n, width), dtype=np.int64)
+    seg_source[:, 0] = table_base + offsets[station_codes]
+    seg_length[:, 0] = lengths[station_codes]
+    seg_source[:, 1] = table_base + offsets[ts_base + ts_codes]
+    seg_length[:, 1] = lengths[ts_base + ts_codes]
+    seg_source[:, 2::2] = tokens.starts - low
+    seg_length[:, 2::2] = tokens.ends - tokens.starts
+    for j in range(1, k):
+        seg_source[:, 2 * j + 1] = table_base + offsets[key_base + j - 1]
+        seg_length[:, 2 * j + 1] = lengths[key_base + j - 1]
+    seg_source[:, -1] = table_base + offsets[-1]
+    seg_length[:, -1] = lengths[-1]
+
+    # Byte t of the payload comes from source[index[t]]; within a segment the index steps by one,
+    # and at a segment's first byte it jumps to that segment's source (no segment is empty).
+    starts_flat = seg_source.ravel()
+    lengths_flat = seg_length.ravel()
+    ends_out = np.cumsum(lengths_flat)
+    total = int(ends_out[-1])
+    # int32 (a batch is far below 2 GiB): these are the only passes over every byte, and half the
+    # width is half the memory traffic.
+    step = np.ones(total, dtype=np.int32)
+    step[0] = starts_flat[0]
+    step[ends_out[:-1]] = starts_flat[1:] - (starts_flat[:-1] + lengths_flat[:-1] - 1)
+    np.cumsum(step, out=step)
+    payload = source.take(step).tobytes()
+    return WireBatch(
+        payload=payload,
+        key_codes=station_codes.astype(np.int32),
+        keys=keys,
+        schedule_ns=np.asarray(schedule_ns, dtype=np.int64),
+    )

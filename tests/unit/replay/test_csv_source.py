@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,8 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.errors import ConfigError, DataError
-from detector.readings import DEFAULT_SENSORS
-from replay.csv_source import CsvSource, FrameSource, RowBlock, SourceOptions, resolve_layout
+from detector.readings import DEFAULT_SENSORS, Reading, ReadingParser
+from replay.csv_source import (
+    CsvSource,
+    FrameSource,
+    RowBlock,
+    SourceOptions,
+    _plain_json_numbers,
+    resolve_layout,
+)
+from replay.disorder import DisorderOptions
+from replay.prepare import prepare
 
 ORIGINAL = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "rebombeo_huachicoleo.csv"
 SENSOR_VALUES = "500.5,70.25,1800,15,400"
@@ -252,3 +262,64 @@ def test_line_numbers_are_exact_whatever_the_mix_and_the_blocks(
     expected = [f"line {i + 2}: {KINDS[kind][0]}" for i, kind in enumerate(kinds) if KINDS[kind][0]]
     assert [": ".join(r.split(": ")[:2]) for r in rejects] == expected
     assert read == sum(1 for kind in kinds if kind != "blank")
+
+
+def test_only_plain_json_number_texts_are_kept_as_text() -> None:
+    plain = re.compile(rb"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
+    rng = np.random.default_rng(5)
+    alphabet = np.frombuffer(b"0123456789.-+eE x\x00", dtype=np.uint8)
+    texts = [b"", b"0", b"-0", b"00", b"007", b"0.5", b"5.", b".5", b"-.5", b"+5", b" 5", b"5 ", b"1e3"]
+    texts += [b"nan", b"inf", b"0x10", b"1.2.3", b"1-2", b"-", b"12345678", b"123456789", b"509.90"]
+    texts += [alphabet[rng.integers(0, len(alphabet), rng.integers(0, 10))].tobytes() for _ in range(5000)]
+    data = b",".join(texts) + b"\n"
+    starts = np.cumsum([0] + [len(text) + 1 for text in texts[:-1]])
+    ends = starts + np.array([len(text) for text in texts])
+    got = _plain_json_numbers(np.frombuffer(data, dtype=np.uint8), starts[:, None], ends[:, None])
+    # Up to 8 characters: longer numbers are sent with their value formatted again.
+    expected = [plain.fullmatch(text) is not None and len(text) <= 8 for text in texts]
+    assert got.tolist() == expected
+
+
+def test_odd_number_texts_are_normalised_or_rejected_with_their_line(tmp_path: Path) -> None:
+    header = "timestamp,station_id,flow,pressure,pump_rpm,tank_level,power\n"
+    lines = [
+        f"2025-01-01T00:0{i}:00Z,EST-01,509.90,{value},1800,15,400\n"
+        for i, value in enumerate(["70.25", "+5", " 5", "5.", "007", "1e3", "nan", "inf", "1e999", "0x10"])
+    ]
+    path = write(tmp_path, header + "".join(lines))
+    rows, rejects, read, _ = read_all(CsvSource(path))
+    assert read == 10
+    assert rejects == [
+        "line 8: not_finite: pressure='nan'",
+        "line 9: not_finite: pressure='inf'",
+        "line 10: not_finite: pressure='1e999'",
+        "line 11: not_a_number: pressure='0x10'",
+    ]
+    assert rows.lines.tolist() == [2, 3, 4, 5, 6, 7]
+    assert rows.values[:, 1].tolist() == [70.25, 5.0, 5.0, 5.0, 7.0, 1000.0]
+    assert rows.values[:, 0].tolist() == [509.9] * 6
+    assert rows.ts_ns.tolist() == [ns(f"2025-01-01T00:0{i}:00Z") for i in range(6)]
+
+
+def test_wire_bytes_of_a_file_with_odd_rows_parse_to_the_file_values(tmp_path: Path) -> None:
+    header = "timestamp,station_id,flow,pressure,pump_rpm,tank_level,power,label\n"
+    lines = [
+        f"2025-01-01T00:00:{i:02d}Z,EST-0{i % 3},5{i}.90,{'+7' if i % 4 == 0 else '70.25'},1800,15,400,1\n"
+        for i in range(40)
+    ]
+    lines[7] = "2025-01-01T00:00:07Z,EST-01,1,2,,4,5,0\n"
+    path = write(tmp_path, header + "".join(lines))
+    source = CsvSource(path, SourceOptions(block_bytes=700))
+    parser = ReadingParser(DEFAULT_SENSORS, limits={})
+    messages = [
+        m for block in prepare(source, DEFAULT_SENSORS, DisorderOptions(), 1) for m in block.batch.messages()
+    ]
+    readings = [parser.parse(m) for m in messages]
+    assert len(readings) == 39
+    assert all(isinstance(r, Reading) for r in readings)
+    assert all(b"label" not in m for m in messages)
+    kept = [i for i in range(40) if i != 7]
+    assert [r.values["flow"] for r in readings if isinstance(r, Reading)] == [float(f"5{i}.90") for i in kept]
+    assert [r.values["pressure"] for r in readings if isinstance(r, Reading)] == [
+        7.0 if i % 4 == 0 else 70.25 for i in kept
+    ]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.readings import DEFAULT_SENSORS, Reading, ReadingParser
-from replay.wire import encode_block, format_timestamps
+from replay.wire import RawTokens, encode_block, encode_tokens, format_timestamps
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 stations = st.sampled_from(["EST-01", "EST-02", "A.b:c_d-9"])
@@ -90,3 +90,66 @@ def test_any_number_of_sensors(count: int) -> None:
         assert list(body) == ["station_id", "ts", *sensors]
         assert [body[name] for name in sensors] == values[i].tolist()
         assert body["station_id"] == stations[i]
+
+
+def _tokens_for(texts: list[list[str]]) -> RawTokens:
+    """RawTokens over a CSV-like buffer holding ``texts`` row by row."""
+    data = b""
+    starts: list[list[int]] = []
+    ends: list[list[int]] = []
+    for row in texts:
+        starts.append([])
+        ends.append([])
+        for text in row:
+            data += b"x,"  # something around every token, as in a CSV line
+            starts[-1].append(len(data))
+            data += text.encode()
+            ends[-1].append(len(data))
+        data += b"\n"
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    return RawTokens(buffer, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64))
+
+
+number_texts = st.builds(
+    lambda sign, whole, fraction: f"{sign}{whole}{'.' + fraction if fraction else ''}",
+    st.sampled_from(["", "-"]),
+    st.integers(min_value=0, max_value=99999).map(str),
+    st.text(alphabet="0123456789", max_size=3),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(stations, moments, st.lists(number_texts, min_size=5, max_size=5)), min_size=1, max_size=30
+    )
+)
+def test_file_text_numbers_parse_to_what_reading_carries(rows: list[tuple[str, datetime, list[str]]]) -> None:
+    """The CSV's own number text ("509.90") is not Reading's bytes ("509.9"): same readings parsed."""
+    parser = ReadingParser(DEFAULT_SENSORS, limits={})
+    station_ids = np.array([row[0] for row in rows], dtype=object)
+    ts_ns = np.array([pd.Timestamp(row[1]).value for row in rows], dtype=np.int64)
+    tokens = _tokens_for([row[2] for row in rows])
+    batch = encode_tokens(station_ids, ts_ns, tokens, DEFAULT_SENSORS)
+    for message, (station, moment, texts) in zip(batch.messages(), rows, strict=True):
+        expected = Reading(
+            station_id=station,
+            ts=moment,
+            values={s: float(t) for s, t in zip(DEFAULT_SENSORS, texts, strict=True)},
+        )
+        got = parser.parse(message)
+        assert isinstance(got, Reading)
+        assert parser.parse(expected.to_json_bytes()) == got
+        assert got.values == expected.values
+    assert batch.key_list() == [s.encode() for s, _, _ in rows]
+    assert tokens.floats().tolist() == [[float(t) for t in row[2]] for row in rows]
+
+
+def test_file_text_numbers_go_on_the_wire_as_they_are() -> None:
+    ts = np.array([pd.Timestamp("2025-01-01T00:05:00Z").value], dtype=np.int64)
+    tokens = _tokens_for([["509.90", "-0.5", "1766", "0", "405.2"]])
+    [message] = encode_tokens(np.array(["EST-03"], dtype=object), ts, tokens, DEFAULT_SENSORS).messages()
+    assert message == (
+        b'{"station_id":"EST-03","ts":"2025-01-01T00:05:00Z","flow":509.90,"pressure":-0.5,'
+        b'"pump_rpm":1766,"tank_level":0,"power":405.2}'
+    )
