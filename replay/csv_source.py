@@ -548,8 +548,8 @@ class CsvSource:
 
         # The other rows, through pandas; the valid ones get their values' JSON text appended.
         odd = np.flatnonzero(~clean)
-        pieces = data.split(b"\n")
-        frame = self._read_frame(b"\n".join(pieces[i] for i in odd) + b"\n")
+        line_ends = grid[:, -1] + 1  # past each line's newline
+        frame = self._read_frame(b"".join(data[line_starts[i] : line_ends[i]] for i in odd.tolist()))
         checked, valid, rejected = validator.check(frame, lines[odd])
         if rejected and self.options.strict:
             first = rejected[0]
