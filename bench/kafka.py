@@ -14,6 +14,7 @@ import time
 import uuid
 
 from bench.record import BenchResult, Stopwatch, rate
+from bench.topics import create_bench_topic, delete_bench_topic
 from centinela import local_broker
 from detector.errors import BrokerError
 
@@ -27,8 +28,6 @@ REPETITIONS = 3
 # consume() waits until it has this many messages or times out; 10,000 made each call wait for
 # several fetches with default fetch settings (163 k/s against 350 k/s with 1,000, same run).
 CONSUME_BATCH = 1_000
-# Notices such as "purging unserved events" on closing an admin client are noise here.
-ADMIN_CONFIG: dict[str, str | int | float | bool] = {"log_level": 4}
 # Producer settings a throughput-minded client would use; nothing exotic, no compression.
 PRODUCER_CONFIG: dict[str, str | int | float | bool] = {
     "linger.ms": 5,
@@ -38,32 +37,6 @@ PRODUCER_CONFIG: dict[str, str | int | float | bool] = {
     "queue.buffering.max.kbytes": 1_048_576,
     "delivery.report.only.error": True,
 }
-
-
-def _create_topic(bootstrap: str) -> str:
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-    name = f"bench.kafka.{uuid.uuid4().hex[:12]}"
-    admin = AdminClient(ADMIN_CONFIG | {"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1)])[name].result(30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        topic = admin.list_topics(topic=name, timeout=5).topics.get(name)
-        if (
-            topic is not None
-            and topic.error is None
-            and all(p.leader >= 0 for p in topic.partitions.values())
-        ):
-            return name
-        time.sleep(0.05)
-    raise BrokerError(f"bench topic {name} got no leaders within 30 s")
-
-
-def _delete_topic(bootstrap: str, name: str) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(ADMIN_CONFIG | {"bootstrap.servers": bootstrap})
-    admin.delete_topics([name])[name].result(30)
 
 
 def produce_loop(bootstrap: str, topic: str, count: int, payload: bytes) -> float:
@@ -138,12 +111,12 @@ def run(quick: bool) -> BenchResult:
     with local_broker.provide() as broker:
         logger.info("bench kafka on %s", broker.describe())
         for repetition in range(REPETITIONS):
-            topic = _create_topic(broker.bootstrap)
+            topic = create_bench_topic(broker.bootstrap, "bench.kafka", PARTITIONS)
             try:
                 produced.append(produce_loop(broker.bootstrap, topic, count, payload))
                 consumed.append(consume_loop(broker.bootstrap, topic, count))
             finally:
-                _delete_topic(broker.bootstrap, topic)
+                delete_bench_topic(broker.bootstrap, topic)
             logger.info(
                 "repetition %d: produce %.0f/s, consume %.0f/s", repetition + 1, produced[-1], consumed[-1]
             )

@@ -26,8 +26,6 @@ import logging
 import resource
 import statistics
 import tempfile
-import time
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bench.record import BenchResult, Stopwatch, rate
+from bench.topics import create_bench_topic, delete_bench_topic
 from centinela import local_broker
 from detector.errors import BrokerError
 from replay.csv_source import SourceOptions
@@ -56,7 +55,6 @@ PACING_MINUTES = 10
 QUICK_PACING_MINUTES = 2
 PACING_SPEED = 60.0
 SEND_SLICE = 16384
-_ADMIN = {"log_level": 4}
 
 
 def write_csv(path: Path, rows: int, stations: int = STATIONS, seed: int = 20250101) -> Path:
@@ -85,32 +83,6 @@ def write_csv(path: Path, rows: int, stations: int = STATIONS, seed: int = 20250
     frame["event_id"] = ""
     frame.to_csv(path, index=False)
     return path
-
-
-def _create_topic(bootstrap: str, prefix: str) -> str:
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-    name = f"bench.replay.{prefix}.{uuid.uuid4().hex[:10]}"
-    admin = AdminClient({**_ADMIN, "bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1)])[name].result(30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        topic = admin.list_topics(topic=name, timeout=5).topics.get(name)
-        if (
-            topic is not None
-            and topic.error is None
-            and all(p.leader >= 0 for p in topic.partitions.values())
-        ):
-            return name
-        time.sleep(0.05)
-    raise BrokerError(f"bench topic {name} got no leaders within 30 s")
-
-
-def _delete_topic(bootstrap: str, name: str) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({**_ADMIN, "bootstrap.servers": bootstrap})
-    admin.delete_topics([name])[name].result(30)
 
 
 def bare_produce(
@@ -153,11 +125,11 @@ def paced_run(path: Path, client_config: dict[str, object], minutes: int) -> tup
         partitions=PARTITIONS,
     )
     bootstrap = str(client_config["bootstrap.servers"])
-    topic = _create_topic(bootstrap, "pacing")
+    topic = create_bench_topic(bootstrap, "bench.replay.pacing", PARTITIONS)
     try:
         summary = replay_csv(path, topic, options, client_config)
     finally:
-        _delete_topic(bootstrap, topic)
+        delete_bench_topic(bootstrap, topic)
     if summary.delivered != (minutes + 1) * STATIONS:
         raise BrokerError(f"paced run delivered {summary.delivered} readings, not {(minutes + 1) * STATIONS}")
     return minutes * 60 / PACING_SPEED, summary.send_span_s
@@ -197,7 +169,7 @@ def run(quick: bool) -> BenchResult:
                 sides = ("bare", "replay", "sender")
                 order = sides[repetition % 3 :] + sides[: repetition % 3]
                 for side in order:
-                    topic = _create_topic(broker.bootstrap, side)
+                    topic = create_bench_topic(broker.bootstrap, f"bench.replay.{side}", PARTITIONS)
                     try:
                         before = _cpu_seconds()
                         with Stopwatch() as watch:
@@ -209,7 +181,7 @@ def run(quick: bool) -> BenchResult:
                                 summary = run_replay(prepared, KafkaSink(topic, config), speed=None)
                         after = _cpu_seconds()
                     finally:
-                        _delete_topic(broker.bootstrap, topic)
+                        delete_bench_topic(broker.bootstrap, topic)
                     if side == "bare":
                         bare_cpu.append((after[0] - before[0]) / len(values) * 1e6)
                         continue
