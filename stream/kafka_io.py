@@ -13,8 +13,11 @@ confluent-kafka's exceptions stop here: they become ``detector.errors.BrokerErro
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, cast
 
 from detector.errors import BrokerError
@@ -24,11 +27,48 @@ from stream.settings import Settings, kafka_client_config
 log = logging.getLogger(__name__)
 
 _TIMEOUT_S = 30.0
-_RETRIES = 5
+# How much longer than the timeout it was given a transactional call may take before it is abandoned.
+_STUCK_MARGIN_S = 5.0
 
 
 def _kafka_error(error: Any) -> Any:
     return error.args[0] if getattr(error, "args", None) else None
+
+
+class _StuckCallError(Exception):
+    """A librdkafka call ran far past the timeout it was given."""
+
+
+class _GuardedCalls:
+    """Runs a producer's transactional calls on a daemon thread, each with a deadline.
+
+    librdkafka can block in ``send_offsets_to_transaction`` long past its timeout when the group
+    coordinator it cached before a broker restart is gone (librdkafka#5456 and #5511, open; seen here
+    with the one local broker stopped for 20 s: the service hung without a word). A call past its
+    deadline is given up on together with its producer and this thread, which stays blocked.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[tuple[Callable[[], object], Future[None]]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="kafka-transactions", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            call, future = self._requests.get()
+            try:
+                call()
+            except BaseException as error:  # handed to the caller, whatever it is
+                future.set_exception(error)
+            else:
+                future.set_result(None)
+
+    def run(self, call: Callable[[], object], deadline_s: float, what: str) -> None:
+        future: Future[None] = Future()
+        self._requests.put((call, future))
+        try:
+            future.result(timeout=deadline_s)
+        except TimeoutError:
+            raise _StuckCallError(f"{what} did not return within {deadline_s:g} s") from None
 
 
 class KafkaBroker:
@@ -47,6 +87,11 @@ class KafkaBroker:
         self._horizon_ms = 0
         self._assignment: list[int] = []
         self._in_transaction = False
+        self._call_timeout_s = settings.transaction_timeout_s
+        self._outage_limit_s = settings.broker_outage_limit_s
+        self._calls = _GuardedCalls()
+        # Producers given up on with a call still blocked inside them: destroying one would block too.
+        self._abandoned: list[Any] = []
         common = kafka_client_config(settings.kafka)
         self._exactly_once = settings.exactly_once
         consumer_config: dict[str, Any] = {
@@ -78,6 +123,7 @@ class KafkaBroker:
         if self._exactly_once:
             producer_config["transactional.id"] = settings.transactional_id
             producer_config["transaction.timeout.ms"] = int(settings.transaction_timeout_s * 1000)
+        self._producer_config = producer_config
         try:
             self._consumer = Consumer(consumer_config)
             self._producer = Producer(producer_config)
@@ -130,14 +176,45 @@ class KafkaBroker:
 
         self._listener = listener
         self._horizon_ms = rebuild_horizon_ms
+        if self._exactly_once:
+            self._init_transactions()
         try:
-            if self._exactly_once:
-                self._producer.init_transactions(_TIMEOUT_S)
             self._consumer.subscribe(
                 [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
         except KafkaException as error:
             raise BrokerError(f"cannot start on {self._topic}: {_kafka_error(error)}") from error
+
+    def _init_transactions(self) -> None:
+        """Register the transactional id, fencing any earlier producer that used it (its open
+        transaction is aborted, or finished if it was already committing)."""
+        from confluent_kafka import KafkaException
+
+        producer = self._producer
+        try:
+            self._retry(
+                lambda: self._calls.run(
+                    lambda: producer.init_transactions(self._call_timeout_s),
+                    self._call_timeout_s + _STUCK_MARGIN_S,
+                    "init_transactions",
+                )
+            )
+        except (KafkaException, _StuckCallError) as error:
+            raise BrokerError(f"cannot start transactions: {_kafka_error(error) or error}") from error
+
+    def _replace_producer(self, reason: str) -> None:
+        from confluent_kafka import Producer
+
+        log.error(
+            "Kafka producer stuck (%s); starting a new one: the unfinished transaction is aborted "
+            "and the partitions are re-read from their committed offsets",
+            reason,
+        )
+        self._abandoned.append(self._producer)
+        self._calls = _GuardedCalls()
+        self._producer = Producer(self._producer_config)
+        self._in_transaction = False
+        self._init_transactions()
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         try:
@@ -239,6 +316,8 @@ class KafkaBroker:
         """After an aborted transaction: re-position every partition at its committed offset (rebuilding)."""
         from confluent_kafka import KafkaException, TopicPartition
 
+        if not self._assignment:
+            return
         partitions = [TopicPartition(self._topic, partition) for partition in self._assignment]
         if self._listener is not None:
             self._listener.revoked(self._assignment)
@@ -340,14 +419,30 @@ class KafkaBroker:
             return
         if not self._in_transaction:
             self.begin()
+        producer, consumer, calls = self._producer, self._consumer, self._calls
+        deadline_s = self._call_timeout_s + _STUCK_MARGIN_S
         try:
             if offsets:
                 self._retry(
-                    lambda: self._producer.send_offsets_to_transaction(
-                        offsets, self._consumer.consumer_group_metadata(), _TIMEOUT_S
+                    lambda: calls.run(
+                        lambda: producer.send_offsets_to_transaction(
+                            offsets, consumer.consumer_group_metadata(), self._call_timeout_s
+                        ),
+                        deadline_s,
+                        "send_offsets_to_transaction",
                     )
                 )
-            self._retry(lambda: self._producer.commit_transaction(_TIMEOUT_S))
+            self._retry(
+                lambda: calls.run(
+                    lambda: producer.commit_transaction(self._call_timeout_s),
+                    deadline_s,
+                    "commit_transaction",
+                )
+            )
+        except _StuckCallError as stuck:
+            # Committed or not, the new producer's fencing settles it, and the committed offsets say which.
+            self._replace_producer(str(stuck))
+            raise TransactionAbortedError(f"transaction abandoned: {stuck}") from None
         except KafkaException as error:
             kafka_error = _kafka_error(error)
             if kafka_error is not None and kafka_error.txn_requires_abort():
@@ -358,19 +453,25 @@ class KafkaBroker:
         self._in_transaction = False
         self._mark_up()
 
-    def _retry(self, operation: Any) -> None:
+    def _retry(self, operation: Callable[[], None]) -> None:
+        """``operation`` until it succeeds, retrying what Kafka calls retriable (a broker away, a
+        coordinator moving) with backoff for up to ``broker_outage_limit_s``."""
         from confluent_kafka import KafkaException
 
-        for attempt in range(_RETRIES):
+        started = time.monotonic()
+        attempt = 0
+        while True:
             try:
                 operation()
                 return
             except KafkaException as error:
                 kafka_error = _kafka_error(error)
-                if kafka_error is None or not kafka_error.retriable() or attempt == _RETRIES - 1:
+                waited = time.monotonic() - started
+                if kafka_error is None or not kafka_error.retriable() or waited > self._outage_limit_s:
                     raise
-                log.warning("transaction step failed, retrying: %s", kafka_error.str())
+                log.warning("transaction step failed after %.1f s, retrying: %s", waited, kafka_error.str())
                 time.sleep(min(2.0, 0.1 * 2**attempt))
+                attempt += 1
 
     def _commit_at_least_once(self, offsets: list[Any]) -> None:
         from confluent_kafka import KafkaException

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from detector.errors import BrokerError
@@ -27,7 +30,9 @@ def test_an_unreachable_cluster_fails_start_with_a_broker_error(monkeypatch: pyt
     from stream import kafka_io
 
     monkeypatch.setattr(kafka_io, "_TIMEOUT_S", 1.0)
-    broker = KafkaBroker(settings(kafka={"bootstrap_servers": "127.0.0.1:1"}, transaction_timeout_s=1))
+    broker = KafkaBroker(
+        settings(kafka={"bootstrap_servers": "127.0.0.1:1"}, transaction_timeout_s=1, broker_outage_limit_s=1)
+    )
 
     class Listener:
         def assigned(self, partitions: object) -> set[int]:
@@ -41,3 +46,29 @@ def test_an_unreachable_cluster_fails_start_with_a_broker_error(monkeypatch: pyt
             broker.start(Listener(), 0)
     finally:
         broker.close()
+
+
+def test_a_call_stuck_past_its_deadline_is_given_up_and_the_next_runs_elsewhere() -> None:
+    from stream.kafka_io import _GuardedCalls, _StuckCallError
+
+    release = threading.Event()
+    calls = _GuardedCalls()
+    started = time.monotonic()
+    with pytest.raises(_StuckCallError, match=r"send_offsets_to_transaction did not return within 0\.2 s"):
+        calls.run(release.wait, 0.2, "send_offsets_to_transaction")
+    assert time.monotonic() - started < 2.0
+    # The stuck thread serves nothing more; a fresh runner does.
+    done: list[int] = []
+    _GuardedCalls().run(lambda: done.append(1), 2.0, "commit_transaction")
+    assert done == [1]
+    release.set()
+
+
+def test_a_guarded_call_s_own_error_reaches_the_caller() -> None:
+    from stream.kafka_io import _GuardedCalls
+
+    def fail() -> None:
+        raise ValueError("from librdkafka")
+
+    with pytest.raises(ValueError, match="from librdkafka"):
+        _GuardedCalls().run(fail, 2.0, "commit_transaction")
