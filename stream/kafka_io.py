@@ -108,6 +108,8 @@ class KafkaBroker:
             # and the resident memory of a backlogged detector well inside its 400 MB budget.
             "queued.max.messages.kbytes": 16384,
         }
+        if settings.static_membership:
+            consumer_config["group.instance.id"] = settings.instance_id
         producer_config: dict[str, Any] = {
             **common,
             "enable.idempotence": True,
