@@ -1,8 +1,10 @@
-"""Incidents from the alerts topic set beside the simulator's true events: caught, missed, false.
+"""The demo's scorecard: incidents from the alerts topic set beside the simulator's true events.
 
-An event counts as caught when an incident on one of its stations is active at some point between
-the event's start and its end plus a grace period (the downstream flow of a tapped segment takes up
-to an hour to settle after the tap closes, so an alarm then is about the same event, not a new one).
+The rules are the sim suite's (``centinela.suites.sim_events``), so the demo and ``centinela evaluate
+sim`` count the same way: a theft or leak is caught when an incident on one of its stations opens
+between its start and its end plus an hour (the downstream flow of a tapped segment takes about that
+long to settle); every other incident is a false alarm. This module only reads the simulator's
+``events.csv`` and shapes the result for the demo's tables and ``scorecard.json``.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-GRACE = timedelta(hours=1)
-DETECTABLE = ("theft", "leak")
+from centinela.suites import sim_events
+
+# Listed but never a detection target: operations the line is expected to do.
+ROUTINE = ("transient", "maintenance")
 
 
 def _ts(text: str) -> datetime:
@@ -45,7 +49,7 @@ class EventRow:
     start: datetime
     end: datetime
     size: str
-    caught: bool | None  # None: not a detection target (sensor faults, transients)
+    caught: bool | None  # None: not a detection target (sensor faults)
     minutes_to_alarm: float | None
 
 
@@ -89,77 +93,74 @@ class Scorecard:
         }
 
 
-def incidents_from_alerts(alerts: Iterable[dict[str, Any]]) -> list[IncidentRow]:
-    """One row per incident id, from its open, update and close alerts."""
-    rows: dict[str, IncidentRow] = {}
-    for alert in sorted(alerts, key=lambda a: (a.get("window_end", ""), a.get("status", ""))):
-        if alert.get("kind", "incident") != "incident":
-            continue
-        ratio = float(alert["score"]) / float(alert["threshold"]) if float(alert["threshold"]) > 0 else 0.0
-        row = rows.get(alert["incident_id"])
-        if row is None:
-            contributions = alert.get("contributions") or []
-            row = IncidentRow(
-                incident_id=alert["incident_id"],
-                station_id=alert["station_id"],
-                opened=_ts(alert["window_end"]),
-                closed=None,
-                peak_ratio=ratio,
-                severity=alert.get("severity", ""),
-                top_sensors=[str(c.get("sensor")) for c in contributions[:2]],
-            )
-            rows[alert["incident_id"]] = row
-        if ratio > row.peak_ratio:
-            row.peak_ratio = ratio
-            row.severity = alert.get("severity", row.severity)
-        if alert.get("status") == "close":
-            row.closed = _ts(alert["window_end"])
-    return sorted(rows.values(), key=lambda r: (r.opened, r.station_id))
-
-
 def _size(event: pd.Series) -> str:
     if event["unit"] == "fraction_of_flow":
         return f"{100 * float(event['magnitude']):.1f}% of flow"
     return f"{event['magnitude']} {event['unit']}"
 
 
+def _truth_event(event: pd.Series, stations: list[str]) -> sim_events.TruthEvent:
+    extraction = event["event_type"] in ("theft", "leak")
+    return sim_events.TruthEvent(
+        event_id=event["event_id"],
+        event_type=event["event_type"],
+        subtype=event["subtype"],
+        stations=tuple(stations),
+        start=_ts(event["start"]),
+        end=_ts(event["end"]),
+        magnitude=float(event["magnitude"]) if extraction and event["magnitude"] else None,
+        sensor=event["sensor"] or None,
+    )
+
+
 def score_incidents(
-    alerts: list[dict[str, Any]], events_csv: Path, since: datetime | None = None
+    alerts: Iterable[dict[str, Any]], events_csv: Path, since: datetime | None = None
 ) -> Scorecard:
     """Join the alerts with the simulator's ``events.csv`` (only events ending after ``since``)."""
-    card = Scorecard(incidents=incidents_from_alerts(alerts))
-    card.data_gaps = sum(1 for a in alerts if a.get("kind") == "data_gap" and a.get("status") == "open")
-    events = pd.read_csv(events_csv, dtype=str, keep_default_na=False)
-    for _, event in events.iterrows():
-        start, end = _ts(event["start"]), _ts(event["end"])
-        if since is not None and end < since:
+    alerts = list(alerts)
+    folded = sim_events.fold_incidents(alerts)
+    table = pd.read_csv(events_csv, dtype=str, keep_default_na=False)
+    shown: list[tuple[pd.Series, list[str]]] = []
+    for _, event in table.iterrows():
+        if since is not None and _ts(event["end"]) < since:
             continue
-        if event["event_type"] in ("transient", "maintenance"):
+        shown.append((event, (event["stations"] or event["station_id"]).split()))
+    truths = [_truth_event(event, stations) for event, stations in shown]
+    data_end = max([i.last_window_end for i in folded] + [t.end for t in truths], default=datetime.now(UTC))
+    joined = sim_events.join(truths, folded, data_end)
+    outcome = {record["event_id"]: record for record in joined.events}
+
+    card = Scorecard(data_gaps=sum(1 for i in folded if i.kind == sim_events.GAP_KIND))
+    for incident in folded:
+        if incident.kind == sim_events.GAP_KIND:
             continue
-        stations = (event["stations"] or event["station_id"]).split()
-        target = event["event_type"] in DETECTABLE
-        first_alarm: datetime | None = None
-        for incident in card.incidents:
-            if incident.station_id not in stations:
-                continue
-            active_until = incident.closed or datetime.max.replace(tzinfo=start.tzinfo)
-            if incident.opened <= end + GRACE and active_until >= start:
-                if target:
-                    incident.matched_event = event["event_id"]
-                first_alarm = incident.opened if first_alarm is None else min(first_alarm, incident.opened)
-        caught = (first_alarm is not None) if target else None
-        delay = max(0.0, (first_alarm - start).total_seconds() / 60) if first_alarm and target else None
+        card.incidents.append(
+            IncidentRow(
+                incident_id=incident.incident_id,
+                station_id=incident.station_id,
+                opened=incident.opened_at,
+                closed=incident.last_window_end if incident.closed else None,
+                peak_ratio=incident.peak_ratio,
+                severity=incident.severity,
+                top_sensors=list(incident.top_sensors),
+                matched_event=joined.explained_by.get(incident.incident_id),
+            )
+        )
+    for (event, stations), truth in zip(shown, truths, strict=True):
+        if truth.event_type in ROUTINE:
+            continue
+        record = outcome.get(truth.event_id)
         card.events.append(
             EventRow(
-                event_id=event["event_id"],
-                event_type=event["event_type"] + (f"/{event['subtype']}" if event["subtype"] else ""),
+                event_id=truth.event_id,
+                event_type=truth.event_type + (f"/{truth.subtype}" if truth.subtype else ""),
                 where=event["segment"] or event["station_id"],
                 stations=stations,
-                start=start,
-                end=end,
+                start=truth.start,
+                end=truth.end,
                 size=_size(event),
-                caught=caught,
-                minutes_to_alarm=delay,
+                caught=None if record is None else bool(record["caught"]),
+                minutes_to_alarm=None if record is None else record["minutes_to_alarm"],
             )
         )
     return card

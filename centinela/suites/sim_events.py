@@ -69,6 +69,8 @@ class Incident:
     peak_ratio: float = 0.0
     top_sensor: str | None = None
     top_share: float = 0.0
+    severity: str = ""  # of the alert with the peak ratio
+    top_sensors: tuple[str, ...] = ()  # the two largest shares of that alert
     reasons: set[str] = field(default_factory=set)
 
     def span(self, data_end: datetime) -> tuple[datetime, datetime]:
@@ -109,10 +111,12 @@ def fold_incidents(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:
             ratio = float(score) / float(threshold)
             if ratio > incident.peak_ratio:
                 incident.peak_ratio = ratio
+                incident.severity = str(alert.get("severity") or incident.severity)
                 shares = alert.get("contributions") or []
                 if shares:
                     incident.top_sensor = str(shares[0]["sensor"])
                     incident.top_share = float(shares[0]["share"])
+                    incident.top_sensors = tuple(str(share["sensor"]) for share in shares[:2])
     return sorted(incidents.values(), key=lambda i: (i.opened_at, i.station_id))
 
 
@@ -140,6 +144,7 @@ class Join:
     false_alarms: list[dict[str, Any]]
     faults: list[dict[str, Any]]
     caught_by: dict[str, Incident]
+    explained_by: dict[str, str] = field(default_factory=dict)  # incident id -> the event it belongs to
 
 
 def join(
@@ -154,6 +159,7 @@ def join(
     explained: set[str] = set()
     records: list[dict[str, Any]] = []
     caught_by: dict[str, Incident] = {}
+    explained_by: dict[str, str] = {}
     for event in extractions:
         hits = [
             i
@@ -161,6 +167,8 @@ def join(
             if i.station_id in event.stations and event.start < i.opened_at <= event.end + grace
         ]
         explained.update(i.incident_id for i in hits)
+        for hit in hits:
+            explained_by.setdefault(hit.incident_id, event.event_id)
         first = min(hits, key=lambda i: i.opened_at) if hits else None
         if first is not None:
             caught_by[event.event_id] = first
@@ -234,7 +242,7 @@ def join(
                 ),
             }
         )
-    return Join(records, false_alarms, fault_records, caught_by)
+    return Join(records, false_alarms, fault_records, caught_by, explained_by)
 
 
 def _cause_matches(cause: str, incident: Incident, events: Sequence[TruthEvent], grace: timedelta) -> bool:
