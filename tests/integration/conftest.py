@@ -9,17 +9,32 @@
 - ``fresh_group``: a unique consumer group id; ``kafka_helpers.new_group_id()`` gives more.
 - ``kafka_config``: ``{"bootstrap.servers": ...}`` to extend with client settings.
 - ``kcat``: a ``Kcat`` bound to the broker (``kcat.run([...])``, ``kcat.consume(topic)``).
+
+Fixtures of the detector tests:
+
+- ``in_process``: ``in_process(settings, clock=None) -> Running`` runs the detector in a thread;
+  every one started is stopped (as by SIGTERM) at the end of the test, which fails if it raised.
+- ``own_home``: a home for a broker of the test's own (``own_broker.OwnBroker``), sharing the
+  main home's jars.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from centinela import local_broker
 from detector.errors import CentinelaError
+from stream.clock import ManualClock
+from stream.runner import Running, run_detector
+from stream.settings import Settings
 from tests.integration.kafka_helpers import (
     BROKER_LINE_KEY,
     Kcat,
@@ -28,6 +43,7 @@ from tests.integration.kafka_helpers import (
     new_group_id,
     provide_broker,
 )
+from tests.integration.polling import wait_for
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +97,53 @@ def kcat(kafka_bootstrap: str) -> Iterator[Kcat]:
         yield runner
     finally:
         runner.close()
+
+
+@pytest.fixture
+def in_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., Running]]:
+    """Start the detector in a thread; it is stopped (SIGTERM-equivalent) at the end of the test."""
+    for name in list(os.environ):
+        if name.startswith("CENTINELA_"):
+            monkeypatch.delenv(name)
+    started: list[tuple[threading.Thread, threading.Event, list[BaseException]]] = []
+
+    def start(settings: Settings, clock: ManualClock | None = None) -> Running:
+        stop = threading.Event()
+        ready: list[Running] = []
+        errors: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                run_detector(
+                    settings, stop=stop, registry=CollectorRegistry(), clock=clock, on_start=ready.append
+                )
+            except BaseException as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=target, name="detector", daemon=True)
+        thread.start()
+        started.append((thread, stop, errors))
+        wait_for(lambda: bool(ready) or bool(errors) or not thread.is_alive(), 60, "the detector to start")
+        if errors:
+            raise errors[0]
+        return ready[0]
+
+    yield start
+    for thread, stop, errors in started:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "the detector did not stop within 30 s"
+        assert not errors, errors
+
+
+@pytest.fixture
+def own_home(tmp_path: Path) -> Path:
+    # Share the jars (and the class archive) of the main home instead of resolving them again.
+    main = local_broker.BrokerHome.from_environment()
+    local_broker.fetch(main)
+    (tmp_path / "libs").symlink_to(main.libs, target_is_directory=True)
+    for archive in main.root.glob("classes-*.jsa"):
+        (tmp_path / archive.name).symlink_to(archive)
+    return tmp_path

@@ -1,38 +1,44 @@
-"""Run ``centinela detect`` as a subprocess with settings in its environment, for crash tests."""
+"""Run the detector for a test: ``centinela detect`` as a subprocess with settings in its
+environment (crash tests: it can be SIGKILLed), or the settings for one run in a thread."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
-from socket import socket
 from typing import Any
 
-import orjson
-
+from stream.settings import Settings
+from tests.integration.detector_topics import Topics
 from tests.integration.kafka_helpers import unique_name
-from tests.integration.test_detector_service import Topics, committed_all, read_topic
+from tests.integration.local_ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+READ = "centinela_readings_total"  # readings a detector has consumed, by outcome
 
 
 def start_detector(
-    bootstrap: str, topics: Topics, group: str, bundle: Path, log_path: Path, **extra: str
+    bootstrap: str,
+    topics: Topics,
+    group: str,
+    bundle: Path,
+    log_path: Path,
+    *,
+    instance_id: str | None = None,
+    **extra: str,
 ) -> subprocess.Popen[bytes]:
-    """One detector process; ``extra`` are CENTINELA_* settings (name without the prefix)."""
+    """One detector process; ``instance_id`` (default: a new one) is its static member and
+    transactional id, ``extra`` are CENTINELA_* settings (name without the prefix)."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CENTINELA_")},
         **topics.env(),
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "CENTINELA_GROUP_ID": group,
-        "CENTINELA_INSTANCE_ID": unique_name("eo"),
+        "CENTINELA_INSTANCE_ID": instance_id or unique_name("eo"),
         "CENTINELA_BUNDLE_PATH": str(bundle),
         "CENTINELA_METRICS_HOST": "127.0.0.1",
         "CENTINELA_METRICS_PORT": str(free_port()),
@@ -51,21 +57,62 @@ def start_detector(
         )
 
 
-def committed_alerts(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every committed alert (read_committed), parsed."""
-    return [orjson.loads(m.value()) for m in read_topic(bootstrap, topic)]
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the detector finishes its batch and leaves), SIGKILL if it has not within 30 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
-def comparable(alert: dict[str, Any]) -> dict[str, Any]:
-    """An alert's payload without the fields that depend on wall time."""
-    return {k: v for k, v in alert.items() if k != "emitted_at"}
+def detector_settings(bootstrap: str, topics: Topics, group: str, bundle: Path, **extra: Any) -> Settings:
+    """Settings for a detector run in this process (the ``in_process`` fixture), fast timers."""
+    fields: dict[str, Any] = {
+        "kafka": {"bootstrap_servers": bootstrap},
+        "topics": {
+            "readings": topics.readings,
+            "alerts": topics.alerts,
+            "dlq": topics.dlq,
+            "scores": topics.scores,
+        },
+        "group_id": group,
+        "instance_id": unique_name("itest"),
+        "bundle_path": bundle,
+        "metrics_host": "127.0.0.1",
+        "metrics_port": 0,
+        "idle_timeout_s": 1e6,
+        "watch_interval_s": 0.2,
+        "transaction_timeout_s": 10,
+        "lag_interval_s": 0.2,
+    }
+    fields.update(extra)
+    return Settings(**fields)
 
 
-def settled(bootstrap: str, group: str, topic: str) -> bool:
-    """``committed_all``, reading a timeout while the group rebalances as "not yet"."""
-    from confluent_kafka import KafkaException
-
+def metric_total(port: int, name: str) -> float:
+    """The sum of every series of counter ``name`` on a detector's metrics endpoint (0 if absent),
+    or -1 while nothing answers there yet."""
     try:
-        return committed_all(bootstrap, group, topic)
-    except KafkaException:
-        return False
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return -1.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((f"{name} ", f"{name}{{"))
+    )
+
+
+def wait_until_read(process: subprocess.Popen[bytes], port: int, target: int, timeout_s: float = 60) -> float:
+    """Return as soon as the detector serving metrics on ``port`` has read ``target`` readings
+    (polled every 5 ms, so a fast detector is caught mid-stream); returns its count then."""
+    deadline = time.monotonic() + timeout_s
+    while (read := metric_total(port, READ)) < target:
+        assert process.poll() is None, f"the detector exited ({process.returncode}) at {read} readings"
+        assert time.monotonic() < deadline, f"only {read} of {target} readings read in {timeout_s:g} s"
+        time.sleep(0.005)
+    return read

@@ -12,17 +12,11 @@ import pytest
 from detector.bundle import load_bundle
 from detector.testing import build_linear_bundle
 from stream.testing import interleave, normal_series, offline_alerts
+from tests.integration.detector_process import detector_settings
+from tests.integration.detector_topics import Topics, committed_all, produce, read_topic
 from tests.integration.kafka_helpers import TopicFactory
-from tests.integration.test_detector_service import (
-    Topics,
-    committed_all,
-    detector_settings,
-    in_process,  # noqa: F401 - a fixture, used by name below
-    produce,
-    read_topic,
-    wait_for,
-)
-from tests.integration.test_prometheus_queries import running_prometheus, wait_for_scrapes
+from tests.integration.polling import wait_for
+from tests.integration.prometheus_server import running_prometheus, wait_for_scrapes
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +33,7 @@ def test_prometheus_sees_the_alert_rate_the_detector_published(
     fresh_topic: TopicFactory,
     fresh_group: str,
     tmp_path: Path,
-    in_process: Any,  # noqa: F811
+    in_process: Any,
 ) -> None:
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
     bundle = load_bundle(bundle_path, threads=1)

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,11 @@ from detector.bundle import load_bundle
 from detector.testing import build_linear_bundle
 from stream.clock import ManualClock
 from stream.runner import Running, run_detector
-from stream.settings import Settings
 from stream.testing import Series, alert_ids, interleave, normal_series, offline_alerts
+from tests.integration.detector_process import detector_settings
+from tests.integration.detector_topics import Topics, committed_all, produce, read_topic
 from tests.integration.kafka_helpers import TopicFactory, unique_name
+from tests.integration.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,161 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def produce(
-    bootstrap: str,
-    topic: str,
-    messages: list[tuple[bytes | None, bytes | None]],
-    timestamps_ms: list[int] | None = None,
-) -> None:
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
-    for index, (key, value) in enumerate(messages):
-        stamp = 0 if timestamps_ms is None else timestamps_ms[index]  # 0: now
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key, timestamp=stamp)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    assert producer.flush(30) == 0
-
-
-def read_topic(bootstrap: str, topic: str, *, settle_s: float = 1.0, timeout_s: float = 20.0) -> list[Any]:
-    """Every committed message of ``topic`` (read_committed), once nothing new arrived for ``settle_s``."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": unique_name("reader"),
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        partitions = sorted(metadata.topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])  # 0 = from the beginning
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        quiet_since = time.monotonic()
-        # Before the first message, allow the fetcher time to start (an empty topic costs 3 s).
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < (settle_s if out else 3.0):
-            batch = consumer.consume(1000, 0.2)
-            batch = [m for m in batch if m.error() is None]
-            if batch:
-                out.extend(batch)
-                quiet_since = time.monotonic()
-        return out
-    finally:
-        consumer.close()
-
-
-def committed_all(bootstrap: str, group: str, topic: str) -> bool:
-    """Whether ``group`` has committed every partition of ``topic`` up to its end."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
-            if high > low and tp.offset < high:  # an empty partition has nothing to commit
-                return False
-        return True
-    finally:
-        consumer.close()
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-
-
-class Topics:
-    def __init__(self, fresh_topic: TopicFactory, partitions: int = 2) -> None:
-        self.readings = fresh_topic(partitions, prefix="readings")
-        self.alerts = fresh_topic(1, prefix="alerts")
-        self.dlq = fresh_topic(1, prefix="dlq")
-        self.scores = fresh_topic(1, prefix="scores")
-
-    def env(self) -> dict[str, str]:
-        return {
-            "CENTINELA_TOPICS__READINGS": self.readings,
-            "CENTINELA_TOPICS__ALERTS": self.alerts,
-            "CENTINELA_TOPICS__DLQ": self.dlq,
-            "CENTINELA_TOPICS__SCORES": self.scores,
-        }
-
-
-def detector_settings(bootstrap: str, topics: Topics, group: str, bundle: Path, **extra: Any) -> Settings:
-    fields: dict[str, Any] = {
-        "kafka": {"bootstrap_servers": bootstrap},
-        "topics": {
-            "readings": topics.readings,
-            "alerts": topics.alerts,
-            "dlq": topics.dlq,
-            "scores": topics.scores,
-        },
-        "group_id": group,
-        "instance_id": unique_name("itest"),
-        "bundle_path": bundle,
-        "metrics_host": "127.0.0.1",
-        "metrics_port": 0,
-        "idle_timeout_s": 1e6,
-        "watch_interval_s": 0.2,
-        "transaction_timeout_s": 10,
-        "lag_interval_s": 0.2,
-    }
-    fields.update(extra)
-    return Settings(**fields)
-
-
-@pytest.fixture
-def in_process(
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Callable[..., Running]]:
-    """Start the detector in a thread; it is stopped (SIGTERM-equivalent) at the end of the test."""
-    for name in list(os.environ):
-        if name.startswith("CENTINELA_"):
-            monkeypatch.delenv(name)
-    started: list[tuple[threading.Thread, threading.Event, list[BaseException]]] = []
-
-    def start(settings: Settings, clock: ManualClock | None = None) -> Running:
-        stop = threading.Event()
-        ready: list[Running] = []
-        errors: list[BaseException] = []
-
-        def target() -> None:
-            try:
-                run_detector(
-                    settings, stop=stop, registry=CollectorRegistry(), clock=clock, on_start=ready.append
-                )
-            except BaseException as error:
-                errors.append(error)
-
-        thread = threading.Thread(target=target, name="detector", daemon=True)
-        thread.start()
-        started.append((thread, stop, errors))
-        wait_for(lambda: bool(ready) or bool(errors) or not thread.is_alive(), 60, "the detector to start")
-        if errors:
-            raise errors[0]
-        return ready[0]
-
-    yield start
-    for thread, stop, errors in started:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive(), "the detector did not stop within 30 s"
-        assert not errors, errors
-
-
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return str(response.read().decode())

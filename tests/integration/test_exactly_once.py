@@ -1,123 +1,143 @@
-"""Exactly the same committed alerts after SIGKILLs and with two detectors sharing a group."""
+"""Exactly the same committed alerts after SIGKILLs and with two detectors sharing a group.
+
+The data is a simulator replay with four thefts (tests/integration/theft_replay.py), sent with the
+replay producer; each test first runs its own reference, one uninterrupted detector."""
 
 from __future__ import annotations
 
+import itertools
 import random
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from detector.bundle import load_bundle
-from detector.testing import build_linear_bundle
-from stream.testing import interleave, normal_series
-from tests.integration.detector_process import committed_alerts, comparable, settled, start_detector
+from tests.integration.detector_process import metric_total, start_detector, stop, wait_until_read
+from tests.integration.detector_topics import (
+    Topics,
+    assert_same_alerts,
+    committed_alerts,
+    comparable,
+    settled,
+)
 from tests.integration.kafka_helpers import TopicFactory, unique_name
-from tests.integration.test_detector_service import Topics, committed_all, produce, wait_for
+from tests.integration.local_ports import free_port
+from tests.integration.polling import wait_for
+from tests.integration.theft_replay import TheftLine, replay, simulate_theft_line
 
 pytestmark = pytest.mark.integration
 
-
-def series_with_incidents() -> list[Any]:
-    return [
-        normal_series("EST-01", 900, seed=31, anomalies=[(150, 200, 0, 6.0), (500, 560, 2, 9.0)]),
-        normal_series("EST-02", 900, seed=32, anomalies=[(390, 460, 4, 7.0), (700, 740, 1, 8.0)]),
-        normal_series("EST-03", 900, seed=33, anomalies=[(250, 300, 3, 7.0)]),
-    ]
+# With a new instance id the killed member keeps its partitions until its session ends; the
+# broker's minimum (6 s) instead of the default 45 s keeps three kills within the time budget.
+SHORT_SESSION = '{"session.timeout.ms": "6000"}'
+COMMITTED = 'centinela_transactions_total{outcome="committed"}'
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+@pytest.fixture(scope="module")
+def line(tmp_path_factory: pytest.TempPathFactory) -> TheftLine:
+    return simulate_theft_line(tmp_path_factory.mktemp("theft-line"))
 
 
 def reference_alerts(
-    bootstrap: str, fresh_topic: TopicFactory, bundle_path: Path, messages: list[Any], tmp_path: Path
+    bootstrap: str, fresh_topic: TopicFactory, line: TheftLine, tmp_path: Path
 ) -> dict[str, dict[str, Any]]:
-    """One uninterrupted detector over the same readings."""
+    """One uninterrupted detector over the whole replay."""
     topics = Topics(fresh_topic, partitions=3)
     group = unique_name("reference")
-    produce(bootstrap, topics.readings, messages)
-    process = start_detector(
-        bootstrap, topics, group, bundle_path, tmp_path / "reference.log", max_batch="50"
-    )
+    assert replay(bootstrap, topics.readings, line) == line.rows
+    log = tmp_path / "reference.log"
+    process = start_detector(bootstrap, topics, group, line.bundle, log, max_batch="50")
     try:
-        wait_for(lambda: committed_all(bootstrap, group, topics.readings), 90, "the reference run")
+        wait_for(lambda: settled(bootstrap, group, topics.readings), 90, "the reference run")
     finally:
         stop(process)
     alerts = committed_alerts(bootstrap, topics.alerts)
     assert len(alerts) >= 6, "the reference should hold several incidents"
+    assert line.theft_incidents(alerts), "no incident at a theft's station while it lasted"
     assert len({a["alert_id"] for a in alerts}) == len(alerts)
     return {a["alert_id"]: comparable(a) for a in alerts}
 
 
-def assert_same(alerts: list[dict[str, Any]], reference: dict[str, dict[str, Any]]) -> None:
-    ids = [a["alert_id"] for a in alerts]
-    assert len(set(ids)) == len(ids), "duplicate alerts"
-    assert set(ids) == set(reference), "missing or extra alerts"
-    for alert in alerts:
-        assert comparable(alert) == reference[alert["alert_id"]]
-
-
-def test_three_sigkills_leave_exactly_the_reference_alerts(
-    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path
+@pytest.mark.parametrize("same_instance", [False, True], ids=["new-instance-id", "same-instance-id"])
+def test_three_sigkills_leave_exactly_the_reference_alerts(  # noqa: PLR0917 - fixtures
+    kafka_bootstrap: str,
+    fresh_topic: TopicFactory,
+    fresh_group: str,
+    tmp_path: Path,
+    line: TheftLine,
+    same_instance: bool,
 ) -> None:
-    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
-    sensors = load_bundle(bundle_path, threads=1).sensors
-    messages: list[Any] = interleave(series_with_incidents(), sensors)
-    reference = reference_alerts(kafka_bootstrap, fresh_topic, bundle_path, messages, tmp_path)
+    """The replay in four parts cut at seeded random event times; after each of the first three, a
+    detector starts and is SIGKILLed once it has committed a seeded random share of what is there
+    (so mid-stream, mid-transaction most likely). Restarts reuse one instance id, as a supervisor
+    would (static membership: the partitions come back at once), or take a new one each time (the
+    killed member's partitions move once its session ends)."""
+    reference = reference_alerts(kafka_bootstrap, fresh_topic, line, tmp_path)
 
     topics = Topics(fresh_topic, partitions=3)
     rng = random.Random(7)
-    cuts = sorted(rng.sample(range(200, len(messages) - 200), 3))
+    cuts = [None, *line.time_cuts(rng, 3), None]
+    instance = unique_name("eo-slot")
+    session = {} if same_instance else {"kafka__extra": SHORT_SESSION}
     log = tmp_path / "killed.log"
-    start = 0
-    recoveries: list[float] = []
-    for cut in [*cuts, len(messages)]:
-        produce(kafka_bootstrap, topics.readings, messages[start:cut])  # paced: kills land mid-stream
+    takeovers: list[float] = []
+    kills: list[str] = []
+    for start, end in itertools.pairwise(cuts):
+        part = replay(kafka_bootstrap, topics.readings, line, start, end)
+        port = free_port()
         started = time.monotonic()
-        process = start_detector(kafka_bootstrap, topics, fresh_group, bundle_path, log, max_batch="20")
-        if cut != len(messages):
-            time.sleep(rng.uniform(2.0, 5.0))
+        process = start_detector(
+            kafka_bootstrap,
+            topics,
+            fresh_group,
+            line.bundle,
+            log,
+            instance_id=instance if same_instance else None,
+            max_batch="20",
+            metrics_port=str(port),
+            **session,
+        )
+        try:
+            wait_for(lambda: metric_total(port, COMMITTED) > 0, 60, "a first commit", every_s=0.02)  # noqa: B023
+            takeovers.append(time.monotonic() - started)
+            if end is None:
+                wait_for(lambda: settled(kafka_bootstrap, fresh_group, topics.readings), 90, "the rest")
+                break
+            # Its part, after what the previous one read but left uncommitted.
+            handled = wait_until_read(process, port, int(part * rng.uniform(0.2, 0.6)))
             process.kill()  # SIGKILL: no chance to finish its transaction
             process.wait(10)
-        else:
-            wait_for(lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 90, "the rest")
-            recoveries.append(time.monotonic() - started)
-            stop(process)
-        start = cut
-    assert_same(committed_alerts(kafka_bootstrap, topics.alerts), reference)
+            kills.append(f"{handled:.0f}/{part}")
+            assert handled < part, f"killed after reading its whole part ({kills[-1]}): not mid-stream"
+        finally:
+            if process.poll() is None:
+                stop(process)
+    print(f"readings handled/sent in each killed part: {', '.join(kills)}")
+    print(f"restart to first commit (s): {', '.join(f'{t:.1f}' for t in takeovers)}")
+    if same_instance:  # static membership: no waiting out the killed member's 45 s session
+        assert max(takeovers) < 30, takeovers
+    assert_same_alerts(committed_alerts(kafka_bootstrap, topics.alerts), reference)
 
 
 def test_two_detectors_one_killed_leave_exactly_the_reference_alerts(
-    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, line: TheftLine
 ) -> None:
-    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
-    sensors = load_bundle(bundle_path, threads=1).sensors
-    messages: list[Any] = interleave(series_with_incidents(), sensors)
-    reference = reference_alerts(kafka_bootstrap, fresh_topic, bundle_path, messages, tmp_path)
+    reference = reference_alerts(kafka_bootstrap, fresh_topic, line, tmp_path)
 
     topics = Topics(fresh_topic, partitions=3)
-    half = len(messages) // 2
-    produce(kafka_bootstrap, topics.readings, messages[:half])
+    (half,) = line.time_cuts(random.Random(11), 1)
+    replay(kafka_bootstrap, topics.readings, line, end=half)
     log = tmp_path / "pair.log"
-    first = start_detector(kafka_bootstrap, topics, fresh_group, bundle_path, log, max_batch="20")
-    second = start_detector(kafka_bootstrap, topics, fresh_group, bundle_path, log, max_batch="20")
+    first = start_detector(kafka_bootstrap, topics, fresh_group, line.bundle, log, max_batch="20")
+    second = start_detector(kafka_bootstrap, topics, fresh_group, line.bundle, log, max_batch="20")
     try:
         time.sleep(4.0)
-        produce(kafka_bootstrap, topics.readings, messages[half:])
+        replay(kafka_bootstrap, topics.readings, line, start=half)
         first.kill()  # mid-replay: its partitions move to the survivor, which rebuilds
         first.wait(10)
         wait_for(lambda: settled(kafka_bootstrap, fresh_group, topics.readings), 120, "the survivor")
     finally:
         first.kill()
         stop(second)
-    assert_same(committed_alerts(kafka_bootstrap, topics.alerts), reference)
+    assert_same_alerts(committed_alerts(kafka_bootstrap, topics.alerts), reference)

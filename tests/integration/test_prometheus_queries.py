@@ -12,32 +12,25 @@ with thefts, where the theft alert must fire.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from centinela import dashboards
+from tests.integration.local_ports import free_port
+from tests.integration.polling import wait_for
+from tests.integration.prometheus_server import Prometheus, running_prometheus, wait_for_scrapes
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
 THEFT_ALERT = "CentinelaTheftIncidentOpen"
 
 # Identifiers that are PromQL syntax, not metric names.
@@ -85,120 +78,6 @@ def test_vector_selectors_finds_series_not_syntax() -> None:
         "centinela_consumer_lag",
         'up{job="centinela"}',
     ]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-@dataclass(frozen=True)
-class Prometheus:
-    """A running Prometheus and the few API calls the checks need."""
-
-    url: str
-    log: Path
-
-    def _get(self, path: str, **params: str) -> Any:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        try:
-            with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=10) as response:
-                body = json.load(response)
-        except urllib.error.HTTPError as error:  # 400 for a bad query: say which and why
-            body = json.load(error)
-            raise AssertionError(f"{path} {params}: {body.get('errorType')}: {body.get('error')}") from error
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._get("/api/v1/query", query=expr)["result"]
-        return result
-
-    def query_range(self, expr: str, seconds: int) -> list[dict[str, Any]]:
-        end = time.time()
-        result: list[dict[str, Any]] = self._get(
-            "/api/v1/query_range", query=expr, start=f"{end - seconds:.3f}", end=f"{end:.3f}", step="1"
-        )["result"]
-        return result
-
-    def rules(self) -> list[dict[str, Any]]:
-        return [rule for group in self._get("/api/v1/rules")["groups"] for rule in group["rules"]]
-
-    def firing(self, alertname: str) -> list[dict[str, Any]]:
-        alerts = self._get("/api/v1/alerts")["alerts"]
-        return [a for a in alerts if a["labels"].get("alertname") == alertname and a["state"] == "firing"]
-
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-
-@contextmanager
-def running_prometheus(targets: list[str], workdir: Path) -> Iterator[Prometheus]:
-    """Prometheus scraping ``targets`` as job ``centinela`` every second, with the repository's
-    alert rules evaluated every second. Stopped (and its storage left in ``workdir``) on exit."""
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    if not Path(binary).exists():
-        pytest.fail("prometheus is not installed: run `make setup` (scripts/system-deps.sh installs it)")
-    port = _free_port()
-    # JSON is YAML, so no YAML library is needed to write the config.
-    config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(path) for path in RULE_FILES],
-        "scrape_configs": [{"job_name": dashboards.DETECTOR_JOB, "static_configs": [{"targets": targets}]}],
-    }
-    config_path = workdir / "prometheus.yml"
-    config_path.write_text(json.dumps(config), encoding="utf-8")
-    log = workdir / "prometheus.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    server = Prometheus(f"http://127.0.0.1:{port}", log)
-    try:
-        _wait_until(lambda: server.ready() or process.poll() is not None, 30, "Prometheus to start")
-        assert process.poll() is None, f"Prometheus exited:\n{log.read_text()}"
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_for_scrapes(prometheus: Prometheus, scrapes: int = 3, timeout_s: float = 30) -> None:
-    """Until the target is up and has been scraped ``scrapes`` times, so rates have samples."""
-
-    def scraped() -> bool:
-        result = prometheus.query(f'count_over_time(up{{job="{dashboards.DETECTOR_JOB}"}}[1m])')
-        up = prometheus.query(f'up{{job="{dashboards.DETECTOR_JOB}"}}')
-        return bool(result and up) and float(result[0]["value"][1]) >= scrapes and up[0]["value"][1] == "1"
-
-    _wait_until(scraped, timeout_s, f"{scrapes} successful scrapes")
 
 
 def dashboard_problems(prometheus: Prometheus, station: str, window_s: int = 60) -> list[str]:
@@ -275,7 +154,7 @@ def _fake_exporter(registry: CollectorRegistry) -> Gauge:
 def test_every_expression_returns_data_from_an_exporter_of_the_contract_metrics(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     incident_open = _fake_exporter(registry)
-    port = _free_port()
+    port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     try:
         with running_prometheus([f"127.0.0.1:{port}"], tmp_path) as prometheus:
@@ -290,7 +169,7 @@ def test_every_expression_returns_data_from_an_exporter_of_the_contract_metrics(
                 prometheus.query("sum by (station (centinela_score)")
 
             incident_open.labels("EST-02").set(1)
-            _wait_until(lambda: bool(prometheus.firing(THEFT_ALERT)), 20, f"{THEFT_ALERT} to fire")
+            wait_for(lambda: bool(prometheus.firing(THEFT_ALERT)), 20, f"{THEFT_ALERT} to fire")
             (alert,) = prometheus.firing(THEFT_ALERT)
             assert alert["labels"]["station"] == "EST-02"
             assert float(alert["value"]) == pytest.approx(1.1 / 0.5)
@@ -406,7 +285,7 @@ def test_every_expression_returns_data_from_the_detector_and_a_replayed_theft_fi
         "DLQ": fresh_topic(1, prefix="dlq"),
         "SCORES": fresh_topic(1, prefix="scores"),
     }
-    metrics_port = _free_port()
+    metrics_port = free_port()
     env = {
         **{key: value for key, value in os.environ.items() if not key.startswith("CENTINELA_")},
         **{f"CENTINELA_TOPICS__{name}": topic for name, topic in topics.items()},
@@ -445,11 +324,11 @@ def test_every_expression_returns_data_from_the_detector_and_a_replayed_theft_fi
             )
             assert replay.returncode == 0, replay.stderr
             try:
-                _wait_until(lambda: bool(prometheus.firing(THEFT_ALERT)), 90, f"{THEFT_ALERT} to fire")
+                wait_for(lambda: bool(prometheus.firing(THEFT_ALERT)), 90, f"{THEFT_ALERT} to fire")
             except AssertionError as error:
                 raise AssertionError(f"{error}\n{_diagnosis(prometheus)}") from None
             assert {alert["labels"]["station"] for alert in prometheus.firing(THEFT_ALERT)} <= theft_stations
-            _wait_until(
+            wait_for(
                 lambda: prometheus.query("sum(centinela_consumer_lag) == 0") != [], 30, "the lag to reach 0"
             )
             time.sleep(3)  # a few more scrapes, so rates over the last minute see the whole replay
