@@ -12,8 +12,10 @@ Only the chosen sensors are read: labels, event ids and any other column never l
 Naive timestamps are taken as UTC; timestamps are kept to the microsecond, as the wire carries them.
 
 Line numbers are physical lines of the file (the header is line 1). The file is read in byte blocks
-cut at line ends, each line's field count is checked with numpy before pandas parses the block, so a
-line with a wrong field count is reported with its number instead of shifting every later one.
+cut at line ends. A block whose lines all have the header's field count is parsed and checked by
+Arrow (``CsvSource._arrow_block``); any other block line by line: each line's field count is checked
+with numpy before pandas parses the block, so a line with a wrong field count is reported with its
+number instead of shifting every later one.
 A quoted field that spans lines is not supported (telemetry CSVs don't have them).
 """
 
@@ -36,10 +38,13 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import csv as pa_csv
 
 from detector.errors import ConfigError, DataError
 from detector.readings import DEFAULT_SENSORS, STATION_ID_PATTERN
-from replay.wire import RawTokens
+from replay.wire import TextColumns
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +62,10 @@ _STATION_ID = re.compile(STATION_ID_PATTERN)
 _NEWLINE = 10
 _COMMA = 44
 _NS_PER_US = 1000
+# A sensor text sent as it is: a JSON number that is finite, has no exponent and means what float()
+# makes of it. Short, so that integers stay far inside what every JSON parser reads exactly.
+_PLAIN_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?"
+MAX_TEXT_NUMBER_CHARS = 8
 
 REJECT_REASONS = (
     "wrong_field_count",
@@ -133,7 +142,7 @@ class RowBlock:
         station_ids: npt.NDArray[np.object_],  # str
         ts_ns: npt.NDArray[np.int64],  # UTC, nanoseconds since the epoch, whole microseconds
         values: npt.NDArray[np.float64] | None = None,  # (n, sensors)
-        tokens: RawTokens | None = None,
+        tokens: TextColumns | None = None,
     ) -> None:
         if values is None and tokens is None:
             raise ValueError("a RowBlock needs values or tokens")
@@ -424,6 +433,16 @@ class CsvSource:
             *([self.layout.station_column] if self.layout.station_column else []),
             *self.layout.sensor_columns.values(),
         ]
+        self._arrow_convert = pa_csv.ConvertOptions(
+            column_types=dict.fromkeys(self._usecols, pa.string()),
+            include_columns=self._usecols,
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+        # One line whose sensor fields are all plain numbers (the line's end included, CRLF or LF).
+        sensor_fields = set(self.layout.sensor_columns.values())
+        fields = [_PLAIN_NUMBER if name in sensor_fields else r"[^,\n]*" for name in self.header]
+        self._line_pattern = "^" + ",".join(fields) + r"\r?\n$"
 
     def blocks(self) -> Iterator[SourceBlock]:
         validator = _RowValidator(self.layout, self.options, str(self.path))
@@ -460,18 +479,12 @@ class CsvSource:
     def _parse(
         self, data: bytes, first_line: int, bytes_done: int, validator: _RowValidator
     ) -> SourceBlock | None:
+        fast = self._arrow_block(data, first_line, bytes_done, validator)
+        if fast is not None:
+            return fast
+        # Blank lines, wrong field counts, quotes, a lone carriage return: line by line with pandas.
         expected = len(self.header)
         quoted = b'"' in data
-        grid = None if quoted else _separator_grid(data, expected)
-        if grid is not None:
-            # The common case: every line has exactly the header's field count (pandas would not
-            # say otherwise: with usecols it silently ignores extra fields), so rows are lines.
-            lines = first_line + np.arange(len(grid), dtype=np.int64)
-            fast = self._clean_block(data, grid, lines, bytes_done, validator)
-            if fast is not None:
-                return fast
-            frame = self._read_frame(data)
-            return validator.validate(frame, lines, bytes_done, [])
         if quoted:
             fields, blank = _field_counts_quoted(data)
         else:
@@ -503,68 +516,91 @@ class CsvSource:
             )
         return validator.validate(frame, line_numbers, bytes_done, extra)
 
-    def _clean_block(
-        self,
-        data: bytes,
-        grid: npt.NDArray[np.int64],
-        lines: npt.NDArray[np.int64],
-        bytes_done: int,
-        validator: _RowValidator,
+    def _arrow_block(
+        self, data: bytes, first_line: int, bytes_done: int, validator: _RowValidator
     ) -> SourceBlock | None:
-        """The block read straight from its bytes, or None when its timestamps vary in width.
+        """The block parsed and checked by Arrow's C++ code, or None when it is not a plain grid.
 
-        Why: pandas' parsing, then formatting every float again as JSON, was most of a replay's CPU.
-        Here the separators' positions locate every field; timestamps are parsed once per run of
-        equal texts, stations once per distinct id, and sensor texts that are plain JSON numbers are
-        kept as they are (``RawTokens``). Rows with anything unusual (a bad or missing cell, ``+5``,
-        ``1e3``, ``nan``, a long station id) go through pandas and the validator like any block,
-        which reports the bad ones with their line numbers and formats the others' values again:
-        the two paths accept the same rows and mean the same values.
+        Why: a Python or numpy operation per value was most of a replay's CPU. Arrow's CSV reader
+        reads the used columns as text, one RE2 match per line checks that every sensor text is a
+        plain JSON number (``_PLAIN_NUMBER``, at most ``MAX_TEXT_NUMBER_CHARS`` characters: finite,
+        no exponent, meaning what ``float()`` makes of it), timestamps are parsed once per distinct
+        text and stations checked once per distinct id. The number texts are then sent as they are
+        (``TextColumns``). Rows with anything unusual (a bad or missing cell, ``+5``, ``1e3``,
+        ``nan``, a padded station id) go through pandas and the validator like any block, which
+        reports the bad ones with their line numbers and formats the others' values again: the two
+        paths accept the same rows and mean the same values.
+
+        None (the caller's line-by-line path) when the block has a quote, or Arrow refuses it (a
+        line with a wrong field count, a blank line, bad UTF-8), or its rows are not its lines (a
+        lone carriage return).
         """
-        buf = np.frombuffer(data, dtype=np.uint8)
-        n = len(grid)
-        line_starts = np.concatenate(([0], grid[:-1, -1] + 1))
-
-        def field(column: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-            c = self.header.index(column)
-            return (line_starts if c == 0 else grid[:, c - 1] + 1), grid[:, c]
-
-        timestamps = _clean_timestamps(buf, *field(self.layout.timestamp_column))
-        if timestamps is None:
+        if b'"' in data or _has_blank_line(data):
             return None
-        ts_ns, clean = timestamps
+        try:
+            table = pa_csv.read_csv(
+                pa.py_buffer(data),
+                read_options=pa_csv.ReadOptions(
+                    column_names=self.header, use_threads=False, block_size=max(len(data), 1 << 20)
+                ),
+                parse_options=pa_csv.ParseOptions(ignore_empty_lines=False),
+                convert_options=self._arrow_convert,
+            )
+        except pa.ArrowException:
+            return None
+        buf = np.frombuffer(data, dtype=np.uint8)
+        newlines = np.flatnonzero(buf == _NEWLINE)
+        n = len(newlines)
+        if table.num_rows != n:
+            return None
+        lines = first_line + np.arange(n, dtype=np.int64)
+        line_offsets = np.empty(n + 1, dtype=np.int32)
+        line_offsets[0] = 0
+        line_offsets[1:] = newlines + 1
+        line_texts = pa.BinaryArray.from_buffers(
+            pa.binary(), n, [None, pa.py_buffer(line_offsets), pa.py_buffer(data)]
+        )
+        plain = pc.match_substring_regex(line_texts, self._line_pattern)
+        texts = [table.column(column).combine_chunks() for column in self.layout.sensor_columns.values()]
+        for column in texts:
+            plain = pc.and_(plain, pc.less_equal(pc.binary_length(column), MAX_TEXT_NUMBER_CHARS))
+        clean = plain.to_numpy(zero_copy_only=False)
+
+        ts_ns, ts_ok = _parsed_timestamps(table.column(self.layout.timestamp_column).combine_chunks())
+        clean &= ts_ok
         if self.layout.station_column is None:
             stations = np.full(n, self.options.default_station, dtype=object)
         else:
-            stations, clean_stations = _clean_stations(buf, *field(self.layout.station_column), validator)
-            clean &= clean_stations
-        spans = [field(column) for column in self.layout.sensor_columns.values()]
-        starts = np.stack([start for start, _ in spans], axis=1)
-        ends = np.stack([end for _, end in spans], axis=1)
-        clean &= _plain_json_numbers(buf, starts, ends)
+            stations, stations_ok = _checked_stations(
+                table.column(self.layout.station_column).combine_chunks(), validator
+            )
+            clean &= stations_ok
         if clean.all():
-            rows = RowBlock(lines, stations, ts_ns, tokens=RawTokens(buf, starts, ends))
+            rows = RowBlock(lines, stations, ts_ns, tokens=TextColumns(texts))
             return validator.select(rows, clean, n, [], bytes_done)
 
-        # The other rows, through pandas; the valid ones get their values' JSON text appended.
+        # The other rows, through pandas; the valid ones get their values' JSON text instead.
         odd = np.flatnonzero(~clean)
-        line_ends = grid[:, -1] + 1  # past each line's newline
-        frame = self._read_frame(b"".join(data[line_starts[i] : line_ends[i]] for i in odd.tolist()))
+        frame = self._read_frame(b"".join(data[line_offsets[i] : line_offsets[i + 1]] for i in odd.tolist()))
         checked, valid, rejected = validator.check(frame, lines[odd])
         if rejected and self.options.strict:
             first = rejected[0]
             raise DataError(f"{self.path}:{first.line}: {first.reason}: {first.detail} (--strict)")
         kept_odd = odd[valid]
-        texts = [orjson.dumps(float(value)) for value in checked.values[valid].ravel()]
-        lengths = np.fromiter((len(text) for text in texts), dtype=np.int64, count=len(texts))
-        side_starts = (len(data) + np.cumsum(lengths) - lengths).reshape(-1, starts.shape[1])
-        starts[kept_odd] = side_starts
-        ends[kept_odd] = side_starts + lengths.reshape(-1, starts.shape[1])
+        if len(kept_odd):
+            mask = np.zeros(n, dtype=bool)
+            mask[kept_odd] = True
+            arrow_mask = pa.array(mask)
+            values = checked.values[valid]
+            for j, column in enumerate(texts):
+                normalised = pa.array(
+                    [orjson.dumps(float(v)).decode() for v in values[:, j]], type=pa.string()
+                )
+                texts[j] = pc.replace_with_mask(column, arrow_mask, normalised)
         stations[odd] = checked.station_ids
         ts_ns[odd] = checked.ts_ns
         clean[kept_odd] = True
-        buffer = np.frombuffer(data + b"".join(texts), dtype=np.uint8)
-        rows = RowBlock(lines, stations, ts_ns, tokens=RawTokens(buffer, starts, ends))
+        rows = RowBlock(lines, stations, ts_ns, tokens=TextColumns(texts))
         return validator.select(rows, clean, n, rejected, bytes_done)
 
     def _read_frame(self, data: bytes) -> pd.DataFrame:
@@ -588,119 +624,39 @@ class CsvSource:
             raise DataError(f"{self.path}: cannot parse CSV: {error}") from error
 
 
-def _separator_grid(data: bytes, fields: int) -> npt.NDArray[np.int64] | None:
-    """Positions of every line's separators, one row per line, when every line of the block has
-    exactly ``fields`` fields (and none is blank): its separators, in order, are then ``fields - 1``
-    commas and a newline, again and again. None otherwise."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    positions = np.flatnonzero((buf == _COMMA) | (buf == _NEWLINE))
-    if len(positions) % fields:
-        return None
-    grid = positions.reshape(-1, fields)
-    if not ((buf[grid[:, -1]] == _NEWLINE).all() and (buf[grid[:, :-1]] == _COMMA).all()):
-        return None
-    return grid
+def _has_blank_line(data: bytes) -> bool:
+    """Whether a block (of whole lines) has an empty line, which is no row: Arrow would make it one."""
+    return data[:1] in {b"\n", b"\r"} or b"\n\n" in data or b"\n\r\n" in data
 
 
-_MAX_TIMESTAMP_CHARS = 40
-_STATION_WORD = 8  # station ids up to this many bytes are told apart as one uint64
-# Per byte: 1 digit, 2 minus, 3 point, 0 anything else (padding included).
-_NUMBER_CLASS = np.full(256, 8, dtype=np.uint8)
-_NUMBER_CLASS[0] = 0
-_NUMBER_CLASS[ord("0") : ord("9") + 1] = 1
-_NUMBER_CLASS[ord("-")] = 2
-_NUMBER_CLASS[ord(".")] = 4
-_WORD = 8
-_EVERY_BYTE_1 = np.uint64(0x0101010101010101)
-# _LOW_BYTES[n]: the mask of a uint64's n low bytes.
-_LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(_WORD + 1)], dtype=np.uint64)
+def _parsed_timestamps(column: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """(ns truncated to µs, parsed) per row, with pandas' ISO 8601 parser (as the validator's) run
+    once per distinct text: a file's rows come one timestamp per station."""
+    encoded = column.dictionary_encode()
+    texts = pd.Series(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+    parsed = pd.to_datetime(texts, format="ISO8601", utc=True, errors="coerce")
+    unique_ok = ~parsed.isna().to_numpy()
+    unique_ns = parsed.to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
+    unique_ns[~unique_ok] = 0
+    unique_ns -= unique_ns % _NS_PER_US  # as the pandas path: the wire carries microseconds
+    codes = encoded.indices.to_numpy()
+    return unique_ns[codes], unique_ok[codes]
 
 
-def _chars(
-    buf: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64], width: int
-) -> npt.NDArray[np.uint8]:
-    """Texts as a (..., width) byte array, zero-padded after each text's end."""
-    offsets = np.arange(width)
-    chars = buf.take(starts[..., None] + offsets, mode="clip")
-    chars[offsets >= lengths[..., None]] = 0
-    return chars
-
-
-def _clean_timestamps(
-    buf: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]] | None:
-    """(ns truncated to µs, parsed) when all texts have one width, else None. A file's rows come
-    in runs of one timestamp (one per station), so each run is parsed once."""
-    lengths = ends - starts
-    width = int(lengths[0])
-    if width == 0 or width > _MAX_TIMESTAMP_CHARS or not (lengths == width).all():
-        return None
-    chars = buf.take(starts[:, None] + np.arange(width))
-    new_run = np.ones(len(chars), dtype=bool)
-    new_run[1:] = (chars[1:] != chars[:-1]).any(axis=1)
-    run_starts = np.flatnonzero(new_run)
-    texts = [bytes(row).decode("utf-8", errors="replace") for row in chars[run_starts]]
-    parsed = pd.to_datetime(pd.Series(texts, dtype=object), format="ISO8601", utc=True, errors="coerce")
-    run_ok = ~parsed.isna().to_numpy()
-    run_ns = parsed.to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
-    run_ns[~run_ok] = 0
-    run_ns -= run_ns % _NS_PER_US  # as the pandas path: the wire carries microseconds
-    counts = np.diff(np.append(run_starts, len(chars)))
-    return np.repeat(run_ns, counts), np.repeat(run_ok, counts)
-
-
-def _clean_stations(
-    buf: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], validator: Any
+def _checked_stations(
+    column: pa.Array, validator: _RowValidator
 ) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.bool_]]:
-    """Station ids, and which are short, valid and need no stripping."""
-    lengths = ends - starts
-    short = (lengths > 0) & (lengths <= _STATION_WORD)
-    words = _chars(buf, starts, np.where(short, lengths, 0), _STATION_WORD).view(np.uint64)[:, 0]
-    codes, uniques = pd.factorize(words)
-    names: list[str] = []
-    good: list[bool] = []
-    for word in uniques:
-        name = np.uint64(word).tobytes().rstrip(b"\x00").decode("utf-8", errors="replace")
-        names.append(name)
-        good.append(name != "" and name == name.strip() and validator.station_problem(name) is None)
+    """Station ids, and which are valid and need no stripping (checked once per distinct id)."""
+    encoded = column.dictionary_encode()
+    names: list[str] = encoded.dictionary.to_pylist()
+    good = np.array(
+        [name != "" and name == name.strip() and validator.station_problem(name) is None for name in names],
+        dtype=bool,
+    )
     table = np.empty(len(names), dtype=object)
     table[:] = names
-    return table[codes], short & np.array(good, dtype=bool)[codes]
-
-
-def _plain_json_numbers(
-    buf: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
-) -> npt.NDArray[np.bool_]:
-    """Per row: every text is ``-?(0|[1-9][0-9]*)(\\.[0-9]+)?`` of at most 8 characters: a JSON
-    number, finite (no exponent), meaning what ``float()`` makes of it. ``+5``, `` 5``, ``5.``,
-    ``.5``, ``007``, ``1e3``, ``nan``, ``0x10`` and empty cells are not.
-
-    Each text is read as one little-endian uint64 (8 bytes from its start, the bytes past its end
-    masked off), and its characters' classes (digit 1, minus 2, point 4, other 8, none 0) as
-    another, so every check is a few integer operations per text instead of one per character.
-    """
-    lengths = ends - starts
-    fits = (lengths >= 1) & (lengths <= _WORD)
-    # Overlapping 8-byte windows at every offset (the buffer is padded so the last ones exist).
-    padded = np.concatenate([buf, np.zeros(_WORD, dtype=np.uint8)])
-    windows = np.ndarray((len(buf),), dtype="<u8", buffer=padded, strides=(1,))
-    words = windows[np.where(fits, starts, 0)] & _LOW_BYTES.take(np.where(fits, lengths, 0))
-    classes = _NUMBER_CLASS.take(words.view(np.uint8)).view("<u8").reshape(words.shape)
-    ones = _LOW_BYTES.take(np.where(fits, lengths, 0)) & _EVERY_BYTE_1
-    ok = fits & ((classes & (_EVERY_BYTE_1 * 8)) == 0)  # only digits, "-" and "."
-    ok &= ((classes | (classes >> 1) | (classes >> 2)) & _EVERY_BYTE_1) == ones  # no NUL inside
-    ok &= (classes & (_EVERY_BYTE_1 * 2) & ~np.uint64(0xFF)) == 0  # "-" first or nowhere
-    points = classes & (_EVERY_BYTE_1 * 4)
-    ok &= (points & (points - np.uint64(1))) == 0  # at most one "."
-    lead_shift = np.where((classes & np.uint64(2)) != 0, np.uint64(8), np.uint64(0))
-    ok &= ((classes >> lead_shift) & np.uint64(0xFF)) == 1  # not "-", "-.5", ".5"
-    last_shift = (np.maximum(lengths, 1) - 1).astype(np.uint64) * np.uint64(8)
-    ok &= ((classes >> last_shift) & np.uint64(0xFF)) == 1  # not "5."
-    zero_lead = ((words >> lead_shift) & np.uint64(0xFF)) == ord("0")
-    digit_after = ((classes >> (lead_shift + np.uint64(8))) & np.uint64(0xFF)) == 1
-    ok &= ~(zero_lead & digit_after)  # not "007" ("0" and "0.5" are fine)
-    result: npt.NDArray[np.bool_] = ok.all(axis=-1)
-    return result
+    codes = encoded.indices.to_numpy()
+    return table[codes], good[codes]
 
 
 def _field_counts(data: bytes) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:

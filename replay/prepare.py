@@ -25,12 +25,13 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from detector import errors
 from detector.errors import CentinelaError
 from replay.csv_source import CsvSource, RejectedRow, RowBlock, SourceBlock, SourceOptions
 from replay.disorder import Disorder, DisorderOptions
-from replay.wire import WireBatch, encode_block, encode_tokens
+from replay.wire import TextColumns, WireBatch, WireMessages, encode_block, encode_texts
 
 logger = logging.getLogger(__name__)
 
@@ -75,19 +76,23 @@ def _sampling_step(ts_ns: npt.NDArray[np.int64]) -> int | None:
     return int(np.median(np.diff(distinct)))
 
 
-def _encode(
-    rows: RowBlock,
-    index: Any,
-    ts_ns: npt.NDArray[np.int64],
-    sensors: tuple[str, ...],
-    schedule_ns: npt.NDArray[np.int64] | None,
-) -> WireBatch:
-    """A batch's wire bytes: from the file's own number text when the source kept it."""
-    if rows.tokens is not None:
-        return encode_tokens(
-            rows.station_ids[index], ts_ns[index], rows.tokens.take(index), sensors, schedule_ns
-        )
-    return encode_block(rows.station_ids[index], ts_ns[index], rows.values[index], sensors, schedule_ns)
+def _encoder(
+    rows: RowBlock, ts_ns: npt.NDArray[np.int64], sensors: tuple[str, ...]
+) -> Callable[..., WireBatch]:
+    """A function (index, schedule) -> the batch of those rows' wire bytes.
+
+    Rows with the file's own number text are encoded all at once, and batches cut out of the result;
+    rows with float values (a DataFrame, a block read line by line) batch by batch, exactly as
+    ``Reading.to_json_bytes()`` writes them."""
+    if isinstance(rows.tokens, TextColumns):
+        codes, stations = pd.factorize(rows.station_ids)
+        messages: WireMessages = encode_texts(codes, [str(s) for s in stations], ts_ns, rows.tokens, sensors)
+        return messages.batch
+
+    def encode(index: Any, schedule_ns: npt.NDArray[np.int64] | None) -> WireBatch:
+        return encode_block(rows.station_ids[index], ts_ns[index], rows.values[index], sensors, schedule_ns)
+
+    return encode
 
 
 def prepare(
@@ -115,6 +120,7 @@ def prepare(
                 if step_ns is None:
                     step_ns = _sampling_step(rows.ts_ns)
             ts_ns = rows.ts_ns + shift_ns if shift_ns else rows.ts_ns
+            encode = _encoder(rows, ts_ns, sensors)
             bookkeeping_done = False
             for start in range(0, max(len(rows), 1), batch_rows):
                 part = slice(start, start + batch_rows)
@@ -127,7 +133,7 @@ def prepare(
                 else:
                     index, schedule = part, None
                     dropped = duplicated = 0
-                batch = _encode(rows, index, ts_ns, sensors, schedule)
+                batch = encode(index, schedule)
                 sent_any = sent_any or len(batch) > 0
                 prepared = PreparedBlock(batch, dropped=dropped, duplicated=duplicated, pass_index=pass_index)
                 if not bookkeeping_done:

@@ -6,6 +6,9 @@ Python dict per row: numbers are formatted one column at a time by orjson, stati
 texts once per distinct value, and the pieces are joined into one ``payload`` in which every message
 ends with a newline (JSON text never holds a raw newline, and neither do station ids). That one
 buffer crosses a process boundary cheaply and splits into messages with one C call.
+
+``encode_texts`` is the CSV replay's variant: the file's own number texts (Arrow string columns),
+joined with the key pieces by one Arrow call per block.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 _SEPARATOR = b"\x00"  # never in orjson's number text nor in the JSON key literals we append
 
@@ -48,18 +53,48 @@ class WireBatch:
 
 def format_timestamps(ts_ns: npt.NDArray[np.int64], suffix: bytes = b"") -> npt.NDArray[np.bytes_]:
     """RFC 3339 UTC texts with ``Z`` (microseconds only when not zero, as ``detector.readings.format_ts``)
-    followed by ``suffix``; built with numpy string operations, not a Python call per value."""
+    followed by ``suffix``; built with numpy operations, not a Python call per value."""
+    if ((ts_ns % 1_000_000_000) == 0).all():
+        return _whole_second_texts(ts_ns, suffix)
     as_us = ts_ns.astype("datetime64[ns]").astype("datetime64[us]")
     fractional = (ts_ns % 1_000_000_000) != 0
-    if fractional.any():
-        texts = np.datetime_as_string(as_us, unit="us")
-        whole = np.datetime_as_string(as_us[~fractional], unit="s")
-        texts = texts.astype(object)
-        texts[~fractional] = whole.astype(object)
-        texts = texts.astype(str)
-    else:
-        texts = np.datetime_as_string(as_us, unit="s")
-    result: npt.NDArray[np.bytes_] = np.strings.add(texts.astype("S"), b"Z" + suffix)
+    texts = np.datetime_as_string(as_us, unit="us").astype(object)
+    texts[~fractional] = np.datetime_as_string(as_us[~fractional], unit="s").astype(object)
+    result: npt.NDArray[np.bytes_] = np.strings.add(texts.astype(str).astype("S"), b"Z" + suffix)
+    return result
+
+
+_WHOLE_SECOND_TEMPLATE = np.frombuffer(b"0000-00-00T00:00:00Z", dtype=np.uint8)
+# (field, first column) of each two-digit field after the year in the template above.
+_TWO_DIGIT_FIELDS = ((1, 5), (2, 8), (3, 11), (4, 14), (5, 17))
+
+
+def _whole_second_texts(ts_ns: npt.NDArray[np.int64], suffix: bytes) -> npt.NDArray[np.bytes_]:
+    """``YYYY-MM-DDTHH:MM:SSZ`` + suffix for whole seconds, digit by digit: numpy's
+    ``datetime_as_string`` and a string add cost a few microseconds per value, this a few dozen ns."""
+    seconds = ts_ns // 1_000_000_000
+    days = (seconds // 86_400).astype("datetime64[D]")
+    months = days.astype("datetime64[M]")
+    second_of_day = seconds % 86_400
+    fields = (
+        months.astype("datetime64[Y]").astype(np.int64) + 1970,
+        months.astype(np.int64) % 12 + 1,
+        (days - months.astype("datetime64[D]")).astype(np.int64) + 1,
+        second_of_day // 3600,
+        second_of_day // 60 % 60,
+        second_of_day % 60,
+    )
+    width = len(_WHOLE_SECOND_TEMPLATE) + len(suffix)
+    out = np.empty((len(ts_ns), width), dtype=np.uint8)
+    out[:, : len(_WHOLE_SECOND_TEMPLATE)] = _WHOLE_SECOND_TEMPLATE
+    out[:, len(_WHOLE_SECOND_TEMPLATE) :] = np.frombuffer(suffix, dtype=np.uint8)
+    year = fields[0]
+    for column, power in enumerate((1000, 100, 10, 1)):
+        out[:, column] += (year // power % 10).astype(np.uint8)
+    for field_index, column in _TWO_DIGIT_FIELDS:
+        out[:, column] += (fields[field_index] // 10).astype(np.uint8)
+        out[:, column + 1] += (fields[field_index] % 10).astype(np.uint8)
+    result: npt.NDArray[np.bytes_] = out.view(f"S{width}")[:, 0]
     return result
 
 
@@ -126,103 +161,114 @@ def encode_block(
     )
 
 
-@dataclass
-class RawTokens:
-    """Sensor values as the CSV's own number text: ``buffer[starts[i, j]:ends[i, j]]`` is row i's
-    sensor j. Only texts checked to be plain JSON numbers (``-?(0|[1-9][0-9]*)(\\.[0-9]+)?``, see
-    ``replay.csv_source``) are kept this way, so they can go on the wire as they are."""
+class TextColumns:
+    """Sensor values as the CSV's own number text, one Arrow string array per sensor (row i's sensor
+    j is ``columns[j][i]``). Only texts checked to be plain JSON numbers
+    (``-?(0|[1-9][0-9]*)(\\.[0-9]+)?``, see ``replay.csv_source``) are kept this way, so they can go
+    on the wire as they are."""
 
-    buffer: npt.NDArray[np.uint8]
-    starts: npt.NDArray[np.int64]  # (rows, sensors)
-    ends: npt.NDArray[np.int64]
+    def __init__(self, columns: Sequence[pa.Array]) -> None:
+        self.columns = list(columns)
 
-    def take(self, index: Any) -> RawTokens:
-        return RawTokens(self.buffer, self.starts[index], self.ends[index])
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def take(self, index: Any) -> TextColumns:
+        """Rows by position (integers or a slice) or by a boolean mask."""
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step == 1:
+                return TextColumns([column.slice(start, max(0, stop - start)) for column in self.columns])
+            index = np.arange(start, stop, step)
+        index = np.asarray(index)
+        if index.dtype == np.bool_:
+            mask = pa.array(index)
+            return TextColumns([pc.filter(column, mask) for column in self.columns])
+        positions = pa.array(index.astype(np.int64, copy=False))
+        return TextColumns([pc.take(column, positions) for column in self.columns])
 
     def floats(self) -> npt.NDArray[np.float64]:
         """The values as floats (correctly rounded, like ``float(text)``), for whoever needs them."""
-        if self.starts.size == 0:
-            return np.zeros(self.starts.shape, dtype=np.float64)
-        lengths = self.ends - self.starts
-        width = int(lengths.max())
-        at = self.starts[..., None] + np.arange(width)
-        chars = np.where(np.arange(width) < lengths[..., None], self.buffer.take(at, mode="clip"), 0)
-        texts = np.ascontiguousarray(chars, dtype=np.uint8).view(f"S{width}")[..., 0]
-        result: npt.NDArray[np.float64] = texts.astype(np.float64)
+        result = np.empty((len(self), len(self.columns)), dtype=np.float64)
+        for j, column in enumerate(self.columns):
+            result[:, j] = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
         return result
 
 
-def encode_tokens(
-    station_ids: npt.NDArray[np.object_],
+@dataclass
+class WireMessages:
+    """Every message of a block, encoded at once; ``batch()`` cuts batches out of it.
+
+    ``texts`` is an Arrow string array whose values each end in a newline, so the bytes of any run of
+    messages are one slice of its data buffer: a batch's payload costs one copy, not a join."""
+
+    texts: pa.Array
+    key_codes: npt.NDArray[np.int32]
+    keys: tuple[bytes, ...]
+    ts_ns: npt.NDArray[np.int64]
+
+    def batch(self, index: Any, schedule_ns: npt.NDArray[np.int64] | None = None) -> WireBatch:
+        """Messages ``index`` (a slice, or positions: disorder reorders, drops and repeats)."""
+        if isinstance(index, slice):
+            start, stop, _ = index.indices(len(self.key_codes))
+            texts = self.texts.slice(start, max(0, stop - start))
+        else:
+            texts = pc.take(self.texts, pa.array(np.asarray(index, dtype=np.int64)))
+        key_codes = self.key_codes[index]
+        schedule = self.ts_ns[index] if schedule_ns is None else schedule_ns
+        if len(texts) == 0:
+            return WireBatch(b"", key_codes, self.keys, np.asarray(schedule, dtype=np.int64))
+        _, offsets_buffer, data_buffer = texts.buffers()
+        offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
+        first = int(offsets[texts.offset])
+        last = int(offsets[texts.offset + len(texts)])
+        payload = data_buffer[first:last].to_pybytes()
+        return WireBatch(payload, key_codes, self.keys, np.asarray(schedule, dtype=np.int64))
+
+
+def _string_array(texts: npt.NDArray[np.bytes_]) -> pa.Array:
+    """A numpy bytes array as an Arrow string array; without a Python object per text when all
+    texts fill the array's width (numpy pads shorter ones with NULs)."""
+    width = texts.dtype.itemsize
+    if width == 0 or (np.strings.str_len(texts) != width).any():
+        return pa.array(texts.astype(object), type=pa.binary()).cast(pa.string())
+    offsets = np.arange(len(texts) + 1, dtype=np.int32) * width
+    data = np.ascontiguousarray(texts).view(np.uint8)
+    return pa.StringArray.from_buffers(len(texts), pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def encode_texts(
+    station_codes: npt.NDArray[np.integer[Any]],
+    stations: Sequence[str],
     ts_ns: npt.NDArray[np.int64],
-    tokens: RawTokens,
+    texts: TextColumns,
     sensors: Sequence[str],
-    schedule_ns: npt.NDArray[np.int64] | None = None,
-) -> WireBatch:
-    """Wire bytes like ``encode_block``'s, with each number copied from the CSV's own text.
+) -> WireMessages:
+    """Every row's message, like ``encode_block``'s, with each number copied from the CSV's own text.
 
-    Why: parsing floats and formatting them again was most of a replay's CPU. Every message is a
-    run of segments (station prefix, timestamp piece, number, key, number, ..., ``}\\n``), each
-    either a slice of the CSV block or of a small table of constant pieces; one numpy gather over a
-    byte index built with a cumulative sum copies them all, with no Python object per value. The
-    numbers are byte-for-byte the file's (``509.90`` stays ``509.90``), so the JSON parses to the
-    same floats as ``Reading.to_json_bytes()`` would carry, not always to the same bytes.
+    Row i is station ``stations[station_codes[i]]``. Why: parsing floats and formatting them again,
+    or a Python object per value, was most of a replay's CPU. Here one Arrow call joins, per row, the
+    station's prefix, the timestamp's piece (each formatted once per distinct value), the number
+    texts and the constant key pieces between them. The numbers are byte-for-byte the file's
+    (``509.90`` stays ``509.90``), so the JSON parses to the same floats as
+    ``Reading.to_json_bytes()`` would carry, not always to the same bytes.
     """
-    n = len(station_ids)
-    if schedule_ns is None:
-        schedule_ns = ts_ns
-    station_codes, stations = pd.factorize(station_ids)
-    keys = tuple(str(station).encode() for station in stations)
+    keys = tuple(station.encode() for station in stations)
+    codes = np.asarray(station_codes, dtype=np.int32)
+    n = len(codes)
     if n == 0:
-        return WireBatch(b"", np.zeros(0, dtype=np.int32), keys, np.zeros(0, dtype=np.int64))
-    k = len(sensors)
-    quoted = [orjson.dumps(name) for name in sensors]
+        return WireMessages(pa.array([], type=pa.string()), codes, keys, np.asarray(ts_ns, dtype=np.int64))
+    quoted = [orjson.dumps(name).decode() for name in sensors]
+    prefixes = pa.array([f'{{"station_id":"{station}","ts":"' for station in stations], type=pa.string())
     ts_codes, ts_uniques = pd.factorize(ts_ns)
-    constants: list[bytes] = [b'{"station_id":"' + key + b'","ts":"' for key in keys]
-    constants += format_timestamps(np.asarray(ts_uniques), b'",' + quoted[0] + b":").tolist()
-    constants += [b"," + name + b":" for name in quoted[1:]]
-    constants.append(b"}\n")
-    lengths = np.fromiter((len(piece) for piece in constants), dtype=np.int64, count=len(constants))
-    offsets = np.cumsum(lengths) - lengths
-
-    low = int(tokens.starts.min())
-    high = int(tokens.ends.max())
-    source = np.concatenate([tokens.buffer[low:high], np.frombuffer(b"".join(constants), dtype=np.uint8)])
-    table_base = high - low
-    ts_base = len(keys)
-    key_base = ts_base + len(ts_uniques)
-
-    width = 2 * k + 2
-    seg_source = np.empty((n, width), dtype=np.int64)
-    seg_length = np.empty((n, width), dtype=np.int64)
-    seg_source[:, 0] = table_base + offsets[station_codes]
-    seg_length[:, 0] = lengths[station_codes]
-    seg_source[:, 1] = table_base + offsets[ts_base + ts_codes]
-    seg_length[:, 1] = lengths[ts_base + ts_codes]
-    seg_source[:, 2::2] = tokens.starts - low
-    seg_length[:, 2::2] = tokens.ends - tokens.starts
-    for j in range(1, k):
-        seg_source[:, 2 * j + 1] = table_base + offsets[key_base + j - 1]
-        seg_length[:, 2 * j + 1] = lengths[key_base + j - 1]
-    seg_source[:, -1] = table_base + offsets[-1]
-    seg_length[:, -1] = lengths[-1]
-
-    # Byte t of the payload comes from source[index[t]]; within a segment the index steps by one,
-    # and at a segment's first byte it jumps to that segment's source (no segment is empty).
-    starts_flat = seg_source.ravel()
-    lengths_flat = seg_length.ravel()
-    ends_out = np.cumsum(lengths_flat)
-    total = int(ends_out[-1])
-    # int32 (a batch is far below 2 GiB): these are the only passes over every byte, and half the
-    # width is half the memory traffic.
-    step = np.ones(total, dtype=np.int32)
-    step[0] = starts_flat[0]
-    step[ends_out[:-1]] = starts_flat[1:] - (starts_flat[:-1] + lengths_flat[:-1] - 1)
-    np.cumsum(step, out=step)
-    payload = source.take(step).tobytes()
-    return WireBatch(
-        payload=payload,
-        key_codes=station_codes.astype(np.int32),
-        keys=keys,
-        schedule_ns=np.asarray(schedule_ns, dtype=np.int64),
-    )
+    ts_pieces = _string_array(format_timestamps(np.asarray(ts_uniques), b'",' + quoted[0].encode() + b":"))
+    parts: list[Any] = [
+        pc.take(prefixes, pa.array(codes)),
+        pc.take(ts_pieces, pa.array(ts_codes.astype(np.int32, copy=False))),
+        texts.columns[0],
+    ]
+    for name, column in zip(quoted[1:], texts.columns[1:], strict=True):
+        parts += [f",{name}:", column]
+    parts += ["}\n", ""]  # the last argument is the separator
+    joined = pc.binary_join_element_wise(*parts)
+    return WireMessages(joined, codes, keys, np.asarray(ts_ns, dtype=np.int64))

@@ -5,12 +5,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.readings import DEFAULT_SENSORS, Reading, ReadingParser
-from replay.wire import RawTokens, encode_block, encode_tokens, format_timestamps
+from replay.wire import TextColumns, encode_block, encode_texts, format_timestamps
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 stations = st.sampled_from(["EST-01", "EST-02", "A.b:c_d-9"])
@@ -92,22 +93,18 @@ def test_any_number_of_sensors(count: int) -> None:
         assert body["station_id"] == stations[i]
 
 
-def _tokens_for(texts: list[list[str]]) -> RawTokens:
-    """RawTokens over a CSV-like buffer holding ``texts`` row by row."""
-    data = b""
-    starts: list[list[int]] = []
-    ends: list[list[int]] = []
-    for row in texts:
-        starts.append([])
-        ends.append([])
-        for text in row:
-            data += b"x,"  # something around every token, as in a CSV line
-            starts[-1].append(len(data))
-            data += text.encode()
-            ends[-1].append(len(data))
-        data += b"\n"
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    return RawTokens(buffer, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64))
+def _texts_for(texts: list[list[str]]) -> TextColumns:
+    """TextColumns holding ``texts`` row by row."""
+    return TextColumns([pa.array(list(column), type=pa.string()) for column in zip(*texts, strict=True)])
+
+
+def _encode(station_ids: list[str], ts_ns: np.ndarray, texts: TextColumns) -> list[bytes]:
+    codes, names = pd.factorize(np.array(station_ids, dtype=object))
+    batch = encode_texts(codes, [str(name) for name in names], ts_ns, texts, DEFAULT_SENSORS).batch(
+        slice(0, len(station_ids))
+    )
+    assert batch.key_list() == [station.encode() for station in station_ids]
+    return batch.messages()
 
 
 number_texts = st.builds(
@@ -127,11 +124,10 @@ number_texts = st.builds(
 def test_file_text_numbers_parse_to_what_reading_carries(rows: list[tuple[str, datetime, list[str]]]) -> None:
     """The CSV's own number text ("509.90") is not Reading's bytes ("509.9"): same readings parsed."""
     parser = ReadingParser(DEFAULT_SENSORS, limits={})
-    station_ids = np.array([row[0] for row in rows], dtype=object)
     ts_ns = np.array([pd.Timestamp(row[1]).value for row in rows], dtype=np.int64)
-    tokens = _tokens_for([row[2] for row in rows])
-    batch = encode_tokens(station_ids, ts_ns, tokens, DEFAULT_SENSORS)
-    for message, (station, moment, texts) in zip(batch.messages(), rows, strict=True):
+    tokens = _texts_for([row[2] for row in rows])
+    messages = _encode([row[0] for row in rows], ts_ns, tokens)
+    for message, (station, moment, texts) in zip(messages, rows, strict=True):
         expected = Reading(
             station_id=station,
             ts=moment,
@@ -141,14 +137,13 @@ def test_file_text_numbers_parse_to_what_reading_carries(rows: list[tuple[str, d
         assert isinstance(got, Reading)
         assert parser.parse(expected.to_json_bytes()) == got
         assert got.values == expected.values
-    assert batch.key_list() == [s.encode() for s, _, _ in rows]
     assert tokens.floats().tolist() == [[float(t) for t in row[2]] for row in rows]
 
 
 def test_file_text_numbers_go_on_the_wire_as_they_are() -> None:
     ts = np.array([pd.Timestamp("2025-01-01T00:05:00Z").value], dtype=np.int64)
-    tokens = _tokens_for([["509.90", "-0.5", "1766", "0", "405.2"]])
-    [message] = encode_tokens(np.array(["EST-03"], dtype=object), ts, tokens, DEFAULT_SENSORS).messages()
+    tokens = _texts_for([["509.90", "-0.5", "1766", "0", "405.2"]])
+    [message] = _encode(["EST-03"], ts, tokens)
     assert message == (
         b'{"station_id":"EST-03","ts":"2025-01-01T00:05:00Z","flow":509.90,"pressure":-0.5,'
         b'"pump_rpm":1766,"tank_level":0,"power":405.2}'
