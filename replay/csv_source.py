@@ -61,6 +61,7 @@ DEFAULT_BLOCK_BYTES = 8 * 1024 * 1024
 _STATION_ID = re.compile(STATION_ID_PATTERN)
 _NEWLINE = 10
 _COMMA = 44
+_CARRIAGE_RETURN = 13
 _NS_PER_US = 1000
 # A sensor text sent as it is: a JSON number that is finite, has no exponent and means what float()
 # makes of it. Short, so that integers stay far inside what every JSON parser reads exactly.
@@ -535,7 +536,11 @@ class CsvSource:
         line with a wrong field count, a blank line, bad UTF-8), or its rows are not its lines (a
         lone carriage return).
         """
-        if b'"' in data or _has_blank_line(data):
+        if b'"' in data:
+            return None
+        buf = np.frombuffer(data, dtype=np.uint8)
+        newlines = np.flatnonzero(buf == _NEWLINE)
+        if _has_blank_line(buf, newlines):
             return None
         try:
             table = pa_csv.read_csv(
@@ -548,8 +553,6 @@ class CsvSource:
             )
         except pa.ArrowException:
             return None
-        buf = np.frombuffer(data, dtype=np.uint8)
-        newlines = np.flatnonzero(buf == _NEWLINE)
         n = len(newlines)
         if table.num_rows != n:
             return None
@@ -624,9 +627,11 @@ class CsvSource:
             raise DataError(f"{self.path}: cannot parse CSV: {error}") from error
 
 
-def _has_blank_line(data: bytes) -> bool:
-    """Whether a block (of whole lines) has an empty line, which is no row: Arrow would make it one."""
-    return data[:1] in {b"\n", b"\r"} or b"\n\n" in data or b"\n\r\n" in data
+def _has_blank_line(buf: npt.NDArray[np.uint8], newlines: npt.NDArray[np.intp]) -> bool:
+    """Whether a block of whole lines has an empty line (or one of just ``\\r``), which is no row
+    (Arrow would make it one). ``newlines``: the positions of its line ends."""
+    lengths = np.diff(newlines, prepend=-1) - 1
+    return bool(((lengths == 0) | ((lengths == 1) & (buf[newlines - 1] == _CARRIAGE_RETURN))).any())
 
 
 def _parsed_timestamps(column: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
