@@ -1,8 +1,10 @@
 """Threshold calibration on validation errors: which score counts as an anomaly, and why.
 
 Every strategy looks at the errors of normal validation windows (what "normal" scores look like);
-the best-F1 percentile also uses the validation labels to choose among percentiles. The resulting
-``CalibrationRecord`` goes into the model bundle, so anyone can see how a threshold was chosen.
+the best-F1 rules also use the validation labels. ``best_f1_every_threshold`` may also count false
+alarms on normal windows the model never learned from outside validation (the trainer passes the
+early-stopping holdout), a larger sample of the normal tail. The resulting ``CalibrationRecord`` goes
+into the model bundle, so anyone can see how a threshold was chosen.
 Pure numpy: the service may recalibrate without TensorFlow or scikit-learn.
 """
 
@@ -24,7 +26,9 @@ MAD_FACTOR = 3.0
 # Scales the median absolute deviation to a standard deviation for normally distributed errors.
 MAD_TO_SIGMA = 1.4826
 BEST_F1 = "best_f1_percentile"
+BEST_F1_EVERY = "best_f1_every_threshold"
 STRATEGIES: tuple[str, ...] = (
+    BEST_F1_EVERY,
     BEST_F1,
     *(f"percentile_{p:g}" for p in FIXED_PERCENTILES),
     "iqr",
@@ -149,15 +153,64 @@ def best_f1_percentile(
     return candidates[run[len(run) // 2]]
 
 
+def best_f1_every_threshold(
+    scores: npt.ArrayLike, labels: npt.ArrayLike, extra_normal: npt.ArrayLike = ()
+) -> Candidate:
+    """The threshold with the best F1 among every distinct cut, in the middle of its plateau.
+
+    A 20-point percentile grid of about 180 normal validation windows is coarse: each step moves the
+    threshold by one or two windows' scores, and the best grid point tends to sit right above the
+    largest normal score seen. Here every gap between sorted scores is a candidate, and the threshold
+    is the middle of the first run of best-F1 cuts in score units, leaving margin both ways.
+
+    False alarms are counted as a rate over the normal validation windows plus ``extra_normal``
+    (normal windows from outside validation that the model never fitted), scaled to the number of
+    normal validation windows so precision keeps validation's class balance; recall comes from the
+    validation anomalies only. With no anomalies the threshold is the largest normal score seen.
+    The candidate's counts are the plain validation counts at the chosen threshold.
+    """
+    s, y = _check(scores, labels)
+    extra = np.asarray(extra_normal, dtype=np.float64).ravel()
+    if not np.isfinite(extra).all():
+        raise DataError("extra normal scores must be finite")
+    normal = s[~y]
+    if not len(normal):
+        raise DataError("calibration needs normal windows in the validation split")
+    pool = np.sort(np.concatenate([normal, extra]))
+    anomalous = np.sort(s[y])
+    if not len(anomalous):
+        threshold = float(pool[-1])
+        return Candidate(BEST_F1_EVERY, threshold, None, counts_at(s, y, threshold))
+    values = np.unique(np.concatenate([pool, anomalous]))
+    # Cut k alarms on scores >= values[k]: any threshold in [values[k-1], values[k]) does the same.
+    below = np.nextafter(values[0], -np.inf)
+    cuts = np.concatenate([[below], (values[1:] + values[:-1]) / 2])
+    tp = len(anomalous) - np.searchsorted(anomalous, cuts, side="right")
+    fn = len(anomalous) - tp
+    fp = (len(pool) - np.searchsorted(pool, cuts, side="right")) / len(pool) * len(normal)
+    denominator = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, denominator, out=np.zeros(len(cuts)), where=denominator > 0)
+    best = int(np.argmax(f1))
+    last = best
+    while last + 1 < len(f1) and f1[last + 1] == f1[best]:
+        last += 1
+    low = values[best - 1] if best > 0 else below
+    threshold = float(below if last == 0 else (low + values[last]) / 2)
+    return Candidate(BEST_F1_EVERY, threshold, None, counts_at(s, y, threshold))
+
+
 def all_strategies(
-    scores: npt.ArrayLike, labels: npt.ArrayLike, grid: Sequence[float] = PERCENTILE_GRID
+    scores: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    grid: Sequence[float] = PERCENTILE_GRID,
+    extra_normal: npt.ArrayLike = (),
 ) -> list[Candidate]:
     """Every strategy of ``STRATEGIES`` with its threshold and metrics on these scores."""
     s, y = _check(scores, labels)
     normal = s[~y]
     if not len(normal):
         raise DataError("calibration needs normal windows in the validation split")
-    found = [best_f1_percentile(s, y, grid)]
+    found = [best_f1_every_threshold(s, y, extra_normal), best_f1_percentile(s, y, grid)]
     for p in FIXED_PERCENTILES:
         threshold = float(np.percentile(normal, p))
         found.append(Candidate(f"percentile_{p:g}", threshold, p, counts_at(s, y, threshold)))
@@ -178,6 +231,7 @@ class CalibrationRecord:
     validation_windows: int
     validation_normal_windows: int
     percentile_grid: tuple[float, ...] = PERCENTILE_GRID
+    extra_normal_windows: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def threshold_of(self, strategy: str) -> float:
@@ -203,6 +257,8 @@ class CalibrationRecord:
             "validation_windows": self.validation_windows,
             "validation_normal_windows": self.validation_normal_windows,
             "percentile_grid": [min(self.percentile_grid), max(self.percentile_grid)],
+            # Normal windows from outside validation counted for false alarms by best_f1_every_threshold.
+            "extra_normal_windows": self.extra_normal_windows,
             "strategies": [c.to_dict() for c in self.strategies],
             **self.extra,
         }
@@ -213,12 +269,18 @@ def calibrate(
     labels: npt.ArrayLike,
     method: str = BEST_F1,
     grid: Sequence[float] = PERCENTILE_GRID,
+    extra_normal: npt.ArrayLike = (),
 ) -> CalibrationRecord:
-    """Choose the threshold on validation scores with ``method`` (one of ``STRATEGIES``)."""
+    """Choose the threshold on validation scores with ``method`` (one of ``STRATEGIES``).
+
+    ``extra_normal``: scores of normal windows from outside validation that the model never fitted;
+    only ``best_f1_every_threshold`` uses them (to count false alarms).
+    """
     if method not in STRATEGIES:
         raise ConfigError(f"unknown calibration method {method!r}; choose one of {', '.join(STRATEGIES)}")
     s, y = _check(scores, labels)
-    strategies = all_strategies(s, y, grid)
+    extra = np.asarray(extra_normal, dtype=np.float64).ravel()
+    strategies = all_strategies(s, y, grid, extra)
     chosen = next(c for c in strategies if c.strategy == method)
     return CalibrationRecord(
         method=method,
@@ -229,4 +291,5 @@ def calibrate(
         validation_windows=len(s),
         validation_normal_windows=int((~y).sum()),
         percentile_grid=tuple(grid),
+        extra_normal_windows=len(extra),
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from detector.calibration import BEST_F1, STRATEGIES
+from detector.calibration import BEST_F1_EVERY, STRATEGIES
 
 DEFAULT_DATA = Path("../shared/datasets/rebombeo_huachicoleo.csv")
 
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         ),
         topk: int = typer.Option(5, "--topk", help="k for the topk aggregation."),
         calibration: str = typer.Option(
-            BEST_F1, "--calibration", help=f"Threshold strategy: {', '.join(STRATEGIES)}."
+            BEST_F1_EVERY, "--calibration", help=f"Threshold strategy: {', '.join(STRATEGIES)}."
         ),
         use_labels: bool = typer.Option(
             False,

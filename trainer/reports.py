@@ -318,7 +318,13 @@ def model_card(report: dict[str, Any]) -> str:
         "## Calibration",
         f"- Method `{cal['method']}` on the validation split: threshold {ae['threshold']:.4f} "
         f"(validation F1 {validation['f1']:.3f}; {cal['validation_windows']} windows, "
-        f"{cal['validation_normal_windows']} normal).",
+        f"{cal['validation_normal_windows']} normal)"
+        + (
+            f"; false alarms also counted on {cal['extra_normal_windows']} normal windows from the "
+            f"{cal.get('extra_normal_source', 'training period')}."
+            if cal.get("extra_normal_windows")
+            else "."
+        ),
         # Metrics are None when the test split holds no anomaly (ROC-AUC, AP undefined).
         f"- Test, never used to choose anything ({ae['mode']}): precision {_fmt(ae['precision'])}, "
         f"recall {_fmt(ae['recall'])}, F1 {_fmt(ae['f1'])}, ROC-AUC {_fmt(ae['roc_auc'])}, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -36,6 +37,13 @@ class TrainedModel:
             for i in range(0, len(x), batch_size)
         ]
         return np.concatenate(parts).astype(np.float32)
+
+
+def early_stopping_holdout(n_windows: int, validation_split: float) -> slice:
+    """The windows ``model.fit(validation_split=...)`` holds out: Keras keeps the last ones, unshuffled."""
+    if validation_split <= 0:
+        return slice(n_windows, n_windows)
+    return slice(math.floor(n_windows * (1.0 - validation_split)), n_windows)
 
 
 def make_deterministic(seed: int) -> None:

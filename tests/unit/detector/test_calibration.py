@@ -5,7 +5,9 @@ import pytest
 
 from detector.calibration import (
     BEST_F1,
+    BEST_F1_EVERY,
     STRATEGIES,
+    best_f1_every_threshold,
     best_f1_percentile,
     calibrate,
     counts_at,
@@ -68,3 +70,38 @@ def test_refusals() -> None:
         calibrate([1.0, 2.0], [1, 1])
     with pytest.raises(DataError):
         counts_at([1.0, np.nan], [0, 1], 0.5)
+
+
+def test_best_f1_every_threshold_takes_the_middle_of_the_best_gap() -> None:
+    # Normal up to 3, anomalies from 7: every cut in [3, 7) is perfect, the middle is 5.
+    scores = np.array([1.0, 2.0, 3.0, 7.0, 8.0])
+    labels = np.array([0, 0, 0, 1, 1])
+    chosen = best_f1_every_threshold(scores, labels)
+    assert chosen.strategy == BEST_F1_EVERY and chosen.percentile is None
+    assert chosen.threshold == pytest.approx(5.0)
+    assert chosen.counts.f1 == 1.0
+
+
+def test_best_f1_every_threshold_counts_false_alarms_on_extra_normal_windows() -> None:
+    scores = np.array([1.0, 2.0, 3.0, 4.0, 6.0, 9.0])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    alone = best_f1_every_threshold(scores, labels)
+    assert alone.threshold == pytest.approx(3.5)  # between the largest normal and the first anomaly
+    # Four unseen normal windows between 5 and 5.7: at 3.5 they would alarm (4 of 7 normal windows, so
+    # 1.7 false alarms at validation's 3 normal windows, F1 0.78); giving up the anomaly at 4 is better.
+    unseen = [5.0, 5.2, 5.5, 5.7]
+    pooled = best_f1_every_threshold(scores, labels, extra_normal=unseen)
+    assert pooled.threshold == pytest.approx((5.7 + 6.0) / 2)
+    # The reported counts are plain validation counts at the chosen threshold.
+    assert (pooled.counts.tp, pooled.counts.fp, pooled.counts.fn) == (2, 0, 1)
+    record = calibrate(scores, labels, method=BEST_F1_EVERY, extra_normal=unseen)
+    assert record.threshold == pooled.threshold
+    assert record.to_dict()["extra_normal_windows"] == 4
+    assert calibrate(scores, labels).to_dict()["extra_normal_windows"] == 0
+
+
+def test_best_f1_every_threshold_without_anomalies_sits_on_the_largest_normal_score() -> None:
+    chosen = best_f1_every_threshold([1.0, 2.0, 3.0], [0, 0, 0], extra_normal=[4.0])
+    assert chosen.threshold == 4.0
+    with pytest.raises(DataError):
+        best_f1_every_threshold([1.0, 2.0], [0, 1], extra_normal=[np.inf])

@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detector.calibration import BEST_F1_EVERY
 from trainer.model import FitConfig, ModelConfig
 from trainer.pipeline import TrainOptions, run_training
+from trainer.training import early_stopping_holdout
 
 TINY_MODEL = ModelConfig(encoder_units=(8, 4), decoder_units=(4, 8), dropout=0.1)
 TINY_FIT = FitConfig(epochs=2, batch_size=16, patience=1, seed=7)
@@ -55,6 +57,19 @@ def test_models_modes_and_metrics(seed_like_csv: Path) -> None:
         assert summary["events"]["events"] == len(result.prepared["test"].events)
     # The synthetic anomalies are large: even a two-epoch model catches them.
     assert result.autoencoder.test["roc_auc"] > 0.9
+    # The autoencoder's threshold also counts false alarms on the early-stopping holdout; the
+    # baselines and the label head fitted those windows, so they calibrate on validation alone.
+    normal_train = int((result.prepared["train"].labels == 0).sum())
+    held_out = early_stopping_holdout(normal_train, TINY_FIT.validation_split)
+    assert result.autoencoder.calibration.method == BEST_F1_EVERY
+    assert result.autoencoder.calibration.extra_normal_windows == held_out.stop - held_out.start > 0
+    assert result.models["isolation_forest"].calibration.extra_normal_windows == 0
+
+
+def test_early_stopping_holdout_is_the_last_share_keras_keeps() -> None:
+    assert early_stopping_holdout(100, 0.1) == slice(90, 100)
+    assert early_stopping_holdout(443, 0.1) == slice(398, 443)  # floor, as keras' train_validation_split
+    assert early_stopping_holdout(50, 0.0) == slice(50, 50)
 
 
 @pytest.mark.slow
