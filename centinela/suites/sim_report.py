@@ -32,9 +32,9 @@ _TEXT: dict[str, dict[str, str]] = {
         ),
         "points": "Operating points (same model, two thresholds, each replayed live)",
         "points_text": (
-            "`trained_threshold`: the trainer's best-F1 percentile on validation windows (what `centinela "
-            "train` "
-            "ships). `alarm_budget`: the largest validation score on windows clear of any tap, i.e. no false "
+            "`trained_threshold`: the trainer's calibrated threshold, best F1 on validation windows "
+            "(what `centinela train` ships; its strategy is in the bundle's calibration record). "
+            "`alarm_budget`: the largest validation score on windows clear of any tap, i.e. no false "
             "alarm on the validation weeks (chosen without test data). The sections below are for "
             "**{point}**."
         ),
@@ -121,11 +121,10 @@ _TEXT: dict[str, dict[str, str]] = {
         ),
         "points": "Puntos de operación (mismo modelo, dos umbrales, cada uno reproducido en vivo)",
         "points_text": (
-            "`trained_threshold`: el percentil de mejor F1 del entrenador en ventanas de validación (lo que "
-            "entrega `centinela train`). `alarm_budget`: el mayor puntaje de validación en ventanas libres "
-            "de "
-            "tomas, es decir ninguna falsa alarma en las semanas de validación (elegido sin datos de "
-            "prueba). "
+            "`trained_threshold`: el umbral calibrado del entrenador, mejor F1 en ventanas de "
+            "validación (lo que entrega `centinela train`). `alarm_budget`: el mayor puntaje de "
+            "validación en ventanas libres de tomas, es decir ninguna falsa alarma en las semanas de "
+            "validación (elegido sin datos de prueba). "
             "Las secciones siguientes son para **{point}**."
         ),
         "point": "punto de operación",
