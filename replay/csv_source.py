@@ -360,8 +360,8 @@ class _RowValidator:
             parsed = column.dt.tz_localize("UTC")
         else:
             parsed = pd.to_datetime(column, format="ISO8601", utc=True, errors="coerce", cache=True)
-        missing = parsed.isna().to_numpy()
-        ts_ns = parsed.to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
+        missing = ~_in_nanosecond_range(parsed)
+        ts_ns = parsed.where(~missing).to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
         if missing.any():
             mark(missing, "bad_timestamp", lambda i: _cell(column.iloc[i]))
             ts_ns[missing] = 0
@@ -634,14 +634,23 @@ def _has_blank_line(buf: npt.NDArray[np.uint8], newlines: npt.NDArray[np.intp]) 
     return bool(((lengths == 0) | ((lengths == 1) & (buf[newlines - 1] == _CARRIAGE_RETURN))).any())
 
 
+def _in_nanosecond_range(parsed: pd.Series[Any]) -> npt.NDArray[np.bool_]:
+    """Which parsed moments are not NaT and fit the nanoseconds the wire and pacing work in (pandas
+    parses ``1500-01-01`` in microseconds, and converting it to nanoseconds would wrap around)."""
+    low = pd.Timestamp.min.tz_localize("UTC")
+    high = pd.Timestamp.max.tz_localize("UTC")
+    result: npt.NDArray[np.bool_] = (parsed.notna() & (parsed >= low) & (parsed <= high)).to_numpy()
+    return result
+
+
 def _parsed_timestamps(column: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """(ns truncated to µs, parsed) per row, with pandas' ISO 8601 parser (as the validator's) run
     once per distinct text: a file's rows come one timestamp per station."""
     encoded = column.dictionary_encode()
     texts = pd.Series(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object)
     parsed = pd.to_datetime(texts, format="ISO8601", utc=True, errors="coerce")
-    unique_ok = ~parsed.isna().to_numpy()
-    unique_ns = parsed.to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
+    unique_ok = _in_nanosecond_range(parsed)
+    unique_ns = parsed.where(unique_ok).to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
     unique_ns[~unique_ok] = 0
     unique_ns -= unique_ns % _NS_PER_US  # as the pandas path: the wire carries microseconds
     codes = encoded.indices.to_numpy()

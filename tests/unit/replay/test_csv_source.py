@@ -336,3 +336,39 @@ def test_wire_bytes_of_a_file_with_odd_rows_parse_to_the_file_values(tmp_path: P
     assert [r.values["pressure"] for r in readings if isinstance(r, Reading)] == [
         7.0 if i % 4 == 0 else 70.25 for i in kept
     ]
+
+
+def test_timestamps_mean_what_pandas_iso8601_parser_says(tmp_path: Path) -> None:
+    """A row is kept, at that moment, exactly when pandas' ISO 8601 parser (the validator's) accepts
+    its text and the moment fits in nanoseconds (1500 and 2300 do not: they used to wrap around)."""
+    texts = [
+        "2025-01-01T00:00:00Z",
+        "2025-02-30T00:00:00Z",
+        "2024-02-29T23:59:59Z",
+        "2025-02-29T00:00:00Z",
+        "2025-1-1T00:00:00Z",
+        "2025-01-01T24:00:00Z",
+        "2025-01-01T00:00:60Z",
+        "2025-01-01T00:60:00Z",
+        "2025-13-01T00:00:00Z",
+        "1500-01-01T00:00:00Z",
+        "2300-01-01T00:00:00Z",
+        "2025-01-01T00:00:00.5Z",
+        "2025-01-01 00:00:00",
+        "2025-01-01T00:00:00+02:00",
+        "2025-01-01",
+        "20250101T000000Z",
+        "2025-01-01T00:00:00z",
+        " 2025-01-01T00:00:00Z",
+        "nan",
+    ]
+    header = "timestamp,station_id,flow,pressure,pump_rpm,tank_level,power\n"
+    path = write(tmp_path, header + "".join(f"{text},EST-01,1,2,3,4,5\n" for text in texts))
+    rows, rejects, read, _ = read_all(CsvSource(path))
+    assert read == len(texts)
+    parsed = pd.to_datetime(pd.Series(texts, dtype=object), format="ISO8601", utc=True, errors="coerce")
+    expected = [None if pd.isna(moment) or moment.year in {1500, 2300} else moment for moment in parsed]
+    kept = [line for line, moment in enumerate(expected, start=2) if moment is not None]
+    assert rows.lines.tolist() == kept
+    assert rows.ts_ns.tolist() == [int(moment.value) for moment in expected if moment is not None]
+    assert {int(r.split(":")[0].split()[1]) for r in rejects} == set(range(2, len(texts) + 2)) - set(kept)
