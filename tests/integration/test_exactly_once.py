@@ -5,7 +5,6 @@ replay producer; each test first runs its own reference, one uninterrupted detec
 
 from __future__ import annotations
 
-import itertools
 import random
 import time
 from pathlib import Path
@@ -24,10 +23,13 @@ from tests.integration.detector_topics import (
 from tests.integration.kafka_helpers import TopicFactory, unique_name
 from tests.integration.local_ports import free_port
 from tests.integration.polling import wait_for
-from tests.integration.theft_replay import TheftLine, replay, simulate_theft_line
+from tests.integration.theft_replay import PacedReplay, TheftLine, replay, simulate_theft_line
 
 pytestmark = pytest.mark.integration
 
+# Two days of readings in 36 s: a live feed, sped up. Each detector is killed after reading 5-12 %
+# of the line, so the three kills and restarts fit well inside the replay.
+SPEED = 4800.0
 # With a new instance id the killed member keeps its partitions until its session ends; the
 # broker's minimum (6 s) instead of the default 45 s keeps three kills within the time budget.
 SHORT_SESSION = '{"session.timeout.ms": "6000"}'
@@ -68,23 +70,22 @@ def test_three_sigkills_leave_exactly_the_reference_alerts(  # noqa: PLR0917 - f
     line: TheftLine,
     same_instance: bool,
 ) -> None:
-    """The replay in four parts cut at seeded random event times; after each of the first three, a
-    detector starts and is SIGKILLed once it has committed a seeded random share of what is there
-    (so mid-stream, mid-transaction most likely). Restarts reuse one instance id, as a supervisor
-    would (static membership: the partitions come back at once), or take a new one each time (the
-    killed member's partitions move once its session ends)."""
+    """The replay paced at :data:`SPEED` while a detector runs; three times, once the detector has
+    read a seeded random number of readings, it is SIGKILLed (mid-replay, mid-transaction most
+    likely) and started again. Restarts reuse one instance id, as a supervisor would (static
+    membership: the partitions come back at once), or take a new one each time (the killed
+    member's partitions move once its session ends)."""
     reference = reference_alerts(kafka_bootstrap, fresh_topic, line, tmp_path)
 
     topics = Topics(fresh_topic, partitions=3)
     rng = random.Random(7)
-    cuts = [None, *line.time_cuts(rng, 3), None]
     instance = unique_name("eo-slot")
-    session = {} if same_instance else {"kafka__extra": SHORT_SESSION}
+    extra = {} if same_instance else {"kafka__extra": SHORT_SESSION}
     log = tmp_path / "killed.log"
     takeovers: list[float] = []
     kills: list[str] = []
-    for start, end in itertools.pairwise(cuts):
-        part = replay(kafka_bootstrap, topics.readings, line, start, end)
+    feed = PacedReplay(kafka_bootstrap, topics.readings, line, SPEED)
+    for restart in range(4):
         port = free_port()
         started = time.monotonic()
         process = start_detector(
@@ -96,24 +97,27 @@ def test_three_sigkills_leave_exactly_the_reference_alerts(  # noqa: PLR0917 - f
             instance_id=instance if same_instance else None,
             max_batch="20",
             metrics_port=str(port),
-            **session,
+            **extra,
         )
         try:
+            if restart == 0:
+                wait_for(lambda: metric_total(port, COMMITTED) >= 0, 60, "the detector", every_s=0.02)  # noqa: B023
+                feed.start()
             wait_for(lambda: metric_total(port, COMMITTED) > 0, 60, "a first commit", every_s=0.02)  # noqa: B023
             takeovers.append(time.monotonic() - started)
-            if end is None:
+            if restart == 3:
+                assert feed.wait(120) == line.rows
                 wait_for(lambda: settled(kafka_bootstrap, fresh_group, topics.readings), 90, "the rest")
                 break
-            # Its part, after what the previous one read but left uncommitted.
-            handled = wait_until_read(process, port, int(part * rng.uniform(0.2, 0.6)))
+            read = wait_until_read(process, port, int(line.rows * rng.uniform(0.05, 0.12)))
             process.kill()  # SIGKILL: no chance to finish its transaction
             process.wait(10)
-            kills.append(f"{handled:.0f}/{part}")
-            assert handled < part, f"killed after reading its whole part ({kills[-1]}): not mid-stream"
+            kills.append(f"{read:.0f}")
+            assert feed.running(), f"the replay had ended before kill {restart + 1}: not mid-replay"
         finally:
             if process.poll() is None:
                 stop(process)
-    print(f"readings handled/sent in each killed part: {', '.join(kills)}")
+    print(f"readings read by each killed detector: {', '.join(kills)}")
     print(f"restart to first commit (s): {', '.join(f'{t:.1f}' for t in takeovers)}")
     if same_instance:  # static membership: no waiting out the killed member's 45 s session
         assert max(takeovers) < 30, takeovers

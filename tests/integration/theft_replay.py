@@ -17,6 +17,7 @@ and the odd quiet window — nine incidents and 64 alerts in an offline run.
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -171,3 +172,41 @@ def replay(
     summary = replay_csv(line.readings, topic, options, {"bootstrap.servers": bootstrap})
     assert summary.delivery_errors == 0 and summary.rejected == 0, summary.to_dict()
     return summary.delivered
+
+
+class PacedReplay:
+    """The whole line replayed on a thread at ``speed`` × real time, as a live feed arrives: the
+    readings of every station come in together, so a detector keeps up and reads all its
+    partitions evenly (from a backlog, librdkafka hands out one partition after another)."""
+
+    def __init__(self, bootstrap: str, topic: str, line: TheftLine, speed: float) -> None:
+        self._run = lambda: replay_csv(
+            line.readings,
+            topic,
+            ReplayOptions(speed=speed, use_process=False),
+            {"bootstrap.servers": bootstrap},
+        )
+        self._outcome: list[Any] = []
+        self._thread = threading.Thread(target=self._target, name="paced-replay", daemon=True)
+
+    def _target(self) -> None:
+        try:
+            self._outcome.append(self._run())
+        except BaseException as error:  # handed to the test by wait()
+            self._outcome.append(error)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout_s: float) -> int:
+        """Readings delivered, once the replay has ended; its error, if it failed."""
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), f"the replay did not end within {timeout_s:g} s"
+        (outcome,) = self._outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome.delivery_errors == 0 and outcome.rejected == 0, outcome.to_dict()
+        return int(outcome.delivered)
