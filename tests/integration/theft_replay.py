@@ -3,8 +3,8 @@
 ``replay.simulator`` draws a small line (four stations, two days, one reading a minute each: 11,520
 readings) with its normal life (daily demand cycle, a pump stop, set-point and batch changes) and
 four scripted thefts, so the thefts are certain whatever the seed draws. The readings CSV the
-simulator writes goes to Kafka through the real replay path (``replay.producer.replay_csv``), whole
-or cut by event time so a test can stop the detector between two parts.
+simulator writes goes to Kafka through the real replay path (``replay.producer.replay_csv``): flat
+out, whole or cut by event time, or paced on a thread while a detector runs (:class:`PacedReplay`).
 
 The model is the hand-made linear stand-in (score = 0.25 · mean of the scaled readings squared), so
 what the detector flags depends only on its scalers and threshold, both fitted here on the
