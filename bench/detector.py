@@ -218,10 +218,8 @@ def run(quick: bool) -> BenchResult:
     messages = interleave(series, SENSORS)
     count = len(messages)
     with tempfile.TemporaryDirectory() as folder:
-        lstm = load_bundle(
-            build_keras_bundle(Path(folder) / "lstm", units=(128, 64), seed=0), threads=2, max_batch=256
-        )
-        linear = load_bundle(build_linear_bundle(Path(folder) / "linear"), threads=2, max_batch=256)
+        lstm = load_bundle(build_keras_bundle(Path(folder) / "lstm", units=(128, 64), seed=0), threads=2)
+        linear = load_bundle(build_linear_bundle(Path(folder) / "linear"), threads=2)
         windows = sample_windows(lstm, series)
         results: dict[str, list[float]] = {
             k: [] for k in ("bare", "e2e_r", "e2e_w", "linear_r", "score", "ratio")

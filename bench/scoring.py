@@ -78,7 +78,7 @@ def run(quick: bool) -> BenchResult:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
         path.write_bytes(onnx_bytes)
-        scorers = {threads: OnnxScorer(path, threads=threads, max_batch=1024) for threads in (2, 1)}
+        scorers = {threads: OnnxScorer(path, threads=threads) for threads in (2, 1)}
         # (name, callable, chunks): every case runs once per repetition, interleaved, so the
         # baseline and the runtime see the same load on this shared machine.
         cases: list[tuple[str, Callable[[FloatArray], object], list[FloatArray]]] = []

@@ -33,7 +33,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from detector.errors import BundleError, DataError
 from detector.readings import ReadingParser, SensorLimits
 from detector.scaling import Scaler, StationScalers
-from detector.scoring import AGGREGATIONS, OnnxScorer, reconstruction_errors
+from detector.scoring import AGGREGATIONS, DEFAULT_MAX_BATCH, OnnxScorer, reconstruction_errors
 from detector.windows import WindowSpec
 
 FORMAT_VERSION = 1
@@ -259,7 +259,7 @@ def load_bundle(
     expected_sensors: Sequence[str] | None = None,
     *,
     threads: int = 2,
-    max_batch: int = 1024,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> Bundle:
     """Verify a bundle folder and load its serving model; ``BundleError`` says what is wrong.
 

@@ -38,6 +38,7 @@ from pydantic_settings import (
 
 from detector.errors import ConfigError
 from detector.incidents import IncidentPolicy
+from detector.scoring import DEFAULT_MAX_BATCH
 
 ENV_PREFIX = "CENTINELA_"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
@@ -166,9 +167,8 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=65536, ge=256)
     scoring_threads: int = Field(default=2, ge=1, le=64)
     # Windows per ONNX Runtime call: a poll's windows are still scored in one Bundle.score call, which
-    # splits them. ORT's arena grows with the largest batch it has run (an LSTM keeps every step's
-    # state), so this bounds memory; on 2 cores 64-256 is also faster per window than 1024 or more.
-    scoring_max_batch: int = Field(default=256, ge=1, le=100_000)
+    # splits them (see detector.scoring.DEFAULT_MAX_BATCH: faster per window, and bounds ORT's arena).
+    scoring_max_batch: int = Field(default=DEFAULT_MAX_BATCH, ge=1, le=100_000)
 
     @field_validator("instance_id", "group_id")
     @classmethod
