@@ -176,7 +176,10 @@ def recovery(bootstrap: str, bundle_dir: Path, work: Path) -> tuple[float, float
                     assigned_s = time.monotonic() - started
                 messages = reader.consume(10, 0.1)
                 if any(m.error() is None for m in messages):
-                    return assigned_s or float("nan"), time.monotonic() - started
+                    alerted_s = time.monotonic() - started
+                    if assigned_s is None and "assigned partitions" in log_path.read_text(errors="replace"):
+                        assigned_s = alerted_s  # both within the last poll
+                    return assigned_s or float("nan"), alerted_s
             raise RuntimeError(f"no alert within 300 s of the restart (log: {log_path})")
         finally:
             reader.close()
