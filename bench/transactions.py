@@ -38,6 +38,7 @@ from bench.detector import broker, detector_settings, end_to_end, make_series, p
 from bench.record import BenchResult
 from detector.bundle import load_bundle
 from detector.testing import build_linear_bundle
+from stream.group_progress import committed_to_end
 from stream.testing import interleave, normal_series
 
 logger = logging.getLogger(__name__)
@@ -82,17 +83,6 @@ def _detector(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "centinela", "detect"], env=env, stdout=log_file, stderr=log_file
         )
-
-
-def _committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group, **_QUIET})
-    try:
-        found = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return sum(max(tp.offset, 0) for tp in found)
-    finally:
-        reader.close()
 
 
 def _alerts_reader(bootstrap: str, topic: str) -> Any:
@@ -156,7 +146,7 @@ def recovery(bootstrap: str, bundle_dir: Path, work: Path) -> tuple[float, float
         killed = _detector(env, work / f"killed-{run_id}.log")
         try:
             _wait_for(
-                lambda: _committed_offsets(bootstrap, group, readings, PARTITIONS) >= len(first),
+                lambda: committed_to_end(bootstrap, group, readings),  # the topic holds the first half only
                 120,
                 "the first half to be committed",
             )

@@ -250,6 +250,7 @@ def _live(result: SimulationResult, test_start: int, bundle_path: Path, bootstra
     from detector.bundle import load_bundle
     from replay.csv_source import SourceOptions
     from replay.producer import ReplayOptions, ensure_topic, replay_frame
+    from stream.group_progress import committed_to_end
     from stream.runner import run_detector
     from stream.settings import Settings
 
@@ -295,7 +296,7 @@ def _live(result: SimulationResult, test_start: int, bundle_path: Path, bootstra
     thread = threading.Thread(target=target, name="detector", daemon=True)
     thread.start()
     try:
-        _wait(lambda: _committed_all(bootstrap, group, topics["readings"]) or bool(errors), 600, thread)
+        _wait(lambda: committed_to_end(bootstrap, group, topics["readings"]) or bool(errors), 600, thread)
     finally:
         stop.set()
         thread.join(60)
@@ -333,22 +334,6 @@ def _wait(condition: Callable[[], bool], timeout_s: float, thread: threading.Thr
             raise CentinelaError("the detector stopped before it processed every reading")
         time.sleep(0.5)
     raise CentinelaError(f"the detector did not process every reading within {timeout_s:g} s")
-
-
-def _committed_all(bootstrap: str, group: str, topic: str) -> bool:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
-            if high > low and tp.offset < high:
-                return False
-        return True
-    finally:
-        consumer.close()
 
 
 def _read_topic(

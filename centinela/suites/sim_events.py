@@ -67,11 +67,14 @@ class Incident:
     last_window_end: datetime
     closed: bool = False
     peak_ratio: float = 0.0
-    top_sensor: str | None = None
     top_share: float = 0.0
     severity: str = ""  # of the alert with the peak ratio
     top_sensors: tuple[str, ...] = ()  # the two largest shares of that alert
     reasons: set[str] = field(default_factory=set)
+
+    @property
+    def top_sensor(self) -> str | None:
+        return self.top_sensors[0] if self.top_sensors else None
 
     def span(self, data_end: datetime) -> tuple[datetime, datetime]:
         return self.window_start, (self.last_window_end if self.closed else data_end)
@@ -114,7 +117,6 @@ def fold_incidents(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:
                 incident.severity = str(alert.get("severity") or incident.severity)
                 shares = alert.get("contributions") or []
                 if shares:
-                    incident.top_sensor = str(shares[0]["sensor"])
                     incident.top_share = float(shares[0]["share"])
                     incident.top_sensors = tuple(str(share["sensor"]) for share in shares[:2])
     return sorted(incidents.values(), key=lambda i: (i.opened_at, i.station_id))

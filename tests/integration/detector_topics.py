@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from stream.group_progress import committed_to_end as committed_all
 from tests.integration.kafka_helpers import unique_name
 
 
@@ -79,23 +80,6 @@ def read_topic(bootstrap: str, topic: str, *, settle_s: float = 1.0, timeout_s: 
                 out.extend(batch)
                 quiet_since = time.monotonic()
         return out
-    finally:
-        consumer.close()
-
-
-def committed_all(bootstrap: str, group: str, topic: str) -> bool:
-    """Whether ``group`` has committed every partition of ``topic`` up to its end."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
-            if high > low and tp.offset < high:  # an empty partition has nothing to commit
-                return False
-        return True
     finally:
         consumer.close()
 
