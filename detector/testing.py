@@ -5,13 +5,12 @@ Two kinds of bundle:
 - ``build_linear_bundle``: the serving model is a tiny hand-made ONNX graph (``x_hat = factor · x``),
   built with the ``onnx`` package in milliseconds and without TensorFlow. Its score is a known function
   of the input, which service tests can use to force an incident.
-- ``build_keras_bundle``: a real Keras LSTM autoencoder with random weights (fixed seed), exported with
-  ``model.export(format="onnx")``; several seconds, needs TensorFlow (imported inside).
+  exported as the trainer exports it (``detector.onnx_graph.serving_export``); several seconds, needs
+  TensorFlow (imported inside).
 """
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from detector.bundle import write_bundle
+from detector.onnx_graph import serving_export
 from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS
 from detector.scaling import Scaler, StationScalers
 from detector.windows import WindowSpec
@@ -79,14 +79,10 @@ def keras_autoencoder(steps: int, sensors: int, units: tuple[int, int] = (128, 6
 
 
 def export_onnx(model: Any, steps: int, sensors: int) -> bytes:
-    """Keras 3's ONNX export (native LSTM ops, dynamic batch); the model is called once first."""
-    model.predict(np.zeros((1, steps, sensors), dtype=np.float32), verbose=0)
-    # tf2onnx logs every graph rewrite at INFO; only failures matter here.
-    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.onnx"
-        model.export(str(path), format="onnx", verbose=False)
-        return path.read_bytes()
+    """The serving export the trainer ships (``detector.onnx_graph.serving_export``), checked on
+    64 random scaled windows (seed 0)."""
+    sample = np.random.default_rng(0).standard_normal((64, steps, sensors)).astype(np.float32)
+    return serving_export(model, sample).onnx
 
 
 def build_linear_bundle(

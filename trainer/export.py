@@ -4,33 +4,32 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from detector.bundle import write_bundle
 from detector.errors import BundleError
+from detector.onnx_graph import ServingExport, serving_export
 from detector.readings import DEFAULT_LIMITS
 from trainer.pipeline import RunResult
 
 log = logging.getLogger(__name__)
 
 
-def onnx_bytes(model: Any, sample: Any, workdir: Path) -> bytes:
-    """The serving export. Keras needs one call on real data before ``export`` can trace shapes."""
-    model.predict(sample[:1], verbose=0)
-    path = workdir / "model.onnx"
-    # tf2onnx logs every graph rewrite at INFO; a user only needs to hear if it fails.
-    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        # Keras' tf2onnx shim probes ``np.object``, which NumPy 2 warns about; harmless here.
-        warnings.simplefilter("ignore", FutureWarning)
-        try:
-            model.export(str(path), format="onnx", verbose=False)
-        except Exception as error:
-            raise BundleError(f"exporting the model to ONNX failed: {error}") from error
-    return path.read_bytes()
+# Training windows the export is checked on: enough to cover the scaled range, seconds at most.
+PARITY_SAMPLE = 256
+
+
+def serving_onnx(model: Any, windows: Any) -> ServingExport:
+    """The serving export, checked against Keras on training windows (the direct graph when it
+    matches, else Keras' own export)."""
+    try:
+        return serving_export(model, windows[:PARITY_SAMPLE])
+    except BundleError:
+        raise
+    except Exception as error:
+        raise BundleError(f"exporting the model to ONNX failed: {error}") from error
 
 
 def model_version(result: RunResult, created_at: datetime) -> str:
@@ -60,7 +59,9 @@ def export_bundle(result: RunResult, out_dir: Path, model_card: str | None = Non
     ae = result.autoencoder
     with tempfile.TemporaryDirectory(prefix="centinela-export-") as tmp:
         workdir = Path(tmp)
-        onnx = onnx_bytes(result.trained.model, result.prepared["train"].x, workdir)
+        export = serving_onnx(result.trained.model, result.prepared["train"].x)
+        if export.fallback_reason:
+            log.warning("serving export: Keras' own ONNX export, because %s", export.fallback_reason)
         keras_file = workdir / "model.keras"
         result.trained.model.save(keras_file)
         calibration = ae.calibration.to_dict()
@@ -68,7 +69,7 @@ def export_bundle(result: RunResult, out_dir: Path, model_card: str | None = Non
         calibration["aggregation"] = result.aggregation
         return write_bundle(
             out_dir,
-            onnx_model=onnx,
+            onnx_model=export.onnx,
             keras_model_file=keras_file,
             model_version=model_version(result, created_at),
             sensors=result.prepared.sensors,
@@ -78,7 +79,7 @@ def export_bundle(result: RunResult, out_dir: Path, model_card: str | None = Non
             threshold=ae.calibration.threshold,
             topk=result.options.topk,
             calibration=calibration,
-            training=training_record(result),
+            training={**training_record(result), "serving_export": export.to_dict()},
             # Sanity limits travel with the bundle so the service refuses impossible values.
             limits={name: DEFAULT_LIMITS[name] for name in result.prepared.sensors if name in DEFAULT_LIMITS},
             model_card=model_card,
