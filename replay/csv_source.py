@@ -44,6 +44,7 @@ from pyarrow import csv as pa_csv
 
 from detector.errors import ConfigError, DataError
 from detector.readings import DEFAULT_SENSORS, STATION_ID_PATTERN
+from replay.grid_block import grid_columns, parse_grid
 from replay.wire import TextColumns
 
 logger = logging.getLogger(__name__)
@@ -440,6 +441,13 @@ class CsvSource:
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
         )
+        self._grid_columns = grid_columns(
+            self.header,
+            self.layout.timestamp_column,
+            self.layout.station_column,
+            list(self.layout.sensor_columns.values()),
+            MAX_TEXT_NUMBER_CHARS,
+        )
         # One line whose sensor fields are all plain numbers (the line's end included, CRLF or LF).
         sensor_fields = set(self.layout.sensor_columns.values())
         fields = [_PLAIN_NUMBER if name in sensor_fields else r"[^,\n]*" for name in self.header]
@@ -472,14 +480,18 @@ class CsvSource:
                     if not data:
                         break
                     data += b"\n"  # the last line had no line end
-                block = self._parse(data, line, position, validator)
-                line += data.count(b"\n")
+                n_lines = data.count(b"\n")
+                block = self._parse(data, n_lines, line, position, validator)
+                line += n_lines
                 if block is not None:
                     yield block
 
     def _parse(
-        self, data: bytes, first_line: int, bytes_done: int, validator: _RowValidator
+        self, data: bytes, n_lines: int, first_line: int, bytes_done: int, validator: _RowValidator
     ) -> SourceBlock | None:
+        fast = self._grid_block(data, n_lines, first_line, bytes_done, validator)
+        if fast is not None:
+            return fast
         fast = self._arrow_block(data, first_line, bytes_done, validator)
         if fast is not None:
             return fast
@@ -516,6 +528,24 @@ class CsvSource:
                 f"{len(frame)} rows, not {len(line_numbers)} (a quoted field spanning lines?)"
             )
         return validator.validate(frame, line_numbers, bytes_done, extra)
+
+    def _grid_block(
+        self, data: bytes, n_lines: int, first_line: int, bytes_done: int, validator: _RowValidator
+    ) -> SourceBlock | None:
+        """The block through the compiled one-pass parser (``replay.grid_block``), or None when it
+        declines the block (any line not plain) or is not built; then ``_arrow_block`` reads it."""
+        grid = parse_grid(data, n_lines, self._grid_columns)
+        if grid is None or any(validator.station_problem(name) is not None for name in grid.stations):
+            return None
+        if self.layout.station_column is None:
+            stations = np.full(n_lines, self.options.default_station, dtype=object)
+        else:
+            table = np.empty(len(grid.stations), dtype=object)
+            table[:] = grid.stations
+            stations = table[grid.station_codes]
+        lines = first_line + np.arange(n_lines, dtype=np.int64)
+        rows = RowBlock(lines, stations, grid.ts_ns, tokens=TextColumns(grid.texts))
+        return validator.select(rows, np.ones(n_lines, dtype=bool), n_lines, [], bytes_done)
 
     def _arrow_block(
         self, data: bytes, first_line: int, bytes_done: int, validator: _RowValidator
