@@ -169,22 +169,23 @@ typedef struct {
 } Layout;
 
 /*
- * parse(data, n_lines, n_fields, timestamp_field, station_field, sensor_fields, max_number_chars,
+ * parse(data, capacity, n_fields, timestamp_field, station_field, sensor_fields, max_number_chars,
  *       ts_out, station_out, offsets_out, texts_out)
- *   -> (station_starts, station_lengths) or None
+ *   -> (lines, station_starts, station_lengths) or None
  *
- * data: bytes ending in b"\n", n_lines its line count. sensor_fields: the field index of each sensor,
- * in the sensors' order. ts_out: int64[n_lines]; station_out: int32[n_lines]; offsets_out:
- * int32[n_sensors * (n_lines + 1)] (sensor j's offsets at j * (n_lines + 1)); texts_out:
- * uint8[n_sensors * n_lines * max_number_chars] (sensor j's texts from j * n_lines * max_number_chars).
+ * data: bytes ending in b"\n"; capacity: the most lines the outputs hold (more: None).
+ * sensor_fields: the field index of each sensor, in the sensors' order. ts_out: int64[capacity];
+ * station_out: int32[capacity]; offsets_out: int32[n_sensors * (capacity + 1)] (sensor j's offsets
+ * from j * (capacity + 1)); texts_out: uint8[n_sensors * capacity * max_number_chars] (sensor j's
+ * texts from j * capacity * max_number_chars).
  */
 static PyObject *parse(PyObject *self, PyObject *args) {
     Py_buffer data, ts_out, station_out, offsets_out, texts_out;
-    Py_ssize_t n_lines;
+    Py_ssize_t capacity;
     int n_fields, timestamp_field, station_field, max_number_chars;
     PyObject *sensor_fields;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*niiiO!iw*w*w*w*", &data, &n_lines, &n_fields, &timestamp_field,
+    if (!PyArg_ParseTuple(args, "y*niiiO!iw*w*w*w*", &data, &capacity, &n_fields, &timestamp_field,
                           &station_field, &PyTuple_Type, &sensor_fields, &max_number_chars, &ts_out,
                           &station_out, &offsets_out, &texts_out))
         return NULL;
@@ -196,7 +197,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
     const Py_ssize_t n_sensors = PyTuple_GET_SIZE(sensor_fields);
 
     if (n_fields < 1 || n_fields > MAX_FIELDS || timestamp_field < 0 || timestamp_field >= n_fields ||
-        station_field >= n_fields || n_sensors < 1 || n_lines < 0) {
+        station_field >= n_fields || n_sensors < 1 || capacity < 0) {
         PyErr_SetString(PyExc_ValueError, "bad layout");
         goto done;
     }
@@ -216,11 +217,11 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         }
         layout.sensor_of_field[field] = (int)j;
     }
-    if (ts_out.len < n_lines * (Py_ssize_t)sizeof(int64_t) ||
-        station_out.len < n_lines * (Py_ssize_t)sizeof(int32_t) ||
-        offsets_out.len < n_sensors * (n_lines + 1) * (Py_ssize_t)sizeof(int32_t) ||
+    if (ts_out.len < capacity * (Py_ssize_t)sizeof(int64_t) ||
+        station_out.len < capacity * (Py_ssize_t)sizeof(int32_t) ||
+        offsets_out.len < n_sensors * (capacity + 1) * (Py_ssize_t)sizeof(int32_t) ||
         max_number_chars < 1 || max_number_chars > 64 ||
-        texts_out.len < n_sensors * n_lines * max_number_chars || length > INT32_MAX) {
+        texts_out.len < n_sensors * capacity * max_number_chars || length > INT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "output buffers too small");
         goto done;
     }
@@ -243,13 +244,13 @@ static PyObject *parse(PyObject *self, PyObject *args) {
     int32_t used[MAX_FIELDS];
     for (Py_ssize_t j = 0; j < n_sensors; j++) {
         used[j] = 0;
-        offsets[j * (n_lines + 1)] = 0;
+        offsets[j * (capacity + 1)] = 0;
     }
     int ok = 1;
     Py_ssize_t line = 0, position = 0;
     Py_BEGIN_ALLOW_THREADS
     while (position < length) {
-        if (line >= n_lines) {
+        if (line >= capacity) {
             ok = 0;
             break;
         }
@@ -303,10 +304,10 @@ static PyObject *parse(PyObject *self, PyObject *args) {
                     ok = 0;
                     break;
                 }
-                /* n <= max_number_chars, so column j stays inside its n_lines * max_number_chars. */
-                memcpy(texts + (Py_ssize_t)j * n_lines * max_number_chars + used[j], text, (size_t)n);
+                /* n <= max_number_chars, so column j stays inside its capacity * max_number_chars. */
+                memcpy(texts + (Py_ssize_t)j * capacity * max_number_chars + used[j], text, (size_t)n);
                 used[j] += (int32_t)n;
-                offsets[j * (n_lines + 1) + line + 1] = used[j];
+                offsets[j * (capacity + 1) + line + 1] = used[j];
             }
             field++;
             if (bytes[end] == '\n') {
@@ -322,7 +323,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         line++;
     }
     Py_END_ALLOW_THREADS
-    if (!ok || line != n_lines) {
+    if (!ok) {
         result = Py_NewRef(Py_None);
         goto done;
     }
@@ -337,7 +338,9 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         PyTuple_SET_ITEM(starts, code, PyLong_FromSsize_t(stations->start[code]));
         PyTuple_SET_ITEM(lengths, code, PyLong_FromSsize_t(stations->length[code]));
     }
-    result = PyTuple_Pack(2, starts, lengths);
+    PyObject *count = PyLong_FromSsize_t(line);
+    if (count != NULL) result = PyTuple_Pack(3, count, starts, lengths);
+    Py_XDECREF(count);
     Py_DECREF(starts);
     Py_DECREF(lengths);
 

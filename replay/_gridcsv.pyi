@@ -3,7 +3,7 @@ from typing_extensions import Buffer
 
 def parse(
     data: bytes,
-    n_lines: int,
+    capacity: int,
     n_fields: int,
     timestamp_field: int,
     station_field: int,
@@ -14,4 +14,4 @@ def parse(
     offsets_out: Buffer,
     texts_out: Buffer,
     /,
-) -> tuple[tuple[int, ...], tuple[int, ...]] | None: ...
+) -> tuple[int, tuple[int, ...], tuple[int, ...]] | None: ...

@@ -131,6 +131,18 @@ class Layout:
         return tuple(self.sensor_columns)
 
 
+@dataclass(frozen=True)
+class StationCodes:
+    """The stations of a block's rows as codes into ``names`` (the reader had them at hand; a
+    replay then need not hash every row's id again). ``names[codes[i]] == station_ids[i]``."""
+
+    codes: npt.NDArray[np.int32]
+    names: tuple[str, ...]
+
+    def take(self, index: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> StationCodes:
+        return StationCodes(self.codes[index], self.names)
+
+
 class RowBlock:
     """Validated readings in file order: one entry per row in every array.
 
@@ -145,6 +157,8 @@ class RowBlock:
         ts_ns: npt.NDArray[np.int64],  # UTC, nanoseconds since the epoch, whole microseconds
         values: npt.NDArray[np.float64] | None = None,  # (n, sensors)
         tokens: TextColumns | None = None,
+        *,
+        station_codes: StationCodes | None = None,
     ) -> None:
         if values is None and tokens is None:
             raise ValueError("a RowBlock needs values or tokens")
@@ -153,6 +167,7 @@ class RowBlock:
         self.ts_ns = ts_ns
         self._values = values
         self.tokens = tokens
+        self.station_codes = station_codes
 
     @property
     def values(self) -> npt.NDArray[np.float64]:
@@ -167,7 +182,10 @@ class RowBlock:
     def take(self, index: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> RowBlock:
         values = None if self._values is None else self._values[index]
         tokens = None if self.tokens is None else self.tokens.take(index)
-        return RowBlock(self.lines[index], self.station_ids[index], self.ts_ns[index], values, tokens)
+        codes = None if self.station_codes is None else self.station_codes.take(index)
+        return RowBlock(
+            self.lines[index], self.station_ids[index], self.ts_ns[index], values, tokens, station_codes=codes
+        )
 
 
 @dataclass
@@ -480,18 +498,23 @@ class CsvSource:
                     if not data:
                         break
                     data += b"\n"  # the last line had no line end
-                n_lines = data.count(b"\n")
-                block = self._parse(data, n_lines, line, position, validator)
+                block, n_lines = self._parse(data, line, position, validator)
                 line += n_lines
                 if block is not None:
                     yield block
 
     def _parse(
-        self, data: bytes, n_lines: int, first_line: int, bytes_done: int, validator: _RowValidator
+        self, data: bytes, first_line: int, bytes_done: int, validator: _RowValidator
+    ) -> tuple[SourceBlock | None, int]:
+        """The block's rows (None when none are left), and how many lines it had."""
+        grid = self._grid_block(data, first_line, bytes_done, validator)
+        if grid is not None:
+            return grid
+        return self._parse_general(data, first_line, bytes_done, validator), data.count(b"\n")
+
+    def _parse_general(
+        self, data: bytes, first_line: int, bytes_done: int, validator: _RowValidator
     ) -> SourceBlock | None:
-        fast = self._grid_block(data, n_lines, first_line, bytes_done, validator)
-        if fast is not None:
-            return fast
         fast = self._arrow_block(data, first_line, bytes_done, validator)
         if fast is not None:
             return fast
@@ -530,22 +553,26 @@ class CsvSource:
         return validator.validate(frame, line_numbers, bytes_done, extra)
 
     def _grid_block(
-        self, data: bytes, n_lines: int, first_line: int, bytes_done: int, validator: _RowValidator
-    ) -> SourceBlock | None:
-        """The block through the compiled one-pass parser (``replay.grid_block``), or None when it
-        declines the block (any line not plain) or is not built; then ``_arrow_block`` reads it."""
-        grid = parse_grid(data, n_lines, self._grid_columns)
+        self, data: bytes, first_line: int, bytes_done: int, validator: _RowValidator
+    ) -> tuple[SourceBlock, int] | None:
+        """The block through the compiled one-pass parser (``replay.grid_block``) and its line
+        count, or None when it declines the block (any line not plain) or is not built; then
+        ``_arrow_block`` reads it."""
+        grid = parse_grid(data, self._grid_columns)
         if grid is None or any(validator.station_problem(name) is not None for name in grid.stations):
             return None
+        n_lines = grid.rows
+        codes: StationCodes | None = None
         if self.layout.station_column is None:
             stations = np.full(n_lines, self.options.default_station, dtype=object)
         else:
             table = np.empty(len(grid.stations), dtype=object)
             table[:] = grid.stations
             stations = table[grid.station_codes]
+            codes = StationCodes(grid.station_codes, tuple(grid.stations))
         lines = first_line + np.arange(n_lines, dtype=np.int64)
-        rows = RowBlock(lines, stations, grid.ts_ns, tokens=TextColumns(grid.texts))
-        return validator.select(rows, np.ones(n_lines, dtype=bool), n_lines, [], bytes_done)
+        rows = RowBlock(lines, stations, grid.ts_ns, tokens=TextColumns(grid.texts), station_codes=codes)
+        return validator.select(rows, np.ones(n_lines, dtype=bool), n_lines, [], bytes_done), n_lines
 
     def _arrow_block(
         self, data: bytes, first_line: int, bytes_done: int, validator: _RowValidator

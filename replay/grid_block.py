@@ -51,29 +51,43 @@ class GridColumns:
 
 @dataclass
 class GridBlock:
+    rows: int
     ts_ns: npt.NDArray[np.int64]
     station_codes: npt.NDArray[np.int32]
     stations: list[str]
     texts: list[pa.Array]
 
 
-def parse_grid(data: bytes, n_lines: int, columns: GridColumns) -> GridBlock | None:
+# The shortest line the parser accepts has a 19-character timestamp: a bound on a block's lines
+# without counting them first.
+_SHORTEST_TIMESTAMP = 19
+
+
+def line_capacity(data: bytes, columns: GridColumns) -> int:
+    """At most how many lines of ``columns``'s layout ``data`` can hold."""
+    shortest = _SHORTEST_TIMESTAMP + (columns.n_fields - 1) + len(columns.sensor_fields) + 1
+    shortest += 1 if columns.station_field >= 0 else 0
+    return len(data) // shortest + 1
+
+
+def parse_grid(data: bytes, columns: GridColumns) -> GridBlock | None:
     """The block's rows, or None when any line is not plain (or the extension is missing).
 
-    ``data`` is whole lines, ending in a newline; ``n_lines`` its number of newlines."""
-    if _kernel is None or n_lines == 0:
+    ``data`` is whole lines, ending in a newline."""
+    if _kernel is None or not data:
         return None
+    capacity = line_capacity(data, columns)
     n_sensors = len(columns.sensor_fields)
-    ts_ns = np.empty(n_lines, dtype=np.int64)
-    codes = np.zeros(n_lines, dtype=np.int32)
-    offsets = np.empty(n_sensors * (n_lines + 1), dtype=np.int32)
+    ts_ns = np.empty(capacity, dtype=np.int64)
+    codes = np.zeros(capacity, dtype=np.int32)
+    offsets = np.empty(n_sensors * (capacity + 1), dtype=np.int32)
     # Every accepted number has at most max_number_chars characters: a column's texts fit in
-    # n_lines * max_number_chars bytes (a few MB, which the helper's allocator reuses block to block).
-    region = n_lines * columns.max_number_chars
+    # capacity * max_number_chars bytes (a few MB, which the helper's allocator reuses block to block).
+    region = capacity * columns.max_number_chars
     texts = np.empty(n_sensors * region, dtype=np.uint8)
     found = _kernel.parse(
         data,
-        n_lines,
+        capacity,
         columns.n_fields,
         columns.timestamp_field,
         columns.station_field,
@@ -86,19 +100,19 @@ def parse_grid(data: bytes, n_lines: int, columns: GridColumns) -> GridBlock | N
     )
     if found is None:
         return None
-    starts, lengths = found
+    rows, starts, lengths = found
     stations = [
         data[start : start + length].decode("ascii") for start, length in zip(starts, lengths, strict=True)
     ]
     arrays = []
     for j in range(n_sensors):
-        column_offsets = offsets[j * (n_lines + 1) : (j + 1) * (n_lines + 1)]
+        column_offsets = offsets[j * (capacity + 1) : j * (capacity + 1) + rows + 1]
         used = int(column_offsets[-1])
         column_texts = texts[j * region : j * region + used]
         arrays.append(
-            pa.StringArray.from_buffers(n_lines, pa.py_buffer(column_offsets), pa.py_buffer(column_texts))
+            pa.StringArray.from_buffers(rows, pa.py_buffer(column_offsets), pa.py_buffer(column_texts))
         )
-    return GridBlock(ts_ns, codes, stations, arrays)
+    return GridBlock(rows, ts_ns[:rows], codes[:rows], stations, arrays)
 
 
 def grid_columns(

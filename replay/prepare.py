@@ -87,8 +87,13 @@ def _encoder(
     rows with float values (a DataFrame, a block read line by line) batch by batch, exactly as
     ``Reading.to_json_bytes()`` writes them."""
     if isinstance(rows.tokens, TextColumns):
-        codes, stations = pd.factorize(rows.station_ids)
-        messages: WireMessages = encode_texts(codes, [str(s) for s in stations], ts_ns, rows.tokens, sensors)
+        codes: npt.NDArray[np.integer[Any]]
+        if rows.station_codes is not None:
+            codes, names = rows.station_codes.codes, list(rows.station_codes.names)
+        else:
+            codes, stations = pd.factorize(rows.station_ids)
+            names = [str(s) for s in stations]
+        messages: WireMessages = encode_texts(codes, names, ts_ns, rows.tokens, sensors)
         return messages.batch
 
     def encode(index: Any, schedule_ns: npt.NDArray[np.int64] | None) -> WireBatch:

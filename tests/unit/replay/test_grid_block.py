@@ -28,10 +28,14 @@ def source_for(tmp_path: Path, header: str = HEADER) -> CsvSource:
 
 def both_paths(source: CsvSource, data: bytes) -> tuple[SourceBlock | None, SourceBlock | None]:
     validator = _RowValidator(source.layout, source.options, str(source.path))
-    grid = source._grid_block(data, data.count(b"\n"), 2, len(data), validator)
+    found = source._grid_block(data, 2, len(data), validator)
     arrow = source._arrow_block(
         data, 2, len(data), _RowValidator(source.layout, source.options, str(source.path))
     )
+    if found is None:
+        return None, arrow
+    grid, lines = found
+    assert lines == data.count(b"\n")
     return grid, arrow
 
 
@@ -101,7 +105,7 @@ def test_anything_doubtful_is_declined(tmp_path: Path, line: str) -> None:
     good = "2025-01-01T00:00:00Z,EST-01,1,2,3,4,5,0"
     data = f"{good}\n{line}\n{good}\n".encode()
     validator = _RowValidator(source.layout, source.options, str(source.path))
-    assert source._grid_block(data, data.count(b"\n"), 2, len(data), validator) is None
+    assert source._grid_block(data, 2, len(data), validator) is None
 
 
 def test_the_whole_file_replays_the_same_bytes_with_and_without_it(
@@ -143,14 +147,19 @@ def test_output_buffers_that_are_too_small_are_refused() -> None:
         )  # fmt: skip
 
 
-def test_a_line_count_that_does_not_match_is_declined() -> None:
+def test_lines_beyond_the_capacity_or_a_missing_last_newline_are_declined() -> None:
     columns = GridColumns(
         n_fields=3, timestamp_field=0, station_field=1, sensor_fields=(2,), max_number_chars=8
     )
     data = b"2025-01-01T00:00:00Z,EST-01,1\n2025-01-01T00:01:00Z,EST-01,2\n"
-    assert parse_grid(data, 2, columns) is not None
-    assert parse_grid(data, 1, columns) is None
-    assert parse_grid(data[:-1], 2, columns) is None  # no final newline
+    found = parse_grid(data, columns)
+    assert found is not None and found.rows == 2
+    assert parse_grid(data[:-1], columns) is None  # no final newline
+    kernel = grid_block._kernel
+    assert kernel is not None
+    outputs = (np.empty(1, np.int64), np.empty(1, np.int32), np.empty(2, np.int32), np.empty(8, np.uint8))
+    assert kernel.parse(data, 1, 3, 0, 1, (2,), 8, *outputs) is None
+    assert kernel.parse(data[: len(data) // 2], 1, 3, 0, 1, (2,), 8, *outputs) is not None
 
 
 timestamps = st.one_of(
@@ -189,9 +198,10 @@ def test_generated_blocks_accepted_only_when_the_arrow_path_agrees(tmp_path: Pat
     text = "".join(f"{ts},{station},{','.join(values)},{label}\n" for ts, station, values, label in rows)
     data = text.encode("utf-8", errors="surrogatepass")
     validator = _RowValidator(source.layout, source.options, str(source.path))
-    grid = source._grid_block(data, data.count(b"\n"), 2, len(data), validator)
-    if grid is None:
+    found = source._grid_block(data, 2, len(data), validator)
+    if found is None:
         return
+    grid, _ = found
     arrow = source._arrow_block(
         data, 2, len(data), _RowValidator(source.layout, source.options, str(source.path))
     )
