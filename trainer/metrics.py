@@ -22,6 +22,7 @@ def window_metrics(
         average_precision_score,
         classification_report,
         confusion_matrix,
+        precision_recall_curve,
         precision_recall_fscore_support,
         roc_auc_score,
     )
@@ -32,12 +33,21 @@ def window_metrics(
         y, predicted, average="binary", zero_division=0
     )
     both = len(np.unique(y)) == 2
+    best_possible = float("nan")
+    if both:
+        curve_precision, curve_recall, _ = precision_recall_curve(y, scores)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1s = 2 * curve_precision * curve_recall / (curve_precision + curve_recall)
+        best_possible = float(np.nanmax(f1s))
     return {
         "precision": float(precision),
         "recall": float(recall),
         "f1": float(f1),
         "roc_auc": float(roc_auc_score(y, scores)) if both else float("nan"),
         "average_precision": float(average_precision_score(y, scores)) if both else float("nan"),
+        # The F1 of the best threshold for these very windows: what calibration could at most have
+        # given here. Context for the calibrated F1 above, never used to choose anything.
+        "best_possible_f1": best_possible,
         "threshold": float(threshold),
         "confusion_matrix": confusion_matrix(y, predicted, labels=[0, 1]).tolist(),
         "classification_report": classification_report(

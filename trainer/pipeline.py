@@ -94,7 +94,7 @@ class ModelResult:
     aggregation: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        keys = ("precision", "recall", "f1", "roc_auc", "average_precision", "threshold")
+        keys = ("precision", "recall", "f1", "roc_auc", "average_precision", "threshold", "best_possible_f1")
         return {
             "mode": self.mode,
             "aggregation": self.aggregation,

@@ -85,6 +85,15 @@ _TEXT: dict[str, dict[str, str]] = {
         "etiquetas salvo para elegir el umbral en validación; `etiquetas` aprendió la firma de las "
         "anomalías del tramo de entrenamiento.",
     },
+    "best_possible_f1": {"en": "best F1 (any threshold)", "es": "mejor F1 (cualquier umbral)"},
+    "note_best_possible": {
+        "en": "*Best F1 (any threshold)* is the F1 of the threshold that would have been best on these "
+        "test windows: how much the calibrated threshold, chosen on validation, left on the table. It "
+        "is context only and chooses nothing.",
+        "es": "*Mejor F1 (cualquier umbral)* es el F1 del umbral que habría sido el mejor en estas "
+        "ventanas de prueba: cuánto dejó en la mesa el umbral calibrado en validación. Es solo "
+        "contexto y no elige nada.",
+    },
 }
 
 
@@ -185,8 +194,11 @@ def render_markdown(report: dict[str, Any], lang: str = "en", plots: list[str] |
         "",
         t("note_modes"),
         "",
-        f"| {t('model')} | {t('mode')} | precision | recall | F1 | ROC-AUC | AP | {t('threshold')} |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        t("note_best_possible"),
+        "",
+        f"| {t('model')} | {t('mode')} | precision | recall | F1 | ROC-AUC | AP | {t('threshold')} "
+        f"| {t('best_possible_f1')} |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, model in report["models"].items():
         mode = t(model["mode"])
@@ -194,7 +206,7 @@ def render_markdown(report: dict[str, Any], lang: str = "en", plots: list[str] |
         lines.append(
             f"| {name}{agg} | {mode} | "
             + " | ".join(_fmt(model[k]) for k in METRIC_KEYS)
-            + f" | {_fmt(model['threshold'])} |"
+            + f" | {_fmt(model['threshold'])} | {_fmt(model.get('best_possible_f1'))} |"
         )
     lines += [
         "",
