@@ -65,4 +65,4 @@ broker-stop:
 	$(BIN)/centinela broker stop
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build replay/_gridcsv*.so
