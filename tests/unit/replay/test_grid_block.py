@@ -240,3 +240,17 @@ def test_generated_plain_blocks_are_accepted_and_read_as_arrow_reads_them(
     assert grid is not None, data
     assert arrow is not None
     assert_same_rows(grid, arrow)
+
+
+def test_up_to_1024_stations_a_block_are_read_and_more_are_left_to_arrow(tmp_path: Path) -> None:
+    source = source_for(tmp_path)
+
+    def block(stations: int) -> bytes:
+        return "".join(f"2025-01-01T00:00:00Z,S{i},1,2,3,4,5,0\n" for i in range(stations)).encode()
+
+    grid, arrow = both_paths(source, block(1024))
+    assert grid is not None and arrow is not None
+    assert_same_rows(grid, arrow)
+    assert grid.rows.station_codes is not None and len(grid.rows.station_codes.names) == 1024
+    grid, arrow = both_paths(source, block(1025))
+    assert grid is None and arrow is not None and len(arrow.rows) == 1025
