@@ -260,8 +260,15 @@ class ClusterInfo:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters).
+
+    Never one that starts with ``-`` (1 in 64 would): ``kafka-storage format -t -Abc…`` reads it as an
+    option and fails with "expected one argument" (seen in CI). Kafka's own ``Uuid.randomUuid`` skips
+    those for the same reason."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def render_server_properties(

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,16 @@ def test_cluster_id_is_16_random_bytes_in_url_safe_base64() -> None:
     for cluster_id in ids:
         assert re.fullmatch(r"[A-Za-z0-9_-]{22}", cluster_id)
         assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # kafka-storage would read "-t -Abc..." as a missing value: format fails (1 start in 64).
+    dash_first = uuid.UUID(bytes=base64.urlsafe_b64decode("-" + "A" * 21 + "=="))
+    draws = iter([dash_first, uuid.UUID(int=1)])
+    monkeypatch.setattr(local_broker.uuid, "uuid4", lambda: next(draws))
+    assert not local_broker.new_cluster_id().startswith("-")
+    monkeypatch.undo()
+    assert not any(local_broker.new_cluster_id().startswith("-") for _ in range(2000))
 
 
 def test_rendered_config_is_one_loopback_kraft_node_with_replication_one(tmp_path: Path) -> None:
