@@ -488,21 +488,40 @@ class KafkaBroker:
             except KafkaException as error:
                 raise BrokerError(f"offset commit failed: {_kafka_error(error)}") from error
 
-    def abort(self) -> None:
+    def abort(self, *, retry: bool = True) -> None:
+        """Abort the open transaction. With ``retry``, retriable failures (the broker away: seen as
+        ``_TIMED_OUT``, "retry call to resume", when a commit failed during an outage) are retried
+        until ``broker_outage_limit_s``, and a call stuck past its deadline gets the producer replaced
+        (the new one's fencing aborts the transaction) instead of stopping the service."""
         from confluent_kafka import KafkaException
 
         if not self._exactly_once or not self._in_transaction:
             return
         self._in_transaction = False
+        producer, calls = self._producer, self._calls
+        deadline_s = self._call_timeout_s + _STUCK_MARGIN_S
+
+        def attempt() -> None:
+            calls.run(
+                lambda: producer.abort_transaction(self._call_timeout_s), deadline_s, "abort_transaction"
+            )
+
         try:
-            self._producer.abort_transaction(_TIMEOUT_S)
+            if retry:
+                self._retry(attempt)
+            else:
+                attempt()
+        except _StuckCallError as stuck:
+            self._replace_producer(str(stuck))
         except KafkaException as error:
             raise BrokerError(f"transaction abort failed: {_kafka_error(error)}") from error
 
     def close(self) -> None:
         """Abort any open transaction, flush, leave the group."""
         try:
-            self.abort()
+            # No retrying here: a stop during an outage should not wait it out; the broker aborts
+            # the transaction at its timeout, or the next producer with this id fences it.
+            self.abort(retry=False)
             self._producer.flush(_TIMEOUT_S)
         finally:
             self._consumer.close()
