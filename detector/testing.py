@@ -5,7 +5,8 @@ Two kinds of bundle:
 - ``build_linear_bundle``: the serving model is a tiny hand-made ONNX graph (``x_hat = factor · x``),
   built with the ``onnx`` package in milliseconds and without TensorFlow. Its score is a known function
   of the input, which service tests can use to force an incident.
-  exported as the trainer exports it (``detector.onnx_graph.serving_export``); several seconds, needs
+- ``build_keras_bundle``: a real Keras LSTM autoencoder with random weights (fixed seed), exported
+  as the trainer exports it (``detector.onnx_graph.serving_export``); several seconds, needs
   TensorFlow (imported inside).
 """
 

@@ -159,14 +159,6 @@ static int station_code(StationTable *table, const unsigned char *data, Py_ssize
     return -1;
 }
 
-typedef struct {
-    int n_fields;
-    int timestamp_field;
-    int station_field; /* -1: none */
-    int sensor_of_field[MAX_FIELDS]; /* -1: not a sensor */
-    int n_sensors;
-    int max_number_chars;
-} Layout;
 
 /*
  * parse(data, capacity, n_fields, timestamp_field, station_field, sensor_fields, max_number_chars,
@@ -191,7 +183,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         return NULL;
     PyObject *result = NULL;
     StationTable *stations = NULL;
-    Layout layout;
+    int sensor_of_field[MAX_FIELDS]; /* -1: not a sensor */
     const unsigned char *bytes = (const unsigned char *)data.buf;
     const Py_ssize_t length = data.len;
     const Py_ssize_t n_sensors = PyTuple_GET_SIZE(sensor_fields);
@@ -201,21 +193,16 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "bad layout");
         goto done;
     }
-    layout.n_fields = n_fields;
-    layout.timestamp_field = timestamp_field;
-    layout.station_field = station_field;
-    layout.n_sensors = (int)n_sensors;
-    layout.max_number_chars = max_number_chars;
-    for (int f = 0; f < MAX_FIELDS; f++) layout.sensor_of_field[f] = -1;
+    for (int f = 0; f < MAX_FIELDS; f++) sensor_of_field[f] = -1;
     for (Py_ssize_t j = 0; j < n_sensors; j++) {
         long field = PyLong_AsLong(PyTuple_GET_ITEM(sensor_fields, j));
         if (field == -1 && PyErr_Occurred()) goto done;
         if (field < 0 || field >= n_fields || field == timestamp_field || field == station_field ||
-            layout.sensor_of_field[field] != -1) {
+            sensor_of_field[field] != -1) {
             PyErr_SetString(PyExc_ValueError, "bad sensor field");
             goto done;
         }
-        layout.sensor_of_field[field] = (int)j;
+        sensor_of_field[field] = (int)j;
     }
     if (ts_out.len < capacity * (Py_ssize_t)sizeof(int64_t) ||
         station_out.len < capacity * (Py_ssize_t)sizeof(int32_t) ||
@@ -298,8 +285,8 @@ static PyObject *parse(PyObject *self, PyObject *args) {
                     break;
                 }
                 codes[line] = code;
-            } else if (layout.sensor_of_field[field] >= 0) {
-                int j = layout.sensor_of_field[field];
+            } else if (sensor_of_field[field] >= 0) {
+                int j = sensor_of_field[field];
                 if (n > max_number_chars || !plain_number(text, n)) {
                     ok = 0;
                     break;

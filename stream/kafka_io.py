@@ -194,12 +194,8 @@ class KafkaBroker:
 
         producer = self._producer
         try:
-            self._retry(
-                lambda: self._calls.run(
-                    lambda: producer.init_transactions(self._call_timeout_s),
-                    self._call_timeout_s + _STUCK_MARGIN_S,
-                    "init_transactions",
-                )
+            self._transactional_call(
+                "init_transactions", lambda: producer.init_transactions(self._call_timeout_s)
             )
         except (KafkaException, _StuckCallError) as error:
             raise BrokerError(f"cannot start transactions: {_kafka_error(error) or error}") from error
@@ -421,25 +417,17 @@ class KafkaBroker:
             return
         if not self._in_transaction:
             self.begin()
-        producer, consumer, calls = self._producer, self._consumer, self._calls
-        deadline_s = self._call_timeout_s + _STUCK_MARGIN_S
+        producer, consumer = self._producer, self._consumer
         try:
             if offsets:
-                self._retry(
-                    lambda: calls.run(
-                        lambda: producer.send_offsets_to_transaction(
-                            offsets, consumer.consumer_group_metadata(), self._call_timeout_s
-                        ),
-                        deadline_s,
-                        "send_offsets_to_transaction",
-                    )
+                self._transactional_call(
+                    "send_offsets_to_transaction",
+                    lambda: producer.send_offsets_to_transaction(
+                        offsets, consumer.consumer_group_metadata(), self._call_timeout_s
+                    ),
                 )
-            self._retry(
-                lambda: calls.run(
-                    lambda: producer.commit_transaction(self._call_timeout_s),
-                    deadline_s,
-                    "commit_transaction",
-                )
+            self._transactional_call(
+                "commit_transaction", lambda: producer.commit_transaction(self._call_timeout_s)
             )
         except _StuckCallError as stuck:
             # Committed or not, the new producer's fencing settles it, and the committed offsets say which.
@@ -454,6 +442,20 @@ class KafkaBroker:
             raise BrokerError(f"transaction commit failed: {kafka_error}") from error
         self._in_transaction = False
         self._mark_up()
+
+    def _transactional_call(self, what: str, call: Callable[[], object], *, retry: bool = True) -> None:
+        """``call`` (a transactional producer method) on the guarded thread with its deadline
+        (``_StuckCallError`` past it), retried while Kafka calls the failure retriable (``_retry``)
+        unless ``retry`` is off."""
+        calls, deadline_s = self._calls, self._call_timeout_s + _STUCK_MARGIN_S
+
+        def attempt() -> None:
+            calls.run(call, deadline_s, what)
+
+        if retry:
+            self._retry(attempt)
+        else:
+            attempt()
 
     def _retry(self, operation: Callable[[], None]) -> None:
         """``operation`` until it succeeds, retrying what Kafka calls retriable (a broker away, a
@@ -498,19 +500,11 @@ class KafkaBroker:
         if not self._exactly_once or not self._in_transaction:
             return
         self._in_transaction = False
-        producer, calls = self._producer, self._calls
-        deadline_s = self._call_timeout_s + _STUCK_MARGIN_S
-
-        def attempt() -> None:
-            calls.run(
-                lambda: producer.abort_transaction(self._call_timeout_s), deadline_s, "abort_transaction"
-            )
-
+        producer = self._producer
         try:
-            if retry:
-                self._retry(attempt)
-            else:
-                attempt()
+            self._transactional_call(
+                "abort_transaction", lambda: producer.abort_transaction(self._call_timeout_s), retry=retry
+            )
         except _StuckCallError as stuck:
             self._replace_producer(str(stuck))
         except KafkaException as error:

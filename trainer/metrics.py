@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from detector.calibration import best_f1_every_threshold
 from trainer.prepare import Event, WindowSet
 
 METRIC_KEYS = ("precision", "recall", "f1", "roc_auc", "average_precision")
@@ -22,7 +23,6 @@ def window_metrics(
         average_precision_score,
         classification_report,
         confusion_matrix,
-        precision_recall_curve,
         precision_recall_fscore_support,
         roc_auc_score,
     )
@@ -33,12 +33,8 @@ def window_metrics(
         y, predicted, average="binary", zero_division=0
     )
     both = len(np.unique(y)) == 2
-    best_possible = float("nan")
-    if both:
-        curve_precision, curve_recall, _ = precision_recall_curve(y, scores)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            f1s = 2 * curve_precision * curve_recall / (curve_precision + curve_recall)
-        best_possible = float(np.nanmax(f1s))
+    # The calibration's own search over every cut, run on these windows.
+    best_possible = best_f1_every_threshold(scores, y).counts.f1 if both else float("nan")
     return {
         "precision": float(precision),
         "recall": float(recall),
