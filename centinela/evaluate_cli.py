@@ -11,7 +11,7 @@ import typer
 from detector.errors import ConfigError
 
 # A module under centinela/suites/ each, with ``run(out: Path, quick: bool) -> dict``.
-SUITES = ("seed", "skab", "sim")
+SUITES = ("seed", "skab", "sim", "calibration")
 
 
 def register(app: typer.Typer) -> None:

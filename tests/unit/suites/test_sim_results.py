@@ -37,6 +37,23 @@ def test_render_shows_each_suite_and_bench_from_their_files(tmp_path: Path) -> N
         },
     )
     write(
+        tmp_path / "eval/calibration/report.json",
+        {
+            "replicates": 10,
+            "default_rule": "best_f1_every_threshold",
+            "test_f1": {
+                "best_f1_every_threshold": {
+                    "mean": 0.9,
+                    "p10": 0.8,
+                    "p90": 1.0,
+                    "share_at_least_target": 0.7,
+                },
+                "best_possible": {"mean": 0.95, "p10": 0.9, "p90": 1.0, "share_at_least_target": 0.9},
+            },
+            "real_split": {"best_f1_every_threshold": 0.81, "best_possible": 0.87},
+        },
+    )
+    write(
         tmp_path / "bench/replay.json",
         {
             "name": "replay",
@@ -50,6 +67,8 @@ def test_render_shows_each_suite_and_bench_from_their_files(tmp_path: Path) -> N
     text = render(tmp_path / "eval", tmp_path / "bench")
     assert "| autoencoder | unsupervised | 0.500 | 0.250 | 0.333 | — | — |" in text
     assert "Not run yet: `centinela evaluate skab" in text
+    assert "| best_f1_every_threshold | 0.900 | 0.800 | 1.000 | 70 % | 0.810 |" in text
+    assert "| best_possible | 0.950 | 0.900 | 1.000 | 90 % | 0.870 |" in text
     assert "| 5-15 | 7 | 100 % | 12 | — | 50 % | — |" in text
     assert "| ≤ 1 false alarm per station-month | 2.5 | no | 0.0 |" in text
     assert "Smallest tap detected 90 % of the time: 4 % (reference: none)." in text
