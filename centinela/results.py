@@ -75,6 +75,16 @@ def calibration_section(report: Mapping[str, Any]) -> list[str]:
             f"| {rule} | {_num(row.get('mean'))} | {_num(row.get('p10'))} | {_num(row.get('p90'))} | "
             f"{_pct(row.get('share_at_least_target'))} | {_num(real.get(rule))} |"
         )
+    check = report.get("autoencoder") or {}
+    if check.get("replicates"):
+        mean = check.get("mean", {})
+        lines += [
+            "",
+            f"The trainer's autoencoder on the first {check['replicates']} of them: mean test F1 "
+            f"{_num(mean.get('autoencoder_f1'))} "
+            f"(ceiling detector on the same: {_num(mean.get('ceiling_f1'))}), "
+            f"≥ target on {_pct(check.get('share_at_least_target'))}.",
+        ]
     return lines
 
 

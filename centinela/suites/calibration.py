@@ -26,13 +26,16 @@ import numpy.typing as npt
 
 from detector.calibration import BEST_F1_EVERY, STRATEGIES, all_strategies, best_f1_every_threshold, counts_at
 from detector.errors import DataError
-from trainer.data import Dataset
+from trainer.data import Dataset, StationSeries
+from trainer.pipeline import TrainOptions
 
 # The seed data's rules and sizes (the original's split and windows; the trainer's holdout share).
 TARGET_F1 = 0.85
 ORACLE = "best_possible"
 # Replicates whose best-possible test F1 lies this close to the real split's count as "alike".
 ALIKE_WITHIN = 0.02
+AUTOENCODER_REPLICATES = 10
+QUICK_AUTOENCODER_REPLICATES = 1
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,67 @@ def study(
     return report
 
 
+def replicate_dataset(
+    dataset: Dataset, values: npt.NDArray[np.float64], labels: npt.NDArray[np.bool_]
+) -> Dataset:
+    """A replicate as a one-station data set on the real series' timestamps, for the trainer."""
+    first = next(iter(dataset.stations.values()))
+    series = StationSeries(
+        station_id=first.station_id,
+        ts=first.ts[: len(values)],
+        values=values,
+        labels=labels.astype(np.int8),
+        lines=np.arange(len(values), dtype=np.int64) + 2,
+    )
+    return Dataset(source=dataset.source, sensors=dataset.sensors, stations={series.station_id: series})
+
+
+def autoencoder_check(
+    dataset: Dataset,
+    config: StudyConfig,
+    count: int,
+    options: TrainOptions,
+    on_replicate: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """The trainer itself (autoencoder, default calibration) on the study's first ``count`` replicates.
+
+    The same seed draws the same replicates as ``study``, so each row pairs the autoencoder with the
+    ceiling detector on identical data.
+    """
+    from trainer.pipeline import run_training
+
+    source = training_rows(dataset, config)
+    rng = np.random.default_rng(config.seed)
+    rows = []
+    for index in range(count):
+        values, labels = draw_replicate(source, rng)
+        ceiling = test_f1_by_rule(ceiling_detector(values, labels, config))
+        if ceiling is not None:
+            result = run_training(options, dataset=replicate_dataset(dataset, values, labels)).autoencoder
+            rows.append(
+                {
+                    "replicate": index,
+                    "autoencoder_f1": float(result.test["f1"]),
+                    "autoencoder_best_possible": float(result.test["best_possible_f1"]),
+                    "autoencoder_average_precision": float(result.test["average_precision"]),
+                    "ceiling_f1": ceiling[options.calibration_method],
+                    "ceiling_best_possible": ceiling[ORACLE],
+                }
+            )
+        if on_replicate:
+            on_replicate()
+    columns = [k for k in rows[0] if k != "replicate"] if rows else []
+    return {
+        "replicates": len(rows),
+        "calibration": options.calibration_method,
+        "mean": {k: float(np.mean([r[k] for r in rows])) for k in columns},
+        "share_at_least_target": float(np.mean([r["autoencoder_f1"] >= TARGET_F1 - 1e-12 for r in rows]))
+        if rows
+        else None,
+        "per_replicate": rows,
+    }
+
+
 def _real_split(dataset: Dataset, config: StudyConfig) -> dict[str, float] | None:
     """The same detector and rules on the data set's own split (one station only; else None)."""
     if len(dataset.stations) != 1:
@@ -236,17 +300,31 @@ def run(out: Path, quick: bool = False, lang: str = "en", data: Path | None = No
     from centinela.suites.seed import SEED_DATA
     from detector.errors import ConfigError
     from trainer.data import load_csv
+    from trainer.model import FitConfig, ModelConfig
 
     source = (data or SEED_DATA).resolve()
     if not source.exists():
         raise ConfigError(f"seed data set not found at {source}")
     config = StudyConfig(replicates=40 if quick else StudyConfig.replicates)
     dataset = load_csv(source)
+    # The autoencoder takes about 45 s a replicate on 2 cores: a handful, to set beside the ceiling.
+    trained = TrainOptions(data=source)
+    if quick:
+        trained = TrainOptions(
+            data=source,
+            model=ModelConfig(encoder_units=(16, 8), decoder_units=(8, 16)),
+            fit=FitConfig(epochs=2, patience=1),
+        )
     with Progress(
-        TextColumn("calibration study"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
     ) as progress:
-        task = progress.add_task("replicates", total=config.replicates)
+        task = progress.add_task("calibration study", total=config.replicates)
         report = study(dataset, config, on_replicate=lambda: progress.advance(task))
+        count = QUICK_AUTOENCODER_REPLICATES if quick else AUTOENCODER_REPLICATES
+        task = progress.add_task("autoencoder replicates", total=count)
+        report["autoencoder"] = autoencoder_check(
+            dataset, config, count, trained, on_replicate=lambda: progress.advance(task)
+        )
     report["quick"] = quick
     out.mkdir(parents=True, exist_ok=True)
     plots = [str(p.relative_to(out)) for p in write_plots(report, out / "plots", lang)]

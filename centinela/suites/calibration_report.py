@@ -43,6 +43,18 @@ _TEXT: dict[str, dict[str, str]] = {
             "`best_possible` and the rules is what a validation split of this size costs; the spread "
             "(p10-p90) is what one test split of this size can say."
         ),
+        "ae_title": "The autoencoder on the same replicates",
+        "ae_intro": (
+            "The trainer itself (default architecture and settings, calibration `{method}`) on the first "
+            "{n} replicates above, beside the ceiling detector on the same data. The autoencoder meets "
+            "F1 ≥ {target:g} on {share:.0%} of them. Replicates with no anomaly in validation or test "
+            "are left out."
+        ),
+        "ae_header": (
+            "| replicate | autoencoder F1 | autoencoder best possible | autoencoder AP | ceiling F1 | "
+            "ceiling best possible |"
+        ),
+        "ae_mean": "**mean**",
         "plots": "Plots",
     },
     "es": {
@@ -80,6 +92,18 @@ _TEXT: dict[str, dict[str, str]] = {
             "distancia entre `best_possible` y las reglas es lo que cuesta una validación de este tamaño; "
             "la dispersión (p10-p90) es lo que puede decir una sola prueba de este tamaño."
         ),
+        "ae_title": "El autoencoder en las mismas réplicas",
+        "ae_intro": (
+            "El propio entrenador (arquitectura y ajustes por defecto, calibración `{method}`) en las "
+            "primeras {n} réplicas de arriba, junto al detector techo con los mismos datos. El "
+            "autoencoder alcanza F1 ≥ {target:g} en el {share:.0%} de ellas. Se omiten las réplicas sin "
+            "anomalías en validación o prueba."
+        ),
+        "ae_header": (
+            "| réplica | F1 autoencoder | mejor posible autoencoder | AP autoencoder | F1 techo | "
+            "mejor posible techo |"
+        ),
+        "ae_mean": "**media**",
         "plots": "Gráficas",
     },
 }
@@ -118,6 +142,38 @@ def _rows(table: Mapping[str, Mapping[str, float]], real: Mapping[str, float] | 
             f"{'—' if value is None else f'{value:.3f}'} |"
         )
     return lines
+
+
+_AE_COLUMNS = (
+    "autoencoder_f1",
+    "autoencoder_best_possible",
+    "autoencoder_average_precision",
+    "ceiling_f1",
+    "ceiling_best_possible",
+)
+
+
+def _autoencoder_lines(check: Mapping[str, Any] | None, text: Mapping[str, str], target: float) -> list[str]:
+    if not check or not check["replicates"]:
+        return []
+    lines = [
+        f"## {text['ae_title']}",
+        "",
+        text["ae_intro"].format(
+            method=check["calibration"],
+            n=check["replicates"],
+            target=target,
+            share=check["share_at_least_target"],
+        ),
+        "",
+        text["ae_header"],
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in check["per_replicate"]:
+        lines.append(f"| {row['replicate']} | " + " | ".join(f"{row[k]:.3f}" for k in _AE_COLUMNS) + " |")
+    mean = check["mean"]
+    lines.append(f"| {text['ae_mean']} | " + " | ".join(f"{mean[k]:.3f}" for k in _AE_COLUMNS) + " |")
+    return [*lines, ""]
 
 
 def render_markdown(report: Mapping[str, Any], lang: str, plots: Sequence[str]) -> str:
@@ -181,6 +237,7 @@ def render_markdown(report: Mapping[str, Any], lang: str, plots: Sequence[str]) 
                 *_rows(alike["test_f1"], report["real_split"]),
                 "",
             ]
+    lines += _autoencoder_lines(report.get("autoencoder"), text, target)
     if plots:
         lines += [f"## {text['plots']}", "", *(f"![{p}]({p})" for p in plots), ""]
     return "\n".join(lines)

@@ -51,6 +51,11 @@ def test_render_shows_each_suite_and_bench_from_their_files(tmp_path: Path) -> N
                 "best_possible": {"mean": 0.95, "p10": 0.9, "p90": 1.0, "share_at_least_target": 0.9},
             },
             "real_split": {"best_f1_every_threshold": 0.81, "best_possible": 0.87},
+            "autoencoder": {
+                "replicates": 3,
+                "mean": {"autoencoder_f1": 0.88, "ceiling_f1": 0.9},
+                "share_at_least_target": 2 / 3,
+            },
         },
     )
     write(
@@ -69,6 +74,11 @@ def test_render_shows_each_suite_and_bench_from_their_files(tmp_path: Path) -> N
     assert "Not run yet: `centinela evaluate skab" in text
     assert "| best_f1_every_threshold | 0.900 | 0.800 | 1.000 | 70 % | 0.810 |" in text
     assert "| best_possible | 0.950 | 0.900 | 1.000 | 90 % | 0.870 |" in text
+    assert (
+        "autoencoder on the first 3 of them: mean test F1 0.880 (ceiling detector on the same: 0.900), "
+        in text
+    )
+    assert "≥ target on 67 %." in text
     assert "| 5-15 | 7 | 100 % | 12 | — | 50 % | — |" in text
     assert "| ≤ 1 false alarm per station-month | 2.5 | no | 0.0 |" in text
     assert "Smallest tap detected 90 % of the time: 4 % (reference: none)." in text
