@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +68,56 @@ def flop_per_window(model: object, steps: int) -> float:
     return 2.0 * macs * steps
 
 
+GEMM_SIZE = 1024
+
+
+def sgemm_session(threads: int) -> Callable[[FloatArray], object]:
+    """ONNX Runtime's own fp32 MatMul (the kernel its LSTM is built on), GEMM_SIZE² × GEMM_SIZE².
+
+    Run beside the model, it measures what this machine's cores deliver at best to the same runtime,
+    so the windows/s target can be read against a roof measured in the same run.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(1).normal(size=(GEMM_SIZE, GEMM_SIZE)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "sgemm",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, GEMM_SIZE])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [None, GEMM_SIZE])],
+        initializer=[numpy_helper.from_array(weights, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = threaded_session(model.SerializeToString(), threads)
+
+    def multiply(a: FloatArray) -> object:
+        return session.run(None, {"a": a})
+
+    return multiply
+
+
+def threaded_session(model: bytes, threads: int) -> Any:
+    """One ONNX Runtime session with ``threads`` intra-op threads, spinning off."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def one_session_scorer(model: bytes, threads: int, chunk: int) -> Callable[[FloatArray], object]:
+    """How the service scored before its lanes: one session sharing ``threads`` threads per call."""
+    session = threaded_session(model, threads)
+    name = session.get_inputs()[0].name
+
+    def score(windows: FloatArray) -> object:
+        return [session.run(None, {name: windows[i : i + chunk]}) for i in range(0, len(windows), chunk)]
+
+    return score
+
+
 def run(quick: bool) -> BenchResult:
     load_before = os.getloadavg()[0]
     rng = np.random.default_rng(0)
@@ -109,10 +160,22 @@ def run(quick: bool) -> BenchResult:
                 chunked(graph_windows, 1024),
             )
         )
+        one_session_windows = rng.normal(size=(sizes[1024], STEPS, SENSORS)).astype(np.float32)
+        cases.append(
+            (
+                "windows_per_s_b1024_one_session_2_threads",
+                one_session_scorer(onnx_bytes, 2, 128),
+                chunked(one_session_windows, 1024),
+            )
+        )
         keras_windows = rng.normal(size=(keras_count, STEPS, SENSORS)).astype(np.float32)
         cases.append(("keras_predict_b1_windows_per_s", keras_one, chunked(keras_windows, 1)))
         big = rng.normal(size=(1024, STEPS, SENSORS)).astype(np.float32)
         cases.append(("keras_predict_b1024_windows_per_s", keras_batched, [big]))
+        # Rows per second of GEMM_SIZE-wide products; converted to GFLOP/s below.
+        rows = rng.normal(size=(GEMM_SIZE, GEMM_SIZE)).astype(np.float32)
+        for threads in (1, 2):
+            cases.append((f"sgemm_rows_per_s_threads{threads}", sgemm_session(threads), [rows] * 4))
 
         for _, score, chunks in cases:
             score(chunks[0])  # warm-up: allocations, kernel selection
@@ -136,7 +199,12 @@ def run(quick: bool) -> BenchResult:
         return median([a / b for a, b in zip(walls[top], walls[bottom], strict=True)])
 
     baseline_names = ("keras_predict_b1_windows_per_s", "keras_predict_b1024_windows_per_s")
-    figures = {name: median(values) for name, values in walls.items() if name not in baseline_names}
+    gemm_flop_per_row = 2.0 * GEMM_SIZE * GEMM_SIZE
+    figures = {
+        name: median(values)
+        for name, values in walls.items()
+        if name not in baseline_names and not name.startswith("sgemm_")
+    }
     figures["b1_latency_ms"] = 1000.0 / figures["windows_per_s_b1"]
     figures["windows_per_cpu_s_b1024_threads1"] = median(cpus["windows_per_s_b1024_threads1"])
     figures["onnx_vs_keras_max_abs_diff"] = max_diff
@@ -149,6 +217,11 @@ def run(quick: bool) -> BenchResult:
     figures["model_mflop_per_window"] = flop / 1e6
     figures["gflop_per_cpu_s_b1024_threads1"] = figures["windows_per_cpu_s_b1024_threads1"] * flop / 1e9
     figures["ceiling_windows_per_s_2_cores"] = 2 * figures["windows_per_cpu_s_b1024_threads1"]
+    # The roof: every FLOP of the model at the rate of a large plain GEMM, same runtime, same run.
+    for threads in (1, 2):
+        gflop = median(walls[f"sgemm_rows_per_s_threads{threads}"]) * gemm_flop_per_row / 1e9
+        figures[f"sgemm_gflop_per_s_threads{threads}"] = gflop
+    figures["roof_windows_per_s_b1024_at_sgemm_rate"] = figures["sgemm_gflop_per_s_threads2"] * 1e9 / flop
     return BenchResult(
         name="scoring",
         figures=figures,
@@ -157,6 +230,12 @@ def run(quick: bool) -> BenchResult:
             "b1024_vs_keras_b1": median_ratio("windows_per_s_b1024", "keras_predict_b1_windows_per_s"),
             "b1024_vs_keras_b1024": median_ratio("windows_per_s_b1024", "keras_predict_b1024_windows_per_s"),
             "b1024_threads2_vs_threads1": median_ratio("windows_per_s_b1024", "windows_per_s_b1024_threads1"),
+            # Share of the GEMM roof the whole model reaches (gates and activations included).
+            "b1024_vs_sgemm_roof": figures["windows_per_s_b1024"]
+            / figures["roof_windows_per_s_b1024_at_sgemm_rate"],
+            "b1024_lanes_vs_one_session_2_threads": median_ratio(
+                "windows_per_s_b1024", "windows_per_s_b1024_one_session_2_threads"
+            ),
             "b1024_direct_vs_keras_export_graph": median_ratio(
                 "windows_per_s_b1024", "windows_per_s_b1024_keras_export_graph"
             ),
@@ -166,7 +245,9 @@ def run(quick: bool) -> BenchResult:
             "Original architecture (LSTM 128-64 / RepeatVector / LSTM 64-128 / TimeDistributed Dense, "
             "30x5), random weights seed 0, the trainer's serving export (detector.onnx_graph; the "
             "_keras_export_graph figure: Keras 3 model.export(format='onnx')), ONNX Runtime CPU with "
-            "spinning off, intra-op threads 2 (1 for the _threads1 figures). Each repetition runs every "
+            "spinning off, two single-threaded sessions scoring chunks of 32 side by side (one for the "
+            "_threads1 figures; _one_session_2_threads: one session with 2 intra-op threads, chunks of "
+            "128, how the service scored before). Each repetition runs every "
             "case once, in a seeded random order; figures are medians of 5, ratios medians of "
             "per-repetition ratios; "
             "windows_per_cpu_s counts process CPU time instead of wall time. "

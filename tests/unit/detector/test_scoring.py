@@ -62,9 +62,35 @@ def test_onnx_scorer_reconstructs_and_splits_big_batches(linear_model: Path) -> 
         scorer.reconstruct(np.zeros((1, 30, 4)))
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("windows", [1, 6, 7, 8, 20, 21, 22, 100])
+def test_lanes_split_a_batch_and_keep_its_order(linear_model: Path, threads: int, windows: int) -> None:
+    scorer = OnnxScorer(linear_model, threads=threads, max_batch=7)
+    x = np.random.default_rng(windows).normal(size=(windows, 30, 5)).astype(np.float32)
+    np.testing.assert_allclose(scorer.reconstruct(x), 0.5 * x, rtol=1e-6)
+    scorer.close()
+    # Closed lanes start again on the next batch.
+    np.testing.assert_allclose(scorer.reconstruct(x[::-1]), 0.5 * x[::-1], rtol=1e-6)
+    scorer.close()
+
+
+def test_lanes_score_concurrent_callers_without_mixing_batches(linear_model: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    scorer = OnnxScorer(linear_model, threads=2, max_batch=5)
+    batches = [np.full((37, 30, 5), float(i), dtype=np.float32) for i in range(12)]
+    with ThreadPoolExecutor(4) as callers:
+        results = list(callers.map(scorer.reconstruct, batches))
+    for i, result in enumerate(results):
+        np.testing.assert_allclose(result, 0.5 * i)
+    scorer.close()
+
+
 def test_onnx_scorer_refuses_bad_settings(linear_model: Path) -> None:
     with pytest.raises(ConfigError):
         OnnxScorer(linear_model, threads=0)
+    with pytest.raises(ConfigError):
+        OnnxScorer(linear_model, max_batch=0)
 
 
 @pytest.mark.slow
