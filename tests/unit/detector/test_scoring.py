@@ -86,6 +86,28 @@ def test_lanes_score_concurrent_callers_without_mixing_batches(linear_model: Pat
     scorer.close()
 
 
+def test_a_dropped_scorer_leaves_no_lane_threads(linear_model: Path) -> None:
+    # A hot reload drops the old bundle's scorer without closing it: its lanes must not pile up.
+    import gc
+    import threading
+    import time
+
+    def lanes() -> int:
+        return sum(1 for t in threading.enumerate() if t.name.startswith("onnx-lane"))
+
+    before = lanes()
+    for _ in range(5):
+        scorer = OnnxScorer(linear_model, threads=2, max_batch=4)
+        scorer.reconstruct(np.zeros((16, 30, 5), dtype=np.float32))
+        assert lanes() >= before + 1
+        del scorer
+    gc.collect()
+    deadline = time.monotonic() + 5.0
+    while lanes() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lanes() <= before
+
+
 def test_onnx_scorer_refuses_bad_settings(linear_model: Path) -> None:
     with pytest.raises(ConfigError):
         OnnxScorer(linear_model, threads=0)
