@@ -16,13 +16,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from bench.record import BenchResult, rate
 from detector.onnx_graph import keras_onnx_export
-from detector.scoring import FloatArray, OnnxScorer
+from detector.scoring import FloatArray, OnnxScorer, cpu_session
 from detector.testing import export_onnx, keras_autoencoder
 
 STEPS, SENSORS = 30, 5
@@ -88,7 +87,7 @@ def sgemm_session(threads: int) -> Callable[[FloatArray], object]:
         initializer=[numpy_helper.from_array(weights, "b")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    session = threaded_session(model.SerializeToString(), threads)
+    session = cpu_session(model.SerializeToString(), threads)
 
     def multiply(a: FloatArray) -> object:
         return session.run(None, {"a": a})
@@ -96,20 +95,9 @@ def sgemm_session(threads: int) -> Callable[[FloatArray], object]:
     return multiply
 
 
-def threaded_session(model: bytes, threads: int) -> Any:
-    """One ONNX Runtime session with ``threads`` intra-op threads, spinning off."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
 def one_session_scorer(model: bytes, threads: int, chunk: int) -> Callable[[FloatArray], object]:
     """How the service scored before its lanes: one session sharing ``threads`` threads per call."""
-    session = threaded_session(model, threads)
+    session = cpu_session(model, threads)
     name = session.get_inputs()[0].name
 
     def score(windows: FloatArray) -> object:

@@ -79,7 +79,7 @@ class OnnxScorer:
     def __init__(self, model_path: Path | str, threads: int = 2, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         if threads < 1 or max_batch < 1:
             raise ConfigError(f"threads and max_batch must be at least 1, got {threads} and {max_batch}")
-        self._lanes: list[Any] = [_session(model_path) for _ in range(threads)]
+        self._lanes: list[Any] = [cpu_session(model_path) for _ in range(threads)]
         inputs = self._lanes[0].get_inputs()
         if len(inputs) != 1:
             raise BundleError(f"the serving model must have one input, it has {len(inputs)}")
@@ -99,7 +99,7 @@ class OnnxScorer:
         starts = range(0, len(x), self.max_batch)
         lanes = min(self.threads, len(starts))
         if lanes == 1:
-            return np.concatenate([self._run(0, x[i : i + self.max_batch]) for i in starts])
+            return self._run_share(0, x)
         # Each lane takes a contiguous run of chunks, so the lanes finish together.
         chunk_bounds = np.linspace(0, len(starts), lanes + 1).round().astype(int)
         rows = [min(int(b) * self.max_batch, len(x)) for b in chunk_bounds]
@@ -131,18 +131,20 @@ class OnnxScorer:
         return rebuilt
 
 
-def _session(model_path: Path | str) -> Any:
-    """One single-threaded ONNX Runtime session, spinning off."""
+def cpu_session(model: Path | str | bytes, threads: int = 1) -> Any:
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads (a lane has 1), spinning off."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+        source = model if isinstance(model, bytes) else str(model)
+        return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as error:  # ORT raises its own exception types for unreadable models
-        raise BundleError(f"ONNX Runtime cannot load {model_path}: {error}") from error
+        where = "the given bytes" if isinstance(model, bytes) else model
+        raise BundleError(f"ONNX Runtime cannot load {where}: {error}") from error

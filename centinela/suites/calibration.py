@@ -15,7 +15,6 @@ Nothing here reads the real validation or test rows to build the replicates.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from detector.calibration import BEST_F1_EVERY, STRATEGIES, all_strategies, best
 from detector.errors import DataError
 from trainer.data import Dataset, StationSeries
 from trainer.pipeline import TrainOptions
+from trainer.training import early_stopping_holdout
 
 # The seed data's rules and sizes (the original's split and windows; the trainer's holdout share).
 TARGET_F1 = 0.85
@@ -38,17 +38,22 @@ AUTOENCODER_REPLICATES = 10
 QUICK_AUTOENCODER_REPLICATES = 1
 
 
+_TRAINER = TrainOptions(data=Path())
+
+
 @dataclass(frozen=True)
 class StudyConfig:
+    """Sizes and rules of the study; windows, split and holdout default to the trainer's own."""
+
     replicates: int = 1000
     seed: int = 42
-    window: int = 30
-    step: int = 5
-    train_ratio: float = 0.6
-    val_ratio: float = 0.2
-    # The trainer adds the autoencoder's early-stopping holdout (the last 10 % of normal training
-    # windows) to validation's normal windows when counting false alarms; the study does the same.
-    holdout_share: float = 0.1
+    window: int = _TRAINER.window
+    step: int = _TRAINER.step
+    train_ratio: float = _TRAINER.train_ratio
+    val_ratio: float = _TRAINER.val_ratio
+    # The trainer adds the autoencoder's early-stopping holdout (the last normal training windows)
+    # to validation's normal windows when counting false alarms; the study does the same.
+    holdout_share: float = _TRAINER.fit.validation_split
 
 
 @dataclass(frozen=True)
@@ -130,12 +135,12 @@ def ceiling_detector(
     minute = (z**2).mean(axis=1)
     train, train_labels = _windows(minute[:first_val], labels[:first_val], config)
     normal_train = train[~train_labels]
-    unseen = math.floor(len(normal_train) * (1.0 - config.holdout_share))
+    unseen = early_stopping_holdout(len(normal_train), config.holdout_share)
     validation, validation_labels = _windows(
         minute[first_val:first_test], labels[first_val:first_test], config
     )
     test, test_labels = _windows(minute[first_test:], labels[first_test:], config)
-    return SplitScores(validation, validation_labels, test, test_labels, normal_train[unseen:])
+    return SplitScores(validation, validation_labels, test, test_labels, normal_train[unseen])
 
 
 def test_f1_by_rule(scores: SplitScores) -> dict[str, float] | None:
@@ -308,13 +313,15 @@ def run(out: Path, quick: bool = False, lang: str = "en", data: Path | None = No
     config = StudyConfig(replicates=40 if quick else StudyConfig.replicates)
     dataset = load_csv(source)
     # The autoencoder takes about 45 s a replicate on 2 cores: a handful, to set beside the ceiling.
-    trained = TrainOptions(data=source)
-    if quick:
-        trained = TrainOptions(
+    trained = (
+        TrainOptions(
             data=source,
             model=ModelConfig(encoder_units=(16, 8), decoder_units=(8, 16)),
             fit=FitConfig(epochs=2, patience=1),
         )
+        if quick
+        else TrainOptions(data=source)
+    )
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
     ) as progress:
