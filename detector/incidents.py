@@ -36,7 +36,9 @@ SEVERITIES: tuple[str, ...] = ("low", "medium", "high")
 STATE_VERSION = 1
 _ID_CHARS = 32  # 128 bits of SHA-256: unique enough, short enough for a log line
 
-Kind = Literal["incident", "data_gap"]
+# incident / data_gap: one station's windows (the autoencoder). tap / meter_fault: a segment of a
+# declared line (detector.line), with ``segment`` set; meter_fault also names ``sensor``.
+Kind = Literal["incident", "data_gap", "tap", "meter_fault"]
 Status = Literal["open", "update", "close"]
 Severity = Literal["none", "low", "medium", "high"]
 
@@ -86,8 +88,39 @@ class Contribution(BaseModel):
     share: float
 
 
+class SegmentRef(BaseModel):
+    """Where on the line a segment alert is: the segment and both its stations."""
+
+    model_config = ConfigDict(frozen=True)
+
+    line_id: str
+    segment_id: str
+    upstream: str
+    downstream: str
+    length_km: float
+
+
+class TapEstimate(BaseModel):
+    """What a tap incident says about the extraction so far (m³/h, m³, km from upstream)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rate_m3h: float
+    volume_m3: float
+    location_km: float | None
+    location_sigma_km: float | None
+    onset: AwareDatetime
+
+
 class Alert(BaseModel):
-    """The alert wire message (JSON on the alerts topic, key = station_id)."""
+    """The alert wire message (JSON on the alerts topic, key = station_id).
+
+    Segment alerts (``kind`` tap / meter_fault) carry ``segment``; their ``station_id`` is the
+    segment's upstream station (so the key still names a station), ``window_start`` the estimated
+    onset and ``window_end`` the minute of the decision; ``score`` / ``threshold`` are the
+    sequential test's statistic and limit. ``related`` lists incident ids of other alerts that
+    describe the same event (a station incident on either end of a tapped segment).
+    """
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
@@ -106,6 +139,11 @@ class Alert(BaseModel):
     model_version: str
     emitted_at: AwareDatetime
     reason: str | None = None
+    segment: SegmentRef | None = None
+    estimate: TapEstimate | None = None
+    evidence: dict[str, float] | None = None
+    sensor: str | None = None
+    related: list[str] = Field(default_factory=list)
 
     def to_json_bytes(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()
