@@ -30,10 +30,12 @@ import numpy.typing as npt
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from detector.errors import BundleError, DataError
+from detector.errors import BundleError, ConfigError, DataError
+from detector.line.calibration import LineCalibration
 from detector.readings import ReadingParser, SensorLimits
 from detector.scaling import Scaler, StationScalers
 from detector.scoring import AGGREGATIONS, DEFAULT_MAX_BATCH, OnnxScorer, reconstruction_errors
+from detector.topology import Topology
 from detector.windows import WindowSpec
 
 FORMAT_VERSION = 1
@@ -115,6 +117,9 @@ class Manifest(_Strict):
     calibration: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     limits: dict[str, LimitFields] = Field(default_factory=dict)
+    # The declared line and each segment's calibration (detector.topology, detector.line), or None:
+    # {"topology": Topology.to_dict(), "calibration": LineCalibration.to_dict()}.
+    line: dict[str, Any] | None = None
     files: dict[str, str]
 
     @field_validator("files")
@@ -161,6 +166,7 @@ class Bundle:
         self.scalers = manifest.station_scalers()
         self.window_spec = manifest.window.spec()
         self.sensors: tuple[str, ...] = tuple(manifest.sensors)
+        self.topology, self.line_calibration = _line_of(manifest, path)
 
     @property
     def threshold(self) -> float:
@@ -184,6 +190,28 @@ class Bundle:
             scaled, rebuilt, self.manifest.aggregation, self.manifest.topk
         )
         return ScoreBatch(scores, contributions)
+
+
+def _line_of(manifest: Manifest, root: Path) -> tuple[Topology | None, LineCalibration | None]:
+    """The bundle's declared line and its calibration; both or neither, checked against the bundle."""
+    if manifest.line is None:
+        return None, None
+    try:
+        topology = Topology.from_dict(manifest.line["topology"], where=f"bundle {root}: line.topology")
+        calibration = LineCalibration.from_dict(manifest.line["calibration"])
+        topology.check_against(
+            frozenset(manifest.scalers.per_station), tuple(manifest.sensors), f"bundle {root}: line.topology"
+        )
+    except KeyError as error:
+        raise BundleError(f"bundle {root}: manifest line lacks {error.args[0]!r}") from error
+    except ConfigError as error:
+        raise BundleError(str(error)) from error
+    for segment in topology.segments:
+        if segment.segment_id not in calibration.segments:
+            raise BundleError(
+                f"bundle {root}: line.calibration has no segment {segment.segment_id} of the topology"
+            )
+    return topology, calibration
 
 
 def _check_tree(root: Path) -> dict[str, Path]:
@@ -293,6 +321,7 @@ def load_bundle(
             f"expected {list(expected_sensors)}"
         )
     _check_consistency(root, manifest)
+    _line_of(manifest, root)
     scorer = OnnxScorer(found[ONNX_MODEL], threads=threads, max_batch=max_batch)
     _check_model_shape(root, scorer, manifest)
     return Bundle(root, manifest, scorer)
@@ -358,6 +387,7 @@ def write_bundle(
     calibration: Mapping[str, Any] | None = None,
     training: Mapping[str, Any] | None = None,
     limits: Mapping[str, SensorLimits] | None = None,
+    line: tuple[Topology, LineCalibration] | None = None,
     model_card: str | None = None,
     created_at: datetime | None = None,
     overwrite: bool = False,
@@ -396,9 +426,11 @@ def write_bundle(
             calibration=plain_json(dict(calibration or {}), "calibration"),
             training=plain_json(dict(training or {}), "training"),
             limits={name: LimitFields(low=lim.low, high=lim.high) for name, lim in (limits or {}).items()},
+            line=None if line is None else {"topology": line[0].to_dict(), "calibration": line[1].to_dict()},
             files=files,
         )
         _check_consistency(target, manifest)
+        _line_of(manifest, target)
         manifest_bytes = orjson.dumps(manifest.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
         (staging / MANIFEST).write_bytes(manifest_bytes + b"\n")
         os.chmod(staging, 0o755)

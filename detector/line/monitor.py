@@ -65,6 +65,10 @@ class LineMonitor:
     def advance(self) -> list[Alert]:
         return []
 
+    def flush(self) -> list[Alert]:
+        """End of input (offline runs): evaluate every minute still waiting for a late station."""
+        return []
+
     def open_incidents(self) -> int:
         return 0
 
