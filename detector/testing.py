@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 
 from detector.bundle import write_bundle
+from detector.line.calibration import LineCalibration
 from detector.onnx_graph import serving_export
 from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS
 from detector.scaling import Scaler, StationScalers
+from detector.topology import Topology
 from detector.windows import WindowSpec
 
 # Mean and spread of the seed data set's sensors (rounded), so test bundles scale realistic readings.
@@ -96,8 +98,13 @@ def build_linear_bundle(
     stations: Sequence[str] = (),
     model_version: str = "test-linear-1",
     aggregation: str = "mean",
+    line: tuple[Topology, LineCalibration] | None = None,
 ) -> Path:
-    """A bundle whose model is ``x_hat = factor · x_scaled`` (score = (1 - factor)² · mean(x_scaled²))."""
+    """A bundle whose model is ``x_hat = factor · x_scaled`` (score = (1 - factor)² · mean(x_scaled²)).
+
+    ``line`` (topology and its segment calibration) is stored as the manifest's ``line`` field, as the
+    trainer's ``--topology`` does; ``write_bundle`` refuses a calibration that disagrees with the topology.
+    """
     spec = window or WindowSpec()
     return write_bundle(
         out_dir,
@@ -112,6 +119,7 @@ def build_linear_bundle(
         calibration={"method": "fixed", "note": "test bundle, not calibrated"},
         training={"note": "no training: hand-made linear model"},
         limits={name: DEFAULT_LIMITS[name] for name in sensors if name in DEFAULT_LIMITS},
+        line=line,
         model_card="# Test bundle\n\nA linear stand-in model for tests.\n",
         created_at=FIXED_CREATED_AT,
     )
