@@ -12,6 +12,7 @@ Two kinds of bundle:
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from detector.bundle import write_bundle
-from detector.line.calibration import LineCalibration
+from detector.line.calibration import LineCalibration, SegmentCalibration
 from detector.onnx_graph import serving_export
 from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS
 from detector.scaling import Scaler, StationScalers
@@ -32,6 +33,8 @@ from detector.windows import WindowSpec
 SEED_MEAN = (499.2, 69.8, 1800.5, 15.0, 400.1)
 SEED_SCALE = (20.0, 4.0, 30.0, 2.0, 10.0)
 FIXED_CREATED_AT = datetime(2025, 1, 1, tzinfo=UTC)
+# The seed sensors plus the suction pressure a segment balance reads (detector.topology.ROLES).
+LINE_SENSORS: tuple[str, ...] = (*DEFAULT_SENSORS, "suction_pressure")
 
 
 def default_scalers(n_sensors: int, stations: Sequence[str] = ()) -> StationScalers:
@@ -86,6 +89,43 @@ def export_onnx(model: Any, steps: int, sensors: int) -> bytes:
     64 random scaled windows (seed 0)."""
     sample = np.random.default_rng(0).standard_normal((64, steps, sensors)).astype(np.float32)
     return serving_export(model, sample).onnx
+
+
+def example_line(
+    stations: Sequence[str] = ("EST-01", "EST-02", "EST-03"),
+    *,
+    tank_area_m2: float = 250.0,
+    length_km: float = 50.0,
+    limit: float = 60.0,
+) -> tuple[Topology, LineCalibration]:
+    """One line through ``stations`` in order (breakout tanks of ``tank_area_m2`` everywhere, 12-inch
+    pipe), with every segment given the same plain calibration; for ``build_linear_bundle(line=...)``
+    (pass ``sensors=LINE_SENSORS``)."""
+    topology = Topology.from_dict(
+        {
+            "format": 1,
+            "line": [
+                {
+                    "id": "L1",
+                    "station": [{"id": s, "tank_area_m2": tank_area_m2} for s in stations],
+                    "segment": [
+                        {
+                            "upstream": up,
+                            "downstream": down,
+                            "length_km": length_km,
+                            "inner_diameter_m": 0.3048,
+                        }
+                        for up, down in itertools.pairwise(stations)
+                    ],
+                }
+            ],
+        }
+    )
+    calibration = LineCalibration(
+        {s.segment_id: SegmentCalibration(s.segment_id, limit=limit) for s in topology.segments},
+        record={"note": "test calibration, not learned"},
+    )
+    return topology, calibration
 
 
 def build_linear_bundle(

@@ -21,7 +21,7 @@ from detector.bundle import (
 from detector.errors import BundleError
 from detector.line.calibration import LineCalibration, SegmentCalibration
 from detector.readings import DEFAULT_SENSORS, ParseFailure, Reading
-from detector.testing import SEED_MEAN, build_linear_bundle, default_scalers, linear_onnx_model
+from detector.testing import LINE_SENSORS, SEED_MEAN, build_linear_bundle, default_scalers, linear_onnx_model
 from detector.topology import Topology
 from detector.windows import WindowSpec
 
@@ -313,7 +313,6 @@ def test_model_with_the_wrong_output_shape(tmp_path: Path) -> None:
 
 
 # -- the line (topology + segment calibration) -------------------------------------------------
-LINE_SENSORS = (*DEFAULT_SENSORS, "suction_pressure")
 LINE_STATIONS = ("EST-01", "EST-02", "EST-03")
 
 
