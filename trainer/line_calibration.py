@@ -32,7 +32,16 @@ import pandas as pd
 
 from detector.line.calibration import LineCalibration, SegmentCalibration
 from detector.line.monitor import LineMonitor
-from detector.line.segment import BIAS_MINUTES
+from detector.line.pressure import (
+    MEAN_MINUTES,
+    MIN_FLOW_SHARE,
+    OFFSET_CLIP_BAR,
+    OFFSET_MINUTES,
+    Q_REF,
+    STEADY_CHANGE,
+    STEADY_MINUTES,
+)
+from detector.line.segment import BIAS_MINUTES, PRESSURE_CAP
 from detector.topology import Topology
 
 Array = npt.NDArray[np.float64]
@@ -41,6 +50,8 @@ RECOVERY_MINUTES = 60  # after an excluded row the line is not yet back to norma
 EXCURSION_BASE = 2.0  # statistic level that starts an excursion
 EXCURSION_GAP = 60  # minutes below the base that end one
 PEAK_MARGIN = 1.1
+SKEW_OFFSETS = (-1, 0, 1, 2)
+MIN_SKEW_GAIN = 0.15
 STEP_M3H = 25.0  # an upstream flow change this large in a minute is a step (5 % of a 500 m3/h line)
 MIN_LIMIT = 4.0
 MINUTES_PER_MONTH = 30 * 24 * 60
@@ -71,22 +82,27 @@ def calibrate_line(
         },
         budget_per_segment_month,
     )
-    traces = _trace(frame, topology, base)
+    traces, pressure_traces = _trace(frame, topology, base)
     excluded = _excluded_minutes(frame, exclude)
     segments: dict[str, SegmentCalibration] = {}
     record: dict[str, Any] = {"budget_per_segment_month": budget_per_segment_month, "segments": {}}
     for segment in topology.segments:
         minutes, balance, dfu = traces[segment.segment_id]
         normal = np.isfinite(balance) & ~np.isin(minutes, excluded)
-        calibration, notes = _calibrate_segment(
-            base.segment(segment.segment_id),
+        calibration, notes, pressure_z = _calibrate_pressure(
+            base.segment(segment.segment_id), pressure_traces[segment.segment_id], minutes, normal
+        )
+        calibration, more = _calibrate_segment(
+            replace(calibration, pressure_weight=pressure_weight),
             minutes,
             balance,
             dfu,
             normal=normal,
             budget=budget_per_segment_month,
+            pressure_z=pressure_z,
         )
-        segments[segment.segment_id] = replace(calibration, pressure_weight=pressure_weight)
+        notes.update(more)
+        segments[segment.segment_id] = calibration
         record["segments"][segment.segment_id] = notes
     if len(frame):
         record["training_start"] = str(frame["timestamp"].min())
@@ -100,11 +116,12 @@ def calibrate_line(
 
 def _trace(
     frame: pd.DataFrame, topology: Topology, calibration: LineCalibration
-) -> dict[str, tuple[Array, Array, Array]]:
+) -> tuple[dict[str, tuple[Array, Array, Array]], dict[str, Array]]:
     monitor = LineMonitor(topology, calibration, model_version="calibration", clock=lambda: _EPOCH)
     states = list(monitor.segment_states())
     for state in states:
         state.trace = []
+        state.pressure.trace = []
     fields = sorted(topology.required_sensors() & set(frame.columns))
     ordered = frame.sort_values("timestamp", kind="stable")
     stamps = ordered["timestamp"].dt.tz_convert(UTC).dt.to_pydatetime()
@@ -116,6 +133,7 @@ def _trace(
         monitor.advance()
     monitor.flush()
     out: dict[str, tuple[Array, Array, Array]] = {}
+    pressure: dict[str, Array] = {}
     for state in states:
         trace = state.trace or []
         out[state.segment.segment_id] = (
@@ -123,7 +141,9 @@ def _trace(
             np.array([row[1] for row in trace], dtype=np.float64),
             np.array([row[2] for row in trace], dtype=np.float64),
         )
-    return out
+        rows = state.pressure.trace or []
+        pressure[state.segment.segment_id] = np.array(rows, dtype=np.float64).reshape(-1, 6)
+    return out, pressure
 
 
 def _excluded_minutes(frame: pd.DataFrame, exclude: pd.Series | None) -> Array:
@@ -143,22 +163,26 @@ def _calibrate_segment(
     *,
     normal: npt.NDArray[np.bool_],
     budget: float,
+    pressure_z: Array,
 ) -> tuple[SegmentCalibration, dict[str, Any]]:
     notes: dict[str, Any] = {"normal_minutes": int(normal.sum())}
     if normal.sum() < 24 * 60:
         notes["rule"] = "too little normal data: untrained defaults"
         return replace(default, limit=8.0), notes
-    lag = np.concatenate([[0.0], dfu[:-1]])
+    # The upstream flow change at offsets -1, 0, +1, +2 minutes (a clock offset of either sign).
+    shifted = np.column_stack([_shift(dfu, offset) for offset in SKEW_OFFSETS])
     # Only real steps say anything about a clock offset: on small changes the meter's own AR noise
     # correlates with its increments and would bias the fit.
-    steps = normal & ((np.abs(dfu) > STEP_M3H) | (np.abs(lag) > STEP_M3H))
-    skew = skew_lag = 0.0
+    steps = normal & (np.abs(shifted) > STEP_M3H).any(axis=1)
+    gains = np.zeros(len(SKEW_OFFSETS))
     if steps.sum() >= 10:
-        design = np.column_stack([np.ones(int(steps.sum())), dfu[steps], lag[steps]])
+        design = np.column_stack([np.ones(int(steps.sum())), shifted[steps]])
         coef, *_ = np.linalg.lstsq(design, balance[steps], rcond=None)
-        skew, skew_lag = float(coef[1]), float(coef[2])
+        # Gains too small to matter are dropped: a lead gain costs a minute of latency.
+        gains = np.where(np.abs(coef[1:]) >= MIN_SKEW_GAIN, coef[1:], 0.0)
     notes["skew_steps"] = int(steps.sum())
-    corrected = np.where(np.isfinite(balance), balance - skew * dfu - skew_lag * lag, np.nan)
+    notes["skew_gains"] = {str(o): round(float(g), 4) for o, g in zip(SKEW_OFFSETS, gains, strict=True)}
+    corrected = np.where(np.isfinite(balance), balance - shifted @ gains, np.nan)
     bias0 = float(np.median(corrected[normal]))
     residual = _tracked_residual(corrected, bias0)
     cum = np.concatenate([[0.0], np.cumsum(np.nan_to_num(residual) / 60.0)])
@@ -184,12 +208,14 @@ def _calibrate_segment(
     for window, sigma, values in zip(default.windows, sigmas, window_values, strict=True):
         if len(values):
             statistic = np.fmax(statistic, (values - drift * window / 60.0) / sigma)
+    if default.pressure_weight > 0 and default.pressure_coef:
+        weight = default.pressure_weight
+        fused = (statistic + weight * np.minimum(pressure_z, PRESSURE_CAP)) / math.sqrt(1 + weight * weight)
+        statistic = np.where(pressure_z > 0, np.fmax(statistic, fused), statistic)
     limit, tail = _limit_for_budget(statistic, normal, budget)
     notes.update(tail)
     notes.update(
         {
-            "skew_gain": round(skew, 5),
-            "skew_gain_lag1": round(skew_lag, 5),
             "bias_m3h": round(bias0, 3),
             "window_sigma_m3": [round(s, 3) for s in sigmas],
             "drift_m3h": round(drift, 3),
@@ -205,11 +231,96 @@ def _calibrate_segment(
             limit=limit,
             windows=default.windows,
             window_sigma_m3=tuple(sigmas),
-            skew_gain=skew,
-            skew_gain_lag1=skew_lag,
+            skew_gain_lag1=float(gains[0]),
+            skew_gain=float(gains[1]),
+            skew_gain_lead1=float(gains[2]),
+            skew_gain_lead2=float(gains[3]),
         ),
         notes,
     )
+
+
+def _calibrate_pressure(
+    default: SegmentCalibration, trace: Array, minutes: Array, normal: npt.NDArray[np.bool_]
+) -> tuple[SegmentCalibration, dict[str, Any], Array]:
+    """Fit the expected upstream head and emulate the live drop z on the balance's minutes."""
+    notes: dict[str, Any] = {}
+    z_out = np.zeros(len(minutes))
+    if len(trace) < 24 * 60:
+        notes["pressure"] = "too little pressure data: off"
+        return default, notes, z_out
+    p_minute, y, r, qn, d, flow = (trace[:, i] for i in range(6))
+    normal_minutes = set(minutes[normal].tolist())
+    ok = np.array([m in normal_minutes for m in p_minute.tolist()]) & _steady_mask(flow)
+    if ok.sum() < 12 * 60:
+        notes["pressure"] = "too few steady normal minutes: off"
+        return default, notes, z_out
+    features = np.column_stack([np.ones(len(y)), r, r * qn, r * d * qn, r * d * d * qn])
+    coef, *_ = np.linalg.lstsq(features[ok], y[ok], rcond=None)
+    residual = y - features @ coef
+    drops = _emulate_drops(residual, flow)
+    usable = ok & np.isfinite(drops)
+    sigma = _robust_scale(drops[usable], fallback=default.pressure_sigma_bar)
+    z_by_minute = dict(zip(p_minute.tolist(), np.nan_to_num(drops / sigma).tolist(), strict=True))
+    z_out = np.array([z_by_minute.get(m, 0.0) for m in minutes.tolist()])
+    friction = float(np.median((r * qn * (coef[2] + coef[3] * d + coef[4] * d * d))[ok]))
+    notes.update(
+        {
+            "pressure_coef": [round(float(c), 4) for c in coef],
+            "pressure_fit_rms_bar": round(float(np.std(residual[ok])), 4),
+            "pressure_sigma_bar": round(sigma, 4),
+            "friction_bar_median": round(friction, 3),
+        }
+    )
+    return (
+        replace(
+            default,
+            pressure_coef=tuple(float(c) for c in coef),
+            pressure_sigma_bar=sigma,
+            drop_full_bar_per_m3h=1.8 * friction / 500.0,
+        ),
+        notes,
+        z_out,
+    )
+
+
+def _steady_mask(flow: Array) -> npt.NDArray[np.bool_]:
+    series = pd.Series(flow)
+    rolling = series.rolling(STEADY_MINUTES, min_periods=STEADY_MINUTES)
+    spread = rolling.max() - rolling.min()
+    steady = (spread <= STEADY_CHANGE * series) & (series >= MIN_FLOW_SHARE * Q_REF)
+    return np.asarray(steady.to_numpy(dtype=bool), dtype=np.bool_)
+
+
+def _emulate_drops(residual: Array, flow: Array) -> Array:
+    """The live drop (offset less the 5-minute mean residual) per minute, NaN where held."""
+    steady = _steady_mask(flow)
+    drops = np.full(len(residual), np.nan)
+    offset: float | None = None
+    recent: list[float] = []
+    for i, (value, ok) in enumerate(zip(residual.tolist(), steady.tolist(), strict=True)):
+        if not ok:
+            recent.clear()
+            continue
+        if offset is None:
+            offset = value
+        recent.append(value)
+        if len(recent) > MEAN_MINUTES:
+            recent.pop(0)
+        if len(recent) == MEAN_MINUTES:
+            drops[i] = offset - sum(recent) / MEAN_MINUTES
+        offset += max(-OFFSET_CLIP_BAR, min(OFFSET_CLIP_BAR, value - offset)) / OFFSET_MINUTES
+    return drops
+
+
+def _shift(values: Array, offset: int) -> Array:
+    """``values[t + offset]`` at ``t`` (zeros where that falls outside)."""
+    out = np.zeros(len(values))
+    if offset >= 0:
+        out[: len(values) - offset] = values[offset:]
+    else:
+        out[-offset:] = values[:offset]
+    return out
 
 
 def _tracked_residual(corrected: Array, bias0: float) -> Array:

@@ -47,9 +47,14 @@ class SegmentCalibration:
     window_sigma_m3: tuple[float, ...] = field(default_factory=lambda: default_window_sigma(DEFAULT_WINDOWS))
     skew_gain: float = 0.0
     skew_gain_lag1: float = 0.0
+    skew_gain_lead1: float = 0.0  # non-zero: each minute is settled one minute later
+    skew_gain_lead2: float = 0.0
     pressure_weight: float = 0.0  # 0 = balance alone; >0 fuses the upstream pressure residual
     pressure_sigma_bar: float = 0.25  # spread of the pressure residual's short mean in normal operation
     drop_full_bar_per_m3h: float = 0.1  # pressure drop per m3/h of tap at the upstream station
+    # Expected upstream head on [1, r, r Qn, r d Qn, r d^2 Qn] (see detector/line/pressure.py); empty:
+    # no pressure model (the pressure evidence and the location stay off).
+    pressure_coef: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.windows) != len(self.window_sigma_m3) or not self.windows:
@@ -61,6 +66,7 @@ class SegmentCalibration:
         data = asdict(self)
         data["windows"] = list(self.windows)
         data["window_sigma_m3"] = list(self.window_sigma_m3)
+        data["pressure_coef"] = list(self.pressure_coef)
         return data
 
     @classmethod
@@ -83,11 +89,14 @@ class SegmentCalibration:
                 else default_window_sigma(windows),
                 skew_gain=float(data.get("skew_gain", 0.0)),
                 skew_gain_lag1=float(data.get("skew_gain_lag1", 0.0)),
+                skew_gain_lead1=float(data.get("skew_gain_lead1", 0.0)),
+                skew_gain_lead2=float(data.get("skew_gain_lead2", 0.0)),
                 pressure_weight=float(data.get("pressure_weight", 0.0)),
                 pressure_sigma_bar=float(data.get("pressure_sigma_bar", defaults.pressure_sigma_bar)),
                 drop_full_bar_per_m3h=float(
                     data.get("drop_full_bar_per_m3h", defaults.drop_full_bar_per_m3h)
                 ),
+                pressure_coef=tuple(float(c) for c in data.get("pressure_coef", ())),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise BundleError(f"segment calibration is malformed: {error!r}") from error

@@ -115,7 +115,8 @@ class LineMonitor:
                 states.append(SegmentState(segment, calibration.segment(segment.segment_id)))
                 self._refs[segment.segment_id] = _ref(segment)
                 fields[segment.upstream.id].update(
-                    (segment.upstream.sensor("flow"), segment.upstream.sensor("pressure"))
+                    segment.upstream.sensor(role)
+                    for role in ("flow", "pressure", "suction_pressure", "tank_level")
                 )
                 fields[segment.downstream.id].update(
                     segment.downstream.sensor(role)

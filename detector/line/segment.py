@@ -36,6 +36,7 @@ CLOSE_WINDOW = 30  # minutes of balance the close rule looks at
 CLOSE_AFTER = 30  # consecutive quiet minutes that close a tap incident
 UPDATE_EVERY = 15  # minutes of event time between updates of an open incident
 BAR_PER_GPA = 10_000.0
+PRESSURE_CAP = 4.0
 
 
 class TapIncident:
@@ -122,6 +123,14 @@ class SegmentState:
         self._windows = calibration.windows
         self._sigma = calibration.window_sigma_m3
         self._longest = max(self._windows)
+        # Gains on the upstream flow change at minute offsets -1, 0, +1, +2 (see skew_* fields).
+        self._gains = (
+            calibration.skew_gain_lag1,
+            calibration.skew_gain,
+            calibration.skew_gain_lead1,
+            calibration.skew_gain_lead2,
+        )
+        self._lead = 2 if self._gains[3] else 1 if self._gains[2] else 0
         self.pressure = PressureTrack(segment, calibration)
         # (minute, balance before the skew correction, upstream flow change), per minute, for the
         # calibration; None in service. A held minute records NaN.
@@ -137,6 +146,9 @@ class SegmentState:
         self.last_fd: float | None = None
         self.missing_flow = 0
         self.last_dfu = 0.0
+        self.queue: list[
+            tuple[float, float]
+        ] = []  # (balance before skew, upstream flow change) not yet settled
         self.cum = 0.0
         self.ring: deque[float] = deque([0.0], maxlen=self._longest + 1)
         self.cusum = 0.0
@@ -198,14 +210,26 @@ class SegmentState:
         dfu = fu - self.last_fu if self.last_fu is not None else 0.0
         if self.trace is not None:
             self.trace.append((minute, balance, dfu))
-        balance -= self.cal.skew_gain * dfu + self.cal.skew_gain_lag1 * self.last_dfu
-        self.last_dfu = dfu
         self.last_fu, self.last_fd = fu, fd
+        pressure_z = self.pressure.step(minute, up, down, fu, pressure_ok, frozen=self.incident is not None)
+        # The skew correction may need the upstream flow's change up to ``lead`` minutes later:
+        # minute t is settled (and tested) once minute t + lead has arrived.
+        queue = self.queue
+        queue.append((balance, dfu))
+        if len(queue) <= self._lead:
+            return None
+        raw, change = queue.pop(0)
+        later = [entry[1] for entry in queue]
+        gains = self._gains
+        balance = raw - gains[1] * change - gains[0] * self.last_dfu
+        for k, gain in enumerate(gains[2:], start=1):
+            if gain and k <= len(later):
+                balance -= gain * later[k - 1]
+        self.last_dfu = change
         self.balance = balance
         residual = balance - self.bias
         self.cum += residual / 60.0
         self.ring.append(self.cum)
-        pressure_z = self.pressure.step(minute, up, down, fu, pressure_ok, frozen=self.incident is not None)
         self._test(residual, pressure_z)
         if self.incident is None and self.statistic < 0.5 * self.cal.limit:
             self.bias += (balance - self.bias) / BIAS_MINUTES
@@ -222,6 +246,7 @@ class SegmentState:
         self.last_level = None
         self.last_pbar = None
         self.last_dfu = 0.0
+        self.queue = []
         self.ring = deque([self.cum], maxlen=self._longest + 1)
         self.cusum = 0.0
         self.pressure.restart()
@@ -248,9 +273,7 @@ class SegmentState:
         if best_window == 0:
             best = 0.0
         if cal.pressure_weight > 0.0 and pressure_z > 0.0 and best_window:
-            best = max(
-                best, (best + cal.pressure_weight * pressure_z) / math.sqrt(1.0 + cal.pressure_weight**2)
-            )
+            best = max(best, fused(best, pressure_z, cal.pressure_weight))
         self.statistic = best
         self.argmax_window = best_window
 
@@ -262,11 +285,11 @@ class SegmentState:
             if self.statistic < self.cal.limit or self.argmax_window == 0:
                 return None
             window = self._onset_lag()
-            onset = minute - window + 1
+            onset = minute - self._lead - window + 1
             incident = TapIncident("", minute, onset, self.ring[-1 - window], self.statistic)
             self.incident = incident
             self.pressure.freeze(onset)
-            return Decision("open", incident, self._evidence(), self.pressure.location())
+            return Decision("open", incident, self._evidence(), self._location(incident))
         incident.peak = max(incident.peak, self.statistic)
         rate = self.recent_rate()
         incident.high_rate = max(incident.high_rate, rate)
@@ -277,7 +300,7 @@ class SegmentState:
         quiet = recent > 0 and (self.ring[-1] - self.ring[-1 - recent]) < sigma
         incident.quiet = incident.quiet + 1 if quiet else 0
         if incident.quiet >= CLOSE_AFTER:
-            decision = Decision("close", incident, self._evidence(), self.pressure.location())
+            decision = Decision("close", incident, self._evidence(), self._location(incident))
             self.incident = None
             self.ring = deque([self.cum], maxlen=self._longest + 1)
             self.cusum = 0.0
@@ -285,8 +308,12 @@ class SegmentState:
             return decision
         if minute - incident.last_report >= UPDATE_EVERY:
             incident.last_report = minute
-            return Decision("update", incident, self._evidence(), self.pressure.location())
+            return Decision("update", incident, self._evidence(), self._location(incident))
         return None
+
+    def _location(self, incident: TapIncident) -> tuple[float, float] | None:
+        rate, _ = self.estimate(incident)
+        return self.pressure.location(rate, self.last_fu)
 
     def _onset_lag(self) -> int:
         """The changepoint: the lag (minutes) whose standardised cumulative excess is largest."""
@@ -351,6 +378,7 @@ class SegmentState:
             "last_fd": self.last_fd,
             "missing_flow": self.missing_flow,
             "last_dfu": self.last_dfu,
+            "queue": [list(entry) for entry in self.queue],
             "cum": self.cum,
             "ring": list(self.ring),
             "cusum": self.cusum,
@@ -372,6 +400,7 @@ class SegmentState:
         self.last_fd = _optional(data["last_fd"])
         self.missing_flow = int(data["missing_flow"])
         self.last_dfu = float(data["last_dfu"])
+        self.queue = [(float(a), float(b)) for a, b in data["queue"]]
         self.cum = float(data["cum"])
         self.ring = deque((float(v) for v in data["ring"]), maxlen=self._longest + 1)
         self.cusum = float(data["cusum"])
@@ -384,6 +413,12 @@ class SegmentState:
         incident = data["incident"]
         self.incident = None if incident is None else TapIncident.from_dict(incident)
         self.pressure.restore(data["pressure"])
+
+
+def fused(balance_z: float, pressure_z: float, weight: float) -> float:
+    """Balance and pressure evidence in one z; the pressure's share is capped so that a pressure
+    move alone (a valve opening, a meter step) can never reach a limit the balance does not support."""
+    return (balance_z + weight * min(pressure_z, PRESSURE_CAP)) / math.sqrt(1.0 + weight * weight)
 
 
 def _value(row: Mapping[str, float] | None, name: str) -> float | None:
