@@ -421,9 +421,12 @@ class Tally:
     meter_faults: list[dict[str, Any]]
     spurious_meter_faults: list[dict[str, Any]]
     station_months: float
+    # Station-months on which the per-station autoencoder ran (0 where the service ran the line
+    # alone): its incidents' rate is counted over these, and added to the tap incidents' rate.
+    autoencoder_station_months: float
 
     @classmethod
-    def of(cls, joined: SegmentJoin, station_months: float) -> Tally:
+    def of(cls, joined: SegmentJoin, station_months: float, *, autoencoder: bool = True) -> Tally:
         return cls(
             joined.events,
             joined.false_alarms,
@@ -431,6 +434,7 @@ class Tally:
             joined.meter_faults,
             joined.spurious_meter_faults,
             station_months,
+            station_months if autoencoder else 0.0,
         )
 
     @classmethod
@@ -442,19 +446,21 @@ class Tally:
             [m for t in tallies for m in t.meter_faults],
             [m for t in tallies for m in t.spurious_meter_faults],
             sum(t.station_months for t in tallies),
+            sum(t.autoencoder_station_months for t in tallies),
         )
 
 
 def figures(tally: Tally) -> dict[str, Any]:
     """Every figure of the service row: bands, volumes, targets, false alarms, estimates, meters, leaks."""
     per_month = tally.station_months or math.nan
+    ae_months = tally.autoencoder_station_months or math.inf  # no autoencoder: no station incidents
     tap_causes = count_causes(tally.false_alarms, FALSE_ALARM_CAUSES)
     station_causes = count_causes(tally.station_incidents, STATION_CAUSES)
     tap_normal = sum(tap_causes[c] for c in NORMAL_CAUSES)
     station_normal = sum(station_causes[c] for c in NORMAL_CAUSES)
     station_all = sum(station_causes[c] for c in FALSE_ALARM_CAUSES)
-    normal = (tap_normal + station_normal) / per_month
-    everything = (len(tally.false_alarms) + station_all) / per_month
+    normal = tap_normal / per_month + station_normal / ae_months
+    everything = len(tally.false_alarms) / per_month + station_all / ae_months
     bands = band_figures(tally.events)
     volumes = band_figures(tally.events, key="volume_band", bands=tuple(VOLUME_BANDS))
     leaks = [r for r in tally.events if r["event_type"] == "leak"]
@@ -489,7 +495,8 @@ def figures(tally: Tally) -> dict[str, Any]:
         },
         "tap_false_alarms_per_station_month": tap_normal / per_month,
         "tap_false_alarms_per_station_month_all": len(tally.false_alarms) / per_month,
-        "station_false_alarms_per_station_month": station_normal / per_month,
+        "station_false_alarms_per_station_month": station_normal / ae_months,
+        "autoencoder_station_months": tally.autoencoder_station_months,
         "false_alarms_by_cause": {"tap": tap_causes, "station": station_causes},
         "targets": targets(tally.events, normal),
         "location": {

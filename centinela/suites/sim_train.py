@@ -57,7 +57,9 @@ def period(result: SimulationResult, test_start: int, *, test: bool) -> pd.DataF
     """The readings (long layout) of the training period, or of the test period."""
     frame = result.frame
     boundary = frame["timestamp"].iloc[0] + timedelta(minutes=test_start)
-    chosen: pd.DataFrame = frame[frame["timestamp"] >= boundary] if test else frame[frame["timestamp"] < boundary]
+    chosen: pd.DataFrame = (
+        frame[frame["timestamp"] >= boundary] if test else frame[frame["timestamp"] < boundary]
+    )
     return chosen
 
 

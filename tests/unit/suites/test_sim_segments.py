@@ -279,3 +279,8 @@ def test_pooled_tallies_add_events_and_station_months() -> None:
     assert pooled["false_alarms_per_station_month"] == pytest.approx(2 / 6)
     assert pooled["tap_false_alarms_per_station_month"] == pytest.approx(1 / 6)
     assert pooled["false_alarms_by_cause"]["station"]["unexplained"] == 1
+    # Where the autoencoder was off, its (absent) incidents are not averaged over those months.
+    line_only = Tally.of(judge([], []), 3.0, autoencoder=False)
+    mixed = sim_segments.figures(Tally.pooled([second, line_only]))
+    assert mixed["station_false_alarms_per_station_month"] == pytest.approx(1 / 3)
+    assert mixed["false_alarms_per_station_month"] == pytest.approx(1 / 3)
