@@ -42,10 +42,14 @@ from centinela.suites.sim_train import (
     export,
     line_topology,
     period,
-    train_autoencoder,
+    sensors,
+    train_service,
 )
+from detector.errors import CentinelaError
 
 if TYPE_CHECKING:
+    from detector.line import LineCalibration
+    from detector.topology import Topology
     from replay.simulator import SimulationConfig
     from replay.simulator.result import SimulationResult
 
@@ -211,18 +215,20 @@ def _seed(
     topology = line_topology(result)
     lengths = {s.segment_id: s.length_km for s in topology.segments}
     tick("simulate")
-    calibration = calibrate(result, test_start, topology)
-    tick("calibrate")
     test_frame = period(result, test_start, test=True)
-    fields_used = tuple(sorted(topology.required_sensors()))
+    # Every sensor the service receives: a row with any empty cell never reaches it (the replay
+    # refuses it), so the oracle leaves it out too.
+    fields_used = sensors()
     if bootstrap is None:
+        calibration = calibrate(result, test_start, topology)
+        tick("calibrate")
         alerts = offline_line_alerts(test_frame, topology, calibration, fields_used, "offline-line")
         tick("offline_line")
         return SeedRun(seed, result, test_start, alerts, [], "offline-line", lengths, seconds=seconds)
 
     folder = out / f"seed-{seed}"
-    bundle_path = _bundle(
-        result, test_start, size, folder, line=(topology, calibration), switched_off_ae=switched_off_ae
+    bundle_path, calibration = _bundle(
+        result, test_start, size, folder, topology=topology, switched_off_ae=switched_off_ae
     )
     tick("train")
     served: LiveRun = live(test_frame, bundle_path, bootstrap)
@@ -252,15 +258,19 @@ def _bundle(
     size: SimSize,
     folder: Path,
     *,
-    line: tuple[Any, Any],
+    topology: Topology,
     switched_off_ae: Path | None,
-) -> Path:
-    """The service's bundle for one seed: its own autoencoder and line, or (``switched_off_ae``) the
-    first seed's autoencoder with a threshold no window reaches, so the service runs the line alone."""
+) -> tuple[Path, LineCalibration]:
+    """The service's bundle for one seed and its line calibration: the trainer's run with the
+    topology, or (``switched_off_ae``) the first seed's autoencoder with a threshold no window
+    reaches beside this seed's line, so the service runs the line alone."""
     if switched_off_ae is None:
-        trained = train_autoencoder(result, test_start, size.model)
-        return export(trained, folder / "bundle", line)
-    return _line_only_bundle(switched_off_ae, folder / "bundle", line)
+        trained = train_service(result, test_start, size.model, topology)
+        if trained.line is None:
+            raise CentinelaError("the trainer returned no line calibration although it was given a topology")
+        return export(trained, folder / "bundle"), trained.line.calibration
+    calibration = calibrate(result, test_start, topology)
+    return _line_only_bundle(switched_off_ae, folder / "bundle", (topology, calibration)), calibration
 
 
 def _line_only_bundle(source: Path, target: Path, line: tuple[Any, Any]) -> Path:

@@ -3,11 +3,12 @@ service's bundle (the per-station autoencoder plus the line), all from the train
 
 - ``line_topology``: the topology of the line the simulator drew (segment lengths, pipe diameter,
   tank areas), the file a user would declare.
-- ``calibrate``: ``trainer.line_calibration.calibrate_line`` on the training rows, labelled minutes
-  excluded (thresholds to the false-alarm budget per segment-month).
-- ``train_autoencoder``: the trainer's own pipeline (``trainer.pipeline.run_training``) on the
-  training rows; the bundle's threshold is the alarm budget (``budget_threshold``).
-- ``export``: the bundle with ``line=(topology, calibration)``.
+- ``train_service``: the trainer's own pipeline with the topology (``trainer.pipeline.run_training``,
+  ``TrainOptions.topology``) on the training rows: the autoencoder, whose threshold is then set to
+  the alarm budget (``budget_threshold``), and the segment calibration
+  (``trainer.line.train_line``: the trainer's training and validation periods, labelled rows out).
+- ``calibrate``: the same segment calibration without the autoencoder (seeds that run the line alone).
+- ``export``: the trainer's bundle export (the line travels in the manifest).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -92,34 +93,44 @@ def line_topology(result: SimulationResult) -> Topology:
     )
 
 
+def _training_csv(result: SimulationResult, test_start: int, folder: Path) -> Path:
+    """The training period as the trainer reads it (rows with an empty cell left out: the trainer
+    refuses them; live, the replay refuses them too, so both see a gap)."""
+    columns = ["timestamp", "station_id", *sensors(), "label"]
+    frame = period(result, test_start, test=False)[columns].dropna()
+    csv = folder / "train.csv"
+    frame.assign(timestamp=frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(csv, index=False)
+    return csv
+
+
 def calibrate(result: SimulationResult, test_start: int, topology: Topology) -> LineCalibration:
-    """The segment calibration from the training period only (labelled minutes excluded)."""
-    from trainer.line_calibration import calibrate_line
+    """The segment calibration the trainer would store (``trainer.line.train_line``: the training
+    and validation periods of its chronological split of the training period, labelled rows
+    excluded), without training an autoencoder."""
+    from trainer.data import load_csv
+    from trainer.line import train_line
+    from trainer.split import chronological_bounds
 
-    frame = period(result, test_start, test=False)
-    columns = ["timestamp", "station_id", *sorted(topology.required_sensors())]
-    train = frame[columns].assign(station_id=frame["station_id"].astype(str)).reset_index(drop=True)
-    exclude = frame["label"].to_numpy() == 1
-    import pandas as pd
-
-    return calibrate_line(train, topology, exclude=pd.Series(exclude, index=train.index))
+    with tempfile.TemporaryDirectory(prefix="centinela-sim-") as tmp:
+        data = load_csv(_training_csv(result, test_start, Path(tmp)), sensors=sensors())
+    return train_line(topology, data, chronological_bounds(data), source="the simulated line").calibration
 
 
-def train_autoencoder(result: SimulationResult, test_start: int, size: ModelSize) -> RunResult:
-    """The trainer's own pipeline on the training period, all sensors (rows with an empty cell left
-    out: the trainer refuses them; live, the replay refuses them too, so both see a gap)."""
+def train_service(
+    result: SimulationResult, test_start: int, size: ModelSize, topology: Topology
+) -> RunResult:
+    """The trainer's own pipeline with the topology (``trainer.pipeline.run_training``) on the
+    training period, all sensors; the autoencoder's threshold is then the alarm budget."""
     from trainer.model import FitConfig, ModelConfig
     from trainer.pipeline import AUTOENCODER, TrainOptions, run_training
 
-    columns = ["timestamp", "station_id", *sensors(), "label"]
-    frame = period(result, test_start, test=False)[columns].dropna()
     decoder = tuple(reversed(size.encoder_units))
     model = ModelConfig(encoder_units=size.encoder_units, decoder_units=decoder)
     fit = FitConfig(epochs=size.epochs, patience=size.patience, seed=FIT_SEED, batch_size=64)
     with tempfile.TemporaryDirectory(prefix="centinela-sim-") as tmp:
-        csv = Path(tmp) / "train.csv"
-        frame.assign(timestamp=frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(csv, index=False)
-        trained = run_training(TrainOptions(data=csv, sensors=sensors(), model=model, fit=fit))
+        csv = _training_csv(result, test_start, Path(tmp))
+        options = TrainOptions(data=csv, sensors=sensors(), model=model, fit=fit, topology=topology)
+        trained = run_training(options)
     ae = trained.models[AUTOENCODER]
     validation = trained.prepared["validation"]
     threshold = budget_threshold(
@@ -156,51 +167,8 @@ def budget_threshold(
     return float(scores[clear].max())
 
 
-def export(trained: RunResult, out_dir: Path, line: tuple[Topology, LineCalibration]) -> Path:
-    """Write the service's bundle (the trainer's export, with the line) to ``out_dir``."""
-    import inspect
-
+def export(trained: RunResult, out_dir: Path) -> Path:
+    """Write the service's bundle (the trainer's export: the autoencoder and the line) to ``out_dir``."""
     from trainer.export import export_bundle
 
-    if "line" in inspect.signature(export_bundle).parameters:
-        written: Path = export_bundle(trained, out_dir, line=line)  # type: ignore[call-arg,unused-ignore]
-        return written
-    return _export_with_line(trained, out_dir, line)
-
-
-def _export_with_line(trained: RunResult, out_dir: Path, line: tuple[Topology, LineCalibration]) -> Path:
-    """``trainer.export.export_bundle`` with ``line`` passed to ``write_bundle`` (until the trainer's
-    export takes a line itself)."""
-    from datetime import UTC, datetime
-
-    from detector.bundle import write_bundle
-    from detector.readings import DEFAULT_LIMITS
-    from trainer.export import model_version, serving_onnx, training_record
-
-    created_at = datetime.now(UTC).replace(microsecond=0)
-    ae = trained.autoencoder
-    with tempfile.TemporaryDirectory(prefix="centinela-export-") as tmp:
-        exported = serving_onnx(trained.trained.model, trained.prepared["train"].x)
-        keras_file = Path(tmp) / "model.keras"
-        trained.trained.model.save(keras_file)
-        calibration: dict[str, Any] = ae.calibration.to_dict()
-        calibration["test"] = [c.to_dict() for c in ae.test_strategies]
-        calibration["aggregation"] = trained.aggregation
-        return write_bundle(
-            out_dir,
-            onnx_model=exported.onnx,
-            keras_model_file=keras_file,
-            model_version=model_version(trained, created_at),
-            sensors=trained.prepared.sensors,
-            window=trained.prepared.spec,
-            scalers=trained.prepared.scalers,
-            aggregation=trained.aggregation,
-            threshold=ae.calibration.threshold,
-            topk=trained.options.topk,
-            calibration=calibration,
-            training={**training_record(trained), "serving_export": exported.to_dict()},
-            limits={n: DEFAULT_LIMITS[n] for n in trained.prepared.sensors if n in DEFAULT_LIMITS},
-            line=line,
-            created_at=created_at,
-            overwrite=True,
-        )
+    return export_bundle(trained, out_dir)
