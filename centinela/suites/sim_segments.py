@@ -26,6 +26,8 @@ Kafka or TensorFlow:
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +71,33 @@ TARGETS: dict[str, tuple[float, str]] = {
 }
 # Beside the normal-operation budget, every cause together.
 FALSE_ALARMS_ALL_CAUSES_TARGET = 1.5
+
+
+def truth_events_from_csv(text: str) -> list[TruthEvent]:
+    """The events of a simulator ``events.csv`` (its ``segment``, ``position`` and ``volume_m3``
+    columns as written), for the demo; the suite builds the same from the simulation itself."""
+    out: list[TruthEvent] = []
+    for row in csv.DictReader(io.StringIO(text)):
+        labelled = row["event_type"] in ("theft", "leak")
+        minutes = float(row["minutes"] or 0.0)
+        volume = float(row["volume_m3"]) if labelled and row["volume_m3"] else None
+        out.append(
+            TruthEvent(
+                event_id=row["event_id"],
+                event_type=row["event_type"],
+                subtype=row["subtype"],
+                stations=tuple((row["stations"] or row["station_id"]).split()),
+                start=_ts(row["start"]),
+                end=_ts(row["end"]),
+                magnitude=float(row["magnitude"]) if labelled and row["magnitude"] else None,
+                sensor=row["sensor"] or None,
+                volume_m3=volume,
+                true_rate_m3h=volume * 60.0 / minutes if volume is not None and minutes else None,
+                segment_id=row["segment"] or None,
+                position=float(row["position"]) if labelled and row["position"] not in ("", "nan") else None,
+            )
+        )
+    return out
 
 
 def volume_band_of(volume_m3: float) -> str | None:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -67,22 +68,27 @@ def period(result: SimulationResult, test_start: int, *, test: bool) -> pd.DataF
 def line_topology(result: SimulationResult) -> Topology:
     """The declared topology of the simulated line: every station with its breakout tank, every
     segment that ends at a station with its length and the pipe's inner diameter."""
+    return topology_from_scenario({"line": result.line.to_json(), "config": result.config.to_json_dict()})
+
+
+def topology_from_scenario(scenario: Mapping[str, Any]) -> Topology:
+    """The topology of the line a ``scenario.json`` describes (its ``line`` and ``config`` blocks)."""
     from detector.topology import Topology
 
-    line = result.line
-    ids = list(result.station_ids)
+    line, config = scenario["line"], scenario["config"]
+    ids = [str(sid) for sid in line["stations"]]
     return Topology.from_dict(
         {
             "line": [
                 {
                     "id": LINE_ID,
-                    "station": [{"id": sid, "tank_area_m2": float(line.tank_area)} for sid in ids],
+                    "station": [{"id": sid, "tank_area_m2": float(line["tank_area_m2"])} for sid in ids],
                     "segment": [
                         {
                             "upstream": ids[j],
                             "downstream": ids[j + 1],
-                            "length_km": round(float(line.segment_km[j]), 3),
-                            "inner_diameter_m": float(result.config.pipe_diameter_m),
+                            "length_km": float(line["segment_km"][j]),
+                            "inner_diameter_m": float(config["pipe_diameter_m"]),
                         }
                         for j in range(len(ids) - 1)
                     ],

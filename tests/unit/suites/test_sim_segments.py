@@ -284,3 +284,33 @@ def test_pooled_tallies_add_events_and_station_months() -> None:
     mixed = sim_segments.figures(Tally.pooled([second, line_only]))
     assert mixed["station_false_alarms_per_station_month"] == pytest.approx(1 / 3)
     assert mixed["false_alarms_per_station_month"] == pytest.approx(1 / 3)
+
+
+def test_events_csv_and_the_simulation_give_the_same_truth() -> None:
+    """The demo reads events.csv, the suite the simulation: same segments (the topology's ids),
+    positions and volumes, so both judge alike."""
+    from centinela.suites.sim import truth_events
+    from centinela.suites.sim_train import line_topology
+    from replay.simulator import SimulationConfig, simulate
+    from replay.simulator.writer import events_csv
+
+    result = simulate(
+        SimulationConfig(stations=3, days=2, seed=1001).with_rates(theft_per_segment_month=60.0)
+    )
+    from_csv = {e.event_id: e for e in sim_segments.truth_events_from_csv(events_csv(result))}
+    direct = truth_events(result)
+    segment_ids = {segment.segment_id for segment in line_topology(result).segments}
+    thefts = [e for e in direct if e.event_type == "theft"]
+    assert thefts
+    for event in direct:
+        other = from_csv[event.event_id]
+        assert (other.event_type, other.segment_id, other.stations) == (
+            event.event_type,
+            event.segment_id,
+            event.stations,
+        )
+        assert other.start == event.start and other.end == event.end
+        if event.event_type == "theft":
+            assert event.segment_id in segment_ids
+            assert other.position == pytest.approx(event.position, abs=1e-4)  # the CSV rounds
+            assert other.volume_m3 == pytest.approx(event.volume_m3, rel=1e-3)
