@@ -62,7 +62,7 @@ _TEXT: dict[str, dict[str, str]] = {
         ),
         "gap_false": (
             "**{name}**: {value} against ≤ {target}, {over} over. Tap incidents by cause: {tap}; station "
-            "incidents by cause: {station}."
+            "incidents by cause: {station}. Tap false alarms by segment (every cause): {segments}."
         ),
         "gap_estimate": (
             "**{name}**: {value} % against ≤ {target} %, {over} points over; p90 {p90} % ({n} caught thefts)."
@@ -181,7 +181,8 @@ _TEXT: dict[str, dict[str, str]] = {
         ),
         "gap_false": (
             "**{name}**: {value} frente a ≤ {target}, {over} de más. Incidentes tap por causa: {tap}; "
-            "incidentes de estación por causa: {station}."
+            "incidentes de estación por causa: {station}. Falsas alarmas tap por tramo (todas las "
+            "causas): {segments}."
         ),
         "gap_estimate": (
             "**{name}**: {value} % frente a ≤ {target} %, {over} puntos de más; p90 {p90} % ({n} robos "
@@ -291,6 +292,15 @@ def _in_subset(key: str, event: Mapping[str, Any]) -> bool:
     return at_2pct and (key == "taps_ge_2pct_detected" or float(event["minutes"]) >= 30.0)
 
 
+def _by_segment(false_alarms: Sequence[Mapping[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for alarm in false_alarms:
+        key = f"{alarm['segment']} (seed {alarm['seed']})" if "seed" in alarm else str(alarm["segment"])
+        counts[key] = counts.get(key, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    return ", ".join(f"{name} {n}" for name, n in ranked[:6]) or "0"
+
+
 def _gap_lines(report: Mapping[str, Any], t: Mapping[str, str]) -> list[str]:
     """Why each target not met is not, with figures."""
     lines: list[str] = []
@@ -350,6 +360,7 @@ def _gap_lines(report: Mapping[str, Any], t: Mapping[str, str]) -> list[str]:
                     over=_fmt(value - target["target"], 2),
                     tap=", ".join(f"{c} {n}" for c, n in causes["tap"].items() if n) or "0",
                     station=", ".join(f"{c} {n}" for c, n in causes["station"].items() if n) or "0",
+                    segments=_by_segment(report.get("false_alarms", [])),
                 )
             )
         else:
