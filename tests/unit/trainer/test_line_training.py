@@ -251,3 +251,13 @@ def test_the_balance_aligns_stations_whose_clocks_are_seconds_apart(tmp_path: Pa
     balance = segment_balance(skewed, topology.segments[0])
     assert len(balance) == 160
     assert balance.iloc[1:].to_numpy() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_options_take_a_topology_file_or_object_and_record_where_it_came_from(tmp_path: Path) -> None:
+    topology = Topology.from_dict(topology_dict())
+    as_file = TrainOptions(data=tmp_path / "h.csv", topology=tmp_path / "t.toml", segment_budget=0.5)
+    as_object = TrainOptions(data=tmp_path / "h.csv", topology=topology)
+    assert as_file.to_dict()["topology"] == str(tmp_path / "t.toml")
+    assert as_file.to_dict()["segment_budget"] == 0.5
+    assert as_object.to_dict()["topology"] == "topology given to run_training"
+    assert TrainOptions(data=tmp_path / "h.csv").to_dict()["topology"] is None
