@@ -73,7 +73,8 @@ def _simulate(plan: DemoPlan) -> tuple[Path, Path | None, Path | None]:
     readings = folder / "readings.csv"
     stamp = folder / ".demo-stamp"
     key = _digest("sim", plan.stations, plan.days, plan.seed)
-    if readings.exists() and stamp.exists() and stamp.read_text() == key:
+    cached = readings.exists() and (folder / "topology.toml").exists()
+    if cached and stamp.exists() and stamp.read_text() == key:
         typer.secho(f"\n▶ simulated data (cached): {readings}", bold=True)
     else:
         _run_step(
@@ -102,14 +103,10 @@ def _simulate(plan: DemoPlan) -> tuple[Path, Path | None, Path | None]:
 
 
 def _topology_file(folder: Path) -> Path:
-    """The simulated line's topology: the file ``centinela simulate`` wrote, else one made from its
-    scenario.json (segment lengths, pipe diameter, tank areas)."""
-    from centinela.suites.sim_train import topology_from_scenario
-
+    """The simulated line's topology, as ``centinela simulate`` wrote it."""
     path = folder / "topology.toml"
     if not path.exists():
-        scenario = json.loads((folder / "scenario.json").read_text())
-        path.write_text(topology_from_scenario(scenario).to_toml())
+        raise CentinelaError(f"{path} is missing: simulate again (delete {folder / '.demo-stamp'})")
     return path
 
 

@@ -1,8 +1,8 @@
 """The sim suite's training step: the simulated line's topology, the segment calibration and the
 service's bundle (the per-station autoencoder plus the line), all from the training period only.
 
-- ``line_topology``: the topology of the line the simulator drew (segment lengths, pipe diameter,
-  tank areas), the file a user would declare.
+- ``line_topology``: the topology of the line the simulator drew (``SimulationResult.topology``,
+  the topology.toml ``centinela simulate`` writes).
 - ``train_service``: the trainer's own pipeline with the topology (``trainer.pipeline.run_training``,
   ``TrainOptions.topology``) on the training rows: the autoencoder, whose threshold is then set to
   the alarm budget (``budget_threshold``), and the segment calibration
@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
     from trainer.pipeline import RunResult
 
 FIT_SEED = 42
-LINE_ID = "L1"
 BUDGET = "alarm_budget"
 # Windows this soon after a labelled window still carry the tap's after-effect (the downstream tank
 # refills for about an hour): the alarm-budget threshold ignores them.
@@ -66,37 +64,9 @@ def period(result: SimulationResult, test_start: int, *, test: bool) -> pd.DataF
 
 
 def line_topology(result: SimulationResult) -> Topology:
-    """The declared topology of the simulated line: every station with its breakout tank, every
-    segment that ends at a station with its length and the pipe's inner diameter."""
-    return topology_from_scenario({"line": result.line.to_json(), "config": result.config.to_json_dict()})
-
-
-def topology_from_scenario(scenario: Mapping[str, Any]) -> Topology:
-    """The topology of the line a ``scenario.json`` describes (its ``line`` and ``config`` blocks)."""
-    from detector.topology import Topology
-
-    line, config = scenario["line"], scenario["config"]
-    ids = [str(sid) for sid in line["stations"]]
-    return Topology.from_dict(
-        {
-            "line": [
-                {
-                    "id": LINE_ID,
-                    "station": [{"id": sid, "tank_area_m2": float(line["tank_area_m2"])} for sid in ids],
-                    "segment": [
-                        {
-                            "upstream": ids[j],
-                            "downstream": ids[j + 1],
-                            "length_km": float(line["segment_km"][j]),
-                            "inner_diameter_m": float(config["pipe_diameter_m"]),
-                        }
-                        for j in range(len(ids) - 1)
-                    ],
-                }
-            ]
-        },
-        where="the simulated line's topology",
-    )
+    """The declared topology of the simulated line (``SimulationResult.topology``: the file
+    ``centinela simulate`` writes as topology.toml)."""
+    return result.topology()
 
 
 def _training_csv(result: SimulationResult, test_start: int, folder: Path) -> Path:
