@@ -29,7 +29,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "rules": (
             "Rules: a theft or leak is caught when a `tap` incident on its own segment opens after its start "
             "and at most 1 h after its end; time to alarm = the incident's first decision minute − the "
-            "theft's start. Location and volume come from the incident's last alert (its close alert). "
+            "theft's start. Volume comes from the incident's last alert (its close alert), location from "
+            "its last alert that carried one. "
             "Every other tap incident is a false alarm, classified by what was under way when it opened; "
             "the service's station (autoencoder) incidents count as false alarms too unless linked to a "
             "tap incident or opened during a tap on their station. Normal operation = unexplained, "
@@ -105,7 +106,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "estimates_text": (
             "Location: median error {loc} % of the segment's length, p90 {loc90} % ({nloc} estimates). "
             "Volume: median absolute error {vol} %, p90 {vol90} % ({nvol} estimates); rate: median "
-            "absolute error {rate} %. Estimates are those of the incident's last alert."
+            "absolute error {rate} %. Volume and rate: the incident's last alert (its close alert); "
+            "location: its last alert that carried one."
         ),
         "leaks": "Leaks: {caught} of {n} caught, median {median} min to alarm.",
         "parity": "Live against the offline oracle",
@@ -147,8 +149,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "rules": (
             "Reglas: una toma o fuga se detecta si un incidente `tap` en su propio tramo se abre tras su "
             "inicio y a lo sumo 1 h después de su fin; tiempo de alarma = primer minuto de decisión del "
-            "incidente − inicio de la toma. Ubicación y volumen vienen de la última alerta del incidente (su "
-            "alerta de cierre). Todo otro incidente tap es falsa alarma, clasificada por lo que ocurría al "
+            "incidente − inicio de la toma. El volumen viene de la última alerta del incidente (su cierre), "
+            "la ubicación de su última alerta que la traía. Todo otro incidente tap es falsa alarma, clasificada por lo que ocurría al "
             "abrirse; los incidentes de estación (autocodificador) del servicio también cuentan como falsas "
             "alarmas salvo que estén enlazados a un incidente tap o se abran durante una toma en su "
             "estación. Operación normal = sin explicación, transitorio y mantenimiento."
@@ -226,7 +228,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "estimates_text": (
             "Ubicación: error mediano {loc} % de la longitud del tramo, p90 {loc90} % ({nloc} estimaciones). "
             "Volumen: error absoluto mediano {vol} %, p90 {vol90} % ({nvol} estimaciones); caudal: error "
-            "absoluto mediano {rate} %. Son las estimaciones de la última alerta del incidente."
+            "absoluto mediano {rate} %. Volumen y caudal: la última alerta del incidente (su cierre); "
+            "ubicación: su última alerta que la traía."
         ),
         "leaks": "Fugas: {caught} de {n} detectadas, mediana {median} min a la alarma.",
         "parity": "En vivo frente al oráculo fuera de línea",

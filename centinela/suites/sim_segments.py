@@ -9,9 +9,11 @@ Kafka or TensorFlow:
   ``segment.segment_id`` equal to events.csv's ``segment``, both ``EST-01>EST-02``) opens inside
   ``(start, end + grace]``; time to alarm = opening − start. An incident already open when the tap
   starts does not catch it;
-- the incident's **estimate** is the one on its last alert (the close alert when it closed: the
-  volume over the whole incident); location error = |location_km − position × length_km| as a
-  share of the segment's length, volume error = |volume_m3 − true volume| / true volume;
+- the incident's **estimate**: rate and volume from its last alert (the close alert when it closed:
+  the volume over the whole incident), the location from its last alert that carried one (an alert
+  may say ``location_km`` None when the pressure evidence is too weak); location error =
+  |location_km − position × length_km| as a share of the segment's length, volume error =
+  |volume_m3 − true volume| / true volume;
 - every tap incident that catches nothing is a **false alarm**, classified by what was under way (or
   less than the grace period over) when it opened: a sensor fault on either station of its segment,
   a theft or leak elsewhere, maintenance or a transient naming either station, else unexplained;
@@ -126,6 +128,7 @@ class SegmentIncident:
     related: set[str] = field(default_factory=set)
     estimate_at_open: dict[str, Any] | None = None
     estimate: dict[str, Any] | None = None  # of the last alert that carried one
+    located: dict[str, Any] | None = None  # of the last alert whose estimate had a location
     alerts: int = 0
 
     @property
@@ -182,6 +185,8 @@ def fold_segment_incidents(alerts: Iterable[Mapping[str, Any]]) -> list[SegmentI
             if incident.estimate_at_open is None:
                 incident.estimate_at_open = dict(estimate)
             incident.estimate = dict(estimate)
+            if estimate.get("location_km") is not None:
+                incident.located = dict(estimate)
     return sorted(incidents.values(), key=lambda i: (i.opened_at, i.segment_id))
 
 
@@ -269,10 +274,11 @@ def _event_record(
     if hit is None or hit.estimate is None:
         return record
     estimate = hit.estimate
-    record["estimate"] = {
-        k: estimate.get(k) for k in ("rate_m3h", "volume_m3", "location_km", "location_sigma_km", "onset")
+    located = hit.located or {}
+    record["estimate"] = {k: estimate.get(k) for k in ("rate_m3h", "volume_m3", "onset")} | {
+        k: located.get(k) for k in ("location_km", "location_sigma_km")
     }
-    location = estimate.get("location_km")
+    location = located.get("location_km")
     if location is not None and true_km is not None:
         record["location_error_pct_of_segment"] = 100.0 * abs(float(location) - true_km) / length
     if estimate.get("volume_m3") is not None and event.volume_m3:
@@ -538,7 +544,8 @@ def figures(tally: Tally) -> dict[str, Any]:
             "median_abs_error_pct": quantile(volume, 0.5),
             "p90_abs_error_pct": quantile(volume, 0.9),
             "median_abs_rate_error_pct": quantile(rate, 0.5),
-            "estimate_from": "the incident's last alert (its close alert when it closed)",
+            "estimate_from": "volume and rate: the incident's last alert (its close alert when it closed); "
+            "location: its last alert that carried one",
         },
         "leaks": {
             "events": len(leaks),
