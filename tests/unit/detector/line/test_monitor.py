@@ -120,7 +120,11 @@ def test_unknown_stations_duplicates_and_late_readings_are_refused() -> None:
     ts = result.config.start
     assert not monitor.add("EST-99", ts, {"flow": 1.0})
     assert monitor.add("EST-01", ts, {"flow": 500.0})
-    assert not monitor.add("EST-01", ts + timedelta(seconds=10), {"flow": 500.0})  # same minute
+    assert not monitor.add("EST-01", ts, {"flow": 500.0})  # the same reading twice
+    # A jittery clock: a second reading in the same minute takes a free neighbouring minute.
+    assert monitor.add("EST-01", ts + timedelta(seconds=10), {"flow": 500.0})
+    assert monitor.add("EST-01", ts + timedelta(seconds=20), {"flow": 500.0})
+    assert not monitor.add("EST-01", ts + timedelta(seconds=25), {"flow": 500.0})  # no free minute left
     monitor.add("EST-01", ts + timedelta(minutes=5), {"flow": 500.0})
     monitor.advance()
     assert not monitor.add("EST-02", ts, {"flow": 500.0})  # behind the watermark
