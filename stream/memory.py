@@ -63,6 +63,8 @@ class MemoryBroker:
     published: dict[str, list[MemoryMessage]] = field(default_factory=dict)
     committed: dict[int, Mark] = field(default_factory=dict)
     fail_next_commit: bool = False
+    # False: drain the partitions one after the other (a backlog where one partition runs far ahead).
+    interleave: bool = True
     _staged: list[MemoryMessage] = field(default_factory=list)
     _position: dict[int, int] = field(default_factory=dict)
     _listener: AssignmentListener | None = None
@@ -120,17 +122,25 @@ class MemoryBroker:
             self._position[item.partition] = start
 
     def consume(self, max_messages: int, timeout_s: float) -> Sequence[SourceMessage]:
+        """Up to ``max_messages``, an equal share from each partition with messages left (as a fetch
+        from several partitions interleaves them), in partition order within the batch."""
         if self.closed:
             raise BrokerError("consume on a closed broker")
         out: list[SourceMessage] = []
-        for partition in sorted(self._position):
-            messages = self.log.get(partition, [])
-            begin = self._position[partition]
-            chunk = messages[begin : begin + max_messages - len(out)]
-            out.extend(chunk)
-            self._position[partition] = begin + len(chunk)
-            if len(out) >= max_messages:
+        while len(out) < max_messages:
+            open_partitions = [
+                p for p in sorted(self._position) if self._position[p] < len(self.log.get(p, []))
+            ]
+            if not open_partitions:
                 break
+            if not self.interleave:
+                open_partitions = open_partitions[:1]
+            share = max(1, (max_messages - len(out)) // len(open_partitions))
+            for partition in open_partitions:
+                begin = self._position[partition]
+                chunk = self.log[partition][begin : begin + min(share, max_messages - len(out))]
+                out.extend(chunk)
+                self._position[partition] = begin + len(chunk)
         return out
 
     def begin(self) -> None:
