@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     # detector stopped for good keeps its partitions unread for that long before they move.
     static_membership: bool = True
     bundle_path: Path = Path("models/current")
+    # A topology file the operator expects the bundle to carry: the service refuses to start when the
+    # bundle's line differs from it (or the bundle has none). None: the bundle's line is used unchecked.
+    topology: Path | None = None
     watch_bundle: bool = True
     watch_interval_s: float = Field(default=5.0, gt=0)
     metrics_host: str = "0.0.0.0"  # a service's metrics endpoint listens on all interfaces
