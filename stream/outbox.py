@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from detector.decisions import Pending
 from detector.incidents import Alert
-from stream.ports import Headers, Mark, SourceMessage
+from stream.ports import Headers, Mark, Partition, SourceMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class Outbox:
 
     windows: list[Pending] = field(default_factory=list)
     outputs: list[Outgoing] = field(default_factory=list)
-    marks: dict[int, Mark] = field(default_factory=dict)  # readings partition -> what to commit
+    marks: dict[Partition, Mark] = field(default_factory=dict)  # (topic, partition) -> what to commit
     outcomes: dict[str, int] = field(default_factory=dict)
     dead: dict[str, int] = field(default_factory=dict)
     alerts: list[Alert] = field(default_factory=list)

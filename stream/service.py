@@ -6,10 +6,14 @@ One iteration (``step``):
 2. ``detector.stations.StationTable.admit`` places each reading (or refuses it: a dead letter) and
    returns the windows it closed; ``close_idle`` closes the windows of silent stations.
 3. The closed windows are scored in one ``Bundle.score`` call and ``detector.decisions.decide`` turns
-   scores and gaps into alerts and score records (``detector.line_table.LineTable`` does the same for
-   the segments of a declared line).
-4. Alerts, score records, dead letters and state records are produced and committed together with
-   the offsets (one Kafka transaction with exactly-once); metrics move once, after the commit.
+   scores and gaps into alerts and score records.
+4. With a line in the bundle: each accepted reading of a line's station is forwarded, compact, to the
+   line topic (key = line id); the records read back from the line partitions this instance owns go
+   to ``detector.line_table.LineTable``, whose monitors return the segment alerts (repartition: a
+   line's stations meet at its partition's owner, whichever instances read their readings).
+5. Alerts, score records, dead letters, line records and state records are produced and committed
+   together with the offsets of both topics (one Kafka transaction with exactly-once); metrics move
+   once, after the commit.
 
 Messages below a partition's committed offset (re-read after an assignment) rebuild windows and
 incident state but publish nothing: the previous owner already did.
@@ -46,16 +50,17 @@ from detector.records import (
     KEY_MISMATCH,
     STATION_SILENT,
     UNKNOWN_STATION,
+    decode_line_reading,
     decode_state,
+    encode_line_reading,
     encode_state,
-    line_of_state_key,
     line_state_key,
 )
 from detector.stations import Refusal, StationTable, StationView
 from stream.clock import Clock, SystemClock
 from stream.metrics import DetectorMetrics
 from stream.outbox import Outbox
-from stream.ports import Assigned, Broker, Mark, SourceMessage, TransactionAbortedError
+from stream.ports import Assigned, Broker, Mark, Partition, SourceMessage, TransactionAbortedError
 from stream.reload import BundleWatcher
 from stream.settings import Settings
 
@@ -69,9 +74,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# The state topic partition a line's snapshot is written to (one instance balances every line).
-LINE_STATE_PARTITION = 0
 
 
 class DetectorService:
@@ -90,7 +92,6 @@ class DetectorService:
         monitor_factory: MonitorFactory = line_monitor,
     ) -> None:
         self.settings = settings
-        self._monitor_factory = monitor_factory
         self._monotonic = monotonic
         self.broker = broker
         self.metrics = metrics
@@ -99,15 +100,29 @@ class DetectorService:
         self._tracker = IncidentTracker(
             settings.incident.policy(), clock=lambda: datetime.fromtimestamp(self.clock.now(), UTC)
         )
-        self._held: set[int] = set()
-        self._committed: dict[int, int] = {}  # partition -> next offset committed by this instance
-        self._rebuild_until: dict[int, int] = {}
+        self._held: set[Partition] = set()
+        self._committed: dict[Partition, int] = {}  # next offset committed by this instance
+        self._rebuild_until: dict[int, int] = {}  # readings partition -> its committed offset
         self._written_state: dict[str, bytes] = {}  # last state record written per station (not normal)
         self._next_idle_check = 0.0
         self._next_lag = 0.0
         self._down_since: float | None = None
         self._now = lambda: datetime.fromtimestamp(self.clock.now(), UTC)
         self.lines: LineTable | None = None
+        if bundle.topology is not None and bundle.line_calibration is not None:
+            self.lines = LineTable(
+                bundle.topology,
+                bundle.line_calibration,
+                model_version=bundle.model_version,
+                idle_timeout_s=settings.idle_timeout_s,
+                clock=self._now,
+                monitor_factory=monitor_factory,
+            )
+        # The internal topic a line's readings meet on; empty without a line (nothing of it exists).
+        self.line_topic = (
+            "" if self.lines is None else settings.topics.line or f"{settings.topics.readings}.line"
+        )
+        self._line_partition: dict[str, int] = {}  # line -> the line partition its records come from
         self._use(bundle)
         self.stations = self._new_table()
         metrics.watch_stations(self._station_views, self.clock.now)
@@ -120,19 +135,8 @@ class DetectorService:
         self._parser: ReadingParser = bundle.parser(self.settings.max_message_bytes)
         self._model = Model(bundle.threshold, bundle.model_version, bundle.sensors, bundle.window_spec.length)
         self.metrics.set_model(bundle.model_version, FORMAT_VERSION)
-        if self.lines is not None and self.lines.topology != bundle.topology:
-            log.warning(
-                "the new bundle's line differs: segment state carries on with the first bundle's line"
-            )
-        elif self.lines is None and bundle.topology is not None and bundle.line_calibration is not None:
-            self.lines = LineTable(
-                bundle.topology,
-                bundle.line_calibration,
-                model_version=bundle.model_version,
-                idle_timeout_s=self.settings.idle_timeout_s,
-                clock=self._now,
-                monitor_factory=self._monitor_factory,
-            )
+        if bundle.topology != (None if self.lines is None else self.lines.topology):
+            log.warning("the new bundle's line differs from the one served: restart to balance it")
 
     def _new_table(self) -> StationTable:
         settings, bundle = self.settings, self.bundle
@@ -162,30 +166,22 @@ class DetectorService:
         )
 
     # -- assignment (called by the broker adapter, inside consume) ---------------------------
-    def assigned(self, partitions: Sequence[Assigned]) -> set[int]:
-        held, committed = self._held, self._committed
-        keep = {
-            a.partition
-            for a in partitions
-            if a.partition in held and committed.get(a.partition) == a.committed
-        }
-        self._drop(
-            {p for p in held if p not in keep} | {a.partition for a in partitions if a.partition not in keep}
-        )
-        self._held = {a.partition for a in partitions}
+    def assigned(self, partitions: Sequence[Assigned]) -> set[Partition]:
+        held, committed, readings = self._held, self._committed, self.settings.topics.readings
+        keep = {a.key for a in partitions if a.key in held and committed.get(a.key) == a.committed}
+        self._drop({p for p in held if p not in keep} | {a.key for a in partitions if a.key not in keep})
+        self._held = {a.key for a in partitions}
         self._rebuild_until = {
-            a.partition: a.committed for a in partitions if a.partition not in keep and a.committed > 0
+            a.partition: a.committed
+            for a in partitions
+            if a.topic == readings and a.key not in keep and a.committed > 0
         }
         return keep
 
-    def restore(self, states: Mapping[str, bytes]) -> None:
-        """Take over the previous owner's incident state (from the state topic) for new stations."""
+    def restore(self, stations: Mapping[str, bytes], lines: Mapping[str, tuple[int, bytes]]) -> None:
+        """Take over the previous owners' state (the state topic) of freshly assigned partitions."""
         snapshot = self._tracker.snapshot()
-        for station_id, raw in states.items():
-            line_id = line_of_state_key(station_id)
-            if line_id is not None:
-                self._restore_line(line_id, raw)
-                continue
+        for station_id, raw in stations.items():
             try:
                 snapshot["stations"][station_id] = decode_state(raw, station_id)
                 self._written_state[station_id] = raw
@@ -195,39 +191,45 @@ class DetectorService:
             self._tracker.restore(snapshot)
         except DataError as error:
             log.error("incident state refused, starting those stations fresh: %s", error)
+        for key, (partition, raw) in lines.items():
+            line_id = key.removeprefix("line/")
+            if self.lines is None or line_id not in self.lines.line_ids():
+                continue
+            try:
+                self.lines.restore(line_id, decode_state(raw, key), self.clock.now())
+            except DataError as error:
+                log.error("segment state ignored, line %s starts fresh: %s", line_id, error)
+                continue
+            self._written_state[key] = raw
+            self._line_partition[line_id] = partition
 
-    def _restore_line(self, line_id: str, raw: bytes) -> None:
-        if self.lines is None:
-            return
-        try:
-            self.lines.restore(line_id, decode_state(raw, line_state_key(line_id)), self.clock.now())
-            self._written_state[line_state_key(line_id)] = raw
-        except DataError as error:
-            log.error("segment state ignored, line %s starts fresh: %s", line_id, error)
-
-    def revoked(self, partitions: Sequence[int]) -> None:
+    def revoked(self, partitions: Sequence[Partition]) -> None:
         # State stays until the next assignment says whether these partitions come back unchanged.
-        for partition in partitions:
-            self._rebuild_until.pop(partition, None)
+        for topic, partition in partitions:
+            if topic == self.settings.topics.readings:
+                self._rebuild_until.pop(partition, None)
 
-    def _drop(self, partitions: set[int]) -> None:
+    def _drop(self, partitions: set[Partition]) -> None:
         if not partitions:
             return
-        for station_id in self.stations.drop_partitions(partitions):
+        readings = self.settings.topics.readings
+        for station_id in self.stations.drop_partitions({p for t, p in partitions if t == readings}):
             self._tracker.forget(station_id)
             self._written_state.pop(station_id, None)
-        for partition in partitions:
-            self._committed.pop(partition, None)
-        if self.lines is not None and LINE_STATE_PARTITION in partitions:
-            self.lines.drop(self.lines.line_ids())
-            for line_id in self.lines.line_ids():
+        if self.lines is not None:
+            gone = [line for line, p in self._line_partition.items() if (self.line_topic, p) in partitions]
+            self.lines.drop(gone)
+            for line_id in gone:
+                del self._line_partition[line_id]
                 self._written_state.pop(line_state_key(line_id), None)
-        self.metrics.open_incidents.set(self._tracker.open_incidents())
+        for key in partitions:
+            self._committed.pop(key, None)
+        self.metrics.open_incidents.set(self.open_incidents())
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set; then finish the batch in hand, publish, commit and close."""
-        self.broker.start(self, int(self.rebuild_horizon().total_seconds() * 1000))
+        self.broker.start(self, int(self.rebuild_horizon().total_seconds() * 1000), self.line_topic)
         topics = self.settings.topics
         log.info(
             "detector running: model %s, topic %s, group %s",
@@ -259,9 +261,7 @@ class DetectorService:
             batch.windows += [
                 Pending(sid, window, -1, False, silent=True) for sid, window in self.stations.close_idle(now)
             ]
-        taps: list[Alert] = []
-        if self.lines is not None:
-            taps = self._balance(now, batch)
+        taps = [] if self.lines is None else self._balance(now, batch)
         if batch.windows:
             self._decide(batch)
             if settings.topics.state:
@@ -270,6 +270,8 @@ class DetectorService:
             self._publish_line_alerts(taps, batch)
         if self.lines is not None and settings.topics.state:
             self._record_line_state(batch)
+        if self.lines is not None:
+            self._forward(batch)
         if batch.outputs or batch.marks:
             self._publish(batch)
         self._housekeeping()
@@ -278,18 +280,23 @@ class DetectorService:
     def _ingest(self, messages: Sequence[SourceMessage], now: float, batch: Outbox) -> None:
         """The hot path: parse, admit, collect closed windows; a few hundred ns of our own per message."""
         parse, admit, dlq = self._parser.parse, self.stations.admit, self.settings.topics.dlq
-        pending, rebuild_until = batch.windows, self._rebuild_until
-        last: dict[int, SourceMessage] = {}
+        pending, rebuild_until, line_topic = batch.windows, self._rebuild_until, self.line_topic
+        readings = self.settings.topics.readings
+        last: dict[Partition, SourceMessage] = {}
         rebuilt = 0
         for message in messages:
             if message.error() is not None:
                 continue
             partition = message.partition() or 0
+            if line_topic and message.topic() == line_topic:
+                last[(line_topic, partition)] = message
+                self._take_line_record(message, partition, now)
+                continue
             if rebuild_until and (message.offset() or 0) < rebuild_until.get(partition, -1):
                 self._rebuild_from(message, partition, now, pending)
                 rebuilt += 1
                 continue
-            last[partition] = message  # only offsets at or past the committed one move the commit
+            last[(readings, partition)] = message  # only offsets at or past the committed one move the commit
             raw = message.value()
             if raw is None:
                 batch.dead_letter(dlq, message, EMPTY, "no value (tombstone)")
@@ -306,9 +313,10 @@ class DetectorService:
                 produced_ms = message.timestamp()[1]
                 station_id = reading.station_id  # type: ignore[union-attr]
                 pending += [Pending(station_id, window, produced_ms, False) for window in closed]  # type: ignore[union-attr]
-        for partition, message in last.items():
-            batch.marks[partition] = Mark((message.offset() or 0) + 1, message.timestamp()[1])
-            rebuild_until.pop(partition, None)  # past the committed offset: rebuilding is over
+        for key, message in last.items():
+            batch.marks[key] = Mark((message.offset() or 0) + 1, message.timestamp()[1])
+            if key[0] == readings:
+                rebuild_until.pop(key[1], None)  # past the committed offset: rebuilding is over
         batch.outcomes = self.stations.take_outcomes()
         batch.off_line = self.stations.take_off_line()
         if rebuilt:
@@ -358,12 +366,33 @@ class DetectorService:
             batch.alerts += alerts
 
     # -- segments ----------------------------------------------------------------------------
+    def _forward(self, batch: Outbox) -> None:
+        """The line readings this batch accepted, to their line's partition (same transaction)."""
+        topic = self.line_topic
+        for reading in self.stations.take_line_readings():
+            value = encode_line_reading(reading.station_id, reading.ts, reading.values)
+            batch.add(topic, reading.line_id.encode(), value)
+
+    def _take_line_record(self, message: SourceMessage, partition: int, now: float) -> None:
+        """A line record of a line partition this instance owns: to that line's table."""
+        lines, key, raw = self.lines, message.key(), message.value()
+        try:
+            if lines is None or key is None or raw is None:
+                raise DataError("no key or value")
+            station_id, ts, values = decode_line_reading(raw)
+            line_id = key.decode()
+            if line_id not in lines.line_ids():
+                raise DataError(f"line {line_id!r} is not in the bundle's topology")
+        except (DataError, UnicodeDecodeError) as error:
+            log.warning("line record %s/%s skipped: %s", partition, message.offset(), error)
+            return
+        self._line_partition[line_id] = partition
+        lines.add(line_id, station_id, ts, values, now)
+
     def _balance(self, now: float, batch: Outbox) -> list[Alert]:
-        """Hand the line readings this batch accepted to their lines; the segment alerts that follow."""
+        """What the line records read so far let the monitors decide: the segment alerts."""
         lines = self.lines
         assert lines is not None
-        for reading in self.stations.take_line_readings():
-            lines.add(reading.line_id, reading.station_id, reading.ts, reading.values, now)
         alerts = lines.release(now)
         batch.line_readings = lines.take_fed()
         return alerts
@@ -390,7 +419,8 @@ class DetectorService:
             value = encode_state(lines.snapshot(line_id))
             if value != self._written_state.get(key):
                 self._written_state[key] = value  # type: ignore[assignment]  # a snapshot is never None
-                batch.add(self.settings.topics.state, key.encode(), value, partition=LINE_STATE_PARTITION)
+                partition = self._line_partition.get(line_id, 0)
+                batch.add(self.settings.topics.state, key.encode(), value, partition=partition)
 
     def _record_state(self, batch: Outbox) -> None:
         """The incident state of every station this batch changed, for a later owner (same transaction
@@ -428,12 +458,12 @@ class DetectorService:
             # forget everything and re-read from the committed offsets, as a new owner would.
             log.warning("transaction aborted; rebuilding state from the committed offsets")
             self.metrics.transactions.labels(outcome="aborted").inc()
+            self._drop(set(self._held))
             self._held.clear()
-            self._drop(self.stations.partitions() | {LINE_STATE_PARTITION})
             broker.rewind()
             return
-        for partition, mark in batch.marks.items():
-            self._committed[partition] = mark.next_offset
+        for key, mark in batch.marks.items():
+            self._committed[key] = mark.next_offset
         for alert in batch.alerts:
             # Alerts are in event-time order per station, so the station's last one here wins.
             if alert.kind == "incident" and alert.status != "close" and alert.contributions:

@@ -91,6 +91,10 @@ class TopicSettings(_Section):
     # the partition of the station's readings. Empty: a new owner rebuilds incident state by
     # re-scoring the rebuild horizon instead (exact only for incidents shorter than the horizon).
     state: str = ""
+    # Internal topic a line's readings meet on (key = line id), with a line in the bundle only; the
+    # service consumes it in the same group. Empty: "<readings>.line". Give it as many partitions as
+    # the readings topic (the state topic holds each line's snapshot on its line partition's number).
+    line: str = ""
 
 
 class IncidentSettings(_Section):

@@ -67,7 +67,7 @@ def service(broker: MemoryBroker, bundle: Bundle, fake: bool, **overrides: Any) 
         clock=ManualClock(T0_MS / 1000),
         monitor_factory=FakeMonitor if fake else line_monitor,  # type: ignore[arg-type]
     )
-    broker.start(made, int(made.rebuild_horizon().total_seconds() * 1000))
+    broker.start(made, int(made.rebuild_horizon().total_seconds() * 1000), made.line_topic)
     return made
 
 
@@ -146,9 +146,10 @@ def test_a_station_incident_at_a_tapped_segment_names_the_tap(
     folder = line_bundle(tmp_path / "touchy", topology_of(result), result.station_ids, threshold=1e-9)
     bundle = load_bundle(folder, threads=1)
     broker = MemoryBroker(topic=TOPIC, partitions=3)
-    feed(broker, readings, partitions=3)
     made = service(broker, bundle, fake=True, max_batch=100)
-    drain(made)
+    for first in range(0, len(readings), 30):  # live: ten minutes at a time, each handled as it comes
+        feed(broker, readings[first : first + 30], partitions=3)
+        drain(made)
     alerts = [orjson.loads(value) for value in broker.values("centinela.alerts")]
     taps = {a["incident_id"] for a in alerts if a["kind"] == "tap"}
     linked = [a for a in alerts if a["kind"] == "incident" and a["status"] in ("open", "update")]
