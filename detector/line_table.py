@@ -27,7 +27,6 @@ from typing import Any, Protocol
 from detector.errors import DataError
 from detector.incidents import Alert
 from detector.line import LineCalibration, LineMonitor, SegmentView
-from detector.readings import format_ts
 from detector.topology import Topology
 
 LINE_STATE_VERSION = 1
@@ -109,14 +108,27 @@ class LineTable:
         self, line_id: str, station_id: str, ts: datetime, values: Mapping[str, float], arrival_s: float
     ) -> None:
         """One accepted reading of a station of ``line_id``; it waits until ``release``."""
+        self.add_rows(line_id, [(station_id, ts, values)], arrival_s)
+
+    def add_rows(
+        self, line_id: str, rows: Iterable[tuple[str, datetime, Mapping[str, float]]], arrival_s: float
+    ) -> None:
+        """Accepted readings ``(station_id, ts, values)`` of stations of ``line_id``; they wait until
+        ``release``."""
         line = self._line(line_id)
         if line.started_s is None:
             line.started_s = arrival_s
-        self._waiting.setdefault(station_id, []).append((ts, values))
-        newest = self._newest.get(station_id)
-        if newest is None or ts > newest:
-            self._newest[station_id] = ts
-        self._heard[station_id] = arrival_s
+        waiting, newest, heard = self._waiting, self._newest, self._heard
+        for station_id, ts, values in rows:
+            queue = waiting.get(station_id)
+            if queue is None:
+                waiting[station_id] = [(ts, values)]
+            else:
+                queue.append((ts, values))
+            last = newest.get(station_id)
+            if last is None or ts > last:
+                newest[station_id] = ts
+            heard[station_id] = arrival_s
         self._changed.add(line_id)
 
     def release(self, now_s: float) -> list[Alert]:
@@ -192,12 +204,13 @@ class LineTable:
         return {
             "version": LINE_STATE_VERSION,
             "monitor": line.monitor.snapshot(),
+            # Unix seconds, not date strings: a snapshot is written in every batch that moves its line.
             "waiting": {
-                sid: [[format_ts(ts), dict(values)] for ts, values in self._waiting.get(sid, ())]
+                sid: [[ts.timestamp(), values] for ts, values in self._waiting.get(sid, ())]
                 for sid in line.stations
                 if self._waiting.get(sid)
             },
-            "newest": {sid: format_ts(self._newest[sid]) for sid in line.stations if sid in self._newest},
+            "newest": {sid: self._newest[sid].timestamp() for sid in line.stations if sid in self._newest},
         }
 
     def restore(self, line_id: str, state: Mapping[str, Any], now_s: float) -> None:
@@ -235,10 +248,7 @@ class LineTable:
             self._changed.discard(line_id)
 
 
-def _ts(text: object) -> datetime:
-    if not isinstance(text, str):
-        raise ValueError(f"expected a timestamp string, got {text!r}")
-    ts = datetime.fromisoformat(text)
-    if ts.tzinfo is None:
-        raise ValueError(f"naive timestamp {text!r}")
-    return ts.astimezone(UTC)
+def _ts(seconds: object) -> datetime:
+    if type(seconds) not in (float, int):
+        raise ValueError(f"expected Unix seconds, got {seconds!r}")
+    return datetime.fromtimestamp(seconds, UTC)  # type: ignore[arg-type]  # checked above

@@ -9,14 +9,14 @@
 - State records (the compacted state topic): a station's incident state (key = station id) and a
   line's segment state (key = ``line_state_key(line_id)``, which no station id can equal since ``/``
   is not allowed in one). A tombstone (no value) says "back to normal, nothing to carry".
-- ``LineReading``: the compact form of an accepted reading that a line's segments need, forwarded to
-  the line's owner (``encode_line_reading`` / ``decode_line_reading``).
+- Line records: the accepted readings of one line in one batch, reduced to the fields the line's
+  balance reads, forwarded to the line's owner (``encode_line_readings`` / ``decode_line_readings``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -96,22 +96,29 @@ def line_of_state_key(key: str) -> str | None:
     return key[len(_LINE_STATE_PREFIX) :] if key.startswith(_LINE_STATE_PREFIX) else None
 
 
-def encode_line_reading(station_id: str, ts: datetime, values: Mapping[str, float]) -> bytes:
-    """The compact record of an accepted reading for its line's owner (only the fields the line uses)."""
-    return orjson.dumps({"v": LINE_READING_SCHEMA, "s": station_id, "t": format_ts(ts), "x": values})
+def encode_line_readings(fields: Sequence[str], rows: Iterable[tuple[str, float, Sequence[float]]]) -> bytes:
+    """One line record: the accepted readings of one line's stations in one batch, as
+    ``(station_id, ts as Unix seconds, values in ``fields`` order)``. Compact on purpose: only the
+    fields the line's balance reads, one record per line and batch (not per reading), no date strings."""
+    return orjson.dumps(
+        {"v": LINE_READING_SCHEMA, "f": list(fields), "r": [[sid, ts, *values] for sid, ts, values in rows]}
+    )
 
 
-def decode_line_reading(raw: bytes) -> tuple[str, datetime, dict[str, float]]:
-    """``(station_id, ts, values)`` of a line record; ``DataError`` when it is not one."""
+def decode_line_readings(raw: bytes) -> list[tuple[str, datetime, dict[str, float]]]:
+    """``(station_id, ts, values by field)`` of every reading in a line record; ``DataError`` when it
+    is not one."""
     try:
         body = orjson.loads(raw)
         if body["v"] != LINE_READING_SCHEMA:
             raise DataError(f"line record schema {body['v']!r} is not {LINE_READING_SCHEMA}")
-        ts = datetime.fromisoformat(body["t"])
-        values = {str(name): float(value) for name, value in body["x"].items()}
-        station_id = str(body["s"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+        fields = [str(name) for name in body["f"]]
+        stamp = datetime.fromtimestamp
+        # Only the service writes these; zip(strict) and float() catch a record that is not one.
+        out = [
+            (station_id, stamp(ts, UTC), dict(zip(fields, map(float, values), strict=True)))
+            for station_id, ts, *values in body["r"]
+        ]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError, OSError) as error:
         raise DataError(f"not a line record: {error!r}") from error
-    if ts.tzinfo is None:
-        raise DataError("line record timestamp has no UTC offset")
-    return station_id, ts, values
+    return out

@@ -18,6 +18,7 @@ publishes what comes back; the rules live here so they are unit-tested without a
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,14 +40,10 @@ class Refusal:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class LineReading:
-    """An accepted reading of a line's station, with only the fields the line's balance reads."""
-
-    line_id: str
-    station_id: str
-    ts: datetime
-    values: dict[str, float]
+# An accepted reading of a line's station: (line_id, station_id, ts as Unix seconds, the values of
+# the fields the line's balance reads, in ``StationTable.line_fields`` order). Plain tuples: one is
+# made per reading on the hot path.
+LineReading = tuple[str, str, float, tuple[float, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,16 +99,21 @@ class StationTable:
         self._idle_timeout_s = idle_timeout_s
         self._stations: dict[str, Station] = {}
         self._accepted = self._late = self._duplicate = 0
-        # station -> (line, fields its balance reads); the line readings accepted since the last take.
-        self._line_fields: dict[str, tuple[str, tuple[str, ...]]] = {}
+        # station -> its line; the fields a balance reads; the line readings accepted since the last take.
+        self._line_of: dict[str, str] = {}
+        self.line_fields: tuple[str, ...] = ()
+        self._pick: Callable[[dict[str, float]], tuple[float, ...]] = lambda values: ()
         self._line_readings: list[LineReading] = []
         self._off_line = 0  # accepted readings of stations the topology does not know
         if topology is not None:
-            needed = topology.required_sensors()
+            self.line_fields = tuple(sorted(topology.required_sensors()))
+            getter = operator.itemgetter(*self.line_fields)
+            single = len(self.line_fields) == 1
+            self._pick = (lambda values: (getter(values),)) if single else getter  # type: ignore[assignment]
             for station_id in topology.station_ids:
                 line_id = topology.line_of(station_id)
                 assert line_id is not None  # every declared station is on a line
-                self._line_fields[station_id] = (line_id, tuple(sorted(needed)))
+                self._line_of[station_id] = line_id
 
     def __len__(self) -> int:
         return len(self._stations)
@@ -147,7 +149,7 @@ class StationTable:
         outcome = buffer.add(ts, list(values.values()))
         if outcome is _ACCEPTED:
             self._accepted += 1
-            if self._line_fields:
+            if self._line_of:
                 self._keep_line_reading(station_id, ts, values)
         elif outcome is _LATE:
             self._late += 1
@@ -179,14 +181,11 @@ class StationTable:
         return station
 
     def _keep_line_reading(self, station_id: str, ts: datetime, values: dict[str, float]) -> None:
-        entry = self._line_fields.get(station_id)
-        if entry is None:
+        line_id = self._line_of.get(station_id)
+        if line_id is None:
             self._off_line += 1
             return
-        line_id, fields = entry
-        self._line_readings.append(
-            LineReading(line_id, station_id, ts, {name: values[name] for name in fields if name in values})
-        )
+        self._line_readings.append((line_id, station_id, ts.timestamp(), self._pick(values)))
 
     def take_outcomes(self) -> dict[str, int]:
         """Readings accepted, late and duplicate since the last call."""
@@ -206,7 +205,7 @@ class StationTable:
         return taken
 
     def is_on_a_line(self, station_id: str) -> bool:
-        return station_id in self._line_fields
+        return station_id in self._line_of
 
     # -- the idle clock -------------------------------------------------------------------------
     def close_idle(self, now_s: float) -> list[tuple[str, ClosedWindow]]:

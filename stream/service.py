@@ -50,9 +50,9 @@ from detector.records import (
     KEY_MISMATCH,
     STATION_SILENT,
     UNKNOWN_STATION,
-    decode_line_reading,
+    decode_line_readings,
     decode_state,
-    encode_line_reading,
+    encode_line_readings,
     encode_state,
     line_state_key,
 )
@@ -367,11 +367,14 @@ class DetectorService:
 
     # -- segments ----------------------------------------------------------------------------
     def _forward(self, batch: Outbox) -> None:
-        """The line readings this batch accepted, to their line's partition (same transaction)."""
-        topic = self.line_topic
-        for reading in self.stations.take_line_readings():
-            value = encode_line_reading(reading.station_id, reading.ts, reading.values)
-            batch.add(topic, reading.line_id.encode(), value)
+        """The line readings this batch accepted, one record per line, to the line's partition (same
+        transaction as the offsets of the readings)."""
+        by_line: dict[str, list[tuple[str, float, tuple[float, ...]]]] = {}
+        for line_id, station_id, ts, values in self.stations.take_line_readings():
+            by_line.setdefault(line_id, []).append((station_id, ts, values))
+        fields = self.stations.line_fields
+        for line_id, rows in by_line.items():
+            batch.add(self.line_topic, line_id.encode(), encode_line_readings(fields, rows))
 
     def _take_line_record(self, message: SourceMessage, partition: int, now: float) -> None:
         """A line record of a line partition this instance owns: to that line's table."""
@@ -379,7 +382,7 @@ class DetectorService:
         try:
             if lines is None or key is None or raw is None:
                 raise DataError("no key or value")
-            station_id, ts, values = decode_line_reading(raw)
+            rows = decode_line_readings(raw)
             line_id = key.decode()
             if line_id not in lines.line_ids():
                 raise DataError(f"line {line_id!r} is not in the bundle's topology")
@@ -387,7 +390,7 @@ class DetectorService:
             log.warning("line record %s/%s skipped: %s", partition, message.offset(), error)
             return
         self._line_partition[line_id] = partition
-        lines.add(line_id, station_id, ts, values, now)
+        lines.add_rows(line_id, rows, now)
 
     def _balance(self, now: float, batch: Outbox) -> list[Alert]:
         """What the line records read so far let the monitors decide: the segment alerts."""

@@ -8,9 +8,9 @@ from detector.errors import DataError
 from detector.readings import REASONS
 from detector.records import (
     DEAD_LETTER_REASONS,
-    decode_line_reading,
+    decode_line_readings,
     decode_state,
-    encode_line_reading,
+    encode_line_readings,
     encode_state,
     line_of_state_key,
     line_state_key,
@@ -25,11 +25,25 @@ def test_the_dead_letter_catalogue_holds_every_reason_once() -> None:
 
 
 def test_a_line_record_round_trips_and_garbage_is_refused() -> None:
-    raw = encode_line_reading("EST-01", T0, {"flow": 510.5, "tank_level": 9.25})
-    assert decode_line_reading(raw) == ("EST-01", T0, {"flow": 510.5, "tank_level": 9.25})
-    for bad in (b"nope", b"{}", b'{"v": 2, "s": "EST-01", "t": "2025-01-01T00:05:00Z", "x": {}}'):
+    fields = ("flow", "tank_level")
+    raw = encode_line_readings(
+        fields, [("EST-01", T0.timestamp(), (510.5, 9.25)), ("EST-02", 1.5e9, (498, 1.0))]
+    )
+    assert decode_line_readings(raw) == [
+        ("EST-01", T0, {"flow": 510.5, "tank_level": 9.25}),
+        ("EST-02", datetime.fromtimestamp(1.5e9, UTC), {"flow": 498.0, "tank_level": 1.0}),
+    ]
+    for bad in (
+        b"nope",
+        b"{}",
+        b'{"v": 2, "f": [], "r": []}',
+        b'{"v": 1, "f": ["flow"], "r": [["EST-01", 1.0]]}',
+        b'{"v": 1, "f": ["flow"], "r": [["EST-01", 1.0, "x"]]}',
+        b'{"v": 1, "f": ["flow"], "r": [["EST-01", 1.0, 2.0, 3.0]]}',
+        b'{"v": 1, "f": ["flow"], "r": [["EST-01", 1e300, 1.0]]}',
+    ):
         with pytest.raises(DataError):
-            decode_line_reading(bad)
+            decode_line_readings(bad)
 
 
 def test_state_records_and_keys() -> None:

@@ -9,12 +9,12 @@ from detector.topology import Topology
 from detector.windows import WindowSpec
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
-SENSORS = ("flow", "pressure", "pump_rpm", "tank_level", "power")
+SENSORS = ("flow", "pressure", "pump_rpm", "tank_level", "power", "suction_pressure")
 NOW = T0.timestamp() + 3600
 
 
 def reading(station: str, minute: int, flow: float = 500.0) -> Reading:
-    values = dict(zip(SENSORS, (flow, 60.0, 1700.0, 10.0, 400.0), strict=True))
+    values = dict(zip(SENSORS, (flow, 60.0, 1700.0, 10.0, 400.0, 3.0), strict=True))
     return Reading(station_id=station, ts=T0 + timedelta(minutes=minute), values=values)
 
 
@@ -111,8 +111,8 @@ def test_accepted_readings_of_a_line_are_kept_with_the_balance_fields_only() -> 
     stations.admit(reading("EST-01", 0, flow=999.0), None, 0, NOW)  # duplicate: not kept
     stations.admit(reading("EST-07", 0), None, 1, NOW)  # not on the line: scored, counted
     kept = stations.take_line_readings()
-    assert [(r.line_id, r.station_id, r.ts) for r in kept] == [("L1", "EST-01", T0)]
-    assert kept[0].values == {"flow": 510.0, "pressure": 60.0, "tank_level": 10.0}
+    assert stations.line_fields == ("flow", "pressure", "suction_pressure", "tank_level")
+    assert kept == [("L1", "EST-01", T0.timestamp(), (510.0, 60.0, 3.0, 10.0))]
     assert stations.take_off_line() == 1
     assert stations.take_line_readings() == []
 
