@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle
 from detector.errors import ConfigError
+from detector.line_table import MonitorFactory, line_monitor
 from detector.topology import Topology, load_topology
 from stream.clock import Clock
 from stream.metrics import DetectorMetrics, serve
@@ -85,6 +86,7 @@ def run_detector(
     registry: CollectorRegistry | None = None,
     clock: Clock | None = None,
     on_start: Callable[[Running], None] | None = None,
+    monitor_factory: MonitorFactory = line_monitor,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``): finish the batch in hand, publish, commit, close."""
     from stream.kafka_check import check_connection
@@ -112,7 +114,9 @@ def run_detector(
     # Seconds, not a silent retry loop, when the password, the CA or the listener is wrong.
     check_connection(kafka_client_config(settings.kafka), give_up=False)
     broker = KafkaBroker(settings)
-    service = DetectorService(settings, broker, bundle, metrics, clock=clock, watcher=watcher)
+    service = DetectorService(
+        settings, broker, bundle, metrics, clock=clock, watcher=watcher, monitor_factory=monitor_factory
+    )
     port: int | None = None
     server = None
     if settings.metrics_enabled:

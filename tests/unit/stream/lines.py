@@ -198,8 +198,10 @@ class FakeMonitor:
         self.open = dict(snapshot["open"])
 
 
-def fake_offline(readings: Sequence[Reading], topology: Topology) -> list[Alert]:
-    monitor = FakeMonitor(topology, calibration_of(topology), "test-line-1", lambda: datetime.now(UTC))
+def fake_offline(
+    readings: Sequence[Reading], topology: Topology, model_version: str = "test-line-1"
+) -> list[Alert]:
+    monitor = FakeMonitor(topology, calibration_of(topology), model_version, lambda: datetime.now(UTC))
     alerts: list[Alert] = []
     for station_id, ts, values in readings:
         monitor.add(station_id, ts, values)
