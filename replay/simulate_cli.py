@@ -64,7 +64,9 @@ def register(app: typer.Typer) -> None:
     @app.command("simulate")
     def simulate_command(  # noqa: PLR0917 - a typer command's options are its parameters
         out: Path = typer.Option(
-            Path("out/sim"), "--out", help="Folder for readings.csv, events.csv, scenario.json."
+            Path("out/sim"),
+            "--out",
+            help="Folder for readings.csv, events.csv, scenario.json and topology.toml.",
         ),
         stations: int = typer.Option(6, "--stations", min=1, help="Stations in series on the line."),
         days: float = typer.Option(
@@ -109,6 +111,18 @@ def register(app: typer.Typer) -> None:
             min=0.0,
             help="Scale of instrument noise and drift (0: perfect instruments).",
         ),
+        line_pack: bool = typer.Option(
+            True,
+            "--line-pack/--no-line-pack",
+            help="Segments pack and unpack with their pressure (product and pipe elasticity), or are rigid.",
+        ),
+        clock_skew: float = typer.Option(
+            45.0,
+            "--clock-skew",
+            min=0.0,
+            max=120.0,
+            help="Largest station clock offset, seconds: timestamps are off by up to this (0: exact clocks).",
+        ),
         plot: bool = typer.Option(
             False, "--plot", help="Also write plot_segment.png: a few days of one segment."
         ),
@@ -145,6 +159,8 @@ def register(app: typer.Typer) -> None:
             rates=rates,
             normal_life=normal_life,
             noise_scale=noise_scale,
+            line_pack=line_pack,
+            clock_skew_s=clock_skew,
         )
         console = Console(stderr=True)
         began = time.perf_counter()
@@ -180,9 +196,14 @@ def register(app: typer.Typer) -> None:
         for key in sorted(counts):
             table.add_row(f"events {key}", f"{counts[key]:,}")
         table.add_row("labelled rows (theft/leak)", f"{int(result.label[result.present].sum()):,}")
+        table.add_row("line pack", "on" if line_pack else "off")
+        table.add_row("clock skew (s, largest)", f"{int(abs(result.clock_offset_s).max(initial=0))}")
         table.add_row("seconds simulating", f"{simulated - began:.1f}")
         table.add_row("seconds writing", f"{finished - simulated:.1f}")
         Console().print(table)
-        typer.echo(f"written {written.readings}, {written.events}, {written.scenario}")
+        files = [written.readings, written.events, written.scenario]
+        if written.topology is not None:
+            files.append(written.topology)
+        typer.echo("written " + ", ".join(str(path) for path in files))
         if plot_path is not None:
             typer.echo(f"plot {plot_path}")

@@ -150,10 +150,17 @@ def segment_balance(frame: pd.DataFrame, segment: Segment) -> pd.Series:
 
     ``flow[up] − flow[down] − A_down · d(level[down])/dt − deliveries + injections``: positive when
     flow goes missing between the stations. No line pack term and no validation of the meters: this
-    is the picture of what the calibration saw, not the detector's statistic. Minutes where a station
-    has no row are NaN.
+    is the picture of what the calibration saw, not the detector's statistic. Timestamps are put on
+    the minute grid first (stations' clocks may be skewed by seconds); minutes where a station has no
+    row are NaN.
     """
-    wide = frame.pivot(index="timestamp", columns="station_id")
+    import pandas as pd
+
+    on_grid = frame.drop(columns=[LABEL], errors="ignore").assign(
+        timestamp=frame["timestamp"].dt.round("1min")
+    )
+    wide = on_grid.groupby(["timestamp", "station_id"]).mean().unstack("station_id")
+    wide = wide.reindex(pd.date_range(wide.index.min(), wide.index.max(), freq="1min"))
     up, down = segment.upstream, segment.downstream
 
     def column(name: str, station_id: str) -> pd.Series:

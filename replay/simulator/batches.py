@@ -26,12 +26,15 @@ class Product:
     density: float  # kg/m3
     friction_factor: float  # relative to jet fuel: more viscous products lose more pressure
     temperature_offset: float  # degC at the origin relative to the ground
+    bulk_modulus_gpa: float  # isothermal, at line pressure: lighter products are more compressible
 
 
+# Bulk moduli of refined products near 20 degC and 0-100 bar (compressibility about 9.5, 7.7 and
+# 6.7 x 1e-5 per bar): gasoline is the softest, diesel the stiffest.
 PRODUCTS: tuple[Product, ...] = (
-    Product("gasoline", 740.0, 0.95, 1.5),
-    Product("jet", 800.0, 1.00, 0.5),
-    Product("diesel", 840.0, 1.08, -0.5),
+    Product("gasoline", 740.0, 0.95, 1.5, 1.05),
+    Product("jet", 800.0, 1.00, 0.5, 1.30),
+    Product("diesel", 840.0, 1.08, -0.5, 1.50),
 )
 
 
@@ -39,6 +42,7 @@ PRODUCTS: tuple[Product, ...] = (
 class BatchState:
     rho_segment: Array  # (T, N) mean density in each segment
     friction_factor: Array  # (T, N) mean friction factor in each segment
+    compressibility_segment: Array  # (T, N) mean 1/K of the product filling each segment, 1/GPa
     rho_station: Array  # (T, N) density of the product at each station
     temperature_offset: Array  # (T, N) of the product at each station
     events: list[Event]
@@ -77,6 +81,8 @@ def simulate_batches(
     density = np.array([PRODUCTS[c].density for c in choice])
     friction = np.array([PRODUCTS[c].friction_factor for c in choice])
     temp_offset = np.array([PRODUCTS[c].temperature_offset for c in choice])
+    # Compressibilities add by volume share: a segment half gasoline, half diesel has the mean of 1/K.
+    compressibility = np.array([1.0 / PRODUCTS[c].bulk_modulus_gpa for c in choice])
 
     upstream_edge = np.concatenate([[0.0], np.cumsum(line.segment_volume_m3)[:-1]])  # volume to station j
     downstream_edge = upstream_edge + line.segment_volume_m3
@@ -88,6 +94,9 @@ def simulate_batches(
     ) / volume
     friction_factor = (
         _cumulative(friction, entry_volume, u_in) - _cumulative(friction, entry_volume, u_out)
+    ) / volume
+    compressibility_segment = (
+        _cumulative(compressibility, entry_volume, u_in) - _cumulative(compressibility, entry_volume, u_out)
     ) / volume
     at_station = np.clip(np.searchsorted(entry_volume, u_in, side="right") - 1, 0, len(entry_volume) - 1)
 
@@ -113,6 +122,7 @@ def simulate_batches(
     return BatchState(
         rho_segment=rho_segment,
         friction_factor=friction_factor,
+        compressibility_segment=compressibility_segment,
         rho_station=density[at_station],
         temperature_offset=temp_offset[at_station],
         events=events,

@@ -1,10 +1,11 @@
-"""Flows and tank levels: the only part of the line with memory, stepped minute by minute.
+"""Flows, tank levels and line pack: the parts of the line with memory, stepped minute by minute.
 
 Each station's variable-speed pump is driven by a flow controller whose target is the dispatcher's
 schedule plus a proportional trim on its own tank level (too full: pump more). The origin's tank is
 fed at the scheduled rate; every other tank is fed by the segment upstream, less what is taken out
-of it. Level integrates in minus out. A station whose target falls below the pump's minimum flow
-stops, and starts again once the target is comfortably above it.
+of it and less what the segment packs (see ``linepack.py``). Level integrates in minus out. A
+station whose target falls below the pump's minimum flow stops, and starts again once the target is
+comfortably above it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class CascadeResult:
     inflow: Array  # (T, N) what reaches each station's tank
     level: Array  # (T, N) tank level at the end of each minute, m
     running: npt.NDArray[np.bool_]  # (T, N)
+    pack: Array  # (T, N) rate at which segment j packed during each minute, m3/h (out of its arrival)
 
 
 def run_cascade(
@@ -44,13 +46,18 @@ def run_cascade(
     targets: Array,
     forced_off: npt.NDArray[np.bool_],
     extraction: Array,
+    pack_target: Array | None = None,
+    max_pack_rate: float = 0.0,
     progress: Callable[[float], None] | None = None,
 ) -> CascadeResult:
     """Step the tanks and flow controllers through every minute.
 
     ``supply`` (T,) feeds the origin tank; ``targets`` (T, N) is each controller's flow target
     before the level trim; ``extraction`` (T, N) is the fraction of segment ``j``'s inflow lost
-    along it. Vectorised over stations; a Python loop over minutes (a few µs each).
+    along it. ``pack_target`` (T, N), m³/h, is what segment ``j`` would pack each minute if flow
+    followed pressure at once; the segment packs it as fast as it may (no faster than what enters
+    it, and within ``max_pack_rate`` m³/h either way), carrying the rest to the next minute, and its
+    arrival is short by what it packs. Vectorised over stations; a Python loop over minutes.
     """
     minutes, n = targets.shape
     q_nominal = line.nominal_flow
@@ -67,15 +74,24 @@ def run_cascade(
     error = np.zeros(n)  # level above set point
     running = np.ones(n, dtype=bool)
     keep = 1.0 - extraction
+    pack_out = np.zeros((minutes, n))
+    owed = np.zeros(n)  # m3 of pack each segment still has to take in (negative: to give back)
     report_every = max(1, minutes // 50)
     for t in range(minutes):
         trim = np.clip(gain * error, trim_low, trim_high)
         target = np.minimum(targets[t] + trim, max_flow)
         running = np.where(running, target >= stop_below, target >= start_above) & ~forced_off[t]
         out = np.where(running, np.maximum(target, 0.0), 0.0)
+        arriving = out * keep[t]
+        if pack_target is not None:
+            owed += pack_target[t] / 60.0
+            packing = np.clip(owed * 60.0, -max_pack_rate, np.minimum(max_pack_rate, arriving))
+            owed -= packing / 60.0
+            arriving = arriving - packing
+            pack_out[t] = packing
         incoming = np.empty(n)
         incoming[0] = supply[t]
-        incoming[1:] = out[:-1] * keep[t, :-1]
+        incoming[1:] = arriving[:-1]
         error += (incoming - out) * (STEP_HOURS / area)
         flow[t] = out
         inflow[t] = incoming
@@ -84,4 +100,4 @@ def run_cascade(
         if progress is not None and t % report_every == 0:
             progress(t / minutes)
     level += line.level_setpoint
-    return CascadeResult(flow=flow, inflow=inflow, level=level, running=running_out)
+    return CascadeResult(flow=flow, inflow=inflow, level=level, running=running_out, pack=pack_out)

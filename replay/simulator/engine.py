@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC
 
 import numpy as np
 import numpy.typing as npt
 
-from replay.simulator.batches import simulate_batches
-from replay.simulator.cascade import run_cascade
-from replay.simulator.events import build_drivers, draw_events, number_events, paint_rows
+from replay.simulator.batches import BatchState, simulate_batches
+from replay.simulator.cascade import CascadeResult, run_cascade
+from replay.simulator.clock import draw_offsets
+from replay.simulator.events import Drivers, build_drivers, draw_events, number_events, paint_rows
 from replay.simulator.faults import apply_faults
-from replay.simulator.line import draw_line, product_temperature, solve_hydraulics
+from replay.simulator.line import Hydraulics, Line, draw_line, product_temperature, solve_hydraulics
+from replay.simulator.linepack import (
+    CONVERGED_M3H,
+    MAX_PACK_RATE,
+    MAX_PASSES,
+    mean_pressure_bar,
+    pack_capacity_m3_per_bar,
+    pack_target_m3h,
+)
 from replay.simulator.noise import ar1, measure, quantise
 from replay.simulator.result import SimulationResult
 from replay.simulator.scenario import SENSORS, SimulationConfig
@@ -24,7 +34,8 @@ Array = npt.NDArray[np.float64]
 Progress = Callable[[str, float], None]
 
 # Independent random streams, so changing one part (say, the fault rate) leaves the others' draws alone.
-_STREAMS = ("line", "events", "process", "batches", "instruments")
+# New streams go at the end: spawning keeps the earlier children's seeds.
+_STREAMS = ("line", "events", "process", "batches", "instruments", "clock")
 
 # Physically impossible below zero; a noisy zero is clipped like a transmitter's output stage does.
 _NON_NEGATIVE = frozenset({"flow", "pressure", "pump_rpm", "tank_level", "power", "suction_pressure"})
@@ -33,6 +44,84 @@ _NON_NEGATIVE = frozenset({"flow", "pressure", "pump_rpm", "tank_level", "power"
 def _streams(seed: int) -> dict[str, np.random.Generator]:
     children = np.random.SeedSequence(seed).spawn(len(_STREAMS))
     return {name: np.random.default_rng(child) for name, child in zip(_STREAMS, children, strict=True)}
+
+
+@dataclass(frozen=True)
+class _Solved:
+    cascade: CascadeResult
+    batches: BatchState
+    hydraulics: Hydraulics
+    pack_capacity: Array  # (T, N) m3 per bar of mean pressure
+    passes: int
+    residual_m3h: float  # largest change of any pack rate in the last pass (0 without line pack)
+
+
+def _flows_and_pressures(
+    config: SimulationConfig,
+    line: Line,
+    drivers: Drivers,
+    supply: Array,
+    targets: Array,
+    *,
+    batch_rng: np.random.Generator,
+    report: Progress,
+) -> _Solved:
+    """Cascade (flows, tanks) then hydraulics (pressures), repeated until the line pack agrees.
+
+    The cascade needs each segment's pack rate, which follows the pressures, which follow the
+    flows: a fixed point, reached by iterating from "no pack" (``linepack.MAX_PASSES``). The
+    origin's flow does not depend on pack (its tank is fed by the supply), so the batches computed
+    after the first pass stand. The last cascade's pack is the truth (``SimulationResult.pack_m3h``);
+    ``residual_m3h`` says how far the pressures it led to would still move it.
+    """
+    passes = MAX_PASSES if config.line_pack else 1
+
+    def flows(pack_target: Array | None, done: int) -> CascadeResult:
+        def progress(fraction: float) -> None:
+            report("flows", (done - 1 + fraction) / passes)
+
+        return run_cascade(
+            line,
+            supply=supply,
+            targets=targets,
+            forced_off=drivers.forced_off,
+            extraction=drivers.extraction,
+            pack_target=pack_target,
+            max_pack_rate=MAX_PACK_RATE * config.nominal_flow,
+            progress=progress,
+        )
+
+    def pressures(cascade: CascadeResult, done: int) -> Hydraulics:
+        hydraulics = solve_hydraulics(
+            line,
+            flow=cascade.flow,
+            running=cascade.running,
+            level=cascade.level,
+            extraction=drivers.extraction,
+            tap_position=drivers.tap_position,
+            valve_bar=drivers.valve_bar * (cascade.flow / config.nominal_flow) ** 2,
+            rho_segment=batches.rho_segment,
+            rho_station=batches.rho_station,
+            friction_factor=batches.friction_factor,
+        )
+        report("hydraulics", done / passes)
+        return hydraulics
+
+    cascade = flows(None, 1)
+    batches = simulate_batches(config, line, cascade.flow[:, 0], batch_rng)
+    capacity = pack_capacity_m3_per_bar(config, line, batches.compressibility_segment)
+    hydraulics = pressures(cascade, 1)
+    done, residual, used = 1, 0.0, np.zeros_like(capacity)
+    while config.line_pack:
+        target = pack_target_m3h(capacity, mean_pressure_bar(hydraulics))
+        residual = float(np.abs(target - used).max(initial=0.0))
+        logger.debug("line pack pass %d: pack rates would move by up to %.4g m3/h", done, residual)
+        if residual <= CONVERGED_M3H or done == passes:
+            break
+        done, used = done + 1, target
+        cascade = flows(used, done)
+        hydraulics = pressures(cascade, done)
+    return _Solved(cascade, batches, hydraulics, capacity, done, residual)
 
 
 def simulate(config: SimulationConfig | None = None, progress: Progress | None = None) -> SimulationResult:
@@ -55,30 +144,11 @@ def simulate(config: SimulationConfig | None = None, progress: Progress | None =
     controller_error = 1.0 + 0.002 * config.process_noise * ar1(process, minutes, n, 0.9)
     targets = supply[:, None] * controller_error
     report("flows", 0.0)
-    cascade = run_cascade(
-        line,
-        supply=supply,
-        targets=targets,
-        forced_off=drivers.forced_off,
-        extraction=drivers.extraction,
-        progress=lambda fraction: report("flows", fraction),
+    solved = _flows_and_pressures(
+        config, line, drivers, supply, targets, batch_rng=rng["batches"], report=report
     )
-    report("flows", 1.0)
-
-    batches = simulate_batches(config, line, cascade.flow[:, 0], rng["batches"])
-    report("hydraulics", 0.0)
-    hydraulics = solve_hydraulics(
-        line,
-        flow=cascade.flow,
-        running=cascade.running,
-        level=cascade.level,
-        extraction=drivers.extraction,
-        tap_position=drivers.tap_position,
-        valve_bar=drivers.valve_bar * (cascade.flow / config.nominal_flow) ** 2,
-        rho_segment=batches.rho_segment,
-        rho_station=batches.rho_station,
-        friction_factor=batches.friction_factor,
-    )
+    cascade, batches, hydraulics = solved.cascade, solved.batches, solved.hydraulics
+    report("hydraulics", 1.0)
     inlet_temperature = 20.0 + 4.0 + batches.temperature_offset
     temperature = product_temperature(line, inlet_temperature, hour_of_day)
     truth: dict[str, Array] = {
@@ -90,7 +160,6 @@ def simulate(config: SimulationConfig | None = None, progress: Progress | None =
         "suction_pressure": hydraulics.suction_bar,
         "temperature": temperature,
     }
-    report("hydraulics", 1.0)
 
     instruments = rng["instruments"].spawn(len(SENSORS))
     readings: dict[str, Array] = {}
@@ -110,6 +179,8 @@ def simulate(config: SimulationConfig | None = None, progress: Progress | None =
             readings[sensor] = quantise(values, config.noise[sensor].quantum)
     report("instruments", 1.0)
 
+    # The original single-station layout is written on the minute whatever the clocks say (writer.py).
+    offsets = draw_offsets(rng["clock"], minutes, n, config.clock_skew_s, config.clock_wander_s)
     rows = paint_rows(all_events, minutes, n)
     extraction_m3h = drivers.extraction * cascade.flow
     logger.debug("simulated %d stations x %d minutes, %d events", n, minutes, len(all_events))
@@ -125,4 +196,10 @@ def simulate(config: SimulationConfig | None = None, progress: Progress | None =
         events=all_events,
         extraction_m3h=extraction_m3h,
         products=batches.products,
+        pack_m3h=cascade.pack,
+        pack_capacity_m3_per_bar=solved.pack_capacity,
+        segment_mean_bar=mean_pressure_bar(hydraulics),
+        line_pack_passes=solved.passes,
+        line_pack_residual_m3h=solved.residual_m3h,
+        clock_offset_s=offsets,
     )

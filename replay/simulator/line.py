@@ -1,9 +1,10 @@
 """The line: stations with a breakout tank and a variable-speed pump, and the segments between them.
 
 Station ``j`` pumps out of its own tank into segment ``j``, which ends in the tank of station
-``j + 1`` (the last segment ends at the delivery terminal). All hydraulics here are quasi-static at
-one-minute resolution: pressure waves cross a segment in well under a minute, so only the tanks
-carry memory from one minute to the next (see ``cascade.py``).
+``j + 1`` (the last segment ends at the delivery terminal). Pressures here are quasi-static at
+one-minute resolution: pressure waves cross a segment in well under a minute. The tanks carry memory
+from one minute to the next (see ``cascade.py``), and so does each segment's inventory, which packs
+and unpacks with its mean pressure (see ``linepack.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ G = 9.81
 PA_PER_BAR = 1e5
 TANK_NOZZLE_M = 0.5  # height of suction/fill nozzles above the tank bottom
 TERMINAL_BAR = 2.0  # pressure the last segment delivers into
+SETTLE_OUT_MIN_BAR = 0.3  # a standing line never falls below its vapour pressure (no slack flow here)
 PUMP_CURVE_DROOP = 0.25  # share of the shut-off head lost at nominal flow (H = H0 s² - b Q²)
 BEP_FLOW_RATIO = 1.05  # best-efficiency flow relative to nominal at nominal speed
 ETA_MAX = 0.80
@@ -134,7 +136,9 @@ def tank_head_bar(rho: Array | float, level: Array | float) -> Array:
 class Hydraulics:
     """True (noise-free) station readings, each ``(minutes, stations)``."""
 
-    discharge_bar: Array
+    discharge_bar: Array  # at the station's transmitter, upstream of its discharge valve
+    inlet_bar: Array  # where the segment starts, downstream of the valve: what the pipe itself holds
+    arrival_bar: Array  # where the segment ends: the next station's tank nozzle, or the terminal
     suction_bar: Array
     rpm: Array
     power_kw: Array
@@ -172,7 +176,8 @@ def solve_hydraulics(
     arrival[:, -1] = TERMINAL_BAR
     static = line.static_bar * (rho_segment / RHO_REF)
     # A stopped pump leaves the line at its settle-out pressure, never below vapour pressure.
-    discharge = np.maximum(arrival + static + friction + valve_bar, 0.3)
+    inlet = np.maximum(arrival + static + friction, SETTLE_OUT_MIN_BAR)
+    discharge = np.maximum(arrival + static + friction + valve_bar, SETTLE_OUT_MIN_BAR)
     suction = tank_head_bar(rho_station, level)
     pump_dp = np.maximum(discharge - suction, 0.0)
     density_ratio = RHO_REF / rho_station
@@ -183,7 +188,14 @@ def solve_hydraulics(
     efficiency = np.clip(ETA_MAX * (1.0 - ETA_CURVATURE * (flow / bep - 1.0) ** 2), 0.3, ETA_MAX)
     hydraulic_kw = pump_dp * flow / 36.0  # bar x m3/h -> kW
     power = np.where(running, POWER_SCALE * hydraulic_kw / (efficiency * MOTOR_EFFICIENCY), 0.0) + AUX_KW
-    return Hydraulics(discharge_bar=discharge, suction_bar=suction, rpm=rpm, power_kw=power)
+    return Hydraulics(
+        discharge_bar=discharge,
+        inlet_bar=inlet,
+        arrival_bar=arrival,
+        suction_bar=suction,
+        rpm=rpm,
+        power_kw=power,
+    )
 
 
 def product_temperature(line: Line, inlet_temp: Array, hour_of_day: Array) -> Array:

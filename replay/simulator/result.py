@@ -10,11 +10,19 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from detector.errors import ConfigError
+from detector.topology import TOPOLOGY_FORMAT, Topology
+from replay.simulator.clock import as_read
 from replay.simulator.event import Event
 from replay.simulator.line import Line
 from replay.simulator.scenario import SENSORS, SimulationConfig
 
 Array = npt.NDArray[np.float64]
+
+DEFAULT_LINE_ID = "L1"
+# What a user would write for a products line without knowing the batch in it: a round mid-range
+# product modulus, no wall term. The simulation's own K_eff (0.87-1.17 GPa) is in scenario.json.
+DECLARED_BULK_MODULUS_GPA = 1.3
 
 READINGS_COLUMNS: tuple[str, ...] = ("timestamp", "station_id", *SENSORS, "label", "event_type", "event_id")
 EVENTS_COLUMNS: tuple[str, ...] = (
@@ -50,11 +58,28 @@ class SimulationResult:
     event_index: npt.NDArray[np.int32]
     events: list[Event]
     extraction_m3h: Array  # (T, N) true rate taken out of each segment
+    # Line pack (see linepack.py): the rate each segment packed at, m3/h (T, N), zero with it off;
+    # its capacity per bar of mean pressure for the product filling it (T, N); its true mean
+    # pressure, halfway between its inlet (after the discharge valve) and its arrival (T, N), bar.
+    pack_m3h: Array
+    pack_capacity_m3_per_bar: Array
+    segment_mean_bar: Array
+    # Station clocks (see clock.py): row t of station j is stamped t + clock_offset_s[t, j] seconds.
+    clock_offset_s: npt.NDArray[np.int32]
     products: list[str] = field(default_factory=list)
+    # How the line pack's fixed point ended: passes run, largest change of a pack rate in the last.
+    line_pack_passes: int = 1
+    line_pack_residual_m3h: float = 0.0
 
     @property
     def station_ids(self) -> tuple[str, ...]:
         return self.line.station_ids
+
+    @property
+    def stamps(self) -> npt.NDArray[np.datetime64]:
+        """(T, N) each row's timestamp as its station's clock wrote it (``clock.py``), datetime64[ns]."""
+        skew = self.clock_offset_s.astype("timedelta64[s]").astype("timedelta64[ns]")
+        return np.asarray(self.times[:, None] + skew)
 
     @property
     def rows(self) -> int:
@@ -102,7 +127,11 @@ class SimulationResult:
 
     @cached_property
     def frame(self) -> pd.DataFrame:
-        """Readings in the long layout of readings.csv: one row per station and minute, time-major."""
+        """Readings in the long layout of readings.csv: one row per station and minute, time-major.
+
+        Rows follow the true minute; ``timestamp`` is the station clock's stamp (``stamps``), so
+        stamps of different stations within a minute need not be in order.
+        """
         minutes, n = self.present.shape
         keep = self.present.reshape(-1)
         # Categoricals built from codes: no per-row Python strings for 4 M rows.
@@ -112,7 +141,7 @@ class SimulationResult:
         type_codes = np.array([type_names.index(e.event_type) for e in self.events] + [type_names.index("")])
         station_codes = np.tile(np.arange(n), minutes)[keep]
         data: dict[str, Any] = {
-            "timestamp": pd.DatetimeIndex(np.repeat(self.times, n)[keep], tz="UTC"),
+            "timestamp": pd.DatetimeIndex(self.stamps.reshape(-1)[keep], tz="UTC"),
             "station_id": pd.Categorical.from_codes(
                 station_codes, categories=pd.Index(list(self.station_ids))
             ),
@@ -128,27 +157,83 @@ class SimulationResult:
         return pd.DataFrame(data)
 
     def station_frame(self, station: int | str) -> pd.DataFrame:
-        """One station's readings (present rows only), indexed by timestamp."""
+        """One station's readings (present rows only), indexed by the timestamp its clock wrote."""
         j = self.station_ids.index(station) if isinstance(station, str) else station
         keep = self.present[:, j]
         data: dict[str, Any] = {sensor: self.readings[sensor][keep, j] for sensor in SENSORS}
         data["label"] = self.label[keep, j]
-        index = pd.DatetimeIndex(self.times[keep], tz="UTC", name="timestamp")
+        index = pd.DatetimeIndex(self.stamps[keep, j], tz="UTC", name="timestamp")
         return pd.DataFrame(data, index=index)
 
-    def segment_imbalance(self, segment: int, *, truth: bool = False, compensated: bool = True) -> Array:
+    def segment_imbalance(
+        self,
+        segment: int,
+        *,
+        truth: bool = False,
+        compensated: bool = True,
+        line_pack: bool = False,
+        stamped: bool = False,
+    ) -> Array:
         """Flow into a segment minus flow out of it, m3/h, per minute.
 
-        ``compensated`` adds the downstream tank's change of inventory (its level change times its
-        area): with it the balance closes exactly on the true values, so on noise-free data it equals
-        the extraction. On measured levels the per-minute term is noisy; average it over 30–60 min.
+        ``compensated`` subtracts the downstream tank's change of inventory (its level change times
+        its area). ``line_pack`` also subtracts what the segment itself packed: on the truth, the rate
+        it really packed at, so ``truth=True, line_pack=True`` equals the extraction every minute; on
+        readings, the estimate a detector with the exact K_eff (``pack_capacity_m3_per_bar``) would
+        make from the transmitters: capacity times the change of the mean of the upstream discharge
+        pressure and the downstream suction pressure. That estimate is off where a discharge valve
+        throttles (the transmitter sits upstream of the valve) and in the minute or two a segment
+        takes to pack after a restart. Without ``line_pack`` the balance moves by the segment's pack
+        whenever its pressure moves (pump stops, restarts, set-point changes).
+
+        ``stamped`` places each station's values where a reader snapping the skewed timestamps to the
+        nearest minute would (``clock.as_read``) instead of at their true minute. On measured levels
+        the per-minute compensation is noisy; average it over 30-60 minutes.
         """
         source = self.truth if truth else self.readings
-        upstream = source["flow"][:, segment]
-        downstream = source["flow"][:, segment + 1]
-        balance = upstream - downstream
+
+        def series(sensor: str, station: int) -> Array:
+            values = source[sensor][:, station : station + 1]
+            if stamped:
+                values = as_read(values, self.clock_offset_s[:, station : station + 1])
+            return np.asarray(values[:, 0], dtype=np.float64)
+
+        balance = series("flow", segment) - series("flow", segment + 1)
         if compensated:
-            level = source["tank_level"][:, segment + 1]
-            change = np.diff(level, prepend=level[0]) * self.line.tank_area * 60.0
-            balance = balance - change
+            level = series("tank_level", segment + 1)
+            balance = balance - np.diff(level, prepend=level[0]) * self.line.tank_area * 60.0
+        if line_pack:
+            if truth and not stamped:
+                balance = balance - self.pack_m3h[:, segment]
+            else:
+                mean_bar = 0.5 * (series("pressure", segment) + series("suction_pressure", segment + 1))
+                change = np.diff(mean_bar, prepend=mean_bar[0])
+                balance = balance - self.pack_capacity_m3_per_bar[:, segment] * change * 60.0
         return np.asarray(balance, dtype=np.float64)
+
+    def topology(self, line_id: str = DEFAULT_LINE_ID) -> Topology:
+        """The line as a user would declare it (``detector.topology``), written as topology.toml.
+
+        Stations in flow order with the line's tank area; a segment between each pair of neighbours
+        (the last segment, to the terminal, has no downstream meter and is left out); lengths to the
+        metre; the pipe's inner diameter; ``bulk_modulus_gpa`` the nominal product modulus a user
+        would declare (``DECLARED_BULK_MODULUS_GPA``), deliberately not the exact K_eff the
+        simulation used (that is in scenario.json). Needs two stations at least.
+        """
+        ids = self.station_ids
+        if len(ids) < 2:
+            raise ConfigError("a topology needs a line of two stations at least; this one has one")
+        stations = [{"id": station, "tank_area_m2": float(self.line.tank_area)} for station in ids]
+        segments = [
+            {
+                "upstream": ids[j],
+                "downstream": ids[j + 1],
+                "length_km": round(float(self.line.segment_km[j]), 3),
+                "inner_diameter_m": self.config.pipe_diameter_m,
+                "bulk_modulus_gpa": DECLARED_BULK_MODULUS_GPA,
+            }
+            for j in range(len(ids) - 1)
+        ]
+        line = {"id": line_id, "station": stations, "segment": segments}
+        document = {"format": TOPOLOGY_FORMAT, "line": [line]}
+        return Topology.from_dict(document, where="simulated topology")

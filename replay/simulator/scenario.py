@@ -32,7 +32,10 @@ UNITS: dict[str, str] = {
     "temperature": "degC",
 }
 
-SCENARIO_FORMAT = 1
+SCENARIO_FORMAT = 2  # 2: line pack, clock skew (config knobs, the line's "line_pack" record)
+# A station clock off by more than a few minutes is a misconfiguration, not skew: it would outrun the
+# detector's allowed lateness. Two minutes bounds the knob.
+MAX_CLOCK_SKEW_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,13 @@ class SimulationConfig:
     friction_exponent: float = 1.8
     segment_km: tuple[float, float] = (35.0, 75.0)
     pipe_diameter_m: float = 0.3048  # 12 inch
+    # Line pack: each segment's inventory follows its mean pressure (see ``linepack.py``).
+    line_pack: bool = True
+    pipe_wall_m: float = 0.008  # steel wall thickness; the pipe's elasticity softens the product
+    pipe_modulus_gpa: float = 200.0  # Young's modulus of steel
+    # Station clocks: each is off by up to this many seconds (0: perfect clocks; see ``clock.py``).
+    clock_skew_s: float = 45.0
+    clock_wander_s: float = 3.0  # standard deviation of each clock's slow wander around its offset
     daily_amplitude: float = 0.06  # demand cycle, fraction of nominal flow
     process_noise: float = 1.0  # scale of the line's own flow fluctuations (0: none)
     noise_scale: float = 1.0  # scale of every instrument's noise and drift (0: perfect instruments)
@@ -129,6 +139,14 @@ class SimulationConfig:
             raise ConfigError("friction_exponent must be within 1.5..2.0")
         if self.noise_scale < 0 or self.process_noise < 0:
             raise ConfigError("noise scales must be non-negative")
+        if not 0 < self.pipe_wall_m < self.pipe_diameter_m / 2:
+            raise ConfigError("pipe_wall_m must be positive and less than half of pipe_diameter_m")
+        if self.pipe_modulus_gpa <= 0:
+            raise ConfigError("pipe_modulus_gpa must be positive")
+        if not 0 <= self.clock_skew_s <= MAX_CLOCK_SKEW_S:
+            raise ConfigError(f"clock_skew_s must be within 0..{MAX_CLOCK_SKEW_S:g} seconds")
+        if self.clock_wander_s < 0:
+            raise ConfigError("clock_wander_s must be non-negative")
         lo, hi = self.rates.theft_fraction
         if not 0 < lo <= hi < 1:
             raise ConfigError("theft_fraction must satisfy 0 < low <= high < 1")
@@ -164,7 +182,10 @@ class SimulationConfig:
         return dataclasses.replace(self, rates=dataclasses.replace(self.rates, **changes))
 
     def quiet(self) -> SimulationConfig:
-        """The same line with no events of any kind and no normal-life manoeuvres."""
+        """The same line with no events of any kind and no normal-life manoeuvres.
+
+        Line pack and clock skew stay as configured: they are physics and instruments, not events.
+        """
         no_events = EventRates(
             theft_per_segment_month=0.0,
             leak_per_segment_month=0.0,

@@ -1,4 +1,4 @@
-"""Write a simulation as readings.csv, events.csv and scenario.json (same result, same bytes)."""
+"""Write a simulation as readings.csv, events.csv, scenario.json, topology.toml: same result, same bytes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from detector.errors import ConfigError, DataError
 from replay.simulator import csv_bytes
+from replay.simulator.linepack import line_pack_record
 from replay.simulator.result import EVENTS_COLUMNS, READINGS_COLUMNS, SimulationResult
 from replay.simulator.scenario import SENSORS, scenario_json
 
@@ -29,6 +30,7 @@ class WrittenFiles:
     events: Path
     scenario: Path
     rows: int
+    topology: Path | None = None  # None for the original layout or a one-station line
 
 
 def default_original_station(result: SimulationResult) -> int:
@@ -44,7 +46,11 @@ def write_outputs(
     station: str | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> WrittenFiles:
-    """Write the three files into ``out_dir`` (created if missing); returns their paths."""
+    """Write the files into ``out_dir`` (created if missing); returns their paths.
+
+    ``topology.toml`` (``SimulationResult.topology``) is written for the multi layout of a line of
+    two stations or more; the original layout is one station, which a topology cannot describe.
+    """
     if layout not in LAYOUTS:
         raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     try:
@@ -59,11 +65,34 @@ def write_outputs(
         _atomic_write(events_path, events_csv(result).encode())
         scenario_path = out_dir / "scenario.json"
         summary = events_by_type(result)
-        document = scenario_json(result.config, result.line.to_json(), summary)
+        line = result.line.to_json()
+        line["line_pack"] = {
+            **line_pack_record(result.config, result.line),
+            "fixed_point_passes": result.line_pack_passes,
+            "fixed_point_last_change_m3h": round(result.line_pack_residual_m3h, 6),
+        }
+        line["clock_offset_s"] = clock_record(result)
+        document = scenario_json(result.config, line, summary)
         _atomic_write(scenario_path, document.encode())
+        topology_path: Path | None = None
+        if layout == "multi" and len(result.station_ids) >= 2:
+            topology_path = out_dir / "topology.toml"
+            _atomic_write(topology_path, result.topology().to_toml().encode())
     except OSError as error:
         raise DataError(f"cannot write simulation output to {out_dir}: {error}") from error
-    return WrittenFiles(readings_path, events_path, scenario_path, rows)
+    return WrittenFiles(readings_path, events_path, scenario_path, rows, topology_path)
+
+
+def clock_record(result: SimulationResult) -> dict[str, list[int]]:
+    """Each station's clock offset in seconds, its first, smallest and largest (scenario.json)."""
+    offsets = result.clock_offset_s
+    if not len(offsets):
+        return {"first": [], "min": [], "max": []}
+    return {
+        "first": [int(v) for v in offsets[0]],
+        "min": [int(v) for v in offsets.min(axis=0)],
+        "max": [int(v) for v in offsets.max(axis=0)],
+    }
 
 
 def _station_index(result: SimulationResult, station: str) -> int:
@@ -86,9 +115,39 @@ def _timestamps(times: npt.NDArray[np.datetime64], style: str) -> csv_bytes.Fiel
     return csv_bytes.Field(chars, np.ones_like(chars, dtype=bool))
 
 
+class _SkewedStamps:
+    """RFC 3339 stamps ``times[t] + offset[t, j]`` seconds for every row, without formatting each.
+
+    Offsets are whole seconds, so a stamp is a minute's text (some minute near ``t``) with its two
+    second digits replaced: the minutes are formatted once, the rows are a gather and two digits.
+    """
+
+    SECONDS_AT = 17  # "YYYY-MM-DDTHH:MM:SSZ": the seconds' two digits
+
+    def __init__(self, times: npt.NDArray[np.datetime64], offsets: npt.NDArray[np.int32]) -> None:
+        self._shift = offsets.astype(np.int64) // 60  # whole minutes each stamp moves, floor
+        self._second = (offsets.astype(np.int64) % 60).astype(np.uint8)
+        self._low = int(self._shift.min()) if self._shift.size else 0
+        high = int(self._shift.max()) if self._shift.size else 0
+        step = np.timedelta64(1, "m")
+        first = times[0] + self._low * step if len(times) else times
+        span = np.arange(len(times) + high - self._low) * step
+        self._minutes = _timestamps(np.asarray(first + span), "rfc3339").chars
+
+    def rows(self, span: slice) -> csv_bytes.Field:
+        """Time-major stamps of every station for the minutes in ``span``."""
+        start = span.start or 0
+        minute = np.arange(start, span.stop)[:, None] + self._shift[span] - self._low
+        chars = self._minutes[minute.reshape(-1)].copy()
+        second = self._second[span].reshape(-1)
+        chars[:, self.SECONDS_AT] = second // 10 + ord("0")
+        chars[:, self.SECONDS_AT + 1] = second % 10 + ord("0")
+        return csv_bytes.Field(chars, np.ones_like(chars, dtype=bool))
+
+
 def _write_multi(result: SimulationResult, path: Path, progress: Callable[[float], None] | None) -> int:
     minutes, n = result.present.shape
-    stamps = _timestamps(result.times, "rfc3339")
+    stamps = _SkewedStamps(result.times, result.clock_offset_s)
     station_codes = np.arange(n)
     event_types = [event.event_type for event in result.events] + [""]
     event_ids = [event.event_id for event in result.events] + [""]
@@ -102,9 +161,7 @@ def _write_multi(result: SimulationResult, path: Path, progress: Callable[[float
             last = min(first + chunk_minutes, minutes)
             span = slice(first, last)
             fields = [
-                csv_bytes.Field(
-                    np.repeat(stamps.chars[span], n, axis=0), np.repeat(stamps.keep[span], n, axis=0)
-                ),
+                stamps.rows(span),
                 csv_bytes.vocabulary(np.tile(station_codes, last - first), result.station_ids),
             ]
             for sensor in SENSORS:

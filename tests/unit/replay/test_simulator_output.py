@@ -8,14 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from centinela.cli import app
+from detector.errors import ConfigError
+from detector.topology import load_topology
 from replay.simulator import EVENTS_COLUMNS, READINGS_COLUMNS, SimulationConfig, simulate
 from replay.simulator.writer import ORIGINAL_COLUMNS, write_outputs
 from tests.unit.replay.simulator_helpers import busy_config, busy_result
 
-FILES = ("readings.csv", "events.csv", "scenario.json")
+FILES = ("readings.csv", "events.csv", "scenario.json", "topology.toml")
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
@@ -32,7 +35,8 @@ def test_readings_csv_round_trips_to_the_result(tmp_path: Path) -> None:
     written = write_outputs(result, tmp_path)
     text = written.readings.read_text()
     assert text.splitlines()[0] == ",".join(READINGS_COLUMNS)
-    assert text.splitlines()[1].startswith("2025-01-01T00:00:00Z,EST-01,")
+    first_stamp = result.stamps[0, 0].astype("datetime64[s]")
+    assert text.splitlines()[1].startswith(f"{first_stamp}Z,EST-01,")
     frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
     assert len(frame) == written.rows == result.rows
     expected = result.frame
@@ -46,6 +50,7 @@ def test_readings_csv_round_trips_to_the_result(tmp_path: Path) -> None:
     assert (frame["event_id"].fillna("").to_numpy() == expected["event_id"].astype(str).to_numpy()).all()
     stamps = pd.to_datetime(frame["timestamp"], utc=True, format="%Y-%m-%dT%H:%M:%SZ")
     assert (stamps == expected["timestamp"]).all()
+    assert (stamps.dt.second != 0).mean() > 0.5  # the station clocks are off: stamps leave the minute
 
 
 def test_events_csv_and_scenario_json_describe_the_run(tmp_path: Path) -> None:
@@ -69,13 +74,16 @@ def test_original_layout_is_one_station_in_the_seed_columns(tmp_path: Path) -> N
     lines = (tmp_path / "readings.csv").read_text().splitlines()
     assert lines[0] == ",".join(ORIGINAL_COLUMNS)
     assert lines[1].startswith("2025-01-01 00:00:00,")
+    # One station on the minute, as the seed data set: no clock skew, no topology.
+    assert all(line[17:19] == "00" for line in lines[1:])
+    assert not (tmp_path / "topology.toml").exists()
     frame = pd.read_csv(tmp_path / "readings.csv")
     assert len(frame) == int(result.present[:, 2].sum())
     assert set(frame["label"].unique()) <= {0.0, 1.0}
     assert frame["label"].sum() == result.label[result.present[:, 2], 2].sum()
 
 
-def test_cli_writes_three_files_a_plot_and_a_summary(tmp_path: Path) -> None:
+def test_cli_writes_four_files_a_plot_and_a_summary(tmp_path: Path) -> None:
     runner = CliRunner()
     args = ["simulate", "--stations", "3", "--days", "2", "--seed", "5", "--out", str(tmp_path)]
     outcome = runner.invoke(app, [*args, "--theft-rate", "20", "--plot", "--plot-days", "1"])
@@ -85,6 +93,17 @@ def test_cli_writes_three_files_a_plot_and_a_summary(tmp_path: Path) -> None:
     assert "rows written" in outcome.output
     assert "events theft" in outcome.output
     assert (tmp_path / "plot_segment.png").read_bytes()[:4] == b"\x89PNG"
+    assert "line pack" in outcome.output
+
+
+def test_cli_turns_line_pack_and_clock_skew_off(tmp_path: Path) -> None:
+    args = ["simulate", "--stations", "2", "--days", "0.1", "--out", str(tmp_path)]
+    outcome = CliRunner().invoke(app, [*args, "--no-line-pack", "--clock-skew", "0"])
+    assert outcome.exit_code == 0, outcome.output
+    config = json.loads((tmp_path / "scenario.json").read_text())["config"]
+    assert config["line_pack"] is False
+    assert config["clock_skew_s"] == 0.0
+    assert pd.read_csv(tmp_path / "readings.csv")["timestamp"].str.endswith(":00Z").all()
 
 
 def test_cli_refuses_bad_options(tmp_path: Path) -> None:
@@ -95,6 +114,8 @@ def test_cli_refuses_bad_options(tmp_path: Path) -> None:
         ["--theft-size", "0:0.1"],
         ["--theft-minutes", "0:10"],
         ["--start", "yesterday"],
+        ["--clock-skew", "-1"],
+        ["--clock-skew", "600"],
     )
     for extra in bad:
         outcome = runner.invoke(app, ["simulate", "--days", "0.1", "--out", str(tmp_path), *extra])
@@ -104,6 +125,42 @@ def test_cli_refuses_bad_options(tmp_path: Path) -> None:
 def test_a_run_without_events_writes_a_header_only_events_file(tmp_path: Path) -> None:
     result = simulate(SimulationConfig(stations=1, days=0.2, seed=1).quiet())
     written = write_outputs(result, tmp_path)
+    assert written.topology is None  # one station: no segment to declare
     assert written.events.read_text().splitlines() == [",".join(EVENTS_COLUMNS)]
     assert written.rows == 288
     assert json.loads(written.scenario.read_text())["events_by_type"] == {}
+
+
+def test_topology_toml_declares_the_simulated_line_and_round_trips(tmp_path: Path) -> None:
+    result = busy_result()
+    written = write_outputs(result, tmp_path)
+    assert written.topology == tmp_path / "topology.toml"
+    topology = load_topology(written.topology)
+    assert topology == result.topology()
+    (line,) = topology.lines
+    assert [station.id for station in line.station] == list(result.station_ids)
+    assert all(station.tank_area == result.config.tank_area for station in line.station)
+    # A segment between each pair of neighbours; none to the terminal (no meter at its far end).
+    assert [segment.segment_id for segment in topology.segments] == [
+        result.segment_name(j) for j in range(len(result.station_ids) - 1)
+    ]
+    for j, segment in enumerate(topology.segments):
+        assert segment.length_km == pytest.approx(result.line.segment_km[j], abs=5e-4)
+        assert segment.decl.inner_diameter_m == result.config.pipe_diameter_m
+        # The nominal modulus a user would declare, not the simulation's own K_eff (0.87-1.17 GPa).
+        assert segment.decl.bulk_modulus_gpa == 1.3
+    # The truth an evaluation needs per tap: where (km from upstream) and how much.
+    events = pd.read_csv(written.events, keep_default_na=False)
+    thefts = events[events["event_type"] == "theft"]
+    assert len(thefts) > 0
+    lengths = {segment.segment_id: segment.length_km for segment in topology.segments}
+    positions = thefts["position"].to_numpy(dtype=np.float64)
+    segment_km = np.array([lengths[name] for name in thefts["segment"]])
+    assert ((positions * segment_km > 0) & (positions < 1)).all()
+    assert (thefts["volume_m3"].to_numpy(dtype=np.float64) > 0).all()
+
+
+def test_a_one_station_line_has_no_topology() -> None:
+    result = simulate(SimulationConfig(stations=1, days=0.1, seed=1).quiet())
+    with pytest.raises(ConfigError, match="two stations"):
+        result.topology()

@@ -239,3 +239,25 @@ def test_train_with_a_topology_end_to_end(tmp_path: Path) -> None:
     assert "Línea: calibración por tramo" in (out / "report.md").read_text()
     assert (out / "plots" / "line_balance.png").stat().st_size > 0
     assert "## Line (segment tap detection)" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_the_balance_aligns_stations_whose_clocks_are_seconds_apart(tmp_path: Path) -> None:
+    dataset = load_csv(line_csv(tmp_path / "h.csv"))
+    topology = Topology.from_dict(topology_dict())
+    frame = calibration_frame(dataset, chronological_bounds(dataset), topology)
+    skewed = frame.copy()
+    late = skewed["station_id"] == "EST-02"
+    skewed.loc[late, "timestamp"] = skewed.loc[late, "timestamp"] + pd.Timedelta(seconds=20)
+    balance = segment_balance(skewed, topology.segments[0])
+    assert len(balance) == 160
+    assert balance.iloc[1:].to_numpy() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_options_take_a_topology_file_or_object_and_record_where_it_came_from(tmp_path: Path) -> None:
+    topology = Topology.from_dict(topology_dict())
+    as_file = TrainOptions(data=tmp_path / "h.csv", topology=tmp_path / "t.toml", segment_budget=0.5)
+    as_object = TrainOptions(data=tmp_path / "h.csv", topology=topology)
+    assert as_file.to_dict()["topology"] == str(tmp_path / "t.toml")
+    assert as_file.to_dict()["segment_budget"] == 0.5
+    assert as_object.to_dict()["topology"] == "topology given to run_training"
+    assert TrainOptions(data=tmp_path / "h.csv").to_dict()["topology"] is None
