@@ -99,6 +99,10 @@ def run_seed(seed: int, days: float, variant: str, theft_rate: float) -> dict[st
     }
     scored["calibration"] = {k: v for k, v in calibration.record.items() if k != "segments"}
     scored["limits"] = {k: round(s.limit, 2) for k, s in calibration.segments.items()}
+    scored["largest_peaks"] = {
+        k: (v.get("largest_peak"), v.get("largest_peak_at"), v.get("limit_rule"))
+        for k, v in calibration.record["segments"].items()
+    }
     return scored
 
 

@@ -213,6 +213,9 @@ def _calibrate_segment(
         fused = (statistic + weight * np.minimum(pressure_z, PRESSURE_CAP)) / math.sqrt(1 + weight * weight)
         statistic = np.where(pressure_z > 0, np.fmax(statistic, fused), statistic)
     limit, tail = _limit_for_budget(statistic, normal, budget)
+    if len(statistic) and np.isfinite(np.where(normal, statistic, -np.inf)).any():
+        at = int(np.nanargmax(np.where(normal, statistic, -np.inf)))
+        tail["largest_peak_at"] = pd.Timestamp(int(minutes[at]) * 60, unit="s", tz="UTC").isoformat()
     notes.update(tail)
     notes.update(
         {
