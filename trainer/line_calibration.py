@@ -53,6 +53,7 @@ PEAK_MARGIN = 1.1
 SKEW_OFFSETS = (-1, 0, 1, 2)
 MIN_SKEW_GAIN = 0.15
 STEP_M3H = 25.0  # an upstream flow change this large in a minute is a step (5 % of a 500 m3/h line)
+CUSUM_REFERENCE_M3H = 5.0  # the baseline CUSUM's k: half of a 2 % tap on a 500 m3/h line
 MIN_LIMIT = 4.0
 MINUTES_PER_MONTH = 30 * 24 * 60
 
@@ -208,7 +209,10 @@ def _calibrate_segment(
     for window, sigma, values in zip(default.windows, sigmas, window_values, strict=True):
         if len(values):
             statistic = np.fmax(statistic, (values - drift * window / 60.0) / sigma)
-    if default.pressure_weight > 0 and default.pressure_coef:
+    if default.method == "cusum":
+        drift = CUSUM_REFERENCE_M3H
+        statistic = _cusum(residual, normal, drift)
+    elif default.pressure_weight > 0 and default.pressure_coef:
         weight = default.pressure_weight
         fused = (statistic + weight * np.minimum(pressure_z, PRESSURE_CAP)) / math.sqrt(1 + weight * weight)
         statistic = np.where(pressure_z > 0, np.fmax(statistic, fused), statistic)
@@ -323,6 +327,19 @@ def _shift(values: Array, offset: int) -> Array:
         out[: len(values) - offset] = values[offset:]
     else:
         out[-offset:] = values[:offset]
+    return out
+
+
+def _cusum(residual: Array, normal: npt.NDArray[np.bool_], reference: float) -> Array:
+    """The live CUSUM (m3) on the residual, restarted wherever the trace is not normal."""
+    out = np.zeros(len(residual))
+    total = 0.0
+    for i, (value, ok) in enumerate(zip(residual.tolist(), normal.tolist(), strict=True)):
+        if not ok or math.isnan(value):
+            total = 0.0
+            continue
+        total = max(0.0, total + (value - reference) / 60.0)
+        out[i] = total
     return out
 
 
