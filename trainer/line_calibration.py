@@ -47,6 +47,7 @@ from detector.topology import Topology
 Array = npt.NDArray[np.float64]
 
 RECOVERY_MINUTES = 60  # after an excluded row the line is not yet back to normal
+DRIFT_RECOVERY_MINUTES = 12 * 60  # after a drifting meter, the bias tracker's time constant
 EXCURSION_BASE = 2.0  # statistic level that starts an excursion
 EXCURSION_GAP = 60  # minutes below the base that end one
 PEAK_MARGIN = 1.1
@@ -83,13 +84,16 @@ def calibrate_line(
         },
         budget_per_segment_month,
     )
-    traces, pressure_traces = _trace(frame, topology, base)
+    traces, pressure_traces, blocked = _trace(frame, topology, base)
     excluded = _excluded_minutes(frame, exclude)
     segments: dict[str, SegmentCalibration] = {}
     record: dict[str, Any] = {"budget_per_segment_month": budget_per_segment_month, "segments": {}}
     for segment in topology.segments:
         minutes, balance, dfu = traces[segment.segment_id]
-        normal = np.isfinite(balance) & ~np.isin(minutes, excluded)
+        # A meter the monitor judged drifting, and the hours after it (the bias re-settles), are not
+        # normal operation either: they would set the limit to the fault's size.
+        suspect = _spread(np.asarray(blocked[segment.segment_id], dtype=np.float64), DRIFT_RECOVERY_MINUTES)
+        normal = np.isfinite(balance) & ~np.isin(minutes, excluded) & ~np.isin(minutes, suspect)
         calibration, notes, pressure_z = _calibrate_pressure(
             base.segment(segment.segment_id), pressure_traces[segment.segment_id], minutes, normal
         )
@@ -117,7 +121,7 @@ def calibrate_line(
 
 def _trace(
     frame: pd.DataFrame, topology: Topology, calibration: LineCalibration
-) -> tuple[dict[str, tuple[Array, Array, Array]], dict[str, Array]]:
+) -> tuple[dict[str, tuple[Array, Array, Array]], dict[str, Array], dict[str, list[int]]]:
     monitor = LineMonitor(topology, calibration, model_version="calibration", clock=lambda: _EPOCH)
     states = list(monitor.segment_states())
     for state in states:
@@ -135,6 +139,7 @@ def _trace(
     monitor.flush()
     out: dict[str, tuple[Array, Array, Array]] = {}
     pressure: dict[str, Array] = {}
+    blocked = {state.segment.segment_id: list(state.blocked_minutes) for state in states}
     for state in states:
         trace = state.trace or []
         out[state.segment.segment_id] = (
@@ -144,7 +149,15 @@ def _trace(
         )
         rows = state.pressure.trace or []
         pressure[state.segment.segment_id] = np.array(rows, dtype=np.float64).reshape(-1, 6)
-    return out, pressure
+    return out, pressure, blocked
+
+
+def _spread(minutes: Array, after: int) -> Array:
+    """``minutes`` and the ``after`` minutes that follow each."""
+    if not len(minutes):
+        return minutes
+    spread = minutes[:, None] + np.arange(after + 1)[None, :]
+    return np.asarray(np.unique(spread.reshape(-1)), dtype=np.float64)
 
 
 def _excluded_minutes(frame: pd.DataFrame, exclude: pd.Series | None) -> Array:

@@ -140,6 +140,7 @@ class SegmentState:
         # (minute, balance before the skew correction, upstream flow change), per minute, for the
         # calibration; None in service. A held minute records NaN.
         self.trace: list[tuple[int, float, float]] | None = None
+        self.blocked_minutes: list[int] = []  # minutes a neighbour's gain blocked this segment (trace)
         self.reset()
 
     def reset(self) -> None:
@@ -245,6 +246,8 @@ class SegmentState:
             return self._decide(minute)
         if self.trace is not None:
             self.trace.append((minute, balance, dfu))
+            if self.blocked:
+                self.blocked_minutes.append(minute)
         # The skew correction may need the upstream flow's change up to ``lead`` minutes later:
         # minute t is settled (and tested) once minute t + lead has arrived.
         queue = self.queue
