@@ -48,6 +48,10 @@ Array = npt.NDArray[np.float64]
 
 RECOVERY_MINUTES = 60  # after an excluded row the line is not yet back to normal
 DRIFT_RECOVERY_MINUTES = 12 * 60  # after a drifting meter, the bias tracker's time constant
+# The tracing pass runs the monitor with the untrained limit so that its meter checks (the drift
+# rule compares a gain with the limit) judge the history as the service would; the trace itself is
+# the raw balance, which incidents do not change.
+TRACE_LIMIT = 6.0
 EXCURSION_BASE = 2.0  # statistic level that starts an excursion
 EXCURSION_GAP = 60  # minutes below the base that end one
 PEAK_MARGIN = 1.1
@@ -79,7 +83,7 @@ def calibrate_line(
         raise ValueError("budget_per_segment_month must be positive")
     base = LineCalibration(
         {
-            s.segment_id: SegmentCalibration(s.segment_id, limit=math.inf, method=method)
+            s.segment_id: SegmentCalibration(s.segment_id, limit=TRACE_LIMIT, method=method)
             for s in topology.segments
         },
         budget_per_segment_month,

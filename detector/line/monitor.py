@@ -263,6 +263,7 @@ class LineMonitor:
         segments = line.segments
         for state in segments:
             state.blocked = False
+            state.mirrored = False
         for index, state in enumerate(segments):
             if state.gain < DRIFT_SHARE * state.cal.limit:
                 continue
@@ -279,6 +280,7 @@ class LineMonitor:
                 if station.id not in shared:
                     continue
                 neighbour.blocked = True
+                state.mirrored = True
                 if neighbour.statistic >= neighbour.cal.limit:
                     faults_now.setdefault((station.id, station.sensor("flow")), "drift")
 

@@ -163,6 +163,7 @@ class SegmentState:
         self.statistic = 0.0
         self.gain = 0.0  # the same test for product appearing from nowhere (a meter reading high)
         self.blocked = False  # a neighbour shows the mirror image: a shared meter drifts
+        self.mirrored = False  # this segment's gain is what blocks a neighbour
         self.argmax_window = 0
         self.balance = math.nan
         self.degraded: str | None = None
@@ -246,7 +247,7 @@ class SegmentState:
             return self._decide(minute)
         if self.trace is not None:
             self.trace.append((minute, balance, dfu))
-            if self.blocked:
+            if self.blocked or self.mirrored:
                 self.blocked_minutes.append(minute)
         # The skew correction may need the upstream flow's change up to ``lead`` minutes later:
         # minute t is settled (and tested) once minute t + lead has arrived.
