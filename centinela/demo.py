@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SENSORS = ("flow", "pressure", "pump_rpm", "tank_level", "power", "suction_pressure", "temperature")
+SEGMENT_KINDS = ("tap", "meter_fault")
 
 
 @dataclass(frozen=True)
@@ -64,14 +65,16 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 
 
-def _simulate(plan: DemoPlan) -> tuple[Path, Path | None]:
+def _simulate(plan: DemoPlan) -> tuple[Path, Path | None, Path | None]:
+    """The readings, the events and the line's topology (``--data``: the readings alone)."""
     if plan.data is not None:
-        return plan.data, None
+        return plan.data, None, None
     folder = plan.out / "sim"
     readings = folder / "readings.csv"
     stamp = folder / ".demo-stamp"
     key = _digest("sim", plan.stations, plan.days, plan.seed)
-    if readings.exists() and stamp.exists() and stamp.read_text() == key:
+    cached = readings.exists() and (folder / "topology.toml").exists()
+    if cached and stamp.exists() and stamp.read_text() == key:
         typer.secho(f"\n▶ simulated data (cached): {readings}", bold=True)
     else:
         _run_step(
@@ -96,19 +99,32 @@ def _simulate(plan: DemoPlan) -> tuple[Path, Path | None]:
             ),
         )
         stamp.write_text(key)
-    return readings, folder / "events.csv"
+    return readings, folder / "events.csv", _topology_file(folder)
 
 
-def _train(plan: DemoPlan, readings: Path) -> Path:
+def _topology_file(folder: Path) -> Path:
+    """The simulated line's topology, as ``centinela simulate`` wrote it."""
+    path = folder / "topology.toml"
+    if not path.exists():
+        raise CentinelaError(f"{path} is missing: simulate again (delete {folder / '.demo-stamp'})")
+    return path
+
+
+def _train(plan: DemoPlan, readings: Path, topology: Path | None) -> Path:
     folder = plan.out / "train"
     bundle = folder / "bundle"
     stamp = folder / ".demo-stamp"
-    key = _digest("train", readings.stat().st_size, readings.stat().st_mtime_ns, plan.epochs, plan.sensors)
+    line = topology.read_text() if topology is not None else None
+    key = _digest(
+        "train", readings.stat().st_size, readings.stat().st_mtime_ns, plan.epochs, plan.sensors, line
+    )
     if bundle.exists() and stamp.exists() and stamp.read_text() == key:
         typer.secho(f"\n▶ trained model (cached): {bundle}", bold=True)
         return bundle
+    line_args = ["--topology", str(topology)] if topology is not None else []
     _run_step(
-        "train a small LSTM autoencoder on the first 60% (calibrate on the next 20%)",
+        "train a small LSTM autoencoder on the first 60% (calibrate on the next 20%)"
+        + (" and calibrate every segment of the line" if topology is not None else ""),
         _centinela(
             "train",
             "--data",
@@ -125,6 +141,7 @@ def _train(plan: DemoPlan, readings: Path) -> Path:
             str(plan.epochs),
             "--seed",
             str(plan.seed),
+            *line_args,
         ),
     )
     stamp.write_text(key)
@@ -313,6 +330,122 @@ def _print_scorecard(card: Scorecard) -> None:
     )
 
 
+def segment_scorecard(
+    alerts: list[dict[str, Any]], events_csv: Path, topology_path: Path, since: datetime
+) -> dict[str, Any]:
+    """Segment incidents with their estimates beside the true events of the replayed period (the
+    sim suite's rules: ``centinela.suites.sim_segments``)."""
+    from centinela.suites import sim_segments
+    from detector.topology import load_topology
+
+    topology = load_topology(topology_path)
+    lengths = {segment.segment_id: segment.length_km for segment in topology.segments}
+    truths = [t for t in sim_segments.truth_events_from_csv(events_csv.read_text()) if t.end >= since]
+    incidents = sim_segments.fold_segment_incidents(alerts)
+    joined = sim_segments.join_segments(
+        truths, incidents, sim_segments.fold_station_incidents(alerts), lengths
+    )
+    caught_by = {r["incident_id"]: r for r in joined.events if r["incident_id"]}
+    rows = []
+    for incident in incidents:
+        estimate = incident.estimate or {}
+        truth = caught_by.get(incident.incident_id)
+        rows.append(
+            {
+                "kind": incident.kind,
+                "segment": incident.segment_id,
+                "opened": incident.opened_at,
+                "closed": incident.last_window_end if incident.closed else None,
+                "sensor": incident.sensor,
+                "station_id": incident.station_id,
+                "rate_m3h": estimate.get("rate_m3h"),
+                "volume_m3": estimate.get("volume_m3"),
+                "location_km": estimate.get("location_km"),
+                "location_sigma_km": estimate.get("location_sigma_km"),
+                "true_event": truth["event_id"] if truth else None,
+                "true_location_km": truth["true_location_km"] if truth else None,
+                "true_volume_m3": truth["true_volume_m3"] if truth else None,
+            }
+        )
+    return {"incidents": rows, "events": joined.events, "meter_faults": joined.meter_faults}
+
+
+def _print_segments(segments: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def number(value: Any, digits: int = 1) -> str:
+        return "—" if value is None else f"{float(value):.{digits}f}"
+
+    console = Console(width=max(140, Console().width))
+    incidents = Table(title="Segment incidents raised by the detector (tap: estimate; meter_fault: sensor)")
+    for column in (
+        "kind",
+        "segment",
+        "opened",
+        "closed",
+        "est. m³/h",
+        "est. m³",
+        "est. km ± σ",
+        "true event",
+    ):
+        incidents.add_column(column)
+    for row in segments["incidents"]:
+        where = (
+            f"{number(row['location_km'])} ± {number(row['location_sigma_km'])}"
+            if row["kind"] == "tap"
+            else f"{row['station_id']} {row['sensor'] or ''}"
+        )
+        true = (
+            f"{row['true_event']} (km {number(row['true_location_km'])}, {number(row['true_volume_m3'])} m³)"
+            if row["true_event"]
+            else ("no theft: false alarm" if row["kind"] == "tap" else "")
+        )
+        incidents.add_row(
+            row["kind"],
+            row["segment"],
+            row["opened"].strftime("%Y-%m-%d %H:%M"),
+            row["closed"].strftime("%H:%M") if row["closed"] else "open",
+            number(row["rate_m3h"]),
+            number(row["volume_m3"]),
+            where,
+            true,
+        )
+    console.print(incidents)
+    events = Table(title="True thefts and leaks in the replayed period, by segment")
+    for column in (
+        "event",
+        "type",
+        "segment",
+        "start",
+        "size",
+        "true km",
+        "true m³",
+        "caught",
+        "time to alarm",
+    ):
+        events.add_column(column)
+    for event in segments["events"]:
+        events.add_row(
+            event["event_id"],
+            event["event_type"],
+            event["segment"],
+            event["start"][:16].replace("T", " "),
+            f"{100 * event['magnitude']:.1f}% of flow",
+            number(event["true_location_km"]),
+            number(event["true_volume_m3"]),
+            "yes" if event["caught"] else "MISSED",
+            f"{event['minutes_to_alarm']:.0f} min" if event["caught"] else "—",
+        )
+    console.print(events)
+    faults = segments["meter_faults"]
+    console.print(
+        f"segment incidents: {sum(1 for r in segments['incidents'] if r['kind'] == 'tap')} tap, "
+        f"{sum(1 for r in segments['incidents'] if r['kind'] == 'meter_fault')} meter_fault; "
+        f"flow/level meter faults reported {sum(1 for f in faults if f['reported'])} of {len(faults)}"
+    )
+
+
 def run_demo(plan: DemoPlan) -> Scorecard | None:
     from centinela import local_broker
     from centinela.scorecard import score_incidents
@@ -322,8 +455,8 @@ def run_demo(plan: DemoPlan) -> Scorecard | None:
     started = time.monotonic()
     # Kafka first: a wrong KAFKA_BOOTSTRAP_SERVERS fails in seconds, not after the training.
     with local_broker.provide() as broker:
-        readings, events = _simulate(plan)
-        bundle = _train(plan, readings)
+        readings, events, topology = _simulate(plan)
+        bundle = _train(plan, readings, topology)
         test_start = _test_period_start(plan.out / "train" / "report.json")
         # Windows need 30 minutes of history: start the replay one hour before the test period.
         replay_from = test_start - timedelta(hours=1)
@@ -370,10 +503,17 @@ def run_demo(plan: DemoPlan) -> Scorecard | None:
         alerts = _read_alerts(client, topics["alerts"])
 
     (plan.out / "alerts.jsonl").write_text("".join(json.dumps(alert) + "\n" for alert in alerts))
-    card = score_incidents(alerts, events, since=test_start) if events is not None else None
+    # Station incidents (the per-station autoencoder) in the scorecard as before; segment incidents
+    # (tap, meter_fault) beside the true events of their segment.
+    station_alerts = [a for a in alerts if a.get("kind") not in SEGMENT_KINDS]
+    card = score_incidents(station_alerts, events, since=test_start) if events is not None else None
     if card is not None:
         _print_scorecard(card)
         (plan.out / "scorecard.json").write_text(json.dumps(card.to_json(), indent=2, default=str) + "\n")
+    if events is not None and topology is not None:
+        segments = segment_scorecard(alerts, events, topology, since=test_start)
+        _print_segments(segments)
+        (plan.out / "segments.json").write_text(json.dumps(segments, indent=2, default=str) + "\n")
     else:
         typer.echo(f"{len(alerts)} alerts (no events file to compare with, since --data was given)")
     typer.secho("\n▶ metrics the detector exposed (Prometheus format)", bold=True)

@@ -31,7 +31,7 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from detector.errors import BundleError, ConfigError, DataError
-from detector.line.calibration import LineCalibration
+from detector.line.calibration import LineCalibration, SegmentCalibration
 from detector.readings import ReadingParser, SensorLimits
 from detector.scaling import Scaler, StationScalers
 from detector.scoring import AGGREGATIONS, DEFAULT_MAX_BATCH, OnnxScorer, reconstruction_errors
@@ -193,25 +193,57 @@ class Bundle:
 
 
 def _line_of(manifest: Manifest, root: Path) -> tuple[Topology | None, LineCalibration | None]:
-    """The bundle's declared line and its calibration; both or neither, checked against the bundle."""
+    """The bundle's declared line and its calibration; both or neither, checked against the bundle.
+
+    Refused (``BundleError`` naming the field): a topology that is invalid or names stations or
+    sensors the bundle lacks; a calibration that is malformed, lacks a segment of the topology, files
+    a segment under another's name, or has a non-positive spread or decision limit.
+    """
     if manifest.line is None:
         return None, None
+    where = f"bundle {root}: line"
     try:
-        topology = Topology.from_dict(manifest.line["topology"], where=f"bundle {root}: line.topology")
-        calibration = LineCalibration.from_dict(manifest.line["calibration"])
+        topology = Topology.from_dict(manifest.line["topology"], where=f"{where}.topology")
         topology.check_against(
-            frozenset(manifest.scalers.per_station), tuple(manifest.sensors), f"bundle {root}: line.topology"
+            frozenset(manifest.scalers.per_station), tuple(manifest.sensors), f"{where}.topology"
         )
+        raw = manifest.line["calibration"]
+        segments = raw["segments"] if isinstance(raw, Mapping) else None
+        if not isinstance(segments, Mapping):
+            raise BundleError(f"{where}.calibration.segments must be an object of segment calibrations")
+        for name, fields in segments.items():
+            _check_segment_calibration(f"{where}.calibration.segments[{name!r}]", name, fields)
+        calibration = LineCalibration.from_dict(raw)
     except KeyError as error:
-        raise BundleError(f"bundle {root}: manifest line lacks {error.args[0]!r}") from error
+        raise BundleError(f"{where} lacks {error.args[0]!r}") from error
     except ConfigError as error:
         raise BundleError(str(error)) from error
+    except BundleError as error:
+        message = str(error)
+        raise BundleError(
+            message if message.startswith(where) else f"{where}.calibration: {message}"
+        ) from error
     for segment in topology.segments:
         if segment.segment_id not in calibration.segments:
-            raise BundleError(
-                f"bundle {root}: line.calibration has no segment {segment.segment_id} of the topology"
-            )
+            raise BundleError(f"{where}.calibration has no segment {segment.segment_id} of the topology")
     return topology, calibration
+
+
+def _check_segment_calibration(where: str, name: str, fields: Any) -> None:
+    """One segment's figures: well formed, filed under its own id, positive spread and limit."""
+    if not isinstance(fields, Mapping):
+        raise BundleError(f"{where} must be an object")
+    try:
+        segment = SegmentCalibration.from_dict(fields)
+    except BundleError as error:
+        raise BundleError(f"{where}: {error}") from error
+    if segment.segment_id != name:
+        raise BundleError(f"{where}: segment_id is {segment.segment_id!r}, not {name!r}")
+    for field, value in (("sigma_m3h", segment.sigma_m3h), ("limit", segment.limit)):
+        if not (math.isfinite(value) and value > 0):
+            raise BundleError(f"{where}.{field} must be a positive number, got {value!r}")
+    if not (math.isfinite(segment.drift_m3h) and segment.drift_m3h >= 0):
+        raise BundleError(f"{where}.drift_m3h must be zero or positive, got {segment.drift_m3h!r}")
 
 
 def _check_tree(root: Path) -> dict[str, Path]:

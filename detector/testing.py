@@ -12,6 +12,7 @@ Two kinds of bundle:
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,15 +22,19 @@ from typing import Any
 import numpy as np
 
 from detector.bundle import write_bundle
+from detector.line.calibration import LineCalibration, SegmentCalibration
 from detector.onnx_graph import serving_export
 from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS
 from detector.scaling import Scaler, StationScalers
+from detector.topology import Topology
 from detector.windows import WindowSpec
 
 # Mean and spread of the seed data set's sensors (rounded), so test bundles scale realistic readings.
 SEED_MEAN = (499.2, 69.8, 1800.5, 15.0, 400.1)
 SEED_SCALE = (20.0, 4.0, 30.0, 2.0, 10.0)
 FIXED_CREATED_AT = datetime(2025, 1, 1, tzinfo=UTC)
+# The seed sensors plus the suction pressure a segment balance reads (detector.topology.ROLES).
+LINE_SENSORS: tuple[str, ...] = (*DEFAULT_SENSORS, "suction_pressure")
 
 
 def default_scalers(n_sensors: int, stations: Sequence[str] = ()) -> StationScalers:
@@ -86,6 +91,43 @@ def export_onnx(model: Any, steps: int, sensors: int) -> bytes:
     return serving_export(model, sample).onnx
 
 
+def example_line(
+    stations: Sequence[str] = ("EST-01", "EST-02", "EST-03"),
+    *,
+    tank_area_m2: float = 250.0,
+    length_km: float = 50.0,
+    limit: float = 60.0,
+) -> tuple[Topology, LineCalibration]:
+    """One line through ``stations`` in order (breakout tanks of ``tank_area_m2`` everywhere, 12-inch
+    pipe), with every segment given the same plain calibration; for ``build_linear_bundle(line=...)``
+    (pass ``sensors=LINE_SENSORS``)."""
+    topology = Topology.from_dict(
+        {
+            "format": 1,
+            "line": [
+                {
+                    "id": "L1",
+                    "station": [{"id": s, "tank_area_m2": tank_area_m2} for s in stations],
+                    "segment": [
+                        {
+                            "upstream": up,
+                            "downstream": down,
+                            "length_km": length_km,
+                            "inner_diameter_m": 0.3048,
+                        }
+                        for up, down in itertools.pairwise(stations)
+                    ],
+                }
+            ],
+        }
+    )
+    calibration = LineCalibration(
+        {s.segment_id: SegmentCalibration(s.segment_id, limit=limit) for s in topology.segments},
+        record={"note": "test calibration, not learned"},
+    )
+    return topology, calibration
+
+
 def build_linear_bundle(
     out_dir: Path | str,
     *,
@@ -96,8 +138,13 @@ def build_linear_bundle(
     stations: Sequence[str] = (),
     model_version: str = "test-linear-1",
     aggregation: str = "mean",
+    line: tuple[Topology, LineCalibration] | None = None,
 ) -> Path:
-    """A bundle whose model is ``x_hat = factor · x_scaled`` (score = (1 - factor)² · mean(x_scaled²))."""
+    """A bundle whose model is ``x_hat = factor · x_scaled`` (score = (1 - factor)² · mean(x_scaled²)).
+
+    ``line`` (topology and its segment calibration) is stored as the manifest's ``line`` field, as the
+    trainer's ``--topology`` does; ``write_bundle`` refuses a calibration that disagrees with the topology.
+    """
     spec = window or WindowSpec()
     return write_bundle(
         out_dir,
@@ -112,6 +159,7 @@ def build_linear_bundle(
         calibration={"method": "fixed", "note": "test bundle, not calibrated"},
         training={"note": "no training: hand-made linear model"},
         limits={name: DEFAULT_LIMITS[name] for name in sensors if name in DEFAULT_LIMITS},
+        line=line,
         model_card="# Test bundle\n\nA linear stand-in model for tests.\n",
         created_at=FIXED_CREATED_AT,
     )

@@ -82,6 +82,7 @@ def export_bundle(result: RunResult, out_dir: Path, model_card: str | None = Non
             training={**training_record(result), "serving_export": export.to_dict()},
             # Sanity limits travel with the bundle so the service refuses impossible values.
             limits={name: DEFAULT_LIMITS[name] for name in result.prepared.sensors if name in DEFAULT_LIMITS},
+            line=None if result.line is None else (result.line.topology, result.line.calibration),
             model_card=model_card,
             created_at=created_at,
             overwrite=True,

@@ -1,12 +1,60 @@
-"""Calibrate each declared segment's sequential test on the training period (STUB: the interface;
-the calibration itself is being built beside detector/line/)."""
+"""Calibrate each declared segment's sequential test on the training period.
+
+The same machinery as the live monitor runs over the training history (``LineMonitor`` with its
+per-minute trace switched on), so what is learned is what the service will compute. Per segment:
+
+1. **Clock skew.** A clock offset between the two stations turns every upstream flow step into a
+   balance spike of ``-d * dflow`` (``d`` in minutes) that does not telescope. Least squares of
+   the balance on the upstream flow change (this minute and the previous one) gives the gains the
+   monitor subtracts.
+2. **Bias** (meter calibration offsets): the median corrected balance; the monitor tracks it from
+   there.
+3. **Spread per window**: the cumulative residual ``V_W`` over each test window ``W``, on normal
+   minutes only (``exclude`` rows and the hour after them left out), gives ``sigma_W`` (a robust
+   scale: the larger of the standard deviation of the central 98 % and 1.4826 MAD).
+4. **Decision limit** for ``budget_per_segment_month``: the statistic's excursions above 2.0
+   (separated by an hour) are peaks; their tail above the upper quartile is fitted with an
+   exponential (peaks-over-threshold) and the limit set where the fitted rate meets the budget.
+   It never goes below the largest normal peak × ``PEAK_MARGIN``. ``LineCalibration.record`` says,
+   per segment, the peaks, the fit and which rule set the limit.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+from datetime import UTC
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from detector.line.calibration import LineCalibration, SegmentCalibration
+from detector.line.monitor import LineMonitor
+from detector.line.pressure import (
+    MEAN_MINUTES,
+    MIN_FLOW_SHARE,
+    OFFSET_CLIP_BAR,
+    OFFSET_MINUTES,
+    Q_REF,
+    STEADY_CHANGE,
+    STEADY_MINUTES,
+)
+from detector.line.segment import BIAS_CLIP_M3H, BIAS_MINUTES, PRESSURE_CAP
 from detector.topology import Topology
+
+Array = npt.NDArray[np.float64]
+
+RECOVERY_MINUTES = 60  # after an excluded row the line is not yet back to normal
+EXCURSION_BASE = 2.0  # statistic level that starts an excursion
+EXCURSION_GAP = 60  # minutes below the base that end one
+PEAK_MARGIN = 1.1
+SKEW_OFFSETS = (-1, 0, 1, 2)
+MIN_SKEW_GAIN = 0.15
+STEP_M3H = 25.0  # an upstream flow change this large in a minute is a step (5 % of a 500 m3/h line)
+MIN_LIMIT = 4.0
+MINUTES_PER_MONTH = 30 * 24 * 60
 
 
 def calibrate_line(
@@ -15,6 +63,8 @@ def calibrate_line(
     *,
     budget_per_segment_month: float = 1.0,
     exclude: pd.Series | None = None,
+    method: str = "windows",
+    pressure_weight: float = 0.0,
 ) -> LineCalibration:
     """Thresholds for every segment of ``topology`` from normal history.
 
@@ -23,8 +73,329 @@ def calibrate_line(
     aligned with ``frame``, True on rows known not to be normal (labelled events); those minutes
     (and the recovery after them) do not count towards the false-alarm budget.
     """
-    del frame, exclude
-    return LineCalibration(
-        {segment.segment_id: SegmentCalibration(segment.segment_id) for segment in topology.segments},
+    if budget_per_segment_month <= 0:
+        raise ValueError("budget_per_segment_month must be positive")
+    base = LineCalibration(
+        {
+            s.segment_id: SegmentCalibration(s.segment_id, limit=math.inf, method=method)
+            for s in topology.segments
+        },
         budget_per_segment_month,
     )
+    traces, pressure_traces = _trace(frame, topology, base)
+    excluded = _excluded_minutes(frame, exclude)
+    segments: dict[str, SegmentCalibration] = {}
+    record: dict[str, Any] = {"budget_per_segment_month": budget_per_segment_month, "segments": {}}
+    for segment in topology.segments:
+        minutes, balance, dfu = traces[segment.segment_id]
+        normal = np.isfinite(balance) & ~np.isin(minutes, excluded)
+        calibration, notes, pressure_z = _calibrate_pressure(
+            base.segment(segment.segment_id), pressure_traces[segment.segment_id], minutes, normal
+        )
+        calibration, more = _calibrate_segment(
+            replace(calibration, pressure_weight=pressure_weight),
+            minutes,
+            balance,
+            dfu,
+            normal=normal,
+            budget=budget_per_segment_month,
+            pressure_z=pressure_z,
+        )
+        notes.update(more)
+        segments[segment.segment_id] = calibration
+        record["segments"][segment.segment_id] = notes
+    if len(frame):
+        record["training_start"] = str(frame["timestamp"].min())
+        record["training_end"] = str(frame["timestamp"].max())
+    record["rule"] = (
+        "limit = max(exponential tail of excursion peaks at the budget, largest normal peak x "
+        f"{PEAK_MARGIN}, {MIN_LIMIT})"
+    )
+    return LineCalibration(segments, budget_per_segment_month, record)
+
+
+def _trace(
+    frame: pd.DataFrame, topology: Topology, calibration: LineCalibration
+) -> tuple[dict[str, tuple[Array, Array, Array]], dict[str, Array]]:
+    monitor = LineMonitor(topology, calibration, model_version="calibration", clock=lambda: _EPOCH)
+    states = list(monitor.segment_states())
+    for state in states:
+        state.trace = []
+        state.pressure.trace = []
+    fields = sorted(topology.required_sensors() & set(frame.columns))
+    ordered = frame.sort_values("timestamp", kind="stable")
+    stamps = list(ordered["timestamp"].dt.tz_convert(UTC).dt.to_pydatetime())
+    stations = ordered["station_id"].astype(str).to_numpy()
+    columns = [ordered[name].to_numpy(dtype=np.float64) for name in fields]
+    for i in range(len(ordered)):
+        values = {name: column[i] for name, column in zip(fields, columns, strict=True)}
+        monitor.add(stations[i], stamps[i], values)
+        monitor.advance()
+    monitor.flush()
+    out: dict[str, tuple[Array, Array, Array]] = {}
+    pressure: dict[str, Array] = {}
+    for state in states:
+        trace = state.trace or []
+        out[state.segment.segment_id] = (
+            np.array([row[0] for row in trace], dtype=np.int64).astype(np.float64),
+            np.array([row[1] for row in trace], dtype=np.float64),
+            np.array([row[2] for row in trace], dtype=np.float64),
+        )
+        rows = state.pressure.trace or []
+        pressure[state.segment.segment_id] = np.array(rows, dtype=np.float64).reshape(-1, 6)
+    return out, pressure
+
+
+def _excluded_minutes(frame: pd.DataFrame, exclude: pd.Series | None) -> Array:
+    if exclude is None or not bool(exclude.any()):
+        return np.array([], dtype=np.float64)
+    stamps = frame.loc[exclude.to_numpy(dtype=bool), "timestamp"]
+    minutes = np.unique(np.round(stamps.astype("int64").to_numpy() / 60e9))
+    spread = minutes[:, None] + np.arange(RECOVERY_MINUTES + 1)[None, :]
+    return np.unique(spread.reshape(-1)).astype(np.float64)
+
+
+def _calibrate_segment(
+    default: SegmentCalibration,
+    minutes: Array,
+    balance: Array,
+    dfu: Array,
+    *,
+    normal: npt.NDArray[np.bool_],
+    budget: float,
+    pressure_z: Array,
+) -> tuple[SegmentCalibration, dict[str, Any]]:
+    notes: dict[str, Any] = {"normal_minutes": int(normal.sum())}
+    if normal.sum() < 24 * 60:
+        notes["rule"] = "too little normal data: untrained defaults"
+        return replace(default, limit=8.0), notes
+    # The upstream flow change at offsets -1, 0, +1, +2 minutes (a clock offset of either sign).
+    shifted = np.column_stack([_shift(dfu, offset) for offset in SKEW_OFFSETS])
+    # Only real steps say anything about a clock offset: on small changes the meter's own AR noise
+    # correlates with its increments and would bias the fit.
+    steps = normal & (np.abs(shifted) > STEP_M3H).any(axis=1)
+    gains = np.zeros(len(SKEW_OFFSETS))
+    if steps.sum() >= 10:
+        design = np.column_stack([np.ones(int(steps.sum())), shifted[steps]])
+        coef, *_ = np.linalg.lstsq(design, balance[steps], rcond=None)
+        # Gains too small to matter are dropped: a lead gain costs a minute of latency.
+        gains = np.where(np.abs(coef[1:]) >= MIN_SKEW_GAIN, coef[1:], 0.0)
+    notes["skew_steps"] = int(steps.sum())
+    notes["skew_gains"] = {str(o): round(float(g), 4) for o, g in zip(SKEW_OFFSETS, gains, strict=True)}
+    corrected = np.where(np.isfinite(balance), balance - shifted @ gains, np.nan)
+    bias0 = float(np.median(corrected[normal]))
+    residual = _tracked_residual(corrected, bias0)
+    cum = np.concatenate([[0.0], np.cumsum(np.nan_to_num(residual) / 60.0)])
+    # A window is usable when every minute in it is normal (and the trace has no gap).
+    bad = np.concatenate([[0], np.cumsum(~normal)])
+    sigmas: list[float] = []
+    window_values: list[Array] = []
+    for window in default.windows:
+        if len(residual) <= window:
+            sigmas.append(default.window_sigma_m3[len(sigmas)])
+            window_values.append(np.zeros(0))
+            continue
+        values = cum[window:] - cum[:-window]
+        clean = (bad[window:] - bad[:-window]) == 0
+        span_ok = (minutes[window - 1 :] - minutes[: len(minutes) - window + 1]) == window - 1
+        usable = values[clean & span_ok]
+        sigmas.append(_robust_scale(usable, fallback=default.window_sigma_m3[len(sigmas)]))
+        full = np.full(len(residual), np.nan)
+        full[window - 1 :] = np.where(clean & span_ok, values, np.nan)
+        window_values.append(full)
+    drift = max(0.5, float(np.std(_hourly_means(corrected[normal]))) * 0.5)
+    statistic = np.full(len(residual), -np.inf)
+    for window, sigma, values in zip(default.windows, sigmas, window_values, strict=True):
+        if len(values):
+            statistic = np.fmax(statistic, (values - drift * window / 60.0) / sigma)
+    if default.pressure_weight > 0 and default.pressure_coef:
+        weight = default.pressure_weight
+        fused = (statistic + weight * np.minimum(pressure_z, PRESSURE_CAP)) / math.sqrt(1 + weight * weight)
+        statistic = np.where(pressure_z > 0, np.fmax(statistic, fused), statistic)
+    limit, tail = _limit_for_budget(statistic, normal, budget)
+    notes.update(tail)
+    notes.update(
+        {
+            "bias_m3h": round(bias0, 3),
+            "window_sigma_m3": [round(s, 3) for s in sigmas],
+            "drift_m3h": round(drift, 3),
+            "limit": round(limit, 3),
+        }
+    )
+    return (
+        replace(
+            default,
+            bias_m3h=bias0,
+            sigma_m3h=float(np.std(corrected[normal])),
+            drift_m3h=drift,
+            limit=limit,
+            windows=default.windows,
+            window_sigma_m3=tuple(sigmas),
+            skew_gain_lag1=float(gains[0]),
+            skew_gain=float(gains[1]),
+            skew_gain_lead1=float(gains[2]),
+            skew_gain_lead2=float(gains[3]),
+        ),
+        notes,
+    )
+
+
+def _calibrate_pressure(
+    default: SegmentCalibration, trace: Array, minutes: Array, normal: npt.NDArray[np.bool_]
+) -> tuple[SegmentCalibration, dict[str, Any], Array]:
+    """Fit the expected upstream head and emulate the live drop z on the balance's minutes."""
+    notes: dict[str, Any] = {}
+    z_out = np.zeros(len(minutes))
+    if len(trace) < 24 * 60:
+        notes["pressure"] = "too little pressure data: off"
+        return default, notes, z_out
+    p_minute, y, r, qn, d, flow = (trace[:, i] for i in range(6))
+    normal_minutes = set(minutes[normal].tolist())
+    ok = np.array([m in normal_minutes for m in p_minute.tolist()]) & _steady_mask(flow)
+    if ok.sum() < 12 * 60:
+        notes["pressure"] = "too few steady normal minutes: off"
+        return default, notes, z_out
+    features = np.column_stack([np.ones(len(y)), r, r * qn, r * d * qn, r * d * d * qn])
+    coef, *_ = np.linalg.lstsq(features[ok], y[ok], rcond=None)
+    residual = y - features @ coef
+    drops = _emulate_drops(residual, flow)
+    usable = ok & np.isfinite(drops)
+    sigma = _robust_scale(drops[usable], fallback=default.pressure_sigma_bar)
+    z_by_minute = dict(zip(p_minute.tolist(), np.nan_to_num(drops / sigma).tolist(), strict=True))
+    z_out = np.array([z_by_minute.get(m, 0.0) for m in minutes.tolist()])
+    friction = float(np.median((r * qn * (coef[2] + coef[3] * d + coef[4] * d * d))[ok]))
+    notes.update(
+        {
+            "pressure_coef": [round(float(c), 4) for c in coef],
+            "pressure_fit_rms_bar": round(float(np.std(residual[ok])), 4),
+            "pressure_sigma_bar": round(sigma, 4),
+            "friction_bar_median": round(friction, 3),
+        }
+    )
+    return (
+        replace(
+            default,
+            pressure_coef=tuple(float(c) for c in coef),
+            pressure_sigma_bar=sigma,
+            drop_full_bar_per_m3h=1.8 * friction / 500.0,
+        ),
+        notes,
+        z_out,
+    )
+
+
+def _steady_mask(flow: Array) -> npt.NDArray[np.bool_]:
+    series = pd.Series(flow)
+    rolling = series.rolling(STEADY_MINUTES, min_periods=STEADY_MINUTES)
+    spread = rolling.max() - rolling.min()
+    steady = (spread <= STEADY_CHANGE * series) & (series >= MIN_FLOW_SHARE * Q_REF)
+    return np.asarray(steady.to_numpy(dtype=bool), dtype=np.bool_)
+
+
+def _emulate_drops(residual: Array, flow: Array) -> Array:
+    """The live drop (offset less the 5-minute mean residual) per minute, NaN where held."""
+    steady = _steady_mask(flow)
+    drops = np.full(len(residual), np.nan)
+    offset: float | None = None
+    recent: list[float] = []
+    for i, (value, ok) in enumerate(zip(residual.tolist(), steady.tolist(), strict=True)):
+        if not ok:
+            recent.clear()
+            continue
+        if offset is None:
+            offset = 0.0
+        recent.append(value)
+        if len(recent) > MEAN_MINUTES:
+            recent.pop(0)
+        if len(recent) == MEAN_MINUTES:
+            drops[i] = offset - sum(recent) / MEAN_MINUTES
+        offset += max(-OFFSET_CLIP_BAR, min(OFFSET_CLIP_BAR, value - offset)) / OFFSET_MINUTES
+    return drops
+
+
+def _shift(values: Array, offset: int) -> Array:
+    """``values[t + offset]`` at ``t`` (zeros where that falls outside)."""
+    out = np.zeros(len(values))
+    if offset >= 0:
+        out[: len(values) - offset] = values[offset:]
+    else:
+        out[-offset:] = values[:offset]
+    return out
+
+
+def _tracked_residual(corrected: Array, bias0: float) -> Array:
+    """The residual the monitor sees: the balance less a slowly tracked bias (EWMA, as live)."""
+    residual = np.full(len(corrected), np.nan)
+    bias = bias0
+    for i, value in enumerate(corrected.tolist()):
+        if not math.isnan(value):
+            residual[i] = value - bias
+            bias += max(-BIAS_CLIP_M3H, min(BIAS_CLIP_M3H, value - bias)) / BIAS_MINUTES
+    return residual
+
+
+def _hourly_means(values: Array) -> Array:
+    hours = len(values) // 60
+    if hours < 2:
+        return np.zeros(2)
+    return np.asarray(values[: hours * 60].reshape(hours, 60).mean(axis=1), dtype=np.float64)
+
+
+def _robust_scale(values: Array, *, fallback: float) -> float:
+    if len(values) < 100:
+        return fallback
+    low, high = np.quantile(values, [0.01, 0.99])
+    central = values[(values >= low) & (values <= high)]
+    mad = float(np.median(np.abs(values - np.median(values)))) * 1.4826
+    return max(float(np.std(central)), mad, 0.1)
+
+
+def _limit_for_budget(
+    statistic: Array, normal: npt.NDArray[np.bool_], budget: float
+) -> tuple[float, dict[str, Any]]:
+    months = float(normal.sum()) / MINUTES_PER_MONTH
+    peaks: list[float] = []
+    current = -math.inf
+    below = EXCURSION_GAP
+    for value, ok in zip(statistic.tolist(), normal.tolist(), strict=True):
+        if not ok or math.isnan(value):
+            continue
+        if value >= EXCURSION_BASE:
+            current = max(current, value)
+            below = 0
+        else:
+            below += 1
+            if below == EXCURSION_GAP and current > -math.inf:
+                peaks.append(current)
+                current = -math.inf
+    if current > -math.inf:
+        peaks.append(current)
+    largest = max(peaks, default=EXCURSION_BASE)
+    floor = max(largest * PEAK_MARGIN, MIN_LIMIT)
+    notes: dict[str, Any] = {
+        "months": round(months, 3),
+        "peaks": len(peaks),
+        "largest_peak": round(largest, 3),
+    }
+    if len(peaks) >= 8:
+        ordered = np.sort(np.array(peaks))
+        threshold = float(np.quantile(ordered, 0.75))
+        excess = ordered[ordered > threshold] - threshold
+        scale = max(float(excess.mean()) if len(excess) else 0.5, 0.2)
+        rate = len(excess) / months
+        tail_limit = threshold + scale * math.log(max(rate / budget, 1.0))
+        notes.update(
+            {
+                "tail_threshold": round(threshold, 3),
+                "tail_scale": round(scale, 3),
+                "tail_limit": round(tail_limit, 3),
+            }
+        )
+    else:
+        tail_limit = -math.inf
+    limit = max(tail_limit, floor)
+    notes["limit_rule"] = "tail" if tail_limit >= floor else "largest peak x margin"
+    return float(limit), notes
+
+
+_EPOCH = pd.Timestamp(0, tz="UTC").to_pydatetime()

@@ -16,8 +16,17 @@ import numpy.typing as npt
 from detector.calibration import BEST_F1, BEST_F1_EVERY, CalibrationRecord, Candidate, calibrate
 from detector.errors import ConfigError, DataError
 from detector.scoring import AGGREGATIONS, reconstruction_errors
+from detector.topology import Topology
 from trainer.baselines import BASELINES, fit_baseline
 from trainer.data import Dataset, load_csv
+from trainer.line import (
+    DEFAULT_SEGMENT_BUDGET,
+    LineTraining,
+    check_budget,
+    check_topology_against_data,
+    resolve_topology,
+    train_line,
+)
 from trainer.metrics import event_metrics, window_metrics
 from trainer.model import FitConfig, ModelConfig
 from trainer.prepare import Prepared, WindowSet, prepare
@@ -54,12 +63,24 @@ class TrainOptions:
     calibration_method: str = BEST_F1_EVERY
     use_labels: bool = False
     advanced_models: bool = False
+    # The line's topology (a file, or one already loaded): its segments are calibrated besides the
+    # autoencoder and travel in the bundle (see trainer/line.py). None: stations only, as before.
+    topology: Path | Topology | None = None
+    segment_budget: float = DEFAULT_SEGMENT_BUDGET  # false alarms per segment-month
 
     def __post_init__(self) -> None:
         if self.aggregation != "auto" and self.aggregation not in AGGREGATIONS:
             raise ConfigError(f"--aggregation must be auto or one of {', '.join(AGGREGATIONS)}")
         if self.topk < 1:
             raise ConfigError(f"--topk must be at least 1, got {self.topk}")
+        check_budget(self.segment_budget)
+
+    @property
+    def topology_source(self) -> str | None:
+        """Where the topology came from, for messages and the report (None without one)."""
+        if self.topology is None:
+            return None
+        return str(self.topology) if isinstance(self.topology, Path) else "topology given to run_training"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +97,8 @@ class TrainOptions:
             "calibration_method": self.calibration_method,
             "use_labels": self.use_labels,
             "advanced_models": self.advanced_models,
+            "topology": self.topology_source,
+            "segment_budget": self.segment_budget,
         }
 
 
@@ -119,6 +142,7 @@ class RunResult:
     models: dict[str, ModelResult]
     seconds: dict[str, float]
     label_head: LabelHead | None = None
+    line: LineTraining | None = None
 
     @property
     def autoencoder(self) -> ModelResult:
@@ -192,12 +216,21 @@ def run_training(
     dataset: Dataset | None = None,
     bounds: SplitBounds | None = None,
 ) -> RunResult:
-    """Train and evaluate one configuration; nothing is written (see ``reports`` and ``export``)."""
+    """Train and evaluate one configuration; nothing is written (see ``reports`` and ``export``).
+
+    With ``options.topology``, the topology is loaded and checked against the data before any
+    training, and every segment is calibrated (``RunResult.line``; see ``trainer.line``).
+    """
     stage = on_stage or (lambda _: None)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
+    # A bad topology stops the run before anything is loaded or trained.
+    topology = None if options.topology is None else resolve_topology(options.topology)
+    topology_source = options.topology_source or "topology"
     stage("loading data")
     data = dataset or load_csv(options.data, sensors=options.sensors)
+    if topology is not None:
+        check_topology_against_data(topology, data, topology_source)
     prepared = prepare(
         data,
         window=options.window,
@@ -207,6 +240,19 @@ def run_training(
         bounds=bounds,
     )
     seconds["prepare"] = time.perf_counter() - started
+
+    line: LineTraining | None = None
+    if topology is not None:
+        stage("calibrating the line's segments (training and validation periods)")
+        line_started = time.perf_counter()
+        line = train_line(
+            topology,
+            data,
+            prepared.bounds,
+            budget_per_segment_month=options.segment_budget,
+            source=topology_source,
+        )
+        seconds["line"] = time.perf_counter() - line_started
 
     stage("training the autoencoder")
     trained = train_autoencoder(prepared["train"].normal, options.model, options.fit, on_epoch=on_epoch)
@@ -292,4 +338,5 @@ def run_training(
         models=models,
         seconds=seconds,
         label_head=head,
+        line=line,
     )

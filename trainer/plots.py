@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from trainer.line import LABEL, LineTraining, segment_balance
 from trainer.pipeline import AUTOENCODER, RunResult
 
 
@@ -148,6 +149,31 @@ def worst_reconstructions(
     return path
 
 
+def line_balances(line: LineTraining, path: Path) -> Path:
+    """Each segment's level-compensated balance over the rows it was calibrated on, one panel each
+    (hourly means of the normal minutes; labelled rows left out as in the calibration)."""
+    plt = _pyplot()
+    segments = line.topology.segments
+    normal = line.frame[line.frame[LABEL] == 0]
+    fig, axes = plt.subplots(
+        len(segments), 1, figsize=(8, 2.2 * len(segments) + 0.6), sharex=True, squeeze=False
+    )
+    for ax, segment in zip(axes[:, 0], segments, strict=True):
+        balance = segment_balance(normal, segment)
+        hourly = balance.resample("1h").mean()
+        ax.plot(hourly.index, hourly.to_numpy(), linewidth=0.8)
+        ax.axhline(0.0, color="k", linewidth=0.5)
+        ax.set_ylabel("m³/h")
+        ax.set_title(f"{segment.segment_id} ({segment.length_km:g} km)", fontsize=9)
+    axes[-1, 0].set_xlabel("time (UTC)")
+    fig.suptitle("Segment balance on the calibration period (hourly mean)")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def write_plots(result: RunResult, out: Path) -> list[Path]:
     """Every plot of the run into ``out`` (created); returns the files."""
     out.mkdir(parents=True, exist_ok=True)
@@ -181,4 +207,6 @@ def write_plots(result: RunResult, out: Path) -> list[Path]:
             out / "worst_windows.png",
         ),
     ]
+    if result.line is not None and result.line.topology.segments:
+        paths.append(line_balances(result.line, out / "line_balance.png"))
     return paths

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from detector.errors import ConfigError
+from trainer.line import line_report
 from trainer.metrics import METRIC_KEYS
 from trainer.pipeline import UNSUPERVISED, RunResult
 
@@ -85,6 +86,24 @@ _TEXT: dict[str, dict[str, str]] = {
         "etiquetas salvo para elegir el umbral en validación; `etiquetas` aprendió la firma de las "
         "anomalías del tramo de entrenamiento.",
     },
+    "line": {"en": "Line: segment calibration", "es": "Línea: calibración por tramo"},
+    "line_note": {
+        "en": "Each segment's tap test (flow missing between its two stations) was calibrated on the "
+        "{splits} periods ({start} to {end}, {rows} rows, {excluded} labelled rows left out) to at most "
+        "{budget:g} false alarm(s) per segment-month. Topology: `{topology}`.",
+        "es": "La prueba de toma clandestina de cada tramo (flujo que falta entre sus dos estaciones) se "
+        "calibró en los periodos de {splits} ({start} a {end}, {rows} filas, {excluded} filas "
+        "etiquetadas excluidas) para a lo sumo {budget:g} falsa(s) alarma(s) por tramo-mes. "
+        "Topología: `{topology}`.",
+    },
+    "segment": {"en": "segment", "es": "tramo"},
+    "balance_note": {
+        "en": "*balance*: flow[up] − flow[down] − A·d(level[down])/dt on the normal rows calibrated on "
+        "(m³/h; no line pack), mean ± sd.",
+        "es": "*balance*: flujo[aguas arriba] − flujo[aguas abajo] − A·d(nivel[aguas abajo])/dt en las "
+        "filas normales de calibración (m³/h; sin empaque de línea), media ± de.",
+    },
+    "and": {"en": "training and validation", "es": "entrenamiento y validación"},
     "best_possible_f1": {"en": "best F1 (any threshold)", "es": "mejor F1 (cualquier umbral)"},
     "note_best_possible": {
         "en": "*Best F1 (any threshold)* is the F1 of the threshold that would have been best on these "
@@ -151,6 +170,8 @@ def build_report(result: RunResult, bundle_path: Path | None = None) -> dict[str
         "original_pipeline": ORIGINAL_FIGURES,
         "bundle": str(bundle_path) if bundle_path else None,
     }
+    if result.line is not None:
+        report["line"] = line_report(result.line, result.options.topology_source)
     if result.label_head is not None:
         report["label_head_coefficients"] = result.label_head.describe(result.prepared.sensors)
     cleaned: dict[str, Any] = _clean(report)
@@ -276,6 +297,8 @@ def render_markdown(report: dict[str, Any], lang: str = "en", plots: list[str] |
         f"- {t('epochs')}: {tr['epochs_run']} ({tr['best_epoch']})",
         f"- {t('seconds')}: {_fmt(tr['seconds'].get('train'))}",
     ]
+    if report.get("line"):
+        lines += ["", *_render_line(report["line"], t)]
     if report.get("walk_forward"):
         from trainer.walk_forward import render_walk_forward
 
@@ -287,6 +310,47 @@ def render_markdown(report: dict[str, Any], lang: str = "en", plots: list[str] |
     if plots:
         lines += ["", f"## {t('plots')}", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _render_line(line: dict[str, Any], t: Any) -> list[str]:
+    """The ``line`` section: the budget, the rows calibrated on, each segment's figures."""
+    on = line["calibrated_on"]
+    out = [
+        f"## {t('line')}",
+        "",
+        t("line_note").format(
+            splits=t("and"),
+            start=on["start"],
+            end=on["end"],
+            rows=on["rows"],
+            excluded=on["excluded_labelled_rows"],
+            budget=line["budget_per_segment_month"],
+            topology=line["topology"],
+        ),
+        "",
+    ]
+    # Whatever fields the calibration has (LineCalibration.to_dict), one column each.
+    fields = sorted(
+        {
+            k
+            for seg in line["segments"].values()
+            for k, v in seg["calibration"].items()
+            if k != "segment_id" and not isinstance(v, dict)
+        }
+    )
+    extras = sorted({k for seg in line["segments"].values() for k in seg["calibration"].get("extra", {})})
+    header = [t("segment"), "km", *fields, *extras, "balance (m³/h)"]
+    out += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for name, seg in line["segments"].items():
+        cal, balance = seg["calibration"], seg["training_balance"]
+        cells = [_fmt(cal.get(k)) for k in fields] + [_fmt(cal.get("extra", {}).get(k)) for k in extras]
+        out.append(
+            f"| {name} | {_fmt(seg['length_km'])} | "
+            + " | ".join(cells)
+            + f" | {_fmt(balance['mean_m3h'])} ± {_fmt(balance['std_m3h'])} |"
+        )
+    out += ["", t("balance_note")]
+    return out
 
 
 def write_reports(
@@ -351,6 +415,7 @@ def model_card(report: dict[str, Any]) -> str:
         "- Stations never seen in training are scaled with the pooled fallback scaler: expect more",
         "  false alarms there until they are in the training data.",
         "",
+        *_card_line(report.get("line")),
         "## Recalibrate when",
         "- the false-alarm rate on confirmed-normal periods drifts above what validation predicted;",
         "- equipment, setpoints or sensors change;",
@@ -358,3 +423,28 @@ def model_card(report: dict[str, Any]) -> str:
         "  compare the new report with this one before deploying the new bundle.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _card_line(line: dict[str, Any] | None) -> list[str]:
+    """The model card's line section (nothing without a topology)."""
+    if not line:
+        return []
+    on = line["calibrated_on"]
+    segments = ", ".join(
+        f"{name} ({seg['length_km']:g} km, limit {_fmt(seg['calibration'].get('limit'))})"
+        for name, seg in line["segments"].items()
+    )
+    return [
+        "## Line (segment tap detection)",
+        f"- Topology `{line['topology']}`: line(s) {', '.join(line['lines'])}; stations "
+        f"{', '.join(on['stations'])}; segments {segments}.",
+        f"- Each segment's sequential test on the level-compensated flow balance was calibrated on the "
+        f"training and validation periods ({on['start']} to {on['end']}, {on['rows']} rows, "
+        f"{on['excluded_labelled_rows']} labelled rows left out) to {line['budget_per_segment_month']:g} "
+        "false alarm(s) per segment-month; figures in `manifest.json`, `line.calibration`.",
+        "- The bundle's topology is the one the service balances with: a change of stations, tank areas,",
+        "  meters or pipe (length, diameter) needs a new topology file and a retrained bundle.",
+        "- Recalibrate the segments when a flow or level meter is replaced or recalibrated: its offset",
+        "  is part of the segment's learned bias.",
+        "",
+    ]

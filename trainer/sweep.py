@@ -121,6 +121,7 @@ def trial_options(base: TrainOptions, trial: dict[str, Any]) -> TrainOptions:
         ),
         advanced_models=False,
         use_labels=False,
+        topology=None,  # the segments' calibration does not depend on the trial: the final run does it
     )
 
 

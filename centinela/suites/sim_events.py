@@ -53,6 +53,8 @@ class TruthEvent:
     sensor: str | None = None
     volume_m3: float | None = None
     true_rate_m3h: float | None = None
+    segment_id: str | None = None  # events.csv's ``segment`` (``EST-01>EST-02``), as the topology names it
+    position: float | None = None  # of a tap or leak: fraction of the segment's length from upstream
 
 
 @dataclass(slots=True)
@@ -122,7 +124,7 @@ def fold_incidents(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:
     return sorted(incidents.values(), key=lambda i: (i.opened_at, i.station_id))
 
 
-def _quantile(values: Sequence[float], q: float) -> float | None:
+def quantile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
@@ -259,19 +261,25 @@ def _cause_matches(cause: str, incident: Incident, events: Sequence[TruthEvent],
     return False
 
 
-def band_figures(records: Sequence[Mapping[str, Any]], event_type: str = "theft") -> dict[str, Any]:
-    """Detection rate, median and p90 minutes to alarm, and counts, per size band."""
+def band_figures(
+    records: Sequence[Mapping[str, Any]],
+    event_type: str = "theft",
+    *,
+    key: str = "band",
+    bands: Iterable[str] = tuple(BANDS),
+) -> dict[str, Any]:
+    """Detection rate, median and p90 minutes to alarm, and counts, per band (``record[key]``)."""
     rate: dict[str, float | None] = {}
     median: dict[str, float | None] = {}
     p90: dict[str, float | None] = {}
     counts: dict[str, dict[str, int]] = {}
-    for band in BANDS:
-        chosen = [r for r in records if r["event_type"] == event_type and r["band"] == band]
+    for band in bands:
+        chosen = [r for r in records if r["event_type"] == event_type and r.get(key) == band]
         delays = [float(r["minutes_to_alarm"]) for r in chosen if r["caught"]]
         counts[band] = {"events": len(chosen), "caught": len(delays)}
         rate[band] = len(delays) / len(chosen) if chosen else None
-        median[band] = _quantile(delays, 0.5)
-        p90[band] = _quantile(delays, 0.9)
+        median[band] = quantile(delays, 0.5)
+        p90[band] = quantile(delays, 0.9)
     return {"rate": rate, "median": median, "p90": p90, "counts": counts}
 
 
@@ -306,7 +314,7 @@ def rate_at_least(records: Sequence[Mapping[str, Any]], size: float) -> tuple[fl
 
 
 def median_delay(records: Sequence[Mapping[str, Any]]) -> float | None:
-    return _quantile([float(r["minutes_to_alarm"]) for r in records if r["caught"]], 0.5)
+    return quantile([float(r["minutes_to_alarm"]) for r in records if r["caught"]], 0.5)
 
 
 def per_station_month(count: int, stations: int, days: float) -> float:

@@ -1,374 +1,569 @@
-"""report.json, report.md (English or Spanish) and plots/ of the sim suite, from the report dictionary."""
+"""report.json, report.md (English or Spanish) and plots/ of the sim suite, from the report dictionary.
+
+The prose says, for every target not met, how far it is and why, with the figures the report holds
+(what the missed thefts were, which causes the false alarms had).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from replay.simulator.result import SimulationResult
+from centinela.suites.sim_events import quantile
 
 _TEXT: dict[str, dict[str, str]] = {
     "en": {
-        "title": "Centinela on simulated pipeline data (API RP 1130-style)",
-        "quick": "**Quick mode** (CI sizes): a handful of events; these figures say the chain works, "
-        "not how well.",
-        "path": (
-            "Path: simulator → trainer (bundle) → replay into Kafka → `centinela detect` service (exactly "
-            "once) "
-            "→ alerts topic, joined with the simulator's labelled events. {broker}."
+        "title": "Centinela on simulated pipeline data: the line-aware service",
+        "quick": (
+            "**Quick mode** (CI sizes): a handful of events; these figures say the chain works, not how well."
         ),
+        "path": "Path: {path}. {broker}.",
         "sizes": (
-            "Line: {stations} stations, one simulation (seed {seed}, {rate:g} thefts per segment-month): the "
-            "first {train_days:g} days train the model, the next {test_days:g} days are replayed; model LSTM "
-            "{units}, {epochs} epochs max."
+            "Per seed ({seeds}): one simulated line of {stations} stations, {rate:g} thefts per "
+            "segment-month; the first {train_days:g} days calibrate the segment detector and "
+            "train the per-station autoencoder (LSTM {units}, {epochs} epochs max; trained on "
+            "seeds {ae_seeds}), the next {test_days:g} days are judged. Simulator realism: {realism}."
         ),
         "rules": (
-            "Rules: a theft is caught when an anomaly incident on one of its two stations opens after its "
-            "start and at most 1 h after its end (the downstream flow's recovery); every other anomaly "
-            "incident is a false alarm, classified by what was under way when it opened."
+            "Rules: a theft or leak is caught when a `tap` incident on its own segment opens after its start "
+            "and at most 1 h after its end; time to alarm = the incident's first decision minute − the "
+            "theft's start. Volume comes from the incident's last alert (its close alert), location from "
+            "its last alert that carried one. "
+            "Every other tap incident is a false alarm, classified by what was under way when it opened; "
+            "the service's station (autoencoder) incidents count as false alarms too unless linked to a "
+            "tap incident or opened during a tap on their station. Normal operation = unexplained, "
+            "transient and maintenance."
         ),
-        "points": "Operating points (same model, two thresholds, each replayed live)",
-        "points_text": (
-            "`trained_threshold`: the trainer's calibrated threshold, best F1 on validation windows "
-            "(what `centinela train` ships; its strategy is in the bundle's calibration record). "
-            "`alarm_budget`: the largest validation score on windows clear of any tap, i.e. no false "
-            "alarm on the validation weeks (chosen without test data). The sections below are for "
-            "**{point}**."
-        ),
-        "point": "operating point",
-        "threshold": "threshold",
-        "detect2": "≥ 2 % detected",
-        "median_all": "median min",
-        "false_month": "false / station-month",
-        "targets": "Targets",
+        "targets": "Targets (pooled over the seeds)",
         "target": "target",
         "value": "value",
         "met": "met",
+        "per_seed": "per seed",
         "yes": "yes",
         "no": "no",
-        "t_detect": "thefts ≥ 2 % of flow detected",
-        "t_median": "median minutes to alarm (all caught thefts)",
-        "t_false": "false alarms per station-month (normal operation, transients included)",
-        "bands": "Thefts by size band",
+        "t_taps_ge_2pct_detected": "taps ≥ 2 % of flow caught",
+        "t_taps_ge_2pct_30min_detected": "taps ≥ 2 % lasting ≥ 30 min caught",
+        "t_thefts_ge_8m3_detected": "thefts taking ≥ 8 m³ caught",
+        "t_median_minutes_to_alarm_ge_2pct": "median minutes to alarm, taps ≥ 2 %",
+        "t_false_alarms_per_station_month": "false alarms per station-month, normal operation",
+        "t_location_median_error_pct_of_segment": "location, median error, % of segment",
+        "t_volume_median_abs_error_pct": "volume, median absolute error, %",
+        "all_causes": "False alarms per station-month, every cause: {value} (target ≤ {target}: {met}).",
+        "gaps": "Where a target is not met",
+        "all_met": "Every target is met.",
+        "gap_detect": (
+            "**{name}**: {value} against {target}, {short} short ({missed} of {n} missed). The missed ones: "
+            "median size {size} % of flow, median {minutes} min long, median true volume {volume} m³; "
+            "{under4} of them took under 4 m³."
+        ),
+        "gap_median": (
+            "**{name}**: {value} min against ≤ {target}, {over} min over; p90 {p90} min. By band: {bands}."
+        ),
+        "gap_false": (
+            "**{name}**: {value} against ≤ {target}, {over} over. Tap incidents by cause: {tap}; station "
+            "incidents by cause: {station}. Tap false alarms by segment (every cause): {segments}."
+        ),
+        "gap_estimate": (
+            "**{name}**: {value} % against ≤ {target} %, {over} points over; p90 {p90} % ({n} caught thefts)."
+        ),
+        "gap_none": "**{name}**: nothing to judge (no caught theft or no event in this class).",
+        "rows": "Service, autoencoder alone and the offline reference",
+        "row": "row",
+        "r_service": "service (line + autoencoder, headline)",
+        "r_autoencoder": "per-station autoencoder alone (same live run)",
+        "r_reference": "reference: the suite's offline segment flow balance",
+        "detect2": "taps ≥ 2 % caught",
+        "median2": "median min (≥ 2 %)",
+        "false_month": "false / station-month (normal)",
+        "false_all": "false / station-month (all)",
+        "bands": "Thefts by size band (service)",
         "band": "band, % of flow",
+        "volumes": "Thefts by extracted volume (service)",
+        "vband": "true volume, m³",
         "events": "thefts",
         "caught": "caught",
         "rate": "detection rate",
         "median": "median min to alarm",
         "p90": "p90 min to alarm",
-        "smallest": "Smallest tap detected 90 % of the time (of that size or larger): **{value}**.",
-        "none": "none",
-        "false": "False alarms by cause",
+        "ae_rate": "autoencoder rate",
+        "ref_rate": "reference rate",
+        "causes": "False alarms by cause",
         "cause": "cause",
-        "count": "count",
-        "false_all": "All false alarms, every cause: {value:.2f} per station-month.",
-        "faults": "Sensor faults and dropouts",
-        "faults_text": (
-            "{events} sensor faults; {gap} raised a `data_gap` alarm, {anomaly} overlapped an anomaly alarm "
-            "({trouble} of those alarms had one sensor holding ≥ 60 % of the error, i.e. read as sensor "
-            "trouble)."
+        "tap": "tap incidents",
+        "station": "station incidents",
+        "meters": "Meter faults (simulated flow and level sensor faults)",
+        "meters_text": (
+            "{n} flow/level faults; {reported} raised a `meter_fault` on the right station and sensor; "
+            "{with_tap} saw a tap alarm on one of their segments while on; {spurious} meter_fault "
+            "incidents matched no simulated fault."
         ),
-        "estimation": "Extraction estimates (API 1130 accuracy)",
-        "estimation_text": (
-            "Estimated from the segment's level-compensated flow balance of the measured readings over the "
-            "incident (baseline: median over the 6 h ending 1 h before the incident's first window). "
-            "Median absolute error: rate {rate} %, volume {volume} % ({n} caught thefts)."
+        "subtype": "fault",
+        "faults": "faults",
+        "reported": "reported",
+        "estimates": "Location and volume estimates (caught thefts)",
+        "estimates_text": (
+            "Location: median error {loc} % of the segment's length, p90 {loc90} % ({nloc} estimates). "
+            "Volume: median absolute error {vol} %, p90 {vol90} % ({nvol} estimates); rate: median "
+            "absolute error {rate} %. Volume and rate: the incident's last alert (its close alert); "
+            "location: its last alert that carried one."
         ),
+        "leaks": "Leaks: {caught} of {n} caught, median {median} min to alarm.",
+        "parity": "Live against the offline oracle",
+        "parity_row": (
+            "seed {seed}: {live} segment alerts live, {offline} offline, {only_live} only live, "
+            "{only_offline} only offline: {verdict}."
+        ),
+        "same": "the same",
+        "differ": "they differ",
+        "seed_table": "Targets per seed",
+        "seed": "seed",
+        "detail": "Caught thefts (first 40)",
         "event": "event",
+        "segment": "segment",
         "size": "size, %",
-        "minutes": "min",
         "delay": "min to alarm",
-        "true_rate": "true m³/h",
-        "est_rate": "est. m³/h",
+        "true_km": "true km",
+        "est_km": "est. km",
         "true_vol": "true m³",
         "est_vol": "est. m³",
-        "window": "Window-level metrics (the service's score records vs. window labels)",
-        "reference": "Reference: the segment's flow balance (offline, not the service)",
-        "reference_text": (
-            "What the same measured readings allow when both ends of a segment are compared (API RP 1130's "
-            "classic method): every 5 min, the 30-min mean of the level-compensated imbalance minus its "
-            "median over the 6 h ending 1 h earlier; threshold {thr:.1f} m³/h = the largest value of the "
-            "training period clear of any tap; the same incident tracker and join. False alarms per "
-            "station-month (normal operation): {fa}; all causes: {fa_all}; smallest tap caught 90 %: "
-            "{smallest}; extraction estimate median absolute error: rate {rate} %, volume {volume} % "
-            "({n} caught thefts)."
-        ),
         "plots": "Plots",
         "seconds": "Run time: {s} s.",
+        "none": "—",
     },
     "es": {
-        "title": "Centinela con datos simulados de ducto (estilo API RP 1130)",
-        "quick": "**Modo rápido** (tamaños de CI): pocos eventos; estas cifras dicen que la cadena "
-        "funciona, no cuán bien.",
-        "path": (
-            "Ruta: simulador → entrenador (bundle) → reproducción en Kafka → servicio `centinela detect` "
-            "(exactamente una vez) → tópico de alertas, unido a los eventos etiquetados del simulador. "
-            "{broker}."
+        "title": "Centinela con datos simulados de ducto: el servicio consciente de la línea",
+        "quick": (
+            "**Modo rápido** (tamaños de CI): pocos eventos; estas cifras dicen que la cadena funciona, "
+            "no cuán bien."
         ),
+        "path": "Ruta: {path}. {broker}.",
         "sizes": (
-            "Línea: {stations} estaciones, una simulación (semilla {seed}, {rate:g} tomas por tramo-mes): "
-            "los "
-            "primeros {train_days:g} días entrenan el modelo, los {test_days:g} siguientes se reproducen; "
-            "modelo LSTM {units}, {epochs} épocas máx."
+            "Por semilla ({seeds}): una línea simulada de {stations} estaciones, {rate:g} tomas por "
+            "tramo-mes; los primeros {train_days:g} días calibran el detector de tramos y entrenan "
+            "el autocodificador por estación (LSTM {units}, {epochs} épocas máx.; entrenado en "
+            "las semillas {ae_seeds}), los "
+            "{test_days:g} días siguientes se evalúan. Realismo del simulador: {realism}."
         ),
         "rules": (
-            "Reglas: una toma se detecta si un incidente de anomalía en una de sus dos estaciones se abre "
-            "tras su inicio y a lo sumo 1 h después de su fin (recuperación del flujo aguas abajo); todo "
-            "otro incidente de anomalía es falsa alarma, clasificada por lo que ocurría cuando se abrió."
+            "Reglas: una toma o fuga se detecta si un incidente `tap` en su propio tramo se abre tras su "
+            "inicio y a lo sumo 1 h después de su fin; tiempo de alarma = primer minuto de decisión del "
+            "incidente − inicio de la toma. El volumen viene de la última alerta del incidente (su cierre), "
+            "la ubicación de su última alerta que la traía. Todo otro incidente tap es falsa alarma, "
+            "clasificada por lo que ocurría al "
+            "abrirse; los incidentes de estación (autocodificador) del servicio también cuentan como falsas "
+            "alarmas salvo que estén enlazados a un incidente tap o se abran durante una toma en su "
+            "estación. Operación normal = sin explicación, transitorio y mantenimiento."
         ),
-        "points": "Puntos de operación (mismo modelo, dos umbrales, cada uno reproducido en vivo)",
-        "points_text": (
-            "`trained_threshold`: el umbral calibrado del entrenador, mejor F1 en ventanas de "
-            "validación (lo que entrega `centinela train`). `alarm_budget`: el mayor puntaje de "
-            "validación en ventanas libres de tomas, es decir ninguna falsa alarma en las semanas de "
-            "validación (elegido sin datos de prueba). "
-            "Las secciones siguientes son para **{point}**."
-        ),
-        "point": "punto de operación",
-        "threshold": "umbral",
-        "detect2": "≥ 2 % detectadas",
-        "median_all": "min mediana",
-        "false_month": "falsas / estación-mes",
-        "targets": "Metas",
+        "targets": "Metas (todas las semillas juntas)",
         "target": "meta",
         "value": "valor",
         "met": "cumplida",
+        "per_seed": "por semilla",
         "yes": "sí",
         "no": "no",
-        "t_detect": "tomas ≥ 2 % del flujo detectadas",
-        "t_median": "minutos medianos hasta la alarma (tomas detectadas)",
-        "t_false": "falsas alarmas por estación-mes (operación normal, transitorios incluidos)",
-        "bands": "Tomas por banda de tamaño",
+        "t_taps_ge_2pct_detected": "tomas ≥ 2 % del flujo detectadas",
+        "t_taps_ge_2pct_30min_detected": "tomas ≥ 2 % de ≥ 30 min detectadas",
+        "t_thefts_ge_8m3_detected": "robos de ≥ 8 m³ detectados",
+        "t_median_minutes_to_alarm_ge_2pct": "mediana de minutos a la alarma, tomas ≥ 2 %",
+        "t_false_alarms_per_station_month": "falsas alarmas por estación-mes, operación normal",
+        "t_location_median_error_pct_of_segment": "ubicación, error mediano, % del tramo",
+        "t_volume_median_abs_error_pct": "volumen, error absoluto mediano, %",
+        "all_causes": "Falsas alarmas por estación-mes, todas las causas: {value} (meta ≤ {target}: {met}).",
+        "gaps": "Dónde no se cumple una meta",
+        "all_met": "Se cumplen todas las metas.",
+        "gap_detect": (
+            "**{name}**: {value} frente a {target}, faltan {short} ({missed} de {n} sin detectar). Las no "
+            "detectadas: tamaño mediano {size} % del flujo, duración mediana {minutes} min, volumen real "
+            "mediano {volume} m³; {under4} de ellas tomaron menos de 4 m³."
+        ),
+        "gap_median": (
+            "**{name}**: {value} min frente a ≤ {target}, {over} min de más; p90 {p90} min. "
+            "Por banda: {bands}."
+        ),
+        "gap_false": (
+            "**{name}**: {value} frente a ≤ {target}, {over} de más. Incidentes tap por causa: {tap}; "
+            "incidentes de estación por causa: {station}. Falsas alarmas tap por tramo (todas las "
+            "causas): {segments}."
+        ),
+        "gap_estimate": (
+            "**{name}**: {value} % frente a ≤ {target} %, {over} puntos de más; p90 {p90} % ({n} robos "
+            "detectados)."
+        ),
+        "gap_none": "**{name}**: nada que evaluar (ningún robo detectado o ningún evento de esta clase).",
+        "rows": "Servicio, autocodificador solo y la referencia fuera de línea",
+        "row": "fila",
+        "r_service": "servicio (línea + autocodificador, principal)",
+        "r_autoencoder": "autocodificador por estación solo (misma corrida en vivo)",
+        "r_reference": "referencia: balance de flujo del tramo de la suite, fuera de línea",
+        "detect2": "tomas ≥ 2 % detectadas",
+        "median2": "mediana min (≥ 2 %)",
+        "false_month": "falsas / estación-mes (normal)",
+        "false_all": "falsas / estación-mes (todas)",
+        "bands": "Robos por banda de tamaño (servicio)",
         "band": "banda, % del flujo",
-        "events": "tomas",
-        "caught": "detectadas",
+        "volumes": "Robos por volumen extraído (servicio)",
+        "vband": "volumen real, m³",
+        "events": "robos",
+        "caught": "detectados",
         "rate": "tasa de detección",
-        "median": "min medianos a la alarma",
-        "p90": "min p90 a la alarma",
-        "smallest": "Toma más pequeña detectada el 90 % de las veces (de ese tamaño o mayor): **{value}**.",
-        "none": "ninguna",
-        "false": "Falsas alarmas por causa",
+        "median": "mediana min a alarma",
+        "p90": "p90 min a alarma",
+        "ae_rate": "tasa autocodificador",
+        "ref_rate": "tasa referencia",
+        "causes": "Falsas alarmas por causa",
         "cause": "causa",
-        "count": "cantidad",
-        "false_all": "Todas las falsas alarmas, toda causa: {value:.2f} por estación-mes.",
-        "faults": "Fallas de sensor y pérdidas de datos",
-        "faults_text": (
-            "{events} fallas de sensor; {gap} levantaron una alarma `data_gap`, {anomaly} solaparon una "
-            "alarma "
-            "de anomalía ({trouble} de esas alarmas tenían un sensor con ≥ 60 % del error: se leen como "
-            "falla "
-            "de instrumento)."
+        "tap": "incidentes tap",
+        "station": "incidentes de estación",
+        "meters": "Fallas de medidor (fallas simuladas de sensores de flujo y nivel)",
+        "meters_text": (
+            "{n} fallas de flujo/nivel; {reported} levantaron un `meter_fault` en la estación y el sensor "
+            "correctos; {with_tap} coincidieron con una alarma tap en uno de sus tramos; {spurious} "
+            "incidentes meter_fault no corresponden a ninguna falla simulada."
         ),
-        "estimation": "Estimación de la extracción (exactitud API 1130)",
-        "estimation_text": (
-            "Estimada con el balance de flujo del tramo compensado por nivel, sobre las lecturas medidas "
-            "durante "
-            "el incidente (línea base: mediana de las 6 h que terminan 1 h antes de la primera ventana). "
-            "Error absoluto mediano: caudal {rate} %, volumen {volume} % ({n} tomas detectadas)."
+        "subtype": "falla",
+        "faults": "fallas",
+        "reported": "reportadas",
+        "estimates": "Estimaciones de ubicación y volumen (robos detectados)",
+        "estimates_text": (
+            "Ubicación: error mediano {loc} % de la longitud del tramo, p90 {loc90} % ({nloc} estimaciones). "
+            "Volumen: error absoluto mediano {vol} %, p90 {vol90} % ({nvol} estimaciones); caudal: error "
+            "absoluto mediano {rate} %. Volumen y caudal: la última alerta del incidente (su cierre); "
+            "ubicación: su última alerta que la traía."
         ),
+        "leaks": "Fugas: {caught} de {n} detectadas, mediana {median} min a la alarma.",
+        "parity": "En vivo frente al oráculo fuera de línea",
+        "parity_row": (
+            "semilla {seed}: {live} alertas de tramo en vivo, {offline} fuera de línea, {only_live} "
+            "solo en vivo, {only_offline} solo fuera de línea: {verdict}."
+        ),
+        "same": "iguales",
+        "differ": "difieren",
+        "seed_table": "Metas por semilla",
+        "seed": "semilla",
+        "detail": "Robos detectados (primeros 40)",
         "event": "evento",
+        "segment": "tramo",
         "size": "tamaño, %",
-        "minutes": "min",
-        "delay": "min a la alarma",
-        "true_rate": "m³/h real",
-        "est_rate": "m³/h est.",
-        "true_vol": "m³ real",
+        "delay": "min a alarma",
+        "true_km": "km real",
+        "est_km": "km est.",
+        "true_vol": "m³ reales",
         "est_vol": "m³ est.",
-        "window": "Métricas por ventana (registros de puntaje del servicio vs. etiquetas de ventana)",
-        "reference": "Referencia: balance de flujo del tramo (fuera de línea, no el servicio)",
-        "reference_text": (
-            "Lo que permiten las mismas lecturas medidas al comparar ambos extremos de un tramo (el método "
-            "clásico de API RP 1130): cada 5 min, la media de 30 min del desbalance compensado por nivel "
-            "menos su mediana en las 6 h que terminan 1 h antes; umbral {thr:.1f} m³/h = el mayor valor del "
-            "periodo de entrenamiento libre de tomas; el mismo rastreador de incidentes y la misma unión. "
-            "Falsas alarmas por estación-mes (operación normal): {fa}; toda causa: {fa_all}; toma más "
-            "pequeña detectada el 90 %: {smallest}; error absoluto mediano de la estimación: caudal "
-            "{rate} %, volumen {volume} % ({n} tomas detectadas)."
-        ),
         "plots": "Gráficas",
         "seconds": "Tiempo de ejecución: {s} s.",
+        "none": "—",
     },
 }
 
+PERCENT_TARGETS = ("taps_ge_2pct_detected", "taps_ge_2pct_30min_detected", "thefts_ge_8m3_detected")
+SUBSET_OF = {
+    "taps_ge_2pct_detected": "taps_ge_2pct",
+    "taps_ge_2pct_30min_detected": "taps_ge_2pct_30min",
+    "thefts_ge_8m3_detected": "thefts_ge_8m3",
+}
 
-def _fmt(value: Any, digits: int = 1, pct: bool = False) -> str:
+
+def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
         return "—"
-    if pct:
-        return f"{100 * float(value):.{digits}f} %"
+    if isinstance(value, bool):
+        return str(value)
     return f"{float(value):.{digits}f}"
 
 
+def _pct(value: Any) -> str:
+    return "—" if value is None else f"{100 * float(value):.0f} %"
+
+
+def _shown(key: str, value: Any) -> str:
+    return _pct(value) if key in PERCENT_TARGETS else _fmt(value)
+
+
+def _target_text(key: str, target: float) -> str:
+    if key in PERCENT_TARGETS:
+        return f"≥ {_pct(target)}"
+    return f"≤ {target:g}"
+
+
+def _in_subset(key: str, event: Mapping[str, Any]) -> bool:
+    if event["event_type"] != "theft":
+        return False
+    if key == "thefts_ge_8m3_detected":
+        return float(event["true_volume_m3"] or 0.0) >= 8.0
+    at_2pct = float(event["magnitude"] or 0.0) >= 0.02
+    return at_2pct and (key == "taps_ge_2pct_detected" or float(event["minutes"]) >= 30.0)
+
+
+def _by_segment(false_alarms: Sequence[Mapping[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for alarm in false_alarms:
+        key = f"{alarm['segment']} (seed {alarm['seed']})" if "seed" in alarm else str(alarm["segment"])
+        counts[key] = counts.get(key, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    return ", ".join(f"{name} {n}" for name, n in ranked[:6]) or "0"
+
+
+def _gap_lines(report: Mapping[str, Any], t: Mapping[str, str]) -> list[str]:
+    """Why each target not met is not, with figures."""
+    lines: list[str] = []
+    events: Sequence[Mapping[str, Any]] = report.get("events", [])
+    for key, target in report["targets"].items():
+        if target["met"]:
+            continue
+        name = t[f"t_{key}"]
+        value = target["value"]
+        if value is None:
+            lines.append(t["gap_none"].format(name=name))
+            continue
+        if key in PERCENT_TARGETS:
+            chosen = [e for e in events if _in_subset(key, e)]
+            missed = [e for e in chosen if not e["caught"]]
+            lines.append(
+                t["gap_detect"].format(
+                    name=name,
+                    value=_pct(value),
+                    target=_pct(target["target"]),
+                    short=f"{100 * (target['target'] - value):.0f} pts",
+                    missed=len(missed),
+                    n=len(chosen),
+                    size=_fmt(quantile([100 * float(e["magnitude"]) for e in missed], 0.5)),
+                    minutes=_fmt(quantile([float(e["minutes"]) for e in missed], 0.5), 0),
+                    volume=_fmt(quantile([float(e["true_volume_m3"]) for e in missed], 0.5)),
+                    under4=sum(1 for e in missed if float(e["true_volume_m3"] or 0) < 4.0),
+                )
+            )
+        elif key == "median_minutes_to_alarm_ge_2pct":
+            delays = [
+                float(e["minutes_to_alarm"])
+                for e in events
+                if _in_subset("taps_ge_2pct_detected", e) and e["caught"]
+            ]
+            bands = ", ".join(
+                f"{band} {_fmt(median, 0)}"
+                for band, median in report["median_minutes_to_alarm_by_band"].items()
+            )
+            lines.append(
+                t["gap_median"].format(
+                    name=name,
+                    value=_fmt(value, 0),
+                    target=f"{target['target']:g}",
+                    over=_fmt(value - target["target"], 0),
+                    p90=_fmt(quantile(delays, 0.9), 0),
+                    bands=bands,
+                )
+            )
+        elif key == "false_alarms_per_station_month":
+            causes = report["false_alarms_by_cause"]
+            lines.append(
+                t["gap_false"].format(
+                    name=name,
+                    value=_fmt(value, 2),
+                    target=f"{target['target']:g}",
+                    over=_fmt(value - target["target"], 2),
+                    tap=", ".join(f"{c} {n}" for c, n in causes["tap"].items() if n) or "0",
+                    station=", ".join(f"{c} {n}" for c, n in causes["station"].items() if n) or "0",
+                    segments=_by_segment(report.get("false_alarms", [])),
+                )
+            )
+        else:
+            block = report["location"] if key.startswith("location") else report["volume"]
+            p90 = block.get("p90_error_pct_of_segment", block.get("p90_abs_error_pct"))
+            lines.append(
+                t["gap_estimate"].format(
+                    name=name,
+                    value=_fmt(value),
+                    target=f"{target['target']:g}",
+                    over=_fmt(value - target["target"]),
+                    p90=_fmt(p90),
+                    n=block["estimated"],
+                )
+            )
+    return lines or [t["all_met"]]
+
+
+def _band_table(
+    report: Mapping[str, Any], t: Mapping[str, str], prefix: str, label: str, extra: bool
+) -> list[str]:
+    rows: Mapping[str, Any] = report.get("rows", {})
+    header = f"| {label} | {t['events']} | {t['caught']} | {t['rate']} | {t['median']} | {t['p90']} |"
+    rule = "|---|---|---|---|---|---|"
+    if extra:
+        header += f" {t['ae_rate']} | {t['ref_rate']} |"
+        rule += "---|---|"
+    lines = [header, rule]
+    for band, counts in report[f"events_by_{prefix}"].items():
+        cells = [
+            band,
+            str(counts["events"]),
+            str(counts["caught"]),
+            _pct(report[f"detection_rate_by_{prefix}"][band]),
+            _fmt(report[f"median_minutes_to_alarm_by_{prefix}"][band], 0),
+            _fmt(report[f"p90_minutes_to_alarm_by_{prefix}"][band], 0),
+        ]
+        if extra:
+            for row in ("autoencoder", "reference_flow_balance"):
+                cells.append(_pct(rows.get(row, {}).get("detection_rate_by_band", {}).get(band)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_markdown(report: Mapping[str, Any], plots: list[str], lang: str = "en") -> str:
-    t = _TEXT[lang]
-    yes_no = {True: t["yes"], False: t["no"]}
+    t = _TEXT.get(lang, _TEXT["en"])
     sizes = report["sizes"]
-    lines = [f"# {t['title']}", ""]
+    seeds = report["seeds"]
+    first = report["per_seed"].get(str(seeds[0]), {}) if seeds else {}
+    realism = ", ".join(f"{k} = {v}" for k, v in (first.get("realism") or {}).items()) or "—"
+    out = [f"# {t['title']}", ""]
     if report.get("quick"):
-        lines += [t["quick"], ""]
-    lines += [
-        t["path"].format(broker=report.get("broker", "")),
+        out += [t["quick"], ""]
+    out += [
+        t["path"].format(path=report["path"], broker=report.get("broker", "")),
         "",
         t["sizes"].format(
+            seeds=", ".join(str(s) for s in seeds),
             stations=sizes["stations"],
+            rate=sizes["theft_per_segment_month"],
             train_days=sizes["train_days"],
             test_days=sizes["test_days"],
-            seed=sizes["seeds"]["simulation"],
-            rate=sizes["theft_per_segment_month"],
             units="/".join(str(u) for u in sizes["model_units"]),
             epochs=sizes["epochs"],
+            ae_seeds=", ".join(str(s) for s in sizes["autoencoder_seeds"]) or "—",
+            realism=realism,
         ),
         "",
         t["rules"],
         "",
-    ]
-    points = report.get("operating_points") or {}
-    if points:
-        lines += [
-            f"## {t['points']}",
-            "",
-            t["points_text"].format(point=report.get("operating_point", "")),
-            "",
-            f"| {t['point']} | {t['threshold']} | {t['detect2']} | {t['median_all']} | {t['false_month']} | "
-            "window F1 | window AP |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for name, point in points.items():
-            wl = point["window_level"]
-            detected = _fmt(point["detection_rate_at_least_2pct"], 0, True)
-            false_rate = _fmt(point["false_alarms_per_station_month"], 2)
-            lines.append(
-                f"| {name} | {point['threshold']:.4g} | {detected} | "
-                f"{_fmt(point['median_minutes_to_alarm'])} | {false_rate} | "
-                f"{_fmt(wl.get('f1'), 3)} | {_fmt(wl.get('average_precision'), 3)} |"
-            )
-        lines.append("")
-    lines += [
         f"## {t['targets']}",
         "",
-        f"| | {t['target']} | {t['value']} | {t['met']} |",
-        "|---|---|---|---|",
+        f"| | {t['value']} | {t['target']} | {t['met']} | {t['per_seed']} |",
+        "|---|---|---|---|---|",
     ]
-    targets = report["targets"]
-    row = targets["detection_at_least_2pct"]
-    lines.append(
-        f"| {t['t_detect']} (n = {report['thefts_at_least_2pct']}) | ≥ {_fmt(row['target'], 0, True)} | "
-        f"{_fmt(row['value'], 0, True)} | {yes_no[row['met']]} |"
-    )
-    row = targets["median_minutes_to_alarm"]
-    lines.append(f"| {t['t_median']} | ≤ {row['target']:g} | {_fmt(row['value'])} | {yes_no[row['met']]} |")
-    row = targets["false_alarms_per_station_month"]
-    lines.append(f"| {t['t_false']} | ≤ {row['target']:g} | {_fmt(row['value'], 2)} | {yes_no[row['met']]} |")
-    lines += [
-        "",
-        f"## {t['bands']}",
-        "",
-        f"| {t['band']} | {t['events']} | {t['caught']} | {t['rate']} | {t['median']} | {t['p90']} |",
-        "|---|---|---|---|---|---|",
-    ]
-    for band, counts in report["events_by_band"].items():
-        lines.append(
-            f"| {band} | {counts['events']} | {counts['caught']} | "
-            f"{_fmt(report['detection_rate_by_band'][band], 0, True)} | "
-            f"{_fmt(report['median_minutes_to_alarm_by_band'][band], 0)} | "
-            f"{_fmt(report['p90_minutes_to_alarm_by_band'][band], 0)} |"
+    for key, target in report["targets"].items():
+        per_seed = ", ".join(
+            f"{seed}: {_shown(key, report['per_seed'][str(seed)]['targets'][key]['value'])}" for seed in seeds
         )
-    smallest = report["smallest_tap_detected_90pct"]
-    lines += ["", t["smallest"].format(value=t["none"] if smallest is None else _fmt(smallest, 1, True)), ""]
-    lines += [f"## {t['false']}", "", f"| {t['cause']} | {t['count']} |", "|---|---|"]
-    for cause, count in report["false_alarms_by_cause"].items():
-        lines.append(f"| {cause} | {count} |")
-    lines += ["", t["false_all"].format(value=report["false_alarms_per_station_month_all"]), ""]
-    faults = report["sensor_faults"]
-    lines += [
-        f"## {t['faults']}",
+        out.append(
+            f"| {t[f't_{key}']} | {_shown(key, target['value'])} | {_target_text(key, target['target'])} | "
+            f"{t['yes'] if target['met'] else t['no']} | {per_seed} |"
+        )
+    everything = report["false_alarms_all_causes_target"]
+    out += [
         "",
-        t["faults_text"].format(
-            events=faults["events"],
-            gap=faults["with_data_gap_alarm"],
-            anomaly=faults["with_anomaly_alarm"],
-            trouble=faults["anomaly_alarms_reading_as_sensor_trouble"],
+        t["all_causes"].format(
+            value=_fmt(everything["value"], 2),
+            target=f"{everything['target']:g}",
+            met=t["yes"] if everything["met"] else t["no"],
         ),
         "",
-        "| event | subtype | station | sensor | min | data_gap | anomaly | sensor-trouble |",
-        "|---|---|---|---|---|---|---|---|",
+        f"### {t['gaps']}",
+        "",
     ]
-    for f in faults["detail"]:
-        lines.append(
-            f"| {f['event_id']} | {f['subtype']} | {f['station']} | {f['sensor']} | {f['minutes']:.0f} | "
-            f"{f['data_gap_alarms']} | {f['anomaly_alarms']} | "
-            f"{f['anomaly_alarms_reading_as_sensor_trouble']} |"
+    out += [f"- {line}" for line in _gap_lines(report, t)]
+    out += ["", f"## {t['rows']}", ""]
+    out += [
+        f"| {t['row']} | {t['detect2']} | {t['median2']} | {t['false_month']} | {t['false_all']} |",
+        "|---|---|---|---|---|",
+    ]
+    labels = {
+        "service": t["r_service"],
+        "autoencoder": t["r_autoencoder"],
+        "reference_flow_balance": t["r_reference"],
+    }
+    for name, row in report.get("rows", {}).items():
+        out.append(
+            f"| {labels.get(name, name)} | {_pct(row.get('taps_ge_2pct_detected'))} | "
+            f"{_fmt(row.get('median_minutes_to_alarm_ge_2pct'), 0)} | "
+            f"{_fmt(row.get('false_alarms_per_station_month'), 2)} | "
+            f"{_fmt(row.get('false_alarms_per_station_month_all'), 2)} |"
         )
-    est = report["estimation"]
-    lines += [
+    out += ["", f"## {t['bands']}", ""]
+    out += _band_table(report, t, "band", t["band"], extra=True)
+    out += ["", f"## {t['volumes']}", ""]
+    out += _band_table(report, t, "volume", t["vband"], extra=False)
+    causes = report["false_alarms_by_cause"]
+    out += ["", f"## {t['causes']}", "", f"| {t['cause']} | {t['tap']} | {t['station']} |", "|---|---|---|"]
+    for cause in dict.fromkeys([*causes["tap"], *causes["station"]]):
+        out.append(f"| {cause} | {causes['tap'].get(cause, '—')} | {causes['station'].get(cause, '—')} |")
+    meters = report["meter_faults"]
+    out += [
         "",
-        f"## {t['estimation']}",
+        f"## {t['meters']}",
         "",
-        t["estimation_text"].format(
-            rate=_fmt(est["median_abs_rate_error_pct"], 0),
-            volume=_fmt(est["median_abs_volume_error_pct"], 0),
-            n=est["caught_thefts_estimated"],
+        t["meters_text"].format(
+            n=meters["flow_or_level_faults"],
+            reported=meters["reported"],
+            with_tap=meters["with_tap_alarm"],
+            spurious=meters["spurious_meter_fault_incidents"],
         ),
         "",
-        f"| {t['event']} | {t['size']} | {t['minutes']} | {t['caught']} | {t['delay']} | {t['true_rate']} | "
-        f"{t['est_rate']} | {t['true_vol']} | {t['est_vol']} |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| {t['subtype']} | {t['faults']} | {t['reported']} |",
+        "|---|---|---|",
     ]
-    for e in report["events"]:
-        estimate = e.get("estimate") or {}
-        lines.append(
-            f"| {e['event_id']} ({e['event_type']}) | {_fmt(e['magnitude'], 2, True).replace(' %', '')} | "
-            f"{e['minutes']:.0f} | {yes_no[bool(e['caught'])]} | {_fmt(e['minutes_to_alarm'], 0)} | "
-            f"{_fmt(e['true_rate_m3h'])} | {_fmt(estimate.get('rate_m3h'))} | {_fmt(e['true_volume_m3'])} | "
-            f"{_fmt(estimate.get('volume_m3'))} |"
-        )
-    wl = report["window_level"]
-    lines += ["", f"## {t['window']}", ""]
-    if wl.get("windows"):
-        lines += [
-            "| precision | recall | F1 | ROC-AUC | AP | windows | positives |",
-            "|---|---|---|---|---|---|---|",
-            f"| {wl['precision']:.3f} | {wl['recall']:.3f} | {wl['f1']:.3f} | {wl['roc_auc']:.3f} | "
-            f"{wl['average_precision']:.3f} | {wl['windows']} | {wl['positives']} |",
+    out += [f"| {k} | {v['faults']} | {v['reported']} |" for k, v in meters["by_subtype"].items()]
+    location, volume, leaks = report["location"], report["volume"], report["leaks"]
+    out += [
+        "",
+        f"## {t['estimates']}",
+        "",
+        t["estimates_text"].format(
+            loc=_fmt(location["median_error_pct_of_segment"]),
+            loc90=_fmt(location["p90_error_pct_of_segment"]),
+            nloc=location["estimated"],
+            vol=_fmt(volume["median_abs_error_pct"]),
+            vol90=_fmt(volume["p90_abs_error_pct"]),
+            nvol=volume["estimated"],
+            rate=_fmt(volume["median_abs_rate_error_pct"]),
+        ),
+        "",
+        t["leaks"].format(
+            caught=leaks["caught"], n=leaks["events"], median=_fmt(leaks["median_minutes_to_alarm"], 0)
+        ),
+    ]
+    parity = [(seed, report["per_seed"][str(seed)].get("live_matches_offline")) for seed in seeds]
+    if any(p for _, p in parity):
+        out += ["", f"## {t['parity']}", ""]
+        for seed, check in parity:
+            if check:
+                verdict = t["same"] if check["same"] else t["differ"]
+                out.append("- " + t["parity_row"].format(seed=seed, verdict=verdict, **check))
+    if len(seeds) > 1:
+        keys = list(report["targets"])
+        out += ["", f"## {t['seed_table']}", ""]
+        out += ["| " + t["seed"] + " | " + " | ".join(t[f"t_{k}"] for k in keys) + " |"]
+        out += ["|---|" + "---|" * len(keys)]
+        for seed in seeds:
+            figures = report["per_seed"][str(seed)]["targets"]
+            out.append(f"| {seed} | " + " | ".join(_shown(k, figures[k]["value"]) for k in keys) + " |")
+    caught = [e for e in report.get("events", []) if e["event_type"] == "theft" and e["caught"]][:40]
+    if caught:
+        out += [
+            "",
+            f"## {t['detail']}",
+            "",
+            f"| {t['seed']} | {t['event']} | {t['segment']} | {t['size']} | {t['delay']} | {t['true_km']} | "
+            f"{t['est_km']} | {t['true_vol']} | {t['est_vol']} |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
-    reference = report.get("reference_flow_balance")
-    if reference:
-        est = reference["estimation"]
-        smallest = reference["smallest_tap_detected_90pct"]
-        lines += [
-            "",
-            f"## {t['reference']}",
-            "",
-            t["reference_text"].format(
-                thr=reference["threshold_m3h"],
-                fa=_fmt(reference["false_alarms_per_station_month"], 2),
-                fa_all=_fmt(reference["false_alarms_per_station_month_all"], 2),
-                smallest=t["none"] if smallest is None else _fmt(smallest, 1, True),
-                rate=_fmt(est["median_abs_rate_error_pct"], 0),
-                volume=_fmt(est["median_abs_volume_error_pct"], 0),
-                n=est["caught_thefts_estimated"],
-            ),
-            "",
-            f"| {t['band']} | {t['events']} | {t['caught']} | {t['rate']} | {t['median']} | {t['p90']} |",
-            "|---|---|---|---|---|---|",
-        ]
-        for band, counts in reference["events_by_band"].items():
-            lines.append(
-                f"| {band} | {counts['events']} | {counts['caught']} | "
-                f"{_fmt(reference['detection_rate_by_band'][band], 0, True)} | "
-                f"{_fmt(reference['median_minutes_to_alarm_by_band'][band], 0)} | "
-                f"{_fmt(reference['p90_minutes_to_alarm_by_band'][band], 0)} |"
+        for e in caught:
+            estimate = e.get("estimate") or {}
+            out.append(
+                f"| {e.get('seed', '')} | {e['event_id']} | {e['segment']} | {_fmt(100 * e['magnitude'])} | "
+                f"{_fmt(e['minutes_to_alarm'], 0)} | {_fmt(e['true_location_km'])} | "
+                f"{_fmt(estimate.get('location_km'))} | {_fmt(e['true_volume_m3'])} | "
+                f"{_fmt(estimate.get('volume_m3'))} |"
             )
     if plots:
-        lines += ["", f"## {t['plots']}", ""] + [f"![{p}]({p})" for p in plots]
-    lines += ["", t["seconds"].format(s=report.get("seconds", {}).get("total", "—")), ""]
-    return "\n".join(lines)
+        out += ["", f"## {t['plots']}", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
+    total = report.get("seconds", {}).get("total")
+    if total is not None:
+        out += ["", t["seconds"].format(s=total)]
+    return "\n".join(out) + "\n"
 
 
 def write_plots(report: Mapping[str, Any], out: Path) -> list[Path]:
+    """detection_by_band, detection_by_volume, time_to_alarm, location_estimates, volume_estimates."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -378,6 +573,48 @@ def write_plots(report: Mapping[str, Any], out: Path) -> list[Path]:
     paths: list[Path] = []
     thefts = [e for e in report["events"] if e["event_type"] == "theft" and e["magnitude"] is not None]
 
+    def save(figure: Any, name: str) -> None:
+        figure.tight_layout()
+        path = out / name
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        paths.append(path)
+
+    rows = report.get("rows", {})
+    figure, axis = plt.subplots(figsize=(7, 3.8))
+    bands = list(report["detection_rate_by_band"])
+    shown = [("service", "tab:blue"), ("autoencoder", "tab:orange"), ("reference_flow_balance", "tab:grey")]
+    width = 0.8 / len(shown)
+    for index, (row, colour) in enumerate(shown):
+        rates = rows.get(row, {}).get("detection_rate_by_band")
+        if not rates:
+            continue
+        axis.bar(
+            [b + (index - 1) * width for b in range(len(bands))],
+            [100 * (rates.get(band) or 0.0) for band in bands],
+            width,
+            color=colour,
+            label=row,
+        )
+    axis.set_xticks(range(len(bands)), bands)
+    axis.axhline(85, color="grey", linestyle="--", linewidth=1)
+    axis.set_ylim(0, 105)
+    axis.set_xlabel("theft size band, % of flow")
+    axis.set_ylabel("detected, %")
+    axis.legend(fontsize=8)
+    save(figure, "detection_by_band.png")
+
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    volumes = list(report["detection_rate_by_volume"])
+    axis.bar(
+        volumes, [100 * (report["detection_rate_by_volume"][v] or 0.0) for v in volumes], color="tab:blue"
+    )
+    axis.axhline(90, color="grey", linestyle="--", linewidth=1)
+    axis.set_ylim(0, 105)
+    axis.set_xlabel("true extracted volume, m³")
+    axis.set_ylabel("detected, %")
+    save(figure, "detection_by_volume.png")
+
     figure, axis = plt.subplots(figsize=(6.5, 4))
     for caught, colour, name in ((True, "tab:green", "caught"), (False, "tab:red", "missed")):
         chosen = [e for e in thefts if bool(e["caught"]) is caught]
@@ -386,62 +623,56 @@ def write_plots(report: Mapping[str, Any], out: Path) -> list[Path]:
             [e["minutes_to_alarm"] if caught else 0 for e in chosen],
             c=colour,
             label=name,
-            s=22,
+            s=18,
         )
     axis.set_xscale("log")
+    axis.axhline(15, color="grey", linestyle="--", linewidth=1)
     axis.set_xlabel("theft size, % of flow")
     axis.set_ylabel("minutes to alarm (missed at 0)")
     axis.legend()
-    axis.set_title("Thefts: size vs time to alarm")
-    figure.tight_layout()
-    path = out / "time_to_alarm.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    paths.append(path)
+    save(figure, "time_to_alarm.png")
 
-    estimated = [e for e in thefts if e.get("estimate")]
+    located = [
+        e
+        for e in thefts
+        if e.get("estimate") and e["estimate"].get("location_km") is not None and e["segment_length_km"]
+    ]
+    if located:
+        figure, axis = plt.subplots(figsize=(5, 5))
+        axis.errorbar(
+            [100 * e["true_location_km"] / e["segment_length_km"] for e in located],
+            [100 * e["estimate"]["location_km"] / e["segment_length_km"] for e in located],
+            yerr=[
+                100 * (e["estimate"].get("location_sigma_km") or 0.0) / e["segment_length_km"]
+                for e in located
+            ],
+            fmt="o",
+            markersize=4,
+            alpha=0.7,
+        )
+        axis.plot([0, 100], [0, 100], color="grey", linewidth=1)
+        axis.set_xlabel("true location, % of segment from upstream")
+        axis.set_ylabel("estimated location, % of segment")
+        save(figure, "location_estimates.png")
+
+    estimated = [e for e in thefts if e.get("estimate") and e["estimate"].get("volume_m3") is not None]
     if estimated:
         figure, axis = plt.subplots(figsize=(5, 5))
         truth = [e["true_volume_m3"] for e in estimated]
         guess = [e["estimate"]["volume_m3"] for e in estimated]
-        axis.scatter(truth, guess, s=22)
+        axis.scatter(truth, guess, s=18)
         top = max(*truth, *guess, 1.0)
         axis.plot([0, top], [0, top], color="grey", linewidth=1)
+        axis.set_xscale("symlog")
+        axis.set_yscale("symlog")
         axis.set_xlabel("true volume, m³")
-        axis.set_ylabel("estimated volume, m³")
-        axis.set_title("Caught thefts: volume estimate vs truth")
-        figure.tight_layout()
-        path = out / "volume_estimates.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        paths.append(path)
-
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    bands = list(report["detection_rate_by_band"])
-    rates = [report["detection_rate_by_band"][b] or 0.0 for b in bands]
-    axis.bar(bands, [100 * r for r in rates], color="tab:blue")
-    axis.axhline(95, color="grey", linestyle="--", linewidth=1)
-    axis.set_ylim(0, 105)
-    axis.set_xlabel("theft size band, % of flow")
-    axis.set_ylabel("detected, %")
-    figure.tight_layout()
-    path = out / "detection_by_band.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    paths.append(path)
+        axis.set_ylabel("estimated volume, m³ (last alert)")
+        save(figure, "volume_estimates.png")
     return paths
 
 
-def write_outputs(
-    report: dict[str, Any], out: Path, lang: str = "en", result: SimulationResult | None = None
-) -> None:
+def write_outputs(report: dict[str, Any], out: Path, lang: str = "en") -> None:
     plots = write_plots(report, out / "plots")
-    if result is not None:
-        from replay.simulator.plots import plot_segment
-
-        path = out / "plots" / "segment.png"
-        plot_segment(result, path, days=min(3, max(1, len(result.times) // 1440)))
-        plots.append(path)
     names = [str(p.relative_to(out)) for p in plots]
     report["plots"] = names
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

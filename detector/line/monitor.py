@@ -1,5 +1,13 @@
-"""Streaming segment state (STUB: the interface every caller codes against; the detection inside is
-being built in detector/line/ and replaces this body, not its signatures)."""
+"""Streaming segment state for every line of a topology: readings in, tap and meter-fault alerts out.
+
+Time is event time on a one-minute grid (each reading's ``ts`` snapped to the nearest minute). A
+line's minute is evaluated once every station of the line has reported it, or once the line's
+watermark (newest minute seen minus ``lateness_minutes``) has passed it; a station still missing
+then is missing for that minute (its meters go silent, its segments hold after a few minutes).
+Per minute: meter validation per station (``meters.py``), then each segment's balance, test and
+incident (``segment.py``). Alerts carry deterministic ids (segment or station/sensor, kind, status,
+minute, model version), so a replay or a restored monitor raises the same alerts.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +16,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from detector.incidents import Alert
+from detector.errors import DataError
+from detector.incidents import Alert, SegmentRef, TapEstimate, alert_id, incident_id
 from detector.line.calibration import LineCalibration
-from detector.topology import Topology
+from detector.line.meters import StationMeters
+from detector.line.segment import Decision, SegmentState
+from detector.topology import Segment, Topology
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+_DEGRADING = frozenset({"stuck", "silent"})
+_SEVERITY_BANDS = ((3.0, "high"), (1.5, "medium"), (1.0, "low"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +43,40 @@ class SegmentView:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _minute_ts(minute: int) -> datetime:
+    return datetime.fromtimestamp(minute * 60, UTC)
+
+
+class _MeterFault:
+    __slots__ = ("incident_id", "opened", "reason")
+
+    def __init__(self, incident_id: str, opened: int, reason: str) -> None:
+        self.incident_id = incident_id
+        self.opened = opened
+        self.reason = reason
+
+
+class _Line:
+    """One line's buffers, meters and segments."""
+
+    def __init__(
+        self,
+        line_id: str,
+        stations: list[str],
+        segments: list[SegmentState],
+        fields: dict[str, tuple[str, ...]],
+    ) -> None:
+        self.line_id = line_id
+        self.stations = stations
+        self.segments = segments
+        self.fields = fields  # per station: the reading fields any segment reads
+        self.pending: dict[int, dict[str, dict[str, float]]] = {}
+        self.newest: int | None = None
+        self.next: int | None = None
+        self.meters: dict[str, StationMeters] = {}
+        self.faults: dict[tuple[str, str], _MeterFault] = {}
 
 
 class LineMonitor:
@@ -58,29 +105,286 @@ class LineMonitor:
         self.model_version = model_version
         self.lateness_minutes = lateness_minutes
         self._clock = clock
+        self._lines: dict[str, _Line] = {}
+        self._refs: dict[str, SegmentRef] = {}
+        for line in topology.lines:
+            segments = list(topology.segments_of(line.id))
+            fields: dict[str, set[str]] = {station.id: set() for station in line.station}
+            states = []
+            for segment in segments:
+                states.append(SegmentState(segment, calibration.segment(segment.segment_id)))
+                self._refs[segment.segment_id] = _ref(segment)
+                fields[segment.upstream.id].update(
+                    segment.upstream.sensor(role)
+                    for role in ("flow", "pressure", "suction_pressure", "tank_level")
+                )
+                fields[segment.downstream.id].update(
+                    segment.downstream.sensor(role)
+                    for role in ("flow", "tank_level", "suction_pressure", "pressure")
+                )
+                for meter in segment.decl.meter:
+                    fields.setdefault(meter.station_id, set()).add(meter.sensor)
+            state = _Line(
+                line.id,
+                [s.id for s in line.station],
+                states,
+                {k: tuple(sorted(v)) for k, v in fields.items()},
+            )
+            downstream_ids = {segment.downstream.id for segment in segments}
+            for station in line.station:
+                balance_fields = {"flow": station.sensor("flow")}
+                if station.tank_area is not None and station.id in downstream_ids:
+                    balance_fields["tank_level"] = station.sensor("tank_level")
+                state.meters[station.id] = StationMeters(balance_fields, station.sensor("pressure"))
+            self._lines[line.id] = state
+
+    # -- input -----------------------------------------------------------------------------------
 
     def add(self, station_id: str, ts: datetime, values: Mapping[str, float]) -> bool:
-        return self.topology.line_of(station_id) is not None
+        line_id = self.topology.line_of(station_id)
+        if line_id is None:
+            return False
+        line = self._lines[line_id]
+        minute = round(ts.timestamp() / 60.0)
+        if line.next is not None and minute < line.next:
+            return False
+        rows = line.pending.get(minute)
+        if rows is None:
+            rows = line.pending[minute] = {}
+        elif station_id in rows:
+            return False
+        rows[station_id] = {
+            name: float(values[name]) for name in line.fields[station_id] if values.get(name) is not None
+        }
+        if line.newest is None or minute > line.newest:
+            line.newest = minute
+        return True
 
     def advance(self) -> list[Alert]:
-        return []
+        alerts: list[Alert] = []
+        for line in self._lines.values():
+            self._advance_line(line, final=False, out=alerts)
+        return alerts
 
     def flush(self) -> list[Alert]:
         """End of input (offline runs): evaluate every minute still waiting for a late station."""
-        return []
+        alerts: list[Alert] = []
+        for line in self._lines.values():
+            self._advance_line(line, final=True, out=alerts)
+        return alerts
+
+    def _advance_line(self, line: _Line, *, final: bool, out: list[Alert]) -> None:
+        if line.newest is None:
+            return
+        if line.next is None:
+            line.next = min(line.pending)
+        watermark = line.newest if final else line.newest - self.lateness_minutes
+        count = len(line.stations)
+        while line.next <= line.newest:
+            minute = line.next
+            rows = line.pending.get(minute)
+            if minute > watermark and (rows is None or len(rows) < count):
+                break
+            line.pending.pop(minute, None)
+            self._evaluate(line, minute, rows or {}, out)
+            line.next = minute + 1
+
+    # -- one minute of a line ---------------------------------------------------------------------
+
+    def _evaluate(
+        self, line: _Line, minute: int, rows: dict[str, dict[str, float]], out: list[Alert]
+    ) -> None:
+        cleaned: dict[str, dict[str, float]] = {}
+        faults_now: dict[tuple[str, str], str] = {}
+        for station_id in line.stations:
+            row, faults = line.meters[station_id].observe(rows.get(station_id))
+            cleaned[station_id] = row
+            for field, reason in faults.items():
+                faults_now[(station_id, field)] = reason
+        self._meter_alerts(line, minute, faults_now, out)
+        for state in line.segments:
+            up, down = state.segment.upstream, state.segment.downstream
+            degraded: str | None = None
+            for station, role in ((up, "flow"), (down, "flow"), (down, "tank_level")):
+                fault = faults_now.get((station.id, station.sensor(role)))
+                if fault in _DEGRADING:
+                    degraded = f"{fault} {station.sensor(role)} at {station.id}"
+                    break
+            decision = state.step(
+                minute, cleaned.get(up.id), cleaned.get(down.id), cleaned, degraded=degraded, pressure_ok=True
+            )
+            if decision is not None:
+                out.append(self._tap_alert(state, minute, decision))
+
+    def _meter_alerts(
+        self, line: _Line, minute: int, faults_now: dict[tuple[str, str], str], out: list[Alert]
+    ) -> None:
+        for key in sorted(set(line.faults) | set(faults_now)):
+            station_id, field = key
+            reason = faults_now.get(key)
+            known = line.faults.get(key)
+            if reason is not None and known is None:
+                opened = _minute_ts(minute)
+                name = f"{station_id}/{field}"
+                fault = _MeterFault(
+                    incident_id(name, "meter_fault", opened, self.model_version), minute, reason
+                )
+                line.faults[key] = fault
+                out.append(self._meter_alert(line, key, fault, "open", minute))
+            elif reason is None and known is not None:
+                del line.faults[key]
+                out.append(self._meter_alert(line, key, known, "close", minute))
+            elif reason is not None and known is not None and reason != known.reason and reason in _DEGRADING:
+                known.reason = reason
+
+    def _meter_alert(
+        self, line: _Line, key: tuple[str, str], fault: _MeterFault, status: str, minute: int
+    ) -> Alert:
+        station_id, field = key
+        segment = next(
+            (s.segment for s in line.segments if s.segment.upstream.id == station_id),
+            next((s.segment for s in line.segments if s.segment.downstream.id == station_id), None),
+        )
+        ts = _minute_ts(minute)
+        return Alert(
+            alert_id=alert_id(f"{station_id}/{field}", "meter_fault", status, ts, self.model_version),
+            incident_id=fault.incident_id,
+            kind="meter_fault",
+            status=status,  # type: ignore[arg-type]
+            station_id=station_id,
+            window_start=_minute_ts(fault.opened),
+            window_end=ts,
+            score=None,
+            threshold=0.0,
+            severity="low",
+            contributions=[],
+            model_version=self.model_version,
+            emitted_at=self._clock(),
+            reason=fault.reason,
+            segment=None if segment is None else self._refs[segment.segment_id],
+            evidence={"minutes": float(minute - fault.opened)},
+            sensor=field,
+        )
+
+    def _tap_alert(self, state: SegmentState, minute: int, decision: Decision) -> Alert:
+        segment = state.segment
+        ts = _minute_ts(minute)
+        incident = decision.incident
+        if decision.status == "open":
+            incident.incident_id = incident_id(segment.segment_id, "tap", ts, self.model_version)
+        rate, volume = state.estimate(incident)
+        location = decision.location
+        limit = state.cal.limit
+        ratio = incident.peak / limit if limit > 0 else float("inf")
+        severity = next((name for band, name in _SEVERITY_BANDS if ratio >= band), "low")
+        return Alert(
+            alert_id=alert_id(segment.segment_id, "tap", decision.status, ts, self.model_version),
+            incident_id=incident.incident_id,
+            kind="tap",
+            status=decision.status,  # type: ignore[arg-type]
+            station_id=segment.upstream.id,
+            window_start=_minute_ts(incident.onset),
+            window_end=ts,
+            score=round(state.statistic, 4),
+            threshold=limit,
+            severity=severity,  # type: ignore[arg-type]
+            contributions=[],
+            model_version=self.model_version,
+            emitted_at=self._clock(),
+            segment=self._refs[segment.segment_id],
+            estimate=TapEstimate(
+                rate_m3h=round(rate, 3),
+                volume_m3=round(volume, 3),
+                location_km=None if location is None else round(location[0], 2),
+                location_sigma_km=None if location is None else round(location[1], 2),
+                onset=_minute_ts(incident.onset),
+            ),
+            evidence=decision.evidence,
+        )
+
+    def segment_states(self) -> Iterator[SegmentState]:
+        """Each segment's live state (the trainer reads their traces; the service does not need it)."""
+        for line in self._lines.values():
+            yield from line.segments
+
+    # -- views -----------------------------------------------------------------------------------
 
     def open_incidents(self) -> int:
-        return 0
+        return sum(
+            (state.incident is not None) for line in self._lines.values() for state in line.segments
+        ) + sum(len(line.faults) for line in self._lines.values())
 
     def open_taps(self) -> Iterator[tuple[str, str, str]]:
         """(incident_id, upstream, downstream) of every open tap incident, for linking."""
-        return iter(())
+        for line in self._lines.values():
+            for state in line.segments:
+                if state.incident is not None:
+                    yield state.incident.incident_id, state.segment.upstream.id, state.segment.downstream.id
 
     def views(self) -> Iterator[SegmentView]:
-        return iter(())
+        for line in self._lines.values():
+            for state in line.segments:
+                yield SegmentView(
+                    segment_id=state.segment.segment_id,
+                    line_id=line.line_id,
+                    balance_m3h=None if state.balance != state.balance else round(state.balance, 3),
+                    statistic=None if state.degraded else round(state.statistic, 4),
+                    limit=state.cal.limit,
+                    degraded=state.degraded,
+                    incident_open=state.incident is not None,
+                )
+
+    # -- snapshot --------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "segments": {}}
+        lines: dict[str, Any] = {}
+        for line in self._lines.values():
+            lines[line.line_id] = {
+                "pending": {str(minute): rows for minute, rows in sorted(line.pending.items())},
+                "newest": line.newest,
+                "next": line.next,
+                "meters": {station: meters.to_dict() for station, meters in line.meters.items()},
+                "faults": [
+                    [station, field, fault.incident_id, fault.opened, fault.reason]
+                    for (station, field), fault in sorted(line.faults.items())
+                ],
+                "segments": {state.segment.segment_id: state.to_dict() for state in line.segments},
+            }
+        return {"version": STATE_VERSION, "model_version": self.model_version, "lines": lines}
 
     def restore(self, snapshot: Mapping[str, Any]) -> None:
-        return None
+        """Continue from ``snapshot`` (what ``snapshot()`` returned, possibly through JSON)."""
+        if snapshot.get("version") != STATE_VERSION:
+            raise DataError(f"line state version {snapshot.get('version')!r} is not {STATE_VERSION}")
+        try:
+            for line_id, data in dict(snapshot["lines"]).items():
+                line = self._lines.get(line_id)
+                if line is None:
+                    continue
+                line.pending = {
+                    int(minute): {
+                        str(s): {str(k): float(v) for k, v in row.items()} for s, row in rows.items()
+                    }
+                    for minute, rows in data["pending"].items()
+                }
+                line.newest = None if data["newest"] is None else int(data["newest"])
+                line.next = None if data["next"] is None else int(data["next"])
+                for station, meters in data["meters"].items():
+                    line.meters[station].restore(meters)
+                line.faults = {
+                    (str(s), str(f)): _MeterFault(str(i), int(o), str(r)) for s, f, i, o, r in data["faults"]
+                }
+                for state in line.segments:
+                    state.restore(data["segments"][state.segment.segment_id])
+        except (KeyError, TypeError, ValueError) as error:
+            raise DataError(f"line state is malformed: {error!r}") from error
+
+
+def _ref(segment: Segment) -> SegmentRef:
+    return SegmentRef(
+        line_id=segment.line_id,
+        segment_id=segment.segment_id,
+        upstream=segment.upstream.id,
+        downstream=segment.downstream.id,
+        length_km=segment.length_km,
+    )

@@ -29,6 +29,15 @@ def test_the_demo_runs_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "True events in the replayed period" in result.stdout
     assert "centinela_windows_scored_total" in result.stdout
+    # The line: the bundle carries the simulated line's topology, and segment incidents are shown
+    # beside the true thefts of their segment.
+    manifest = json.loads((tmp_path / "train" / "bundle" / "manifest.json").read_text())
+    assert manifest["line"] is not None
+    assert "Segment incidents raised by the detector" in result.stdout
+    assert "True thefts and leaks in the replayed period, by segment" in result.stdout
+    segments = json.loads((tmp_path / "segments.json").read_text())
+    assert segments["events"], "the busy demo line has taps in its replayed days"
+    assert all(">" in event["segment"] for event in segments["events"])
     card = json.loads((tmp_path / "scorecard.json").read_text())
     assert card["expected"] >= 1  # the busy demo line has taps in its replayed days
     alerts = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]

@@ -19,8 +19,10 @@ from detector.bundle import (
     write_bundle,
 )
 from detector.errors import BundleError
+from detector.line.calibration import LineCalibration, SegmentCalibration
 from detector.readings import DEFAULT_SENSORS, ParseFailure, Reading
-from detector.testing import SEED_MEAN, build_linear_bundle, default_scalers, linear_onnx_model
+from detector.testing import LINE_SENSORS, SEED_MEAN, build_linear_bundle, default_scalers, linear_onnx_model
+from detector.topology import Topology
 from detector.windows import WindowSpec
 
 
@@ -308,3 +310,79 @@ def test_model_with_the_wrong_output_shape(tmp_path: Path) -> None:
     (bundle / MANIFEST).write_text(json.dumps(fields))
     with pytest.raises(BundleError, match=r"fails on one window: the model returned shape \(1, 30, 1\)"):
         load_bundle(bundle)
+
+
+# -- the line (topology + segment calibration) -------------------------------------------------
+LINE_STATIONS = ("EST-01", "EST-02", "EST-03")
+
+
+def three_station_topology() -> Topology:
+    return Topology.from_dict(
+        {
+            "format": 1,
+            "line": [
+                {
+                    "id": "L1",
+                    "station": [
+                        {"id": "EST-01", "tank_area_m2": 250.0},
+                        {"id": "EST-02", "tank_area_m2": 180.0},
+                        {"id": "EST-03", "tank_area_m2": "none"},
+                    ],
+                    "segment": [
+                        {
+                            "upstream": "EST-01",
+                            "downstream": "EST-02",
+                            "length_km": 52.0,
+                            "inner_diameter_m": 0.3,
+                        },
+                        {
+                            "upstream": "EST-02",
+                            "downstream": "EST-03",
+                            "length_km": 40.0,
+                            "inner_diameter_m": 0.3,
+                        },
+                    ],
+                }
+            ],
+        }
+    )
+
+
+def calibration_of(topology: Topology) -> LineCalibration:
+    return LineCalibration(
+        {
+            segment.segment_id: SegmentCalibration(
+                segment.segment_id, bias_m3h=0.5, sigma_m3h=3.0, limit=40.0
+            )
+            for segment in topology.segments
+        },
+        budget_per_segment_month=0.5,
+        record={"rows": 100},
+    )
+
+
+@pytest.fixture
+def line_bundle(tmp_path: Path) -> Path:
+    topology = three_station_topology()
+    return build_linear_bundle(
+        tmp_path / "line-bundle",
+        sensors=LINE_SENSORS,
+        stations=LINE_STATIONS,
+        line=(topology, calibration_of(topology)),
+    )
+
+
+def test_a_bundle_with_a_line_round_trips(line_bundle: Path) -> None:
+    topology = three_station_topology()
+    bundle = load_bundle(line_bundle)
+    assert bundle.topology == topology
+    assert bundle.line_calibration == calibration_of(topology)
+    assert bundle.line_calibration is not None
+    assert set(bundle.line_calibration.segments) == {"EST-01>EST-02", "EST-02>EST-03"}
+    assert bundle.line_calibration.segments["EST-01>EST-02"].limit == 40.0
+
+
+def test_a_bundle_without_a_line_has_none(linear_bundle: Path) -> None:
+    bundle = load_bundle(linear_bundle)
+    assert bundle.topology is None and bundle.line_calibration is None
+    assert json.loads((linear_bundle / MANIFEST).read_text())["line"] is None

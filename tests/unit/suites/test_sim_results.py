@@ -24,14 +24,23 @@ def test_render_shows_each_suite_and_bench_from_their_files(tmp_path: Path) -> N
     write(
         tmp_path / "eval/sim/report.json",
         {
+            "mode": "live",
+            "seeds": [7, 8, 9],
             "detection_rate_by_band": {"0.5-1": 0.0, "5-15": 1.0},
             "median_minutes_to_alarm_by_band": {"5-15": 12.0},
             "events_by_band": {"5-15": {"events": 7, "caught": 7}},
-            "targets": {"false_alarms_per_station_month": {"value": 2.5, "met": False}},
+            "targets": {
+                "taps_ge_2pct_detected": {"value": 0.9, "target": 0.85, "met": True},
+                "false_alarms_per_station_month": {"value": 2.5, "target": 1.0, "met": False},
+            },
+            "false_alarms_per_station_month_all": 3.25,
             "smallest_tap_detected_90pct": 0.04,
+            "rows": {
+                "autoencoder": {"detection_rate_by_band": {"5-15": 0.25}, "taps_ge_2pct_detected": 0.1},
+            },
             "reference_flow_balance": {
                 "detection_rate_by_band": {"5-15": 0.5},
-                "targets": {"false_alarms_per_station_month": {"value": 0.0}},
+                "false_alarms_per_station_month": 0.0,
                 "smallest_tap_detected_90pct": None,
             },
         },
@@ -79,9 +88,12 @@ def test_render_shows_each_suite_and_bench_from_their_files(tmp_path: Path) -> N
         in text
     )
     assert "≥ target on 67 %." in text
-    assert "| 5-15 | 7 | 100 % | 12 | — | 50 % | — |" in text
-    assert "| ≤ 1 false alarm per station-month | 2.5 | no | 0.0 |" in text
-    assert "Smallest tap detected 90 % of the time: 4 % (reference: none)." in text
+    assert "Mode: live; seeds 7, 8, 9." in text
+    assert "| 5-15 | 7 | 100 % | 12 | — | 25 % | 50 % |" in text
+    assert "| taps ≥ 2 % of flow caught (≥ 85 %) | 90 % | yes | 10 % | — |" in text
+    assert "| false alarms per station-month, normal operation (≤ 1) | 2.5 | no | — | 0.0 |" in text
+    assert "False alarms per station-month, every cause (≤ 1.5): 3.25." in text
+    assert "Smallest tap detected 90 % of the time: 4 %." in text
     assert (
         "| replay | readings_per_s | 250,000 | bare_produce_per_s 300,000 | readings_vs_bare 0.83 |" in text
     )

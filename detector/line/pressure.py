@@ -1,0 +1,244 @@
+"""The upstream discharge-pressure evidence of a segment: batch tracking, expected pressure, drop.
+
+A tap at fraction ``x`` along the segment lowers the upstream discharge pressure at once by about
+``F * n * (q / Q) * (1 - x)`` (``F`` the segment's friction loss at flow ``Q``, ``n`` = 1.8): only
+the pipe before the tap still carries the full flow. The expected pressure moves far more than
+that with the flow (``Q^1.8``), the downstream tank's head and the density of the product filling
+the segment (batches of 740-840 kg/m3 cross a segment in hours), so:
+
+- **Density at the upstream station** from its suction pressure and tank level
+  (``p_s = rho * g * (level + 0.5 m)``), smoothed.
+- **Batch tracking**: the segment holds the last ``V_seg`` m3 pumped into it; each minute's parcel
+  (volume, density) enters at the upstream station and the oldest leave, so the segment's mean
+  density ``rho`` is known without any product schedule.
+- **Expected head**: ``y = p_discharge[up] - p_suction[down]`` is fitted in calibration on
+  ``[1, r, r Qn, r d Qn, r d^2 Qn]`` (``r = rho / 800``, ``d = (rho - 800) / 100``, ``Qn =
+  (Q / 500)^1.8``; the ``d`` terms carry the products' different friction), constant per segment.
+- **Residual**: ``y - expected`` less a slowly tracked offset (Huber-clipped, so a valve
+  manoeuvre's few bar do not drag it), averaged over 5 minutes; its *drop* in units of its normal
+  spread is ``z``. Held while the flow is low or changing (pump stops, ramps) and frozen during an
+  incident, so the location can read the drop against the level before the onset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from detector.line.calibration import SegmentCalibration
+from detector.topology import Segment
+
+G = 9.81
+NOZZLE_M = 0.5
+FRICTION_EXPONENT = 1.8
+Q_REF = 500.0
+RHO_REF = 800.0
+DENSITY_MINUTES = 10.0  # smoothing of the measured density at the upstream station
+OFFSET_MINUTES = 360.0  # the residual's offset follows meter drift, slowly
+OFFSET_CLIP_BAR = 0.3  # and moves at most this much per step's innovation (Huber)
+MEAN_MINUTES = 5  # the residual is read as a 5-minute mean
+STEADY_MINUTES = 10  # minutes of steady flow needed before the pressure counts
+STEADY_CHANGE = 0.04  # a flow change larger than this share of the flow within STEADY_MINUTES
+MIN_FLOW_SHARE = 0.5  # of Q_REF: below this the pressure says nothing useful
+PARCELS = 64  # batch tracking resolution: parcels are merged to keep at most this many
+
+
+class PressureTrack:
+    """Batch tracking, expected upstream pressure and the drop against it."""
+
+    def __init__(self, segment: Segment, calibration: SegmentCalibration) -> None:
+        self.segment = segment
+        self.cal = calibration
+        self._volume = segment.decl.volume_m3
+        up, down = segment.upstream, segment.downstream
+        self._pressure = up.sensor("pressure")
+        self._suction_up = up.sensor("suction_pressure")
+        self._level_up = up.sensor("tank_level")
+        self._suction_down = down.sensor("suction_pressure")
+        self._coef = calibration.pressure_coef
+        # (minute, y, r, Qn, d, Q) per minute, for the calibration; None in service.
+        self.trace: list[tuple[int, float, float, float, float, float]] | None = None
+        self.restart()
+        self.density: float | None = None
+        self.parcels: list[list[float]] = []  # [volume m3, density] oldest first, V_seg in all
+        self.mass = 0.0
+
+    def restart(self) -> None:
+        self.offset: float | None = None
+        self.recent: deque[float] = deque(maxlen=MEAN_MINUTES)
+        self.flows: deque[float] = deque(maxlen=STEADY_MINUTES)
+        self.frozen_offset: float | None = None
+        self.drop = 0.0
+        self.z = 0.0
+        self.friction_bar = math.nan
+
+    # -- one minute ------------------------------------------------------------------------------
+
+    def step(
+        self,
+        minute: int,
+        up: Mapping[str, float] | None,
+        down: Mapping[str, float] | None,
+        flow_up: float,
+        usable: bool,
+        *,
+        frozen: bool,
+    ) -> float:
+        """The pressure drop's z-score this minute (0 when the pressure cannot say)."""
+        self._track_batches(up, flow_up)
+        self.z = 0.0
+        self.flows.append(flow_up)
+        pressure = _get(up, self._pressure)
+        suction = _get(down, self._suction_down)
+        if pressure is None or suction is None or self.density is None or not usable:
+            self.recent.clear()
+            return 0.0
+        rho = self.segment_density()
+        r = rho / RHO_REF
+        d = (rho - RHO_REF) / 100.0
+        qn = (max(flow_up, 0.0) / Q_REF) ** FRICTION_EXPONENT
+        y = pressure - suction
+        if self.trace is not None:
+            self.trace.append((minute, y, r, qn, d, flow_up))
+        coef = self._coef
+        if len(coef) != 5 or not self._steady(flow_up):
+            self.recent.clear()
+            return 0.0
+        friction = r * qn * (coef[2] + coef[3] * d + coef[4] * d * d)
+        self.friction_bar = friction
+        residual = y - (coef[0] + coef[1] * r + friction)
+        if self.offset is None:
+            self.offset = 0.0  # the fit has its own intercept: the residual starts near zero
+        self.recent.append(residual)
+        if len(self.recent) < MEAN_MINUTES:
+            return 0.0
+        level = sum(self.recent) / MEAN_MINUTES
+        reference = self.frozen_offset if frozen and self.frozen_offset is not None else self.offset
+        self.drop = reference - level
+        self.z = self.drop / self.cal.pressure_sigma_bar
+        if not frozen:
+            innovation = max(-OFFSET_CLIP_BAR, min(OFFSET_CLIP_BAR, residual - self.offset))
+            self.offset += innovation / OFFSET_MINUTES
+        return self.z
+
+    def _steady(self, flow: float) -> bool:
+        if flow < MIN_FLOW_SHARE * Q_REF or len(self.flows) < STEADY_MINUTES:
+            return False
+        return (max(self.flows) - min(self.flows)) <= STEADY_CHANGE * flow
+
+    def _track_batches(self, up: Mapping[str, float] | None, flow_up: float) -> None:
+        suction = _get(up, self._suction_up)
+        level = _get(up, self._level_up)
+        if suction is not None and level is not None and level > 0.5:
+            measured = suction * 1e5 / (G * (level + NOZZLE_M))
+            if 500.0 < measured < 1100.0:
+                if self.density is None:
+                    self.density = measured
+                else:
+                    self.density += (measured - self.density) / DENSITY_MINUTES
+        if self.density is None:
+            return
+        parcels = self.parcels
+        entering = max(flow_up, 0.0) / 60.0
+        if not parcels:
+            parcels.append([self._volume, self.density])
+            self.mass = self._volume * self.density
+            return
+        last = parcels[-1]
+        if abs(last[1] - self.density) < 2.0 or len(parcels) >= PARCELS:
+            total = last[0] + entering
+            if total > 0:
+                last[1] = (last[0] * last[1] + entering * self.density) / total
+            last[0] = total
+        else:
+            parcels.append([entering, self.density])
+        # ``mass`` (sum of volume x density) is kept as a running total: no sum over the parcels.
+        self.mass += entering * self.density
+        excess = entering
+        while excess > 0 and parcels:
+            oldest = parcels[0]
+            if oldest[0] <= excess and len(parcels) > 1:
+                excess -= oldest[0]
+                self.mass -= oldest[0] * oldest[1]
+                parcels.pop(0)
+            else:
+                take = min(excess, oldest[0])
+                oldest[0] -= take
+                self.mass -= take * oldest[1]
+                excess = 0.0
+
+    def segment_density(self) -> float:
+        if not self.parcels:
+            return self.density if self.density is not None else RHO_REF
+        return self.mass / self._volume
+
+    # -- incidents -------------------------------------------------------------------------------
+
+    def freeze(self, onset: int) -> None:
+        del onset
+        self.frozen_offset = self.offset
+
+    def release(self) -> None:
+        self.frozen_offset = None
+
+    def location(self, rate_m3h: float, flow_up: float | None) -> tuple[float, float] | None:
+        """(km from upstream, 1-sigma km) from the pressure drop against the balance's rate."""
+        if self.frozen_offset is None or not self.recent or rate_m3h <= 0 or not flow_up:
+            return None
+        if math.isnan(self.friction_bar) or self.friction_bar <= 0:
+            return None
+        full = FRICTION_EXPONENT * self.friction_bar * rate_m3h / flow_up  # drop if the tap were at km 0
+        share = self.drop / full  # = 1 - x
+        x = min(max(1.0 - share, 0.0), 1.0)
+        length = self.segment.length_km
+        sigma_share = math.hypot(self.cal.pressure_sigma_bar / full, 0.25 * min(max(share, 0.0), 1.0))
+        return x * length, min(sigma_share * length, length / math.sqrt(12.0) * 2)
+
+    def evidence(self) -> dict[str, float]:
+        if not self._coef:
+            return {}
+        return {"pressure_drop_up_bar": round(self.drop, 3), "pressure_z": round(self.z, 3)}
+
+    # -- snapshot --------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "offset": self.offset,
+            "recent": list(self.recent),
+            "flows": list(self.flows),
+            "frozen_offset": self.frozen_offset,
+            "drop": self.drop,
+            "z": self.z,
+            "friction_bar": None if math.isnan(self.friction_bar) else self.friction_bar,
+            "density": self.density,
+            "parcels": [list(p) for p in self.parcels],
+            "mass": self.mass,
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        self.offset = _opt(data["offset"])
+        self.recent = deque((float(v) for v in data["recent"]), maxlen=MEAN_MINUTES)
+        self.flows = deque((float(v) for v in data["flows"]), maxlen=STEADY_MINUTES)
+        self.frozen_offset = _opt(data["frozen_offset"])
+        self.drop = float(data["drop"])
+        self.z = float(data["z"])
+        friction = data["friction_bar"]
+        self.friction_bar = math.nan if friction is None else float(friction)
+        self.density = _opt(data["density"])
+        self.parcels = [[float(a), float(b)] for a, b in data["parcels"]]
+        self.mass = float(data["mass"])
+
+
+def _get(row: Mapping[str, float] | None, name: str) -> float | None:
+    if row is None:
+        return None
+    value = row.get(name)
+    if value is None or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _opt(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,437 @@
+"""One segment's minute-by-minute state: compensated balance, bias, sequential test, tap incident.
+
+The balance (m3/h) of segment up -> down in minute ``t``::
+
+    b = flow[up] - flow[down] - A_down * d(level[down])/dt - deliveries + injections
+        - V / K * d(p_mean)/dt - skew correction
+
+The level and line-pack terms are differences, so their *cumulative* sum telescopes: over any
+window it is the change of inventory between the window's two ends, however noisy the gauge is
+minute to minute. The test therefore looks at the cumulative residual ``V_W`` (m3) over several
+windows ``W`` (5 ... 160 min) and takes the largest standardised excess
+``z = max_W (V_W - drift * W / 60) / sigma_W`` (a windowed GLR for a step in the mean). A clock
+offset between the two stations turns a flow step into a one-minute spike that does *not*
+telescope; ``skew_gain`` removes it (learned in calibration by regressing the balance on the
+upstream flow's change, see ``trainer/line_calibration.py``).
+
+Pressure evidence (optional, ``pressure_weight > 0``): a tap lowers the upstream discharge
+pressure at once; the drop of the pressure residual against its level before the window, scaled
+into m3/h of tap, is fused with the balance (see ``PressureTrack``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from detector.line.calibration import SegmentCalibration
+from detector.line.pressure import PressureTrack
+from detector.topology import Segment
+
+BIAS_MINUTES = 720.0  # time constant of the slow bias tracker (meter offsets drift over weeks)
+# The tracker's step is clipped (Huber): a one-minute transient of hundreds of m3/h (a pump stop seen
+# a minute apart at the two ends) must not drag the bias for hours.
+BIAS_CLIP_M3H = 60.0
+FILL_FORWARD_MINUTES = 3  # a flow reading missing this long is carried forward; longer: degraded
+CLOSE_WINDOW = 30  # minutes of balance the close rule looks at
+CLOSE_AFTER = 30  # consecutive quiet minutes that close a tap incident
+UPDATE_EVERY = 15  # minutes of event time between updates of an open incident
+BAR_PER_GPA = 10_000.0
+PRESSURE_CAP = 4.0
+
+
+class TapIncident:
+    """The open tap incident of a segment."""
+
+    __slots__ = (
+        "cum_at_onset",
+        "high_rate",
+        "incident_id",
+        "last_active",
+        "last_report",
+        "onset",
+        "opened",
+        "peak",
+        "quiet",
+    )
+
+    def __init__(self, incident_id: str, opened: int, onset: int, cum_at_onset: float, peak: float) -> None:
+        self.incident_id = incident_id
+        self.opened = opened
+        self.onset = onset
+        self.cum_at_onset = cum_at_onset
+        self.last_report = opened
+        self.quiet = 0
+        self.peak = peak
+        self.high_rate = 0.0  # the highest 30-minute balance rate seen while open
+        self.last_active = opened  # the last minute that rate was at least half the highest
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TapIncident:
+        incident = cls(
+            str(data["incident_id"]),
+            int(data["opened"]),
+            int(data["onset"]),
+            float(data["cum_at_onset"]),
+            float(data["peak"]),
+        )
+        incident.last_report = int(data["last_report"])
+        incident.quiet = int(data["quiet"])
+        incident.high_rate = float(data["high_rate"])
+        incident.last_active = int(data["last_active"])
+        return incident
+
+
+class Decision:
+    """What one minute of a segment asks the monitor to emit."""
+
+    __slots__ = ("evidence", "incident", "location", "status")
+
+    def __init__(
+        self,
+        status: str,
+        incident: TapIncident,
+        evidence: dict[str, float],
+        location: tuple[float, float] | None,
+    ) -> None:
+        self.status = status
+        self.incident = incident
+        self.evidence = evidence
+        self.location = location
+
+
+class SegmentState:
+    """The state of one segment between minutes; ``step`` consumes one minute of both ends."""
+
+    def __init__(self, segment: Segment, calibration: SegmentCalibration) -> None:
+        self.segment = segment
+        self.cal = calibration
+        up, down = segment.upstream, segment.downstream
+        self._flow_up = up.sensor("flow")
+        self._pressure_up = up.sensor("pressure")
+        self._flow_down = down.sensor("flow")
+        self._level_down = down.sensor("tank_level")
+        self._suction_down = down.sensor("suction_pressure")
+        self._area = down.tank_area
+        self._pack = segment.decl.volume_m3 / (segment.decl.bulk_modulus_gpa * BAR_PER_GPA)
+        self._meters = [
+            (meter.station_id, meter.sensor, -1.0 if meter.kind == "delivery" else 1.0)
+            for meter in segment.decl.meter
+        ]
+        self._windows = calibration.windows
+        self._sigma = calibration.window_sigma_m3
+        self._longest = max(self._windows)
+        # Gains on the upstream flow change at minute offsets -1, 0, +1, +2 (see skew_* fields).
+        self._gains = (
+            calibration.skew_gain_lag1,
+            calibration.skew_gain,
+            calibration.skew_gain_lead1,
+            calibration.skew_gain_lead2,
+        )
+        self._lead = 2 if self._gains[3] else 1 if self._gains[2] else 0
+        self.pressure = PressureTrack(segment, calibration)
+        # (minute, balance before the skew correction, upstream flow change), per minute, for the
+        # calibration; None in service. A held minute records NaN.
+        self.trace: list[tuple[int, float, float]] | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        self.minute = -1
+        self.bias = self.cal.bias_m3h
+        self.last_level: float | None = None
+        self.last_pbar: float | None = None
+        self.last_fu: float | None = None
+        self.last_fd: float | None = None
+        self.missing_flow = 0
+        self.last_dfu = 0.0
+        self.queue: list[
+            tuple[float, float]
+        ] = []  # (balance before skew, upstream flow change) not yet settled
+        self.cum = 0.0
+        self.ring: deque[float] = deque([0.0], maxlen=self._longest + 1)
+        self.cusum = 0.0
+        self.cusum_start = 0
+        self.statistic = 0.0
+        self.argmax_window = 0
+        self.balance = math.nan
+        self.degraded: str | None = None
+        self.incident: TapIncident | None = None
+
+    # -- one minute -----------------------------------------------------------------------------
+
+    def step(
+        self,
+        minute: int,
+        up: Mapping[str, float] | None,
+        down: Mapping[str, float] | None,
+        rows: Mapping[str, Mapping[str, float]],
+        *,
+        degraded: str | None,
+        pressure_ok: bool,
+    ) -> Decision | None:
+        """Evaluate ``minute`` (epoch minutes); ``degraded`` names a meter fault that holds the test."""
+        self.minute = minute
+        fu = _value(up, self._flow_up)
+        fd = _value(down, self._flow_down)
+        if fu is None or fd is None:
+            self.missing_flow += 1
+            if self.missing_flow > FILL_FORWARD_MINUTES or self.last_fu is None or self.last_fd is None:
+                degraded = degraded or "silent flow meter"
+            fu = self.last_fu if fu is None else fu
+            fd = self.last_fd if fd is None else fd
+        else:
+            self.missing_flow = 0
+        if degraded is not None or fu is None or fd is None:
+            if self.trace is not None:
+                self.trace.append((minute, math.nan, 0.0))
+            self._hold(degraded or "no flow yet")
+            return None
+        if self.degraded is not None:
+            self._restart()
+        balance = fu - fd
+        level = _value(down, self._level_down)
+        if self._area is not None and level is not None:
+            if self.last_level is not None:
+                balance -= self._area * (level - self.last_level) * 60.0
+            self.last_level = level
+        pu = _value(up, self._pressure_up)
+        ps = _value(down, self._suction_down)
+        if pu is not None and ps is not None:
+            pbar = 0.5 * (pu + ps)
+            if self.last_pbar is not None:
+                balance -= self._pack * (pbar - self.last_pbar) * 60.0
+            self.last_pbar = pbar
+        for station_id, sensor, sign in self._meters:
+            metered = _value(rows.get(station_id), sensor)
+            if metered is not None:
+                balance += sign * metered
+        dfu = fu - self.last_fu if self.last_fu is not None else 0.0
+        if self.trace is not None:
+            self.trace.append((minute, balance, dfu))
+        self.last_fu, self.last_fd = fu, fd
+        pressure_z = self.pressure.step(minute, up, down, fu, pressure_ok, frozen=self.incident is not None)
+        # The skew correction may need the upstream flow's change up to ``lead`` minutes later:
+        # minute t is settled (and tested) once minute t + lead has arrived.
+        queue = self.queue
+        queue.append((balance, dfu))
+        if len(queue) <= self._lead:
+            return None
+        raw, change = queue.pop(0)
+        later = [entry[1] for entry in queue]
+        gains = self._gains
+        balance = raw - gains[1] * change - gains[0] * self.last_dfu
+        for k, gain in enumerate(gains[2:], start=1):
+            if gain and k <= len(later):
+                balance -= gain * later[k - 1]
+        self.last_dfu = change
+        self.balance = balance
+        residual = balance - self.bias
+        self.cum += residual / 60.0
+        self.ring.append(self.cum)
+        self._test(residual, pressure_z)
+        if self.incident is None and self.statistic < 0.5 * self.cal.limit:
+            self.bias += max(-BIAS_CLIP_M3H, min(BIAS_CLIP_M3H, balance - self.bias)) / BIAS_MINUTES
+        return self._decide(minute)
+
+    def _hold(self, reason: str) -> None:
+        self.degraded = reason
+        self.statistic = 0.0
+        self.balance = math.nan
+
+    def _restart(self) -> None:
+        """Back from a degraded spell: the inventory terms restart from the next good reading."""
+        self.degraded = None
+        self.last_level = None
+        self.last_pbar = None
+        self.last_dfu = 0.0
+        self.queue = []
+        self.ring = deque([self.cum], maxlen=self._longest + 1)
+        self.cusum = 0.0
+        self.pressure.restart()
+
+    def _test(self, residual: float, pressure_z: float) -> None:
+        cal = self.cal
+        if cal.method == "cusum":
+            if self.cusum <= 0.0:
+                self.cusum_start = self.minute
+            self.cusum = max(0.0, self.cusum + (residual - cal.drift_m3h) / 60.0)
+            self.statistic = self.cusum
+            self.argmax_window = max(1, self.minute - self.cusum_start + 1)
+            return
+        ring = self.ring
+        newest = ring[-1]
+        available = len(ring) - 1
+        best, best_window = -math.inf, 0
+        for window, sigma in zip(self._windows, self._sigma, strict=True):
+            if window > available:
+                break
+            z = (newest - ring[-1 - window] - cal.drift_m3h * window / 60.0) / sigma
+            if z > best:
+                best, best_window = z, window
+        if best_window == 0:
+            best = 0.0
+        if cal.pressure_weight > 0.0 and pressure_z > 0.0 and best_window:
+            best = max(best, fused(best, pressure_z, cal.pressure_weight))
+        self.statistic = best
+        self.argmax_window = best_window
+
+    # -- incidents -------------------------------------------------------------------------------
+
+    def _decide(self, minute: int) -> Decision | None:
+        incident = self.incident
+        if incident is None:
+            if self.statistic < self.cal.limit or self.argmax_window == 0:
+                return None
+            window = self._onset_lag()
+            onset = minute - self._lead - window + 1
+            incident = TapIncident("", minute, onset, self.ring[-1 - window], self.statistic)
+            self.incident = incident
+            self.pressure.freeze(onset)
+            return Decision("open", incident, self._evidence(), self._location(incident))
+        incident.peak = max(incident.peak, self.statistic)
+        rate = self.recent_rate()
+        incident.high_rate = max(incident.high_rate, rate)
+        if rate >= 0.5 * incident.high_rate:
+            incident.last_active = minute
+        recent = min(CLOSE_WINDOW, len(self.ring) - 1)
+        sigma = self._sigma_for(recent)
+        quiet = recent > 0 and (self.ring[-1] - self.ring[-1 - recent]) < sigma
+        incident.quiet = incident.quiet + 1 if quiet else 0
+        if incident.quiet >= CLOSE_AFTER:
+            decision = Decision("close", incident, self._evidence(), self._location(incident))
+            self.incident = None
+            self.ring = deque([self.cum], maxlen=self._longest + 1)
+            self.cusum = 0.0
+            self.pressure.release()
+            return decision
+        if minute - incident.last_report >= UPDATE_EVERY:
+            incident.last_report = minute
+            return Decision("update", incident, self._evidence(), self._location(incident))
+        return None
+
+    def _location(self, incident: TapIncident) -> tuple[float, float] | None:
+        rate, _ = self.estimate(incident)
+        return self.pressure.location(rate, self.last_fu)
+
+    def _onset_lag(self) -> int:
+        """The changepoint: the lag (minutes) whose standardised cumulative excess is largest."""
+        ring, cal = self.ring, self.cal
+        newest = ring[-1]
+        best, best_lag = -math.inf, max(1, min(self.argmax_window, len(ring) - 1))
+        for lag in range(1, len(ring)):
+            z = (newest - ring[-1 - lag] - cal.drift_m3h * lag / 60.0) / self._sigma_interp(lag)
+            if z > best:
+                best, best_lag = z, lag
+        return best_lag
+
+    def _sigma_interp(self, minutes: int) -> float:
+        windows, sigma = self._windows, self._sigma
+        if minutes <= windows[0]:
+            return sigma[0]
+        for i in range(1, len(windows)):
+            if minutes <= windows[i]:
+                share = (minutes - windows[i - 1]) / (windows[i] - windows[i - 1])
+                return sigma[i - 1] + share * (sigma[i] - sigma[i - 1])
+        return sigma[-1]
+
+    def _sigma_for(self, minutes: int) -> float:
+        for window, sigma in zip(self._windows, self._sigma, strict=True):
+            if window >= minutes:
+                return sigma
+        return self._sigma[-1]
+
+    def estimate(self, incident: TapIncident) -> tuple[float, float]:
+        """(rate m3/h, volume m3) of ``incident`` so far (the open one, or the one just closed)."""
+        volume = max(self.cum - incident.cum_at_onset, 0.0)
+        # A 30-minute rate falls to half about 15 minutes after the extraction stops.
+        end = self.minute if incident.last_active >= self.minute else incident.last_active - CLOSE_WINDOW // 2
+        active = max(end - incident.onset + 1, 1)
+        return volume * 60.0 / active, volume
+
+    def recent_rate(self) -> float:
+        recent = min(CLOSE_WINDOW, len(self.ring) - 1)
+        if recent <= 0:
+            return 0.0
+        return (self.ring[-1] - self.ring[-1 - recent]) * 60.0 / recent
+
+    def _evidence(self) -> dict[str, float]:
+        evidence = {
+            "balance_m3h": round(self.recent_rate(), 3),
+            "statistic": round(self.statistic, 3),
+            "window_minutes": float(self.argmax_window),
+            "bias_m3h": round(self.bias, 3),
+        }
+        evidence.update(self.pressure.evidence())
+        return evidence
+
+    # -- snapshot --------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "minute": self.minute,
+            "bias": self.bias,
+            "last_level": self.last_level,
+            "last_pbar": self.last_pbar,
+            "last_fu": self.last_fu,
+            "last_fd": self.last_fd,
+            "missing_flow": self.missing_flow,
+            "last_dfu": self.last_dfu,
+            "queue": [list(entry) for entry in self.queue],
+            "cum": self.cum,
+            "ring": list(self.ring),
+            "cusum": self.cusum,
+            "cusum_start": self.cusum_start,
+            "statistic": self.statistic,
+            "argmax_window": self.argmax_window,
+            "balance": None if math.isnan(self.balance) else self.balance,
+            "degraded": self.degraded,
+            "incident": None if self.incident is None else self.incident.to_dict(),
+            "pressure": self.pressure.to_dict(),
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        self.minute = int(data["minute"])
+        self.bias = float(data["bias"])
+        self.last_level = _optional(data["last_level"])
+        self.last_pbar = _optional(data["last_pbar"])
+        self.last_fu = _optional(data["last_fu"])
+        self.last_fd = _optional(data["last_fd"])
+        self.missing_flow = int(data["missing_flow"])
+        self.last_dfu = float(data["last_dfu"])
+        self.queue = [(float(a), float(b)) for a, b in data["queue"]]
+        self.cum = float(data["cum"])
+        self.ring = deque((float(v) for v in data["ring"]), maxlen=self._longest + 1)
+        self.cusum = float(data["cusum"])
+        self.cusum_start = int(data["cusum_start"])
+        self.statistic = float(data["statistic"])
+        self.argmax_window = int(data["argmax_window"])
+        balance = data["balance"]
+        self.balance = math.nan if balance is None else float(balance)
+        self.degraded = None if data["degraded"] is None else str(data["degraded"])
+        incident = data["incident"]
+        self.incident = None if incident is None else TapIncident.from_dict(incident)
+        self.pressure.restore(data["pressure"])
+
+
+def fused(balance_z: float, pressure_z: float, weight: float) -> float:
+    """Balance and pressure evidence in one z; the pressure's share is capped so that a pressure
+    move alone (a valve opening, a meter step) can never reach a limit the balance does not support."""
+    return (balance_z + weight * min(pressure_z, PRESSURE_CAP)) / math.sqrt(1.0 + weight * weight)
+
+
+def _value(row: Mapping[str, float] | None, name: str) -> float | None:
+    if row is None:
+        return None
+    value = row.get(name)
+    if value is None or math.isnan(value):  # NaN: an empty cell
+        return None
+    return float(value)
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from detector.incidents import Alert
+from detector.line import LineCalibration, LineMonitor, SegmentCalibration
+from detector.line.offline import line_alerts
+from detector.topology import Topology
+from replay.simulator import Event
+
+from .simline import quiet_line, readings, topology_of
+
+FIXED = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _calibration(topology: Topology, limit: float = 6.0) -> LineCalibration:
+    """Limits as a calibration on this line's (scaled-down) noise would set them."""
+    return LineCalibration(
+        {
+            s.segment_id: SegmentCalibration(
+                s.segment_id, limit=limit, window_sigma_m3=(1.0, 1.0, 1.2, 1.5, 2.0, 3.0)
+            )
+            for s in topology.segments
+        }
+    )
+
+
+def _taps(alerts: list[Alert]) -> list[Alert]:
+    return [a for a in alerts if a.kind == "tap"]
+
+
+def test_a_noise_free_tap_is_caught_on_its_segment_with_its_rate_and_volume() -> None:
+    result = quiet_line(Event.theft(1, 300, 420, 0.04, position=0.3, ramp=2))
+    topology = topology_of(result)
+    alerts = _taps(line_alerts(readings(result), topology, _calibration(topology), model_version="m"))
+    assert alerts, "the tap raised nothing"
+    assert {a.segment.segment_id for a in alerts if a.segment} == {"EST-02>EST-03"}
+    opened = alerts[0]
+    assert opened.status == "open"
+    start = result.config.start + timedelta(minutes=300)
+    assert start < opened.window_end <= start + timedelta(minutes=35)
+    closed = alerts[-1]
+    assert closed.status == "close" and closed.incident_id == opened.incident_id
+    assert closed.estimate is not None
+    true_volume = result.extraction_m3h[:, 1].sum() / 60.0
+    assert closed.estimate.volume_m3 == pytest.approx(true_volume, rel=0.1)
+    assert closed.estimate.rate_m3h == pytest.approx(0.04 * 500, rel=0.2)
+    assert abs(closed.estimate.onset - start) <= timedelta(minutes=6)
+
+
+def test_a_noise_free_pump_stop_and_restart_raise_nothing() -> None:
+    stop = Event("transient", "pump_stop", 200, 500, (1, 2), station=1, magnitude=30, effect_end=230)
+    result = quiet_line(stop)
+    topology = topology_of(result)
+    assert result.readings["flow"][215, 1] < 1.0  # the pump did stop
+    assert _taps(line_alerts(readings(result), topology, _calibration(topology), model_version="m")) == []
+
+
+def test_updates_come_at_most_every_15_minutes_and_ids_are_deterministic() -> None:
+    result = quiet_line(Event.theft(0, 200, 400, 0.06, position=0.5))
+    topology = topology_of(result)
+    first = line_alerts(readings(result), topology, _calibration(topology), model_version="m")
+    second = line_alerts(readings(result), topology, _calibration(topology), model_version="m")
+    assert [a.alert_id for a in first] == [a.alert_id for a in second]
+    taps = _taps(first)
+    assert taps[0].status == "open" and taps[-1].status == "close"
+    ends = [a.window_end for a in taps]
+    assert all(b - a >= timedelta(minutes=15) for a, b in itertools.pairwise(ends[:-1]))
+    assert len({a.alert_id for a in first}) == len(first)
+
+
+@pytest.mark.parametrize("cut", [250, 333, 420])
+def test_a_restored_monitor_continues_with_the_same_alerts(cut: int) -> None:
+    result = quiet_line(Event.theft(1, 300, 420, 0.05, position=0.3), noise=1.0)
+    topology = topology_of(result)
+    calibration = _calibration(topology)
+    stream = list(readings(result))
+    whole = line_alerts(stream, topology, calibration, model_version="m")
+    assert _taps(whole)
+    split = cut * len(result.station_ids) + 1  # mid-minute: one station of the minute already in
+    before = LineMonitor(topology, calibration, model_version="m", clock=lambda: FIXED)
+    alerts: list[Alert] = []
+    for station, ts, values in stream[:split]:
+        before.add(station, ts, values)
+        alerts.extend(before.advance())
+    state = json.loads(json.dumps(before.snapshot()))
+    after = LineMonitor(topology, calibration, model_version="m", clock=lambda: FIXED)
+    after.restore(state)
+    for station, ts, values in stream[split:]:
+        after.add(station, ts, values)
+        alerts.extend(after.advance())
+    alerts.extend(after.flush())
+    assert [(a.alert_id, a.status, a.estimate) for a in alerts] == [
+        (a.alert_id, a.status, a.estimate) for a in whole
+    ]
+
+
+def test_out_of_order_readings_within_the_lateness_give_the_same_alerts() -> None:
+    result = quiet_line(Event.theft(0, 200, 330, 0.05), noise=1.0)
+    topology = topology_of(result)
+    stream = list(readings(result))
+    shuffled = []
+    for i in range(0, len(stream), 6):  # two minutes at a time, newest first
+        shuffled.extend(reversed(stream[i : i + 6]))
+    calibration = _calibration(topology)
+    in_order = line_alerts(stream, topology, calibration, model_version="m")
+    assert [a.alert_id for a in line_alerts(shuffled, topology, calibration, model_version="m")] == [
+        a.alert_id for a in in_order
+    ]
+
+
+def test_unknown_stations_duplicates_and_late_readings_are_refused() -> None:
+    result = quiet_line()
+    topology = topology_of(result)
+    monitor = LineMonitor(topology, _calibration(topology), model_version="m")
+    ts = result.config.start
+    assert not monitor.add("EST-99", ts, {"flow": 1.0})
+    assert monitor.add("EST-01", ts, {"flow": 500.0})
+    assert not monitor.add("EST-01", ts + timedelta(seconds=10), {"flow": 500.0})  # same minute
+    monitor.add("EST-01", ts + timedelta(minutes=5), {"flow": 500.0})
+    monitor.advance()
+    assert not monitor.add("EST-02", ts, {"flow": 500.0})  # behind the watermark
+
+
+def test_a_stuck_flow_meter_is_a_meter_fault_not_a_tap() -> None:
+    result = quiet_line(Event("transient", "setpoint_change", 100, 400, (0, 1, 2), magnitude=0.85), noise=1.0)
+    flow = result.readings["flow"]
+    flow[150:400, 2] = flow[149, 2]  # the meter freezes while the line moves
+    topology = topology_of(result)
+    alerts = line_alerts(readings(result), topology, _calibration(topology), model_version="m")
+    faults = [a for a in alerts if a.kind == "meter_fault"]
+    assert faults and faults[0].station_id == "EST-03" and faults[0].sensor == "flow"
+    assert faults[0].reason == "stuck"
+    assert _taps(alerts) == []
+
+
+def test_a_silent_station_degrades_its_segments_and_says_so() -> None:
+    result = quiet_line(noise=1.0)
+    result.present[300:360, 1] = False
+    topology = topology_of(result)
+    monitor = LineMonitor(topology, _calibration(topology), model_version="m")
+    alerts: list[Alert] = []
+    degraded_seen: set[str] = set()
+    for station, ts, values in readings(result):
+        monitor.add(station, ts, values)
+        alerts.extend(monitor.advance())
+        degraded_seen.update(v.segment_id for v in monitor.views() if v.degraded)
+    assert degraded_seen == {"EST-01>EST-02", "EST-02>EST-03"}
+    assert any(a.kind == "meter_fault" and a.station_id == "EST-02" and a.reason == "silent" for a in alerts)
+    assert _taps(alerts) == []

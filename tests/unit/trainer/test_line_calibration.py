@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+from detector.line import LineCalibration
+from replay.simulator import SimulationConfig, simulate
+from tests.unit.detector.line.simline import topology_of
+from trainer.line_calibration import calibrate_line
+
+
+def test_calibration_learns_every_segment_and_says_how_the_limit_was_chosen() -> None:
+    result = simulate(SimulationConfig(stations=4, days=6, seed=1004))
+    topology = topology_of(result)
+    frame = result.frame
+    started = time.perf_counter()
+    calibration = calibrate_line(frame, topology, budget_per_segment_month=1.0, exclude=frame["label"] == 1)
+    assert time.perf_counter() - started < 30
+    assert set(calibration.segments) == {s.segment_id for s in topology.segments}
+    for segment_id, segment in calibration.segments.items():
+        notes = calibration.record["segments"][segment_id]
+        assert segment.limit >= notes["largest_peak"] * 1.1 - 1e-3
+        assert segment.limit >= 4.0
+        assert all(s > 0 for s in segment.window_sigma_m3)
+        assert abs(segment.bias_m3h) < 10.0
+    again = LineCalibration.from_dict(calibration.to_dict())
+    assert again == calibration
+
+
+def test_a_tighter_budget_never_lowers_a_limit() -> None:
+    result = simulate(SimulationConfig(stations=3, days=5, seed=1005))
+    topology = topology_of(result)
+    frame: pd.DataFrame = result.frame
+    loose = calibrate_line(frame, topology, budget_per_segment_month=4.0)
+    tight = calibrate_line(frame, topology, budget_per_segment_month=0.25)
+    for segment_id in loose.segments:
+        assert tight.segments[segment_id].limit >= loose.segments[segment_id].limit
