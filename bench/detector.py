@@ -15,10 +15,18 @@ fresh 4-partition topic. Each repetition, on a fresh consumer group:
 The model is the original architecture (LSTM 128-64 autoencoder, random weights, ONNX) as in
 ``bench scoring``. ``readings_per_s_linear_model`` repeats the end-to-end run with a trivial linear
 model, which shows what the service costs when scoring is nearly free.
+
+With a topology (issue 18): the same stations grouped into lines of ``LINE_STATIONS`` in series,
+the readings carrying the balance's extra field (``suction_pressure``), the linear model.
+``readings_per_s_line`` is the detector with that line in its bundle (every reading also forwarded
+to the internal line topic, read back and balanced by the line monitors, all exactly-once);
+``readings_per_s_no_line`` the same readings and model without a line; ``line_vs_no_line`` their
+ratio (target >= 0.9).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import statistics
@@ -37,7 +45,9 @@ from prometheus_client import CollectorRegistry
 from bench.record import BenchResult, rate
 from centinela import local_broker
 from detector.bundle import Bundle, load_bundle
-from detector.testing import build_keras_bundle, build_linear_bundle
+from detector.line import LineCalibration, SegmentCalibration
+from detector.testing import LINE_SENSORS, build_keras_bundle, build_linear_bundle
+from detector.topology import Topology
 from stream.kafka_io import KafkaBroker
 from stream.metrics import DetectorMetrics
 from stream.service import DetectorService
@@ -50,6 +60,7 @@ STATIONS = 200
 MINUTES = 1000
 QUICK_MINUTES = 200
 PARTITIONS = 4
+LINE_STATIONS = 10  # stations per line in the topology variant
 REPETITIONS = 3
 SENSORS = ("flow", "pressure", "pump_rpm", "tank_level", "power")
 _QUIET = {"log_level": 3}
@@ -159,7 +170,8 @@ def bare_consume(bootstrap: str, topic: str, count: int) -> float:
 
 
 def end_to_end(settings: Settings, bundle: Bundle, count: int) -> tuple[float, float, float]:
-    """Readings/s, windows/s and the mean windows per scoring batch of one detector run."""
+    """Readings/s, windows/s and the mean windows per scoring batch of one detector run (with a line
+    in the bundle, until every reading and every forwarded line record is processed)."""
     registry = CollectorRegistry()
     metrics = DetectorMetrics(registry)
     kafka = KafkaBroker(settings)
@@ -167,12 +179,12 @@ def end_to_end(settings: Settings, bundle: Bundle, count: int) -> tuple[float, f
     assigned = threading.Event()
     original = service.assigned
 
-    def on_assigned(partitions: Any) -> set[int]:
+    def on_assigned(partitions: Any) -> set[tuple[str, int]]:
         assigned.set()
         return original(partitions)
 
     service.assigned = on_assigned  # type: ignore[method-assign]
-    kafka.start(service, int(service.rebuild_horizon().total_seconds() * 1000))
+    kafka.start(service, int(service.rebuild_horizon().total_seconds() * 1000), service.line_topic)
     started: float | None = None
     try:
         done = 0
@@ -181,12 +193,17 @@ def end_to_end(settings: Settings, bundle: Bundle, count: int) -> tuple[float, f
             done += service.step()
             if started is None and assigned.is_set():
                 started = time.perf_counter()
+        while service.line_topic and time.monotonic() < deadline:  # until every reading is balanced
+            balanced = registry.get_sample_value("centinela_line_readings_total") or 0.0
+            if balanced >= count:
+                break
+            done += service.step()
         seconds = time.perf_counter() - (started or time.perf_counter())
     finally:
         kafka.close()
     windows = registry.get_sample_value("centinela_windows_scored_total") or 0.0
     batches = registry.get_sample_value("centinela_batch_windows_count") or 1.0
-    return rate(done, seconds), rate(int(windows), seconds), windows / batches
+    return rate(count, seconds), rate(int(windows), seconds), windows / batches
 
 
 def scoring_only(bundle: Bundle, windows: np.ndarray[Any, Any], count: int, batch: int) -> float:
@@ -209,6 +226,79 @@ def sample_windows(bundle: Bundle, series: Sequence[Series]) -> np.ndarray[Any, 
         stamps = np.asarray([t.replace(tzinfo=None) for t in item.ts], dtype="datetime64[ns]")
         parts.append(batch_windows(stamps, item.values, bundle.window_spec).data)
     return np.concatenate(parts)
+
+
+def bench_topology(stations: Sequence[str]) -> tuple[Topology, LineCalibration]:
+    """``stations`` in lines of ``LINE_STATIONS``, each a chain of 50 km segments, tanks everywhere."""
+    lines = []
+    for first in range(0, len(stations), LINE_STATIONS):
+        members = stations[first : first + LINE_STATIONS]
+        lines.append(
+            {
+                "id": f"L{first // LINE_STATIONS:03d}",
+                "station": [{"id": sid, "tank_area_m2": 250.0} for sid in members],
+                "segment": [
+                    {"upstream": up, "downstream": down, "length_km": 50.0, "inner_diameter_m": 0.3048}
+                    for up, down in itertools.pairwise(members)
+                ],
+            }
+        )
+    topology = Topology.from_dict({"format": 1, "line": lines})
+    calibration = LineCalibration({s.segment_id: SegmentCalibration(s.segment_id) for s in topology.segments})
+    return topology, calibration
+
+
+def with_suction(messages: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The readings with the balance's extra field, so line and no-line runs read the same bytes."""
+    import orjson
+
+    out = []
+    for key, value in messages:
+        body = orjson.loads(value)
+        body["suction_pressure"] = round(body["pressure"] * 0.1, 2)
+        out.append((key, orjson.dumps(body)))
+    return out
+
+
+def line_runs(
+    bootstrap: str, folder: Path, series: Sequence[Series], messages: Sequence[tuple[bytes, bytes]]
+) -> tuple[list[float], list[float]]:
+    """Readings/s of the linear model without and with a line in the bundle, ``REPETITIONS`` each."""
+    stations = [item.station_id for item in series]
+    line = bench_topology(stations)
+    plain = load_bundle(build_linear_bundle(folder / "plain6", sensors=LINE_SENSORS), threads=2)
+    lined = load_bundle(build_linear_bundle(folder / "line6", sensors=LINE_SENSORS, line=line), threads=2)
+    wire = with_suction(messages)
+    without: list[float] = []
+    with_line: list[float] = []
+    with (
+        topics(bootstrap, PARTITIONS, "readings6", "scores", "alerts", "dlq") as made,
+        topics(bootstrap, PARTITIONS, "state") as (state,),
+    ):
+        readings, scores, alerts, dlq = made
+        produce_all(bootstrap, readings, wire)
+        for repetition in range(REPETITIONS):
+            logger.info("line repetition %d", repetition + 1)
+            settings = detector_settings(bootstrap, readings, scores, alerts, dlq)
+            without.append(end_to_end(settings, plain, len(wire))[0])
+            with topics(bootstrap, PARTITIONS, "line") as (line_topic,):
+                settings = detector_settings(
+                    bootstrap,
+                    readings,
+                    scores,
+                    alerts,
+                    dlq,
+                    topics={
+                        "readings": readings,
+                        "alerts": alerts,
+                        "dlq": dlq,
+                        "scores": scores,
+                        "state": state,
+                        "line": line_topic,
+                    },
+                )
+                with_line.append(end_to_end(settings, lined, len(wire))[0])
+    return without, with_line
 
 
 def run(quick: bool) -> BenchResult:
@@ -244,6 +334,7 @@ def run(quick: bool) -> BenchResult:
                 results["ratio"].append(windows_per_s / only)
                 settings = detector_settings(bootstrap, readings, scores, alerts, dlq)
                 results["linear_r"].append(end_to_end(settings, linear, count)[0])
+            results["no_line_r"], results["line_r"] = line_runs(bootstrap, Path(folder), series, messages)
     median = {key: statistics.median(values) for key, values in results.items()}
     return BenchResult(
         name="detector",
@@ -251,6 +342,8 @@ def run(quick: bool) -> BenchResult:
             "readings_per_s": median["e2e_r"],
             "windows_per_s": median["e2e_w"],
             "readings_per_s_linear_model": median["linear_r"],
+            "readings_per_s_line": median["line_r"],
+            "readings_per_s_no_line": median["no_line_r"],
         },
         baseline={
             "bare_consume_per_s": median["bare"],
@@ -259,13 +352,20 @@ def run(quick: bool) -> BenchResult:
         ratio={
             "windows_vs_scoring_only": median["ratio"],
             "readings_vs_bare_consume": median["e2e_r"] / median["bare"],
+            "line_vs_no_line": median["line_r"] / median["no_line_r"],
         },
-        targets={"readings_per_s": ">= 40,000", "windows_vs_scoring_only": ">= 0.6"},
+        targets={
+            "readings_per_s": ">= 40,000",
+            "windows_vs_scoring_only": ">= 0.6",
+            "line_vs_no_line": ">= 0.9",
+        },
         notes=(
             f"{STATIONS} stations x {minutes} one-minute readings ({count} messages, "
             f"{PARTITIONS} partitions); exactly-once (transactions); LSTM 128-64 autoencoder "
             "(random weights) via ONNX Runtime, 2 threads; readings_per_s_linear_model: the same run "
-            "with a linear stand-in model (scoring nearly free). "
+            "with a linear stand-in model (scoring nearly free). readings_per_s_line / _no_line: the "
+            f"linear model on the same readings plus suction_pressure, with / without a topology of "
+            f"lines of {LINE_STATIONS} stations (state topic on in the line run). "
             f"Medians of {REPETITIONS}. 1-minute load average before/after: {load_before:.2f}/"
             f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
             "(a shared machine: other work lowers these figures)."

@@ -62,7 +62,7 @@ def topology_of(result: SimulationResult) -> Topology:
 
 
 def readings(frame: pd.DataFrame, fields: list[str]) -> Iterator[tuple[str, datetime, Mapping[str, float]]]:
-    stamps = frame["timestamp"].dt.to_pydatetime()
+    stamps = list(frame["timestamp"].dt.to_pydatetime())
     stations = frame["station_id"].astype(str).to_numpy()
     columns = [frame[name].to_numpy(dtype=np.float64) for name in fields]
     for i in range(len(frame)):

@@ -16,6 +16,12 @@ def register(app: typer.Typer) -> None:
         bundle: Path | None = typer.Option(
             None, "--bundle", help="Model bundle folder (overrides bundle_path)."
         ),
+        topology: Path | None = typer.Option(
+            None,
+            "--topology",
+            help="Topology file (TOML) the bundle's line must equal; refused at start, naming the first "
+            "field that differs, or when the bundle has no line (overrides the topology setting).",
+        ),
         check: bool = typer.Option(
             False, "--check", help="Validate the settings and the bundle, print the settings, and exit."
         ),
@@ -34,7 +40,9 @@ def register(app: typer.Typer) -> None:
         from stream.runner import load_serving_bundle, run_detector
         from stream.settings import describe, load_settings
 
-        overrides = {} if bundle is None else {"bundle_path": bundle}
+        overrides: dict[str, Path] = {} if bundle is None else {"bundle_path": bundle}
+        if topology is not None:
+            overrides["topology"] = topology
         settings = load_settings(config, **overrides)
         if check:
             served = load_serving_bundle(settings)

@@ -21,7 +21,16 @@ from concurrent.futures import Future
 from typing import Any, cast
 
 from detector.errors import BrokerError
-from stream.ports import Assigned, AssignmentListener, Headers, Mark, SourceMessage, TransactionAbortedError
+from detector.records import line_of_state_key
+from stream.ports import (
+    Assigned,
+    AssignmentListener,
+    Headers,
+    Mark,
+    Partition,
+    SourceMessage,
+    TransactionAbortedError,
+)
 from stream.settings import Settings, kafka_client_config
 
 log = logging.getLogger(__name__)
@@ -85,7 +94,8 @@ class KafkaBroker:
         self._delivery_failures: list[str] = []
         self._listener: AssignmentListener | None = None
         self._horizon_ms = 0
-        self._assignment: list[int] = []
+        self._assignment: list[Partition] = []
+        self._line_topic = ""
         self._in_transaction = False
         self._call_timeout_s = settings.transaction_timeout_s
         self._outage_limit_s = settings.broker_outage_limit_s
@@ -172,20 +182,50 @@ class KafkaBroker:
         return 0.0 if self._down_since is None else self._now() - self._down_since
 
     # -- assignment ------------------------------------------------------------------------
-    def start(self, listener: AssignmentListener, rebuild_horizon_ms: int) -> None:
-        """Subscribe; with exactly-once, also register the transactional id (fencing a previous holder)."""
+    def start(self, listener: AssignmentListener, rebuild_horizon_ms: int, line_topic: str = "") -> None:
+        """Subscribe (to the line topic too, creating it when missing); with exactly-once, also register
+        the transactional id (fencing a previous holder)."""
         from confluent_kafka import KafkaException
 
         self._listener = listener
         self._horizon_ms = rebuild_horizon_ms
+        self._line_topic = line_topic
+        if line_topic:
+            self._ensure_line_topic(line_topic)
         if self._exactly_once:
             self._init_transactions()
+        topics = [self._topic, line_topic] if line_topic else [self._topic]
         try:
             self._consumer.subscribe(
-                [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+                topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
         except KafkaException as error:
-            raise BrokerError(f"cannot start on {self._topic}: {_kafka_error(error)}") from error
+            raise BrokerError(f"cannot start on {', '.join(topics)}: {_kafka_error(error)}") from error
+
+    def _ensure_line_topic(self, topic: str) -> None:
+        """Create the internal line topic, as many partitions as the readings topic, if it is missing
+        (Kafka Streams creates its repartition topics the same way)."""
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+        try:
+            metadata = self._consumer.list_topics(timeout=_TIMEOUT_S)
+            if topic in metadata.topics and not metadata.topics[topic].error:
+                return
+            readings = metadata.topics.get(self._topic)
+            partitions = len(readings.partitions) if readings is not None and readings.partitions else 1
+            admin_config: dict[str, Any] = dict(kafka_client_config(self._settings.kafka))
+            admin = AdminClient(admin_config)
+            wanted = NewTopic(topic, num_partitions=partitions, replication_factor=-1)
+            for future in admin.create_topics([wanted], operation_timeout=_TIMEOUT_S).values():
+                try:
+                    future.result(timeout=_TIMEOUT_S)
+                except KafkaException as error:
+                    if "TOPIC_ALREADY_EXISTS" not in str(error):
+                        raise
+            log.info("created the line topic %s (%d partitions)", topic, partitions)
+        except KafkaException as error:
+            raise BrokerError(f"cannot create the line topic {topic}: {_kafka_error(error)}") from error
 
     def _init_transactions(self) -> None:
         """Register the transactional id, fencing any earlier producer that used it (its open
@@ -228,17 +268,19 @@ class KafkaBroker:
         listener = self._listener
         assert listener is not None  # set by start() before subscribe
         committed = consumer.committed(partitions, timeout=_TIMEOUT_S) if partitions else []
-        assigned = [Assigned(tp.partition, max(tp.offset, 0)) for tp in committed]
+        assigned = [Assigned(tp.topic, tp.partition, max(tp.offset, 0)) for tp in committed]
         keep = listener.assigned(assigned)
         state_topic = self._settings.topics.state
-        fresh = [tp.partition for tp in committed if tp.partition not in keep and tp.offset >= 0]
+        fresh = {(tp.topic, tp.partition) for tp in committed if (tp.topic, tp.partition) not in keep}
         if state_topic and fresh:
-            listener.restore(self._read_state(state_topic, fresh))
+            self._restore(listener, state_topic, fresh)
         positioned = []
         rebuild: dict[int, tuple[int, int]] = {}
         for tp in committed:
             start = tp.offset  # OFFSET_INVALID (-1001) -> auto.offset.reset
-            if tp.partition not in keep and tp.offset >= 0 and tp.metadata:
+            # Readings only: a line partition's state comes whole from the state topic.
+            fresh_readings = tp.topic == self._topic and (tp.topic, tp.partition) in fresh
+            if fresh_readings and tp.offset >= 0 and tp.metadata:
                 try:
                     stamp = int(tp.metadata)
                 except ValueError:
@@ -249,15 +291,30 @@ class KafkaBroker:
                     if 0 <= found.offset < tp.offset:
                         start = found.offset
                         rebuild[tp.partition] = (found.offset, tp.offset)
-            positioned.append(TopicPartition(self._topic, tp.partition, start))
+            positioned.append(TopicPartition(tp.topic, tp.partition, start))
         consumer.assign(positioned)
-        self._assignment = sorted(tp.partition for tp in positioned)
+        self._assignment = sorted((tp.topic, tp.partition) for tp in positioned)
         for partition, (begin, end) in sorted(rebuild.items()):
             log.info("partition %d: re-reading offsets %d..%d to rebuild windows", partition, begin, end - 1)
         log.info("assigned partitions %s", self._assignment)
 
-    def _read_state(self, topic: str, partitions: list[int]) -> dict[str, bytes]:
-        """The latest committed state record per station on ``partitions`` of the state topic."""
+    def _restore(self, listener: AssignmentListener, state_topic: str, fresh: set[Partition]) -> None:
+        """The state of fresh partitions: stations of fresh readings partitions, lines of fresh line
+        partitions (both kept on the state topic partition with the same number)."""
+        numbers = sorted({partition for _topic, partition in fresh})
+        stations: dict[str, bytes] = {}
+        lines: dict[str, tuple[int, bytes]] = {}
+        for key, (partition, value) in self._read_state(state_topic, numbers).items():
+            if line_of_state_key(key) is not None:
+                if (self._line_topic, partition) in fresh:
+                    lines[key] = (partition, value)
+            elif (self._topic, partition) in fresh:
+                stations[key] = value
+        listener.restore(stations, lines)
+
+    def _read_state(self, topic: str, partitions: list[int]) -> dict[str, tuple[int, bytes]]:
+        """The latest committed state record per key on ``partitions`` of the state topic (and the
+        partition it is on); keys whose latest record is a tombstone are left out."""
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         reader = Consumer(
@@ -268,7 +325,7 @@ class KafkaBroker:
                 "isolation.level": "read_committed",
             }
         )
-        latest: dict[str, bytes | None] = {}
+        latest: dict[str, tuple[int, bytes | None]] = {}
         try:
             ends = {
                 p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT_S)[1]
@@ -289,17 +346,17 @@ class KafkaBroker:
                     quiet_since = time.monotonic()
                     key = message.key()
                     if key is not None:
-                        latest[key.decode(errors="replace")] = message.value()
+                        latest[key.decode(errors="replace")] = (message.partition() or 0, message.value())
                     if (message.offset() or 0) + 1 >= ends[message.partition() or 0]:
                         done.add(message.partition() or 0)
         finally:
             reader.close()
-        states = {station: value for station, value in latest.items() if value is not None}
-        log.info("read the incident state of %d stations from %s %s", len(states), topic, partitions)
+        states = {key: (p, value) for key, (p, value) in latest.items() if value is not None}
+        log.info("read %d state records from %s %s", len(states), topic, partitions)
         return states
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        revoked = [tp.partition for tp in partitions]
+        revoked = [(tp.topic, tp.partition) for tp in partitions]
         log.info("revoked partitions %s", revoked)
         if self._listener is not None:
             self._listener.revoked(revoked)
@@ -307,7 +364,7 @@ class KafkaBroker:
         self._assignment = []
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
-        log.warning("lost partitions %s (session timed out)", [tp.partition for tp in partitions])
+        log.warning("lost partitions %s (session timed out)", [(tp.topic, tp.partition) for tp in partitions])
         self._on_revoke(consumer, partitions)
 
     def rewind(self) -> None:
@@ -316,7 +373,7 @@ class KafkaBroker:
 
         if not self._assignment:
             return
-        partitions = [TopicPartition(self._topic, partition) for partition in self._assignment]
+        partitions = [TopicPartition(topic, partition) for topic, partition in self._assignment]
         if self._listener is not None:
             self._listener.revoked(self._assignment)
         try:
@@ -355,7 +412,7 @@ class KafkaBroker:
 
         if not self._assignment:
             return {}
-        partitions = [TopicPartition(self._topic, partition) for partition in self._assignment]
+        partitions = [TopicPartition(t, partition) for t, partition in self._assignment if t == self._topic]
         lag: dict[int, int] = {}
         try:
             positions = self._consumer.position(partitions)
@@ -404,13 +461,13 @@ class KafkaBroker:
                 raise BrokerError(f"produce to {topic} failed: {_kafka_error(error)}") from error
         raise BrokerError(f"produce to {topic}: the producer queue stayed full")
 
-    def commit(self, marks: Mapping[int, Mark]) -> None:
+    def commit(self, marks: Mapping[Partition, Mark]) -> None:
         """Publish what was produced since ``begin`` and commit ``marks``, atomically with exactly-once."""
         from confluent_kafka import KafkaException, TopicPartition
 
         offsets = [
-            TopicPartition(self._topic, partition, mark.next_offset, str(mark.timestamp_ms))
-            for partition, mark in sorted(marks.items())
+            TopicPartition(topic, partition, mark.next_offset, str(mark.timestamp_ms))
+            for (topic, partition), mark in sorted(marks.items())
         ]
         if not self._exactly_once:
             self._commit_at_least_once(offsets)

@@ -11,11 +11,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from detector.line import SegmentView
+from detector.records import DEAD_LETTER_REASONS
+from detector.stations import StationView
+
+if TYPE_CHECKING:
+    from stream.outbox import Outbox
+
+__all__ = ["DetectorMetrics", "StationView", "serve"]
 
 PREFIX = "centinela_"
 
@@ -23,21 +32,6 @@ PREFIX = "centinela_"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 1.0, 2.5, 5.0, 10.0)
 SCORING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
-
-
-@dataclass(frozen=True, slots=True)
-class StationView:
-    """What the scrape shows for one station (read from the service's table when scraped)."""
-
-    station_id: str
-    score: float | None
-    threshold: float | None
-    incident_open: bool
-    newest_event_s: float | None  # event time of the newest reading, Unix seconds
-    last_arrival_s: float | None  # wall time it arrived, Unix seconds
-    # (sensor, share of the reconstruction error) of the station's latest incident open/update alert;
-    # empty until the station has had one.
-    contributions: tuple[tuple[str, float], ...] = ()
 
 
 class _StationCollector(Collector):
@@ -89,6 +83,49 @@ class _StationCollector(Collector):
             for sensor, share in view.contributions:
                 contribution.add_metric([view.station_id, sensor], share)
         yield from (score, threshold, incident, freshness, newest, contribution)
+
+
+class _SegmentCollector(Collector):
+    """Per-segment gauges, read from the service's line monitors at scrape time (label: segment)."""
+
+    def __init__(self, segments: Callable[[], Iterable[SegmentView]]) -> None:
+        self._segments = segments
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["segment"]
+        balance = GaugeMetricFamily(
+            PREFIX + "segment_balance_m3h",
+            "Latest compensated flow balance of the segment (m3/h missing between its stations).",
+            labels=labels,
+        )
+        statistic = GaugeMetricFamily(
+            PREFIX + "segment_statistic", "The segment's sequential test statistic.", labels=labels
+        )
+        limit = GaugeMetricFamily(
+            PREFIX + "segment_limit", "The limit the statistic is judged against.", labels=labels
+        )
+        degraded = GaugeMetricFamily(
+            PREFIX + "segment_degraded",
+            "1 while the segment's balance is held (a meter fault, a silent station).",
+            labels=labels,
+        )
+        incident = GaugeMetricFamily(
+            PREFIX + "segment_incident_open", "1 while the segment has an open tap incident.", labels=labels
+        )
+        for view in self._segments():
+            name = [view.segment_id]
+            if view.balance_m3h is not None:
+                balance.add_metric(name, view.balance_m3h)
+            if view.statistic is not None:
+                statistic.add_metric(name, view.statistic)
+            if view.limit is not None:
+                limit.add_metric(name, view.limit)
+            degraded.add_metric(name, 0.0 if view.degraded is None else 1.0)
+            incident.add_metric(name, 1.0 if view.incident_open else 0.0)
+        yield from (balance, statistic, limit, degraded, incident)
 
 
 class DetectorMetrics:
@@ -162,24 +199,33 @@ class DetectorMetrics:
         self.transactions = Counter(
             PREFIX + "transactions", "Batches committed, by outcome.", ["outcome"], registry=registry
         )
+        self.line_readings = Counter(
+            PREFIX + "line_readings",
+            "Readings handed to a line monitor (segment balance), in event-time order.",
+            registry=registry,
+        )
+        self.off_line_readings = Counter(
+            PREFIX + "off_line_readings",
+            "Readings of stations the bundle's topology does not know (scored per station only).",
+            registry=registry,
+        )
 
         self._zero_known_series()
 
     def _zero_known_series(self) -> None:
         """Create every known label set at 0, so rate() and increase() see a counter's first events."""
         from detector.incidents import SEVERITIES
-        from detector.readings import REASONS
         from detector.windows import SKIP_REASONS
 
         for outcome in ("accepted", "late", "duplicate", "invalid"):
             self.readings.labels(outcome=outcome)
         for reason in SKIP_REASONS:
             self.windows_skipped.labels(reason=reason)
-        for kind in ("incident", "data_gap"):
+        for kind in ("incident", "data_gap", "tap", "meter_fault"):
             for status in ("open", "update", "close"):
                 for severity in SEVERITIES:
                     self.alerts.labels(kind=kind, status=status, severity=severity)
-        for reason in (*REASONS, "empty", "unknown_station", "key_mismatch", "future_timestamp"):
+        for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason=reason)
         for outcome in ("committed", "aborted"):
             self.transactions.labels(outcome=outcome)
@@ -190,9 +236,42 @@ class DetectorMetrics:
         """Serve the per-station gauges from ``stations()`` at each scrape."""
         self.registry.register(_StationCollector(stations, wall))
 
+    def watch_segments(self, segments: Callable[[], Iterable[SegmentView]]) -> None:
+        """Serve the per-segment gauges from ``segments()`` at each scrape."""
+        self.registry.register(_SegmentCollector(segments))
+
     def set_model(self, model_version: str, format_version: int) -> None:
         self.model_info.clear()
         self.model_info.labels(model_version=model_version, format_version=str(format_version)).set(1)
+
+    def count_batch(self, batch: Outbox, published_s: float, open_incidents: int) -> None:
+        """Move the counters by what a committed batch did (once, after its commit)."""
+        for outcome, count in batch.outcomes.items():
+            if count:
+                self.readings.labels(outcome=outcome).inc(count)
+        for reason, count in batch.dead.items():
+            self.readings.labels(outcome="invalid").inc(count)
+            self.dead_letters.labels(reason=reason).inc(count)
+        if batch.scored:
+            self.windows_scored.inc(batch.scored)
+        if batch.line_readings:
+            self.line_readings.inc(batch.line_readings)
+        if batch.off_line:
+            self.off_line_readings.inc(batch.off_line)
+        for reason, count in batch.skipped.items():
+            self.windows_skipped.labels(reason=reason).inc(count)
+        if batch.scoring_s is not None:
+            self.scoring_seconds.observe(batch.scoring_s)
+            self.batch_windows.observe(batch.scored)
+        if batch.latencies_ms:
+            published_ms = published_s * 1000.0
+            for produced_ms in batch.latencies_ms:
+                self.decision_latency.observe(max(0.0, (published_ms - produced_ms) / 1000.0))
+        if batch.alerts:
+            for alert in batch.alerts:
+                self.alerts.labels(kind=alert.kind, status=alert.status, severity=alert.severity).inc()
+            self.open_incidents.set(open_incidents)
+        self.transactions.labels(outcome="committed").inc()
 
     def set_lag(self, lag: dict[int, int]) -> None:
         self.consumer_lag.clear()

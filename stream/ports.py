@@ -13,6 +13,8 @@ from typing import Protocol
 from detector.errors import BrokerError
 
 Headers = list[tuple[str, bytes]]
+# (topic, partition): the service consumes the readings topic and, with a line, the line topic.
+Partition = tuple[str, int]
 
 
 class SourceMessage(Protocol):
@@ -36,12 +38,18 @@ class TransactionAbortedError(BrokerError):
 class Assigned:
     """A partition given to this instance; offsets below ``committed`` were processed before.
 
-    The adapter has already positioned the partition at or before ``committed`` (earlier by the
-    rebuild horizon); the service re-reads those messages to rebuild state and publishes nothing for them.
+    A readings partition is positioned at or before ``committed`` (earlier by the rebuild horizon);
+    the service re-reads those messages to rebuild state and publishes nothing for them. A line
+    partition starts at ``committed``: its state comes whole from the state topic.
     """
 
+    topic: str
     partition: int
     committed: int
+
+    @property
+    def key(self) -> Partition:
+        return (self.topic, self.partition)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,21 +62,26 @@ class Mark:
 
 
 class AssignmentListener(Protocol):
-    def assigned(self, partitions: Sequence[Assigned]) -> set[int]:
+    def assigned(self, partitions: Sequence[Assigned]) -> set[Partition]:
         """Take the new assignment; return the partitions whose state this instance still holds
         (they need no rebuild)."""
         ...
 
-    def revoked(self, partitions: Sequence[int]) -> None: ...
-    def restore(self, states: Mapping[str, bytes]) -> None:
-        """Incident state per station (the state topic's latest records) of freshly assigned partitions."""
+    def revoked(self, partitions: Sequence[Partition]) -> None: ...
+    def restore(self, stations: Mapping[str, bytes], lines: Mapping[str, tuple[int, bytes]]) -> None:
+        """The state topic's latest records for freshly assigned partitions: incident state per station
+        (of fresh readings partitions) and segment state per line (key ``line/<id>``, of fresh line
+        partitions, with the partition it was on)."""
         ...
 
 
 class Broker(Protocol):
     """Readings in; alerts, scores and dead letters out; offsets committed with what was published."""
 
-    def start(self, listener: AssignmentListener, rebuild_horizon_ms: int) -> None: ...
+    def start(self, listener: AssignmentListener, rebuild_horizon_ms: int, line_topic: str = "") -> None:
+        """Subscribe to the readings topic (and ``line_topic``, when given) and start serving."""
+        ...
+
     def consume(self, max_messages: int, timeout_s: float) -> Sequence[SourceMessage]: ...
     def begin(self) -> None: ...
     def produce(
@@ -82,7 +95,7 @@ class Broker(Protocol):
         """Stage a message (``value`` None: a tombstone; ``partition`` None: the partitioner picks)."""
         ...
 
-    def commit(self, marks: Mapping[int, Mark]) -> None: ...
+    def commit(self, marks: Mapping[Partition, Mark]) -> None: ...
     def abort(self) -> None: ...
     def rewind(self) -> None:
         """Re-position every assigned partition at its committed offset (re-announcing the assignment)."""

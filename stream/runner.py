@@ -12,10 +12,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle
+from detector.errors import ConfigError
+from detector.line_table import MonitorFactory, line_monitor
+from detector.topology import Topology, load_topology
 from stream.clock import Clock
 from stream.metrics import DetectorMetrics, serve
 from stream.reload import BundleWatcher, bundle_loader
@@ -35,8 +39,44 @@ class Running:
 
 
 def load_serving_bundle(settings: Settings) -> Bundle:
-    """The bundle at ``bundle_path``, verified; ``BundleError`` says why not."""
-    return bundle_loader(settings.scoring_threads, settings.scoring_max_batch)(settings.bundle_path)
+    """The bundle at ``bundle_path``, verified (and its line checked against ``topology`` when that
+    is set); ``BundleError`` / ``ConfigError`` say why not."""
+    bundle = bundle_loader(settings.scoring_threads, settings.scoring_max_batch)(settings.bundle_path)
+    if settings.topology is not None:
+        check_topology(load_topology(settings.topology), bundle, str(settings.topology))
+    return bundle
+
+
+def check_topology(declared: Topology, bundle: Bundle, where: str) -> None:
+    """Refuse a topology file that is not the bundle's line, naming the first field that differs."""
+    if bundle.topology is None:
+        raise ConfigError(
+            f"--topology {where}: the bundle {bundle.path} has no line (train it with --topology)"
+        )
+    if declared == bundle.topology:
+        return
+    field = first_difference(declared.to_dict(), bundle.topology.to_dict()) or "(the whole file)"
+    raise ConfigError(f"--topology {where}: {field} differs from the bundle's line ({bundle.path})")
+
+
+def first_difference(mine: Any, theirs: Any, path: str = "") -> str | None:
+    """The dotted path of the first place two plain-JSON values differ (``line[0].segment[1].length_km``)."""
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        for key in sorted(set(mine) | set(theirs)):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in mine or key not in theirs:
+                return where
+            found = first_difference(mine[key], theirs[key], where)
+            if found is not None:
+                return found
+        return None
+    if isinstance(mine, list) and isinstance(theirs, list):
+        for index, (left, right) in enumerate(zip(mine, theirs, strict=False)):
+            found = first_difference(left, right, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None if len(mine) == len(theirs) else f"{path}[{min(len(mine), len(theirs))}]"
+    return None if mine == theirs else path
 
 
 def run_detector(
@@ -46,6 +86,7 @@ def run_detector(
     registry: CollectorRegistry | None = None,
     clock: Clock | None = None,
     on_start: Callable[[Running], None] | None = None,
+    monitor_factory: MonitorFactory = line_monitor,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``): finish the batch in hand, publish, commit, close."""
     from stream.kafka_check import check_connection
@@ -73,7 +114,9 @@ def run_detector(
     # Seconds, not a silent retry loop, when the password, the CA or the listener is wrong.
     check_connection(kafka_client_config(settings.kafka), give_up=False)
     broker = KafkaBroker(settings)
-    service = DetectorService(settings, broker, bundle, metrics, clock=clock, watcher=watcher)
+    service = DetectorService(
+        settings, broker, bundle, metrics, clock=clock, watcher=watcher, monitor_factory=monitor_factory
+    )
     port: int | None = None
     server = None
     if settings.metrics_enabled:

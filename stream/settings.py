@@ -91,6 +91,10 @@ class TopicSettings(_Section):
     # the partition of the station's readings. Empty: a new owner rebuilds incident state by
     # re-scoring the rebuild horizon instead (exact only for incidents shorter than the horizon).
     state: str = ""
+    # Internal topic a line's readings meet on (key = line id), with a line in the bundle only; the
+    # service consumes it in the same group. Empty: "<readings>.line". Give it as many partitions as
+    # the readings topic (the state topic holds each line's snapshot on its line partition's number).
+    line: str = ""
 
 
 class IncidentSettings(_Section):
@@ -148,6 +152,9 @@ class Settings(BaseSettings):
     # detector stopped for good keeps its partitions unread for that long before they move.
     static_membership: bool = True
     bundle_path: Path = Path("models/current")
+    # A topology file the operator expects the bundle to carry: the service refuses to start when the
+    # bundle's line differs from it (or the bundle has none). None: the bundle's line is used unchecked.
+    topology: Path | None = None
     watch_bundle: bool = True
     watch_interval_s: float = Field(default=5.0, gt=0)
     metrics_host: str = "0.0.0.0"  # a service's metrics endpoint listens on all interfaces

@@ -41,7 +41,7 @@ from detector.line.pressure import (
     STEADY_CHANGE,
     STEADY_MINUTES,
 )
-from detector.line.segment import BIAS_MINUTES, PRESSURE_CAP
+from detector.line.segment import BIAS_CLIP_M3H, BIAS_MINUTES, PRESSURE_CAP
 from detector.topology import Topology
 
 Array = npt.NDArray[np.float64]
@@ -124,7 +124,7 @@ def _trace(
         state.pressure.trace = []
     fields = sorted(topology.required_sensors() & set(frame.columns))
     ordered = frame.sort_values("timestamp", kind="stable")
-    stamps = ordered["timestamp"].dt.tz_convert(UTC).dt.to_pydatetime()
+    stamps = list(ordered["timestamp"].dt.tz_convert(UTC).dt.to_pydatetime())
     stations = ordered["station_id"].astype(str).to_numpy()
     columns = [ordered[name].to_numpy(dtype=np.float64) for name in fields]
     for i in range(len(ordered)):
@@ -303,7 +303,7 @@ def _emulate_drops(residual: Array, flow: Array) -> Array:
             recent.clear()
             continue
         if offset is None:
-            offset = value
+            offset = 0.0
         recent.append(value)
         if len(recent) > MEAN_MINUTES:
             recent.pop(0)
@@ -330,7 +330,7 @@ def _tracked_residual(corrected: Array, bias0: float) -> Array:
     for i, value in enumerate(corrected.tolist()):
         if not math.isnan(value):
             residual[i] = value - bias
-            bias += (value - bias) / BIAS_MINUTES
+            bias += max(-BIAS_CLIP_M3H, min(BIAS_CLIP_M3H, value - bias)) / BIAS_MINUTES
     return residual
 
 

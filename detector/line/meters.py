@@ -37,7 +37,18 @@ LEVEL_JUMP_M = 0.06
 class MeterCheck:
     """One meter's recent history and its current fault, if any."""
 
-    __slots__ = ("changing", "fault", "last", "missing", "opened", "ref", "repeats", "role", "spike_minutes")
+    __slots__ = (
+        "changing",
+        "fault",
+        "last",
+        "missing",
+        "opened",
+        "ref",
+        "repeats",
+        "role",
+        "since_ref",
+        "spike_minutes",
+    )
 
     def __init__(self, role: str) -> None:
         self.role = role
@@ -46,12 +57,14 @@ class MeterCheck:
         self.repeats = 0
         self.missing = 0
         self.spike_minutes = 0
+        self.since_ref = 0  # minutes since ``ref`` was read (a gap lets a level move further)
         self.fault: str | None = None
         self.opened = 0
         self.changing = 0.0  # how often the value moves from one minute to the next (slow average)
 
     def observe(self, value: float | None, pressure_change: float | None) -> tuple[float | None, str | None]:
         """The value the balance may use (None = masked or missing) and the fault it shows now."""
+        self.since_ref += 1
         if value is None:
             self.missing += 1
             self.repeats = 0
@@ -70,6 +83,7 @@ class MeterCheck:
                 return None, "spike"
         self.spike_minutes = 0
         self.ref = value
+        self.since_ref = 0
         return value, None
 
     def _spike_fault(self) -> str | None:
@@ -77,7 +91,7 @@ class MeterCheck:
 
     def _jumped(self, ref: float, value: float, pressure_change: float | None) -> bool:
         if self.role == "tank_level":
-            return abs(value - ref) > LEVEL_JUMP_M
+            return abs(value - ref) > LEVEL_JUMP_M * self.since_ref
         relative = abs(value - ref) / max(abs(ref), 50.0)
         if relative <= FLOW_JUMP:
             return False
@@ -95,6 +109,7 @@ class MeterCheck:
         self.spike_minutes = int(data["spike_minutes"])
         self.fault = None if data["fault"] is None else str(data["fault"])
         self.opened = int(data["opened"])
+        self.since_ref = int(data["since_ref"])
         self.changing = float(data["changing"])
 
 

@@ -62,7 +62,8 @@ class PressureTrack:
         self.trace: list[tuple[int, float, float, float, float, float]] | None = None
         self.restart()
         self.density: float | None = None
-        self.parcels: list[list[float]] = []  # [volume m3, density] oldest first
+        self.parcels: list[list[float]] = []  # [volume m3, density] oldest first, V_seg in all
+        self.mass = 0.0
 
     def restart(self) -> None:
         self.offset: float | None = None
@@ -109,7 +110,7 @@ class PressureTrack:
         self.friction_bar = friction
         residual = y - (coef[0] + coef[1] * r + friction)
         if self.offset is None:
-            self.offset = residual
+            self.offset = 0.0  # the fit has its own intercept: the residual starts near zero
         self.recent.append(residual)
         if len(self.recent) < MEAN_MINUTES:
             return 0.0
@@ -143,29 +144,35 @@ class PressureTrack:
         entering = max(flow_up, 0.0) / 60.0
         if not parcels:
             parcels.append([self._volume, self.density])
+            self.mass = self._volume * self.density
             return
         last = parcels[-1]
         if abs(last[1] - self.density) < 2.0 or len(parcels) >= PARCELS:
             total = last[0] + entering
-            last[1] = (last[0] * last[1] + entering * self.density) / total if total > 0 else last[1]
+            if total > 0:
+                last[1] = (last[0] * last[1] + entering * self.density) / total
             last[0] = total
         else:
             parcels.append([entering, self.density])
-        excess = sum(p[0] for p in parcels) - self._volume
+        # ``mass`` (sum of volume x density) is kept as a running total: no sum over the parcels.
+        self.mass += entering * self.density
+        excess = entering
         while excess > 0 and parcels:
             oldest = parcels[0]
-            if oldest[0] <= excess:
+            if oldest[0] <= excess and len(parcels) > 1:
                 excess -= oldest[0]
+                self.mass -= oldest[0] * oldest[1]
                 parcels.pop(0)
             else:
-                oldest[0] -= excess
+                take = min(excess, oldest[0])
+                oldest[0] -= take
+                self.mass -= take * oldest[1]
                 excess = 0.0
 
     def segment_density(self) -> float:
-        total = sum(p[0] for p in self.parcels)
-        if total <= 0:
+        if not self.parcels:
             return self.density if self.density is not None else RHO_REF
-        return sum(p[0] * p[1] for p in self.parcels) / total
+        return self.mass / self._volume
 
     # -- incidents -------------------------------------------------------------------------------
 
@@ -207,6 +214,7 @@ class PressureTrack:
             "friction_bar": None if math.isnan(self.friction_bar) else self.friction_bar,
             "density": self.density,
             "parcels": [list(p) for p in self.parcels],
+            "mass": self.mass,
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
@@ -220,6 +228,7 @@ class PressureTrack:
         self.friction_bar = math.nan if friction is None else float(friction)
         self.density = _opt(data["density"])
         self.parcels = [[float(a), float(b)] for a, b in data["parcels"]]
+        self.mass = float(data["mass"])
 
 
 def _get(row: Mapping[str, float] | None, name: str) -> float | None:

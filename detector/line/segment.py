@@ -31,6 +31,9 @@ from detector.line.pressure import PressureTrack
 from detector.topology import Segment
 
 BIAS_MINUTES = 720.0  # time constant of the slow bias tracker (meter offsets drift over weeks)
+# The tracker's step is clipped (Huber): a one-minute transient of hundreds of m3/h (a pump stop seen
+# a minute apart at the two ends) must not drag the bias for hours.
+BIAS_CLIP_M3H = 60.0
 FILL_FORWARD_MINUTES = 3  # a flow reading missing this long is carried forward; longer: degraded
 CLOSE_WINDOW = 30  # minutes of balance the close rule looks at
 CLOSE_AFTER = 30  # consecutive quiet minutes that close a tap incident
@@ -232,7 +235,7 @@ class SegmentState:
         self.ring.append(self.cum)
         self._test(residual, pressure_z)
         if self.incident is None and self.statistic < 0.5 * self.cal.limit:
-            self.bias += (balance - self.bias) / BIAS_MINUTES
+            self.bias += max(-BIAS_CLIP_M3H, min(BIAS_CLIP_M3H, balance - self.bias)) / BIAS_MINUTES
         return self._decide(minute)
 
     def _hold(self, reason: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,12 @@ TRIM_DOWN = 0.30
 STEP_HOURS = 1.0 / 60.0
 
 
+class PackTarget(Protocol):
+    def target(self, t: int, flow: Array, level: Array) -> Array:
+        """m3/h each segment would pack in minute ``t`` (N,), given its flows and starting levels."""
+        ...
+
+
 @dataclass(frozen=True)
 class CascadeResult:
     flow: Array  # (T, N) each station's discharge flow, m3/h
@@ -46,7 +53,7 @@ def run_cascade(
     targets: Array,
     forced_off: npt.NDArray[np.bool_],
     extraction: Array,
-    pack_target: Array | None = None,
+    pack: PackTarget | None = None,
     max_pack_rate: float = 0.0,
     progress: Callable[[float], None] | None = None,
 ) -> CascadeResult:
@@ -54,10 +61,10 @@ def run_cascade(
 
     ``supply`` (T,) feeds the origin tank; ``targets`` (T, N) is each controller's flow target
     before the level trim; ``extraction`` (T, N) is the fraction of segment ``j``'s inflow lost
-    along it. ``pack_target`` (T, N), m³/h, is what segment ``j`` would pack each minute if flow
-    followed pressure at once; the segment packs it as fast as it may (no faster than what enters
-    it, and within ``max_pack_rate`` m³/h either way), carrying the rest to the next minute, and its
-    arrival is short by what it packs. Vectorised over stations; a Python loop over minutes.
+    along it. ``pack`` says what segment ``j`` would pack each minute if flow followed pressure at
+    once (m³/h); the segment packs it as fast as it may (no faster than what enters it, and within
+    ``max_pack_rate`` m³/h either way), carrying the rest to the next minute, and its arrival is
+    short by what it packs. Vectorised over stations; a Python loop over minutes.
     """
     minutes, n = targets.shape
     q_nominal = line.nominal_flow
@@ -77,15 +84,17 @@ def run_cascade(
     pack_out = np.zeros((minutes, n))
     owed = np.zeros(n)  # m3 of pack each segment still has to take in (negative: to give back)
     report_every = max(1, minutes // 50)
+    setpoint = line.level_setpoint
     for t in range(minutes):
-        trim = np.clip(gain * error, trim_low, trim_high)
+        # np.minimum/np.maximum rather than np.clip: a few microseconds less, 43,200 times a month.
+        trim = np.minimum(np.maximum(gain * error, trim_low), trim_high)
         target = np.minimum(targets[t] + trim, max_flow)
         running = np.where(running, target >= stop_below, target >= start_above) & ~forced_off[t]
         out = np.where(running, np.maximum(target, 0.0), 0.0)
         arriving = out * keep[t]
-        if pack_target is not None:
-            owed += pack_target[t] / 60.0
-            packing = np.clip(owed * 60.0, -max_pack_rate, np.minimum(max_pack_rate, arriving))
+        if pack is not None:
+            owed += pack.target(t, out, error + setpoint) / 60.0
+            packing = np.maximum(np.minimum(owed * 60.0, np.minimum(arriving, max_pack_rate)), -max_pack_rate)
             owed -= packing / 60.0
             arriving = arriving - packing
             pack_out[t] = packing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,14 +17,7 @@ from replay.simulator.clock import draw_offsets
 from replay.simulator.events import Drivers, build_drivers, draw_events, number_events, paint_rows
 from replay.simulator.faults import apply_faults
 from replay.simulator.line import Hydraulics, Line, draw_line, product_temperature, solve_hydraulics
-from replay.simulator.linepack import (
-    CONVERGED_M3H,
-    MAX_PACK_RATE,
-    MAX_PASSES,
-    mean_pressure_bar,
-    pack_capacity_m3_per_bar,
-    pack_target_m3h,
-)
+from replay.simulator.linepack import MAX_PACK_RATE, PackModel, mean_pressure_bar, pack_target_m3h
 from replay.simulator.noise import ar1, measure, quantise
 from replay.simulator.result import SimulationResult
 from replay.simulator.scenario import SENSORS, SimulationConfig
@@ -52,8 +46,7 @@ class _Solved:
     batches: BatchState
     hydraulics: Hydraulics
     pack_capacity: Array  # (T, N) m3 per bar of mean pressure
-    passes: int
-    residual_m3h: float  # largest change of any pack rate in the last pass (0 without line pack)
+    residual_m3h: float  # largest gap between the pack asked and what the final pressures ask
 
 
 def _flows_and_pressures(
@@ -66,62 +59,56 @@ def _flows_and_pressures(
     batch_rng: np.random.Generator,
     report: Progress,
 ) -> _Solved:
-    """Cascade (flows, tanks) then hydraulics (pressures), repeated until the line pack agrees.
+    """Cascade (flows, tanks, line pack) then hydraulics (pressures, pumps).
 
-    The cascade needs each segment's pack rate, which follows the pressures, which follow the
-    flows: a fixed point, reached by iterating from "no pack" (``linepack.MAX_PASSES``). The
-    origin's flow does not depend on pack (its tank is fed by the supply), so the batches computed
-    after the first pass stand. The last cascade's pack is the truth (``SimulationResult.pack_m3h``);
-    ``residual_m3h`` says how far the pressures it led to would still move it.
+    The batches follow the origin's flow, which nothing downstream touches (the origin's tank is
+    fed by the supply), so a cascade of the origin alone gives them; with line pack on, the line's
+    cascade then asks ``PackModel`` for each minute's pack as it steps. ``residual_m3h`` compares
+    what it asked with what the final pressures ask (``linepack`` says why they differ at all).
     """
-    passes = MAX_PASSES if config.line_pack else 1
 
-    def flows(pack_target: Array | None, done: int) -> CascadeResult:
-        def progress(fraction: float) -> None:
-            report("flows", (done - 1 + fraction) / passes)
+    # The origin alone first: its flow is the same element by element as in the whole line's cascade.
+    origin = run_cascade(
+        dataclasses.replace(line, level_setpoint=line.level_setpoint[:1]),
+        supply=supply,
+        targets=targets[:, :1],
+        forced_off=drivers.forced_off[:, :1],
+        extraction=drivers.extraction[:, :1],
+    )
+    batches = simulate_batches(config, line, origin.flow[:, 0], batch_rng)
+    model = PackModel(config, line, batches, drivers.extraction, drivers.tap_position)
 
-        return run_cascade(
-            line,
-            supply=supply,
-            targets=targets,
-            forced_off=drivers.forced_off,
-            extraction=drivers.extraction,
-            pack_target=pack_target,
-            max_pack_rate=MAX_PACK_RATE * config.nominal_flow,
-            progress=progress,
-        )
+    def progress(fraction: float) -> None:
+        report("flows", fraction)
 
-    def pressures(cascade: CascadeResult, done: int) -> Hydraulics:
-        hydraulics = solve_hydraulics(
-            line,
-            flow=cascade.flow,
-            running=cascade.running,
-            level=cascade.level,
-            extraction=drivers.extraction,
-            tap_position=drivers.tap_position,
-            valve_bar=drivers.valve_bar * (cascade.flow / config.nominal_flow) ** 2,
-            rho_segment=batches.rho_segment,
-            rho_station=batches.rho_station,
-            friction_factor=batches.friction_factor,
-        )
-        report("hydraulics", done / passes)
-        return hydraulics
-
-    cascade = flows(None, 1)
-    batches = simulate_batches(config, line, cascade.flow[:, 0], batch_rng)
-    capacity = pack_capacity_m3_per_bar(config, line, batches.compressibility_segment)
-    hydraulics = pressures(cascade, 1)
-    done, residual, used = 1, 0.0, np.zeros_like(capacity)
-    while config.line_pack:
-        target = pack_target_m3h(capacity, mean_pressure_bar(hydraulics))
-        residual = float(np.abs(target - used).max(initial=0.0))
-        logger.debug("line pack pass %d: pack rates would move by up to %.4g m3/h", done, residual)
-        if residual <= CONVERGED_M3H or done == passes:
-            break
-        done, used = done + 1, target
-        cascade = flows(used, done)
-        hydraulics = pressures(cascade, done)
-    return _Solved(cascade, batches, hydraulics, capacity, done, residual)
+    cascade = run_cascade(
+        line,
+        supply=supply,
+        targets=targets,
+        forced_off=drivers.forced_off,
+        extraction=drivers.extraction,
+        pack=model if config.line_pack else None,
+        max_pack_rate=MAX_PACK_RATE * config.nominal_flow,
+        progress=progress,
+    )
+    hydraulics = solve_hydraulics(
+        line,
+        flow=cascade.flow,
+        running=cascade.running,
+        level=cascade.level,
+        extraction=drivers.extraction,
+        tap_position=drivers.tap_position,
+        valve_bar=drivers.valve_bar * (cascade.flow / config.nominal_flow) ** 2,
+        rho_segment=batches.rho_segment,
+        rho_station=batches.rho_station,
+        friction_factor=batches.friction_factor,
+    )
+    residual = 0.0
+    if config.line_pack:
+        final = pack_target_m3h(model.capacity, mean_pressure_bar(hydraulics))
+        residual = float(np.abs(final - model.asked).max(initial=0.0))
+        logger.debug("line pack: asked and final pack rates differ by up to %.4g m3/h", residual)
+    return _Solved(cascade, batches, hydraulics, model.capacity, residual)
 
 
 def simulate(config: SimulationConfig | None = None, progress: Progress | None = None) -> SimulationResult:
@@ -199,7 +186,6 @@ def simulate(config: SimulationConfig | None = None, progress: Progress | None =
         pack_m3h=cascade.pack,
         pack_capacity_m3_per_bar=solved.pack_capacity,
         segment_mean_bar=mean_pressure_bar(hydraulics),
-        line_pack_passes=solved.passes,
         line_pack_residual_m3h=solved.residual_m3h,
         clock_offset_s=offsets,
     )

@@ -144,6 +144,33 @@ class Hydraulics:
     power_kw: Array
 
 
+def segment_resistance(
+    line: Line, *, extraction: Array, tap_position: Array, rho_segment: Array, friction_factor: Array
+) -> Array:
+    """Friction per flow**n of each segment, bar/(m3/h)^n; arrays ``(..., N)``.
+
+    Friction grows with flow**n and with density; a tap at ``tap_position`` (fraction of the
+    segment length) takes ``extraction`` (fraction of the segment's inflow), so only the pipe beyond
+    the tap carries the reduced flow and the segment's inlet pressure falls.
+    """
+    beyond_tap = (1.0 - tap_position) * (1.0 - extraction) ** line.friction_exponent
+    resistance = line.friction_k * (rho_segment / RHO_REF) * friction_factor * (tap_position + beyond_tap)
+    return np.asarray(resistance, dtype=np.float64)
+
+
+def segment_static_bar(line: Line, rho_segment: Array) -> Array:
+    """Elevation gain of each segment as pressure, at the density of what fills it."""
+    return np.asarray(line.static_bar * (rho_segment / RHO_REF), dtype=np.float64)
+
+
+def arrival_bar(rho_segment: Array, level: Array) -> Array:
+    """Where each segment ends: the next station's tank head, the terminal's pressure for the last."""
+    arrival = np.empty_like(level)
+    arrival[..., :-1] = tank_head_bar(rho_segment[..., :-1], level[..., 1:])
+    arrival[..., -1] = TERMINAL_BAR
+    return arrival
+
+
 def solve_hydraulics(
     line: Line,
     *,
@@ -157,27 +184,19 @@ def solve_hydraulics(
     rho_station: Array,
     friction_factor: Array,
 ) -> Hydraulics:
-    """Pressures, pump speed and power from the flows the cascade settled on.
-
-    Segment friction grows with flow**n and with density; a tap at ``tap_position`` (fraction of
-    the segment length) takes ``extraction`` (fraction of the segment's inflow) so only the pipe
-    beyond the tap carries the reduced flow: the discharge pressure upstream falls.
-    """
-    n = line.friction_exponent
-    flow_after = flow * (1.0 - extraction)
-    friction = (
-        line.friction_k
-        * (rho_segment / RHO_REF)
-        * friction_factor
-        * (tap_position * flow**n + (1.0 - tap_position) * flow_after**n)
+    """Pressures, pump speed and power from the flows the cascade settled on (arrays ``(T, N)``)."""
+    resistance = segment_resistance(
+        line,
+        extraction=extraction,
+        tap_position=tap_position,
+        rho_segment=rho_segment,
+        friction_factor=friction_factor,
     )
-    arrival = np.empty_like(flow)
-    arrival[:, :-1] = tank_head_bar(rho_segment[:, :-1], level[:, 1:])
-    arrival[:, -1] = TERMINAL_BAR
-    static = line.static_bar * (rho_segment / RHO_REF)
+    arrival = arrival_bar(rho_segment, level)
+    pipe_bar = arrival + segment_static_bar(line, rho_segment) + resistance * flow**line.friction_exponent
     # A stopped pump leaves the line at its settle-out pressure, never below vapour pressure.
-    inlet = np.maximum(arrival + static + friction, SETTLE_OUT_MIN_BAR)
-    discharge = np.maximum(arrival + static + friction + valve_bar, SETTLE_OUT_MIN_BAR)
+    inlet = np.maximum(pipe_bar, SETTLE_OUT_MIN_BAR)
+    discharge = np.maximum(pipe_bar + valve_bar, SETTLE_OUT_MIN_BAR)
     suction = tank_head_bar(rho_station, level)
     pump_dp = np.maximum(discharge - suction, 0.0)
     density_ratio = RHO_REF / rho_station

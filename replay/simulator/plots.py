@@ -85,11 +85,12 @@ def plot_segment(
             axis.plot(times, values, style, linewidth=0.7, label=name)
         axis.set_ylabel(title, fontsize=8)
         axis.legend(loc="upper right", fontsize=7)
-    balance = result.segment_imbalance(segment)[window]
+    balance = result.segment_imbalance(segment, line_pack=True)[window]
     kernel = np.ones(BALANCE_MINUTES) / BALANCE_MINUTES
     smoothed = np.convolve(np.nan_to_num(balance), kernel, mode="same")
     truth = result.extraction_m3h[window, segment]
-    axes[-1].plot(times, smoothed, linewidth=0.8, label=f"measured in - out, {BALANCE_MINUTES} min mean")
+    balance_label = f"measured in - out - tank - line pack, {BALANCE_MINUTES} min mean"
+    axes[-1].plot(times, smoothed, linewidth=0.8, label=balance_label)
     axes[-1].plot(times, truth, linewidth=1.0, color=COLOURS["theft"], label="true extraction")
     axes[-1].set_ylabel("segment balance (m3/h)", fontsize=8)
     axes[-1].legend(loc="upper right", fontsize=7)

@@ -67,8 +67,8 @@ class SimulationResult:
     # Station clocks (see clock.py): row t of station j is stamped t + clock_offset_s[t, j] seconds.
     clock_offset_s: npt.NDArray[np.int32]
     products: list[str] = field(default_factory=list)
-    # How the line pack's fixed point ended: passes run, largest change of a pack rate in the last.
-    line_pack_passes: int = 1
+    # Largest gap, any segment and minute, between the pack the cascade asked for and what the final
+    # pressures ask for (linepack.py: the arrival's level is the minute's start); m3/h.
     line_pack_residual_m3h: float = 0.0
 
     @property

@@ -16,20 +16,32 @@ from tests.integration.kafka_helpers import unique_name
 class Topics:
     """A fresh readings, alerts, dead-letter and scores topic for one detector run."""
 
-    def __init__(self, fresh_topic: Callable[..., str], partitions: int = 2) -> None:
+    def __init__(self, fresh_topic: Callable[..., str], partitions: int = 2, *, line: bool = False) -> None:
         self.readings = fresh_topic(partitions, prefix="readings")
         self.alerts = fresh_topic(1, prefix="alerts")
         self.dlq = fresh_topic(1, prefix="dlq")
         self.scores = fresh_topic(1, prefix="scores")
+        # With a line bundle: the internal line topic and the state topic, as many partitions as readings.
+        self.line = fresh_topic(partitions, prefix="line") if line else ""
+        self.state = fresh_topic(partitions, prefix="state") if line else ""
 
     def env(self) -> dict[str, str]:
         """The same topics as ``CENTINELA_TOPICS__*`` settings, for a detector subprocess."""
-        return {
+        env = {
             "CENTINELA_TOPICS__READINGS": self.readings,
             "CENTINELA_TOPICS__ALERTS": self.alerts,
             "CENTINELA_TOPICS__DLQ": self.dlq,
             "CENTINELA_TOPICS__SCORES": self.scores,
         }
+        if self.line:
+            env |= {"CENTINELA_TOPICS__LINE": self.line, "CENTINELA_TOPICS__STATE": self.state}
+        return env
+
+    def settled(self, bootstrap: str, group: str) -> bool:
+        """Whether ``group`` has committed the readings (and the line topic) to their ends."""
+        return settled(bootstrap, group, self.readings) and (
+            not self.line or transactional_settled(bootstrap, group, self.line)
+        )
 
 
 def produce(
@@ -92,6 +104,26 @@ def settled(bootstrap: str, group: str, topic: str) -> bool:
         return committed_all(bootstrap, group, topic)
     except KafkaException:
         return False
+
+
+def transactional_settled(bootstrap: str, group: str, topic: str) -> bool:
+    """Like ``settled`` for a topic written in transactions: its last offset is the commit marker of
+    the last transaction, which no consumer commits past (the offset after the last record is)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            if high > low and tp.offset < high - 1:
+                return False
+        return True
+    except KafkaException:
+        return False
+    finally:
+        consumer.close()
 
 
 def committed_alerts(bootstrap: str, topic: str) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from detector.bundle import Bundle
+from detector.line import SegmentView
 from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics, StationView
 from stream.testing import interleave, normal_series
@@ -19,7 +20,7 @@ def contract_names() -> set[str]:
     text = CONTRACTS.read_text()
     section = text[text.index("## Metrics") :]
     found = re.findall(r"`([a-z_]+)(?:\{[^}]*\})?`", section)
-    labels = {"station", "partition", "outcome", "reason", "kind", "status", "severity"}
+    labels = {"station", "partition", "outcome", "reason", "kind", "status", "severity", "segment"}
     return {name for name in found if name not in labels and not name.endswith("_")}
 
 
@@ -33,6 +34,8 @@ def test_every_metric_of_the_contract_is_exposed() -> None:
     metrics = DetectorMetrics(CollectorRegistry())
     view = StationView("EST-01", 0.5, 1.0, True, 1_700_000_000.0, 1_700_000_050.0, (("flow", 1.0),))
     metrics.watch_stations(lambda: [view])
+    segment = SegmentView("EST-01>EST-02", "L1", 3.5, 12.0, 60.0, None, False)
+    metrics.watch_segments(lambda: [segment])
     names = exposed(metrics.registry)
     # Counters are declared without _total in the exposition's TYPE line.
     wanted = {name.removesuffix("_total") for name in contract_names()}

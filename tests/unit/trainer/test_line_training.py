@@ -159,43 +159,19 @@ def test_the_balance_compensates_the_downstream_tank(tmp_path: Path) -> None:
 
 # -- end to end: simulated line, CLI, bundle -----------------------------------------------------
 def simulated_line(out: Path) -> tuple[Path, Path]:
-    """3 stations × 3 days from the simulator (thefts frequent enough to be labelled), and its topology."""
+    """3 stations × 3 days from the simulator (thefts frequent enough to be labelled) and the
+    ``topology.toml`` it writes beside them."""
     from replay.simulator import EventRates, SimulationConfig, simulate
     from replay.simulator.writer import write_outputs
 
     config = SimulationConfig(stations=3, days=3, seed=1001, rates=EventRates(theft_per_segment_month=20.0))
-    result = simulate(config)
-    written = write_outputs(result, out)
+    written = write_outputs(simulate(config), out)
+    assert written.topology is not None
     # The trainer refuses empty cells: rows with a dropped-out sensor are left out (a gap, as live).
     readings = pd.read_csv(written.readings, dtype=str, keep_default_na=False)
     readings = readings[(readings != "").drop(columns=["event_type", "event_id"]).all(axis=1)]
     readings.to_csv(written.readings, index=False)
-    line = result.line
-    diameters = np.sqrt(4 * line.segment_volume_m3 / (math.pi * line.segment_km * 1000.0))
-    ids = line.station_ids
-    topology = Topology.from_dict(
-        {
-            "format": 1,
-            "line": [
-                {
-                    "id": "L1",
-                    "station": [{"id": s, "tank_area_m2": line.tank_area} for s in ids],
-                    "segment": [
-                        {
-                            "upstream": ids[j],
-                            "downstream": ids[j + 1],
-                            "length_km": float(line.segment_km[j]),
-                            "inner_diameter_m": float(diameters[j]),
-                        }
-                        for j in range(len(ids) - 1)
-                    ],
-                }
-            ],
-        }
-    )
-    topology_path = out / "line-topology.toml"
-    topology_path.write_text(topology.to_toml())
-    return written.readings, topology_path
+    return written.readings, written.topology
 
 
 @pytest.mark.slow

@@ -1,0 +1,254 @@
+"""The service's lines: one ``detector.line.LineMonitor`` per line this instance balances, fed in
+event-time order.
+
+A line's stations arrive from different partitions, and with a backlog (a restart, a replay, a slow
+instance) one partition can run hours ahead of another. A monitor fed in arrival order would see the
+slower station as silent and its readings as late. So readings wait here, per station, and are
+released to the monitor in ``(ts, station)`` order up to the oldest "newest reading" among the line's
+stations (Kafka Streams chooses its next record the same way, by the smallest timestamp across its
+inputs). A station that has said nothing for ``idle_timeout_s`` of wall time stops holding its line
+back (the monitor then sees it silent and says so, as it would live); a station not heard from yet
+holds its line back for ``idle_timeout_s`` from when the line's first reading arrived.
+
+Released that way, a live monitor sees what ``detector.line.offline.line_alerts`` sees for the same
+readings in event-time order, whatever the partitioning and the batch boundaries.
+
+``snapshot(line)`` / ``restore(line, state)`` carry a line to another instance: the monitor's own
+snapshot plus the readings still waiting (they were consumed, and their offsets committed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from detector.errors import DataError
+from detector.incidents import Alert
+from detector.line import LineCalibration, LineMonitor, SegmentView
+from detector.topology import Topology
+
+LINE_STATE_VERSION = 1
+
+
+class Monitor(Protocol):
+    """What the table needs of a ``LineMonitor`` (tests may pass a fake with the same methods)."""
+
+    def add(self, station_id: str, ts: datetime, values: Mapping[str, float]) -> bool: ...
+    def advance(self) -> list[Alert]: ...
+    def open_incidents(self) -> int: ...
+    def open_taps(self) -> Iterator[tuple[str, str, str]]: ...
+    def views(self) -> Iterator[SegmentView]: ...
+    def snapshot(self) -> dict[str, Any]: ...
+    def restore(self, snapshot: Mapping[str, Any]) -> None: ...
+
+
+MonitorFactory = Callable[[Topology, LineCalibration, str, Callable[[], datetime]], Monitor]
+
+
+def line_monitor(
+    topology: Topology, calibration: LineCalibration, model_version: str, clock: Callable[[], datetime]
+) -> Monitor:
+    """The real monitor (the default factory)."""
+    return LineMonitor(topology, calibration, model_version=model_version, clock=clock)
+
+
+@dataclass(slots=True)
+class _Line:
+    monitor: Monitor
+    stations: tuple[str, ...]
+    started_s: float | None = None  # wall time of the line's first reading (this instance)
+
+
+class LineTable:
+    """Every line of ``topology`` this instance owns (all of them until told otherwise)."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        calibration: LineCalibration,
+        *,
+        model_version: str,
+        idle_timeout_s: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monitor_factory: MonitorFactory = line_monitor,
+    ) -> None:
+        self.topology = topology
+        self.calibration = calibration
+        self.model_version = model_version
+        self._idle_timeout_s = idle_timeout_s
+        self._clock = clock
+        self._factory = monitor_factory
+        self._lines: dict[str, _Line] = {}
+        # station -> readings waiting for the line to catch up: (ts, values), in arrival order
+        self._waiting: dict[str, list[tuple[datetime, Mapping[str, float]]]] = {}
+        self._newest: dict[str, datetime] = {}
+        self._heard: dict[str, float] = {}  # station -> wall time of its last reading
+        self._changed: set[str] = set()
+        self.fed = 0  # readings handed to a monitor since the last take_fed
+
+    def line_ids(self) -> list[str]:
+        return [line.id for line in self.topology.lines]
+
+    def _line(self, line_id: str) -> _Line:
+        line = self._lines.get(line_id)
+        if line is None:
+            stations = next(
+                tuple(s.id for s in decl.station) for decl in self.topology.lines if decl.id == line_id
+            )
+            line = _Line(
+                self._factory(self.topology, self.calibration, self.model_version, self._clock), stations
+            )
+            self._lines[line_id] = line
+        return line
+
+    # -- readings in, alerts out ---------------------------------------------------------------
+    def add(
+        self, line_id: str, station_id: str, ts: datetime, values: Mapping[str, float], arrival_s: float
+    ) -> None:
+        """One accepted reading of a station of ``line_id``; it waits until ``release``."""
+        self.add_rows(line_id, [(station_id, ts, values)], arrival_s)
+
+    def add_rows(
+        self, line_id: str, rows: Iterable[tuple[str, datetime, Mapping[str, float]]], arrival_s: float
+    ) -> None:
+        """Accepted readings ``(station_id, ts, values)`` of stations of ``line_id``; they wait until
+        ``release``."""
+        line = self._line(line_id)
+        if line.started_s is None:
+            line.started_s = arrival_s
+        waiting, newest, heard = self._waiting, self._newest, self._heard
+        for station_id, ts, values in rows:
+            queue = waiting.get(station_id)
+            if queue is None:
+                waiting[station_id] = [(ts, values)]
+            else:
+                queue.append((ts, values))
+            last = newest.get(station_id)
+            if last is None or ts > last:
+                newest[station_id] = ts
+            heard[station_id] = arrival_s
+        self._changed.add(line_id)
+
+    def release(self, now_s: float) -> list[Alert]:
+        """Feed every line's monitor what all its stations have caught up to; the alerts that follow."""
+        alerts: list[Alert] = []
+        for line_id, line in self._lines.items():
+            bound = self._bound(line, now_s)
+            if bound is None:
+                continue
+            ready: list[tuple[datetime, str, Mapping[str, float]]] = []
+            for station_id in line.stations:
+                waiting = self._waiting.get(station_id)
+                if not waiting:
+                    continue
+                keep = [item for item in waiting if item[0] > bound]
+                ready += [(ts, station_id, values) for ts, values in waiting if ts <= bound]
+                self._waiting[station_id] = keep
+            if not ready:
+                continue
+            ready.sort(key=lambda item: (item[0], item[1]))
+            monitor = line.monitor
+            for ts, station_id, values in ready:
+                monitor.add(station_id, ts, values)
+                alerts += monitor.advance()
+            self.fed += len(ready)
+            self._changed.add(line_id)
+        return alerts
+
+    def _bound(self, line: _Line, now_s: float) -> datetime | None:
+        """Up to when a line's readings can go to its monitor: the oldest newest reading among its
+        stations that are not silent; None while a station not heard yet may still come."""
+        timeout = self._idle_timeout_s
+        bound: datetime | None = None
+        for station_id in line.stations:
+            heard = self._heard.get(station_id)
+            if heard is None:
+                if line.started_s is not None and now_s - line.started_s <= timeout:
+                    return None
+                continue
+            if now_s - heard > timeout:
+                continue  # silent: it no longer holds the line back
+            newest = self._newest[station_id]
+            if bound is None or newest < bound:
+                bound = newest
+        if bound is None:  # every station silent: release what waits
+            waiting = [ts for sid in line.stations for ts, _values in self._waiting.get(sid, ())]
+            return max(waiting) if waiting else None
+        return bound
+
+    # -- what other decisions and the scrape read ------------------------------------------------
+    def open_taps(self) -> list[tuple[str, str, str]]:
+        return [tap for line in self._lines.values() for tap in line.monitor.open_taps()]
+
+    def open_incidents(self) -> int:
+        return sum(line.monitor.open_incidents() for line in self._lines.values())
+
+    def views(self) -> Iterator[SegmentView]:
+        for line in list(self._lines.values()):
+            yield from line.monitor.views()
+
+    def take_fed(self) -> int:
+        fed, self.fed = self.fed, 0
+        return fed
+
+    # -- state -----------------------------------------------------------------------------------
+    def take_changed(self) -> list[str]:
+        """Lines whose state moved since the last call (their state record is due)."""
+        changed, self._changed = sorted(self._changed), set()
+        return changed
+
+    def snapshot(self, line_id: str) -> dict[str, Any]:
+        line = self._line(line_id)
+        return {
+            "version": LINE_STATE_VERSION,
+            "monitor": line.monitor.snapshot(),
+            # Unix seconds, not date strings: a snapshot is written in every batch that moves its line.
+            "waiting": {
+                sid: [[ts.timestamp(), values] for ts, values in self._waiting.get(sid, ())]
+                for sid in line.stations
+                if self._waiting.get(sid)
+            },
+            "newest": {sid: self._newest[sid].timestamp() for sid in line.stations if sid in self._newest},
+        }
+
+    def restore(self, line_id: str, state: Mapping[str, Any], now_s: float) -> None:
+        """Continue ``line_id`` from a ``snapshot`` (another instance's); ``DataError`` if malformed."""
+        if state.get("version") != LINE_STATE_VERSION:
+            raise DataError(
+                f"line state {line_id!r}: version {state.get('version')!r} is not {LINE_STATE_VERSION}"
+            )
+        self.drop([line_id])
+        line = self._line(line_id)
+        try:
+            line.monitor.restore(state["monitor"])
+            for station_id, items in dict(state.get("waiting", {})).items():
+                self._waiting[str(station_id)] = [
+                    (_ts(text), {str(k): float(v) for k, v in values.items()}) for text, values in items
+                ]
+            for station_id, text in dict(state.get("newest", {})).items():
+                self._newest[str(station_id)] = _ts(text)
+                self._heard[str(station_id)] = now_s
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            self.drop([line_id])
+            raise DataError(f"line state {line_id!r} is malformed: {error!r}") from error
+        line.started_s = now_s
+
+    def drop(self, line_ids: Iterable[str]) -> None:
+        """Forget these lines (their owner moved elsewhere)."""
+        for line_id in line_ids:
+            line = self._lines.pop(line_id, None)
+            if line is None:
+                continue
+            for station_id in line.stations:
+                self._waiting.pop(station_id, None)
+                self._newest.pop(station_id, None)
+                self._heard.pop(station_id, None)
+            self._changed.discard(line_id)
+
+
+def _ts(seconds: object) -> datetime:
+    if type(seconds) not in (float, int):
+        raise ValueError(f"expected Unix seconds, got {seconds!r}")
+    return datetime.fromtimestamp(seconds, UTC)  # type: ignore[arg-type]  # checked above
