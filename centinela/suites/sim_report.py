@@ -545,7 +545,8 @@ def render_markdown(report: Mapping[str, Any], plots: list[str], lang: str = "en
         for seed, check in parity:
             if check:
                 verdict = t["same"] if check["same"] else t["differ"]
-                out.append("- " + t["parity_row"].format(seed=seed, verdict=verdict, **check))
+                counts = {k: check[k] for k in ("live", "offline", "only_live", "only_offline")}
+                out.append("- " + t["parity_row"].format(seed=seed, verdict=verdict, **counts))
     if len(seeds) > 1:
         keys = list(report["targets"])
         out += ["", f"## {t['seed_table']}", ""]
