@@ -13,9 +13,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # The topics this suite creates itself (one partition each); the readings topic gets three.
 OWN_TOPICS = ("alerts", "dlq", "scores")
 READINGS_PARTITIONS = 3
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -211,12 +212,32 @@ def readings_of(
         yield stations[index], stamps[index], dict(zip(fields, values[index].tolist(), strict=True))
 
 
+def admitted(
+    readings: Iterable[tuple[str, datetime, dict[str, float]]], sampling: timedelta = timedelta(minutes=1)
+) -> Iterator[tuple[str, datetime, dict[str, float]]]:
+    """The readings a station's window buffer accepts (``detector.windows``: a stamp goes to the
+    nearest point of the sampling grid, the first one in a slot wins, the rest are duplicates). The
+    service feeds its line monitor only these: with clock skew, a station whose clock wanders across
+    ±30 s stamps two readings into one minute, and the second never reaches the line."""
+    step = sampling // timedelta(microseconds=1)
+    taken: dict[str, set[int]] = {}
+    for station_id, ts, values in readings:
+        micros = (ts - EPOCH) // timedelta(microseconds=1)
+        slot = (micros + step // 2) // step
+        slots = taken.setdefault(station_id, set())
+        if slot in slots:
+            continue
+        slots.add(slot)
+        yield station_id, ts, values
+
+
 def offline_line_alerts(
     frame: pd.DataFrame, topology: Topology, calibration: Any, fields: tuple[str, ...], model_version: str
 ) -> list[dict[str, Any]]:
     """The segment alerts (tap, meter_fault) ``detector.line.offline.line_alerts`` raises on the
-    test readings, as the alerts topic's JSON."""
+    test readings the service's line receives (``admitted``), as the alerts topic's JSON."""
     from detector.line.offline import line_alerts
 
-    alerts = line_alerts(readings_of(frame, fields), topology, calibration, model_version=model_version)
+    readings = admitted(readings_of(frame, fields))
+    alerts = line_alerts(readings, topology, calibration, model_version=model_version)
     return [alert.model_dump(mode="json", by_alias=True) for alert in alerts]
