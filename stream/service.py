@@ -98,9 +98,8 @@ class DetectorService:
         self.metrics = metrics
         self.clock = clock or SystemClock()
         self.watcher = watcher
-        self._tracker = IncidentTracker(
-            settings.incident.policy(), clock=lambda: datetime.fromtimestamp(self.clock.now(), UTC)
-        )
+        self._now = lambda: datetime.fromtimestamp(self.clock.now(), UTC)
+        self._tracker = IncidentTracker(settings.incident.policy(), clock=self._now)
         self._held: set[Partition] = set()
         self._committed: dict[Partition, int] = {}  # next offset committed by this instance
         self._rebuild_until: dict[int, int] = {}  # readings partition -> its committed offset
@@ -108,7 +107,6 @@ class DetectorService:
         self._next_idle_check = 0.0
         self._next_lag = 0.0
         self._down_since: float | None = None
-        self._now = lambda: datetime.fromtimestamp(self.clock.now(), UTC)
         self.lines: LineTable | None = None
         if bundle.topology is not None and bundle.line_calibration is not None:
             self.lines = LineTable(
