@@ -38,6 +38,7 @@ from detector.decisions import (
     link_tap_alerts,
     open_station_incidents,
     scorable,
+    taps_by_station,
 )
 from detector.errors import BrokerError, DataError
 from detector.incidents import Alert, IncidentTracker
@@ -349,7 +350,7 @@ class DetectorService:
         decided = decide(batch.windows, scores, self._tracker, self._model, records=bool(topics.scores))
         batch.scored, batch.skipped = decided.scored, decided.skipped
         threshold = self._model.threshold
-        open_taps = [] if self.lines is None else self.lines.open_taps()
+        taps_at = {} if self.lines is None else taps_by_station(self.lines.open_taps())
         for item in decided.items:
             if item.score is not None:
                 self.stations.note_score(item.station_id, item.score, threshold)
@@ -360,7 +361,7 @@ class DetectorService:
                 batch.add(topics.scores, key, item.record)
             if item.produced_ms > 0:
                 batch.latencies_ms.append(item.produced_ms)
-            alerts = link_station_alerts(item.alerts, open_taps) if open_taps else item.alerts
+            alerts = link_station_alerts(item.alerts, taps_at) if taps_at and item.alerts else item.alerts
             for alert in alerts:
                 batch.add(topics.alerts, key, alert.to_json_bytes())
             batch.alerts += alerts

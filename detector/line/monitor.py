@@ -24,6 +24,7 @@ from detector.line.segment import Decision, SegmentState
 from detector.topology import Segment, Topology
 
 STATE_VERSION = 2
+TS_KEY = "@ts"  # each buffered row keeps its reading's timestamp (epoch seconds) to tell duplicates
 _DEGRADING = frozenset({"stuck", "silent"})
 _SEVERITY_BANDS = ((3.0, "high"), (1.5, "medium"), (1.0, "low"))
 
@@ -145,20 +146,51 @@ class LineMonitor:
         if line_id is None:
             return False
         line = self._lines[line_id]
-        minute = round(ts.timestamp() / 60.0)
+        seconds = ts.timestamp()
+        minute = round(seconds / 60.0)
         if line.next is not None and minute < line.next:
             return False
+        row = {name: float(values[name]) for name in line.fields[station_id] if values.get(name) is not None}
+        row[TS_KEY] = seconds
         rows = line.pending.get(minute)
         if rows is None:
             rows = line.pending[minute] = {}
         elif station_id in rows:
-            return False
-        rows[station_id] = {
-            name: float(values[name]) for name in line.fields[station_id] if values.get(name) is not None
-        }
+            slot = self._reslot(line, station_id, minute, seconds)
+            if slot is None:
+                return False
+            minute = slot
+            rows = line.pending.setdefault(minute, {})
+        rows[station_id] = row
         if line.newest is None or minute > line.newest:
             line.newest = minute
         return True
+
+    @staticmethod
+    def _reslot(line: _Line, station_id: str, minute: int, seconds: float) -> int | None:
+        """Where a second reading of a station in one minute goes, or None for a true duplicate.
+
+        A clock that sits near the half minute stamps one reading just after it and the next just
+        before the following one: two readings snap to the same minute and its neighbour gets none.
+        The earlier of the two moves to the free neighbour before it (if not yet evaluated), or the
+        later one to the free neighbour after it; the same timestamp twice is a duplicate.
+        """
+        existing = line.pending[minute][station_id]
+        if existing.get(TS_KEY) == seconds:
+            return None
+        before = minute - 1
+        earlier = line.pending.get(before)
+        if (line.next is None or before >= line.next) and (earlier is None or station_id not in earlier):
+            if seconds > existing.get(TS_KEY, seconds):
+                line.pending.setdefault(before, {})[station_id] = line.pending[minute].pop(station_id)
+                return minute
+            line.pending.setdefault(before, {})
+            return before
+        after = minute + 1
+        later = line.pending.get(after)
+        if later is None or station_id not in later:
+            return after
+        return None
 
     def advance(self) -> list[Alert]:
         alerts: list[Alert] = []

@@ -40,6 +40,8 @@ CLOSE_AFTER = 30  # consecutive quiet minutes that close a tap incident
 UPDATE_EVERY = 15  # minutes of event time between updates of an open incident
 BAR_PER_GPA = 10_000.0
 PRESSURE_CAP = 4.0
+STEP_HOLD_M3H = 100.0  # a flow change this large in one minute at either end is a step (pump stop)
+STEP_HOLD_MINUTES = 4  # minutes held from the step on: clock offsets (<= 2 min) and pack settling
 
 
 class TapIncident:
@@ -148,6 +150,7 @@ class SegmentState:
         self.last_fu: float | None = None
         self.last_fd: float | None = None
         self.missing_flow = 0
+        self.step_hold = 0
         self.last_dfu = 0.0
         self.queue: list[
             tuple[float, float]
@@ -211,10 +214,26 @@ class SegmentState:
             if metered is not None:
                 balance += sign * metered
         dfu = fu - self.last_fu if self.last_fu is not None else 0.0
-        if self.trace is not None:
-            self.trace.append((minute, balance, dfu))
+        dfd = fd - self.last_fd if self.last_fd is not None else 0.0
         self.last_fu, self.last_fd = fu, fd
         pressure_z = self.pressure.step(minute, up, down, fu, pressure_ok, frozen=self.incident is not None)
+        if abs(dfu) > STEP_HOLD_M3H or abs(dfd) > STEP_HOLD_M3H:
+            self.step_hold = STEP_HOLD_MINUTES
+        if self.step_hold > 0:
+            # A pump stop or restart: the minutes around the step carry the clock offset between
+            # the two ends and the line pack's settling; the windows restart after it.
+            self.step_hold -= 1
+            if self.trace is not None:
+                self.trace.append((minute, math.nan, 0.0))
+            self.queue.clear()
+            self.last_dfu = 0.0
+            self.ring = deque([self.cum], maxlen=self._longest + 1)
+            self.cusum = 0.0
+            self.statistic = 0.0
+            self.balance = balance
+            return self._decide(minute)
+        if self.trace is not None:
+            self.trace.append((minute, balance, dfu))
         # The skew correction may need the upstream flow's change up to ``lead`` minutes later:
         # minute t is settled (and tested) once minute t + lead has arrived.
         queue = self.queue
@@ -381,6 +400,7 @@ class SegmentState:
             "last_fd": self.last_fd,
             "missing_flow": self.missing_flow,
             "last_dfu": self.last_dfu,
+            "step_hold": self.step_hold,
             "queue": [list(entry) for entry in self.queue],
             "cum": self.cum,
             "ring": list(self.ring),
@@ -403,6 +423,7 @@ class SegmentState:
         self.last_fd = _optional(data["last_fd"])
         self.missing_flow = int(data["missing_flow"])
         self.last_dfu = float(data["last_dfu"])
+        self.step_hold = int(data["step_hold"])
         self.queue = [(float(a), float(b)) for a, b in data["queue"]]
         self.cum = float(data["cum"])
         self.ring = deque((float(v) for v in data["ring"]), maxlen=self._longest + 1)
