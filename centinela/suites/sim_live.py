@@ -118,7 +118,7 @@ def live(frame: pd.DataFrame, bundle_path: Path, bootstrap: str) -> LiveRun:
     alerts = read_topic(bootstrap, topics["alerts"])
     scores = read_topic(bootstrap, topics["scores"]) if "scores" in topics else []
     dead = read_topic(bootstrap, topics["dlq"], settle_s=0.3)
-    delete_topics(client, list(topics.values()))
+    delete_topics(client, run_topic_names(client, f"centinela.eval-sim.{run_id}.") or list(topics.values()))
     info = {
         "model_version": bundle.model_version,
         "threshold": bundle.threshold,
@@ -183,6 +183,18 @@ def read_topic(
         return out
     finally:
         consumer.close()
+
+
+def run_topic_names(client: Mapping[str, str], prefix: str) -> list[str]:
+    """Every topic of the run, the service's internal ones (e.g. its line topic) included."""
+    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+    try:
+        names = AdminClient({"log_level": 4, **client}).list_topics(timeout=10).topics
+    except Exception as error:  # listing is a courtesy: fall back to the names this run chose
+        log.info("could not list topics: %s", error)
+        return []
+    return sorted(name for name in names if name.startswith(prefix))
 
 
 def delete_topics(client: Mapping[str, str], topics: list[str]) -> None:
