@@ -247,9 +247,14 @@ def offline_line_alerts(
     frame: pd.DataFrame, topology: Topology, calibration: Any, fields: tuple[str, ...], model_version: str
 ) -> list[dict[str, Any]]:
     """The segment alerts (tap, meter_fault) ``detector.line.offline.line_alerts`` raises on the
-    test readings the service's line receives (``admitted``), as the alerts topic's JSON."""
+    test readings the service's line receives (``admitted``), in the order it feeds them (by
+    timestamp, then station: ``detector.line_table``), as the alerts topic's JSON.
+
+    The order matters: fed in the frame's order (true minute first, stamps skewed by up to 45 s),
+    the monitor raised 676 segment alerts on seed 7's test period against 456 in stamp order (78
+    spurious ``silent`` meter faults at one station)."""
     from detector.line.offline import line_alerts
 
-    readings = admitted(readings_of(frame, fields))
+    readings = sorted(admitted(readings_of(frame, fields)), key=lambda row: (row[1], row[0]))
     alerts = line_alerts(readings, topology, calibration, model_version=model_version)
     return [alert.model_dump(mode="json", by_alias=True) for alert in alerts]
