@@ -79,7 +79,6 @@ class SimSize:
     # Seeds (a prefix of ``seeds``) whose autoencoder is trained; on the others the service runs
     # with that first autoencoder switched off (threshold out of reach): see ``_bundle``.
     autoencoder_seeds: int = 99
-    train_autoencoder: bool = True
 
     @property
     def station_months(self) -> float:
@@ -142,8 +141,6 @@ def run(
     chosen = size or (QUICK if quick else FULL)
     if seeds:
         chosen = replace(chosen, seeds=tuple(seeds))
-    if offline_line:
-        chosen = replace(chosen, train_autoencoder=False)
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     runs: list[SeedRun] = []
