@@ -17,7 +17,8 @@ The model is the original architecture (LSTM 128-64 autoencoder, random weights,
 model, which shows what the service costs when scoring is nearly free.
 
 With a topology (issue 18): the same stations grouped into lines of ``LINE_STATIONS`` in series,
-the readings carrying the balance's extra field (``suction_pressure``), the linear model.
+their readings those of a simulated line (``replay.simulator``, normal operation, one line's data
+under every line's names), the linear model.
 ``readings_per_s_line`` is the detector with that line in its bundle (every reading also forwarded
 to the internal line topic, read back and balanced by the line monitors, all exactly-once);
 ``readings_per_s_no_line`` the same readings and model without a line; ``line_vs_no_line`` their
@@ -248,27 +249,38 @@ def bench_topology(stations: Sequence[str]) -> tuple[Topology, LineCalibration]:
     return topology, calibration
 
 
-def with_suction(messages: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The readings with the balance's extra field, so line and no-line runs read the same bytes."""
+def line_readings(stations: Sequence[str], minutes: int) -> list[tuple[bytes, bytes]]:
+    """One simulated line of ``LINE_STATIONS`` (normal life: pump stops, set-point and batch changes,
+    noisy meters), its readings repeated under the names of every line of ``bench_topology``, in
+    event-time order: a balance that behaves as on a real line, not independent noise."""
     import orjson
 
-    out = []
-    for key, value in messages:
-        body = orjson.loads(value)
-        body["suction_pressure"] = round(body["pressure"] * 0.1, 2)
-        out.append((key, orjson.dumps(body)))
-    return out
+    from replay.simulator import SimulationConfig, simulate
+
+    result = simulate(SimulationConfig(stations=LINE_STATIONS, days=minutes / 1440, seed=1001))
+    times = result.times.astype("datetime64[s]").astype(np.int64).tolist()
+    rows: list[tuple[int, str, bytes]] = []
+    for first in range(0, len(stations), LINE_STATIONS):
+        names = stations[first : first + LINE_STATIONS]
+        for s, name in enumerate(names):
+            for t, stamp in enumerate(times):
+                values = {field: float(result.readings[field][t, s]) for field in LINE_SENSORS}
+                if not result.present[t, s] or not all(np.isfinite(list(values.values()))):
+                    continue
+                ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+                rows.append((stamp, name, orjson.dumps({"station_id": name, "ts": ts, **values})))
+    rows.sort(key=lambda row: (row[0], row[1]))
+    return [(name.encode(), body) for _stamp, name, body in rows]
 
 
 def line_runs(
-    bootstrap: str, folder: Path, series: Sequence[Series], messages: Sequence[tuple[bytes, bytes]]
+    bootstrap: str, folder: Path, stations: Sequence[str], minutes: int
 ) -> tuple[list[float], list[float]]:
     """Readings/s of the linear model without and with a line in the bundle, ``REPETITIONS`` each."""
-    stations = [item.station_id for item in series]
     line = bench_topology(stations)
     plain = load_bundle(build_linear_bundle(folder / "plain6", sensors=LINE_SENSORS), threads=2)
     lined = load_bundle(build_linear_bundle(folder / "line6", sensors=LINE_SENSORS, line=line), threads=2)
-    wire = with_suction(messages)
+    wire = line_readings(stations, minutes)
     without: list[float] = []
     with_line: list[float] = []
     with (
@@ -334,7 +346,8 @@ def run(quick: bool) -> BenchResult:
                 results["ratio"].append(windows_per_s / only)
                 settings = detector_settings(bootstrap, readings, scores, alerts, dlq)
                 results["linear_r"].append(end_to_end(settings, linear, count)[0])
-            results["no_line_r"], results["line_r"] = line_runs(bootstrap, Path(folder), series, messages)
+            stations = [item.station_id for item in series]
+            results["no_line_r"], results["line_r"] = line_runs(bootstrap, Path(folder), stations, minutes)
     median = {key: statistics.median(values) for key, values in results.items()}
     return BenchResult(
         name="detector",
@@ -364,7 +377,7 @@ def run(quick: bool) -> BenchResult:
             f"{PARTITIONS} partitions); exactly-once (transactions); LSTM 128-64 autoencoder "
             "(random weights) via ONNX Runtime, 2 threads; readings_per_s_linear_model: the same run "
             "with a linear stand-in model (scoring nearly free). readings_per_s_line / _no_line: the "
-            f"linear model on the same readings plus suction_pressure, with / without a topology of "
+            f"linear model on simulated line readings (6 fields), with / without a topology of "
             f"lines of {LINE_STATIONS} stations (state topic on in the line run). "
             f"Medians of {REPETITIONS}. 1-minute load average before/after: {load_before:.2f}/"
             f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "

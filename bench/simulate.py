@@ -1,9 +1,10 @@
 """``centinela bench simulate``: seconds to simulate a line and write its readings.csv.
 
 The figure is wall time for ``simulate(config)`` plus ``write_outputs`` (readings.csv, events.csv,
-scenario.json) into a temporary folder: 100 stations x 30 days at one-minute sampling (4.3 M rows);
-``--quick`` runs 10 stations x 7 days. The same-run baseline writes the same readings with
-``DataFrame.to_csv(float_format=...)``, the usual way, to show what the numpy writer buys.
+scenario.json, topology.toml) into a temporary folder: 100 stations x 30 days at one-minute
+sampling (4.3 M rows); ``--quick`` runs 10 stations x 7 days. The same-run baseline writes the
+same readings with ``DataFrame.to_csv(float_format=...)``, the usual way, to show what the numpy
+writer buys.
 """
 
 from __future__ import annotations

@@ -230,7 +230,7 @@ def _line_of(manifest: Manifest, root: Path) -> tuple[Topology | None, LineCalib
 
 
 def _check_segment_calibration(where: str, name: str, fields: Any) -> None:
-    """One segment's figures: well formed, filed under its own id, positive spread and limit."""
+    """One segment's figures: well formed, filed under its own id, positive spreads and limit."""
     if not isinstance(fields, Mapping):
         raise BundleError(f"{where} must be an object")
     try:
@@ -244,6 +244,13 @@ def _check_segment_calibration(where: str, name: str, fields: Any) -> None:
             raise BundleError(f"{where}.{field} must be a positive number, got {value!r}")
     if not (math.isfinite(segment.drift_m3h) and segment.drift_m3h >= 0):
         raise BundleError(f"{where}.drift_m3h must be zero or positive, got {segment.drift_m3h!r}")
+    # The test divides each window's cumulative balance by its spread: a zero would alarm on noise.
+    for index, (minutes, spread) in enumerate(zip(segment.windows, segment.window_sigma_m3, strict=True)):
+        if minutes < 1 or not (math.isfinite(spread) and spread > 0):
+            raise BundleError(
+                f"{where}: window {index} ({minutes} min, window_sigma_m3 {spread!r}) needs a positive "
+                "length and spread"
+            )
 
 
 def _check_tree(root: Path) -> dict[str, Path]:

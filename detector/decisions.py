@@ -126,15 +126,18 @@ def _with_related(alert: Alert, related: Iterable[str]) -> Alert:
     return alert.model_copy(update={"related": merged})
 
 
-def link_station_alerts(alerts: Sequence[Alert], open_taps: Iterable[tuple[str, str, str]]) -> list[Alert]:
-    """``alerts`` with each station incident's open/update alert listing the open tap incidents
-    (``(incident_id, upstream, downstream)``) of the segments it is an end of."""
+def taps_by_station(open_taps: Iterable[tuple[str, str, str]]) -> dict[str, list[str]]:
+    """Open tap incidents ``(incident_id, upstream, downstream)`` by the stations at their ends."""
     taps_at: dict[str, list[str]] = {}
     for incident, upstream, downstream in open_taps:
         taps_at.setdefault(upstream, []).append(incident)
         taps_at.setdefault(downstream, []).append(incident)
-    if not taps_at:
-        return list(alerts)
+    return taps_at
+
+
+def link_station_alerts(alerts: Sequence[Alert], taps_at: Mapping[str, Sequence[str]]) -> list[Alert]:
+    """``alerts`` with each station incident's open/update alert listing the open tap incidents of
+    the segments it is an end of (``taps_at``: ``taps_by_station`` of the line monitors' open taps)."""
     out = []
     for alert in alerts:
         taps = taps_at.get(alert.station_id)

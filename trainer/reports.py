@@ -97,6 +97,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "Topología: `{topology}`.",
     },
     "segment": {"en": "segment", "es": "tramo"},
+    "field": {"en": "figure", "es": "cifra"},
     "balance_note": {
         "en": "*balance*: flow[up] − flow[down] − A·d(level[down])/dt on the normal rows calibrated on "
         "(m³/h; no line pack), mean ± sd.",
@@ -329,26 +330,32 @@ def _render_line(line: dict[str, Any], t: Any) -> list[str]:
         ),
         "",
     ]
-    # Whatever fields the calibration has (LineCalibration.to_dict), one column each.
-    fields = sorted(
-        {
-            k
-            for seg in line["segments"].values()
-            for k, v in seg["calibration"].items()
-            if k != "segment_id" and not isinstance(v, dict)
-        }
-    )
-    extras = sorted({k for seg in line["segments"].values() for k in seg["calibration"].get("extra", {})})
-    header = [t("segment"), "km", *fields, *extras, "balance (m³/h)"]
-    out += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    for name, seg in line["segments"].items():
-        cal, balance = seg["calibration"], seg["training_balance"]
-        cells = [_fmt(cal.get(k)) for k in fields] + [_fmt(cal.get("extra", {}).get(k)) for k in extras]
-        out.append(
-            f"| {name} | {_fmt(seg['length_km'])} | "
-            + " | ".join(cells)
-            + f" | {_fmt(balance['mean_m3h'])} ± {_fmt(balance['std_m3h'])} |"
+    # Whatever scalar fields the calibration has (SegmentCalibration.to_dict and its ``extra``), one
+    # row each, a column per segment; lists (per-window spreads, pressure model) stay in report.json.
+    segments = line["segments"]
+
+    def scalars(seg: dict[str, Any]) -> dict[str, Any]:
+        cal = seg["calibration"]
+        flat = {k: v for k, v in cal.items() if k != "segment_id" and not isinstance(v, dict | list)}
+        flat.update(
+            {f"extra.{k}": v for k, v in cal.get("extra", {}).items() if not isinstance(v, dict | list)}
         )
+        return flat
+
+    table = {name: scalars(seg) for name, seg in segments.items()}
+    fields = sorted({k for row in table.values() for k in row})
+    out += ["| " + " | ".join([t("field"), *segments]) + " |", "|---|" + "---:|" * len(segments)]
+    out.append("| km | " + " | ".join(_fmt(seg["length_km"]) for seg in segments.values()) + " |")
+    for key in fields:
+        out.append(f"| {key} | " + " | ".join(_fmt(table[name].get(key)) for name in segments) + " |")
+    out.append(
+        "| balance (m³/h) | "
+        + " | ".join(
+            f"{_fmt(seg['training_balance']['mean_m3h'])} ± {_fmt(seg['training_balance']['std_m3h'])}"
+            for seg in segments.values()
+        )
+        + " |"
+    )
     out += ["", t("balance_note")]
     return out
 

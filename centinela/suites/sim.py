@@ -79,7 +79,6 @@ class SimSize:
     # Seeds (a prefix of ``seeds``) whose autoencoder is trained; on the others the service runs
     # with that first autoencoder switched off (threshold out of reach): see ``_bundle``.
     autoencoder_seeds: int = 99
-    train_autoencoder: bool = True
 
     @property
     def station_months(self) -> float:
@@ -142,8 +141,6 @@ def run(
     chosen = size or (QUICK if quick else FULL)
     if seeds:
         chosen = replace(chosen, seeds=tuple(seeds))
-    if offline_line:
-        chosen = replace(chosen, train_autoencoder=False)
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     runs: list[SeedRun] = []
@@ -237,6 +234,9 @@ def _seed(
         test_frame, topology, calibration, fields_used, str(served.bundle_info["model_version"])
     )
     tick("offline_line")
+    # What was published and what the oracle raised, for anyone checking a difference.
+    _write_jsonl(folder / "alerts.jsonl", served.alerts)
+    _write_jsonl(folder / "oracle_segment_alerts.jsonl", oracle)
     return SeedRun(
         seed,
         result,
@@ -296,6 +296,13 @@ def _line_only_bundle(source: Path, target: Path, line: tuple[Any, Any]) -> Path
     )
 
 
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    import orjson
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(orjson.dumps(record) + b"\n" for record in records))
+
+
 def compare_segment_alerts(live_alerts: list[dict[str, Any]], oracle: list[dict[str, Any]]) -> dict[str, Any]:
     """Whether the service published the segment alerts the offline oracle raises (same incident,
     status, decision minute and kind)."""
@@ -314,6 +321,8 @@ def compare_segment_alerts(live_alerts: list[dict[str, Any]], oracle: list[dict[
         "only_live": len(served - expected),
         "only_offline": len(expected - served),
         "same": served == expected,
+        "first_only_live": [list(k) for k in sorted(served - expected, key=lambda k: k[3])[:5]],
+        "first_only_offline": [list(k) for k in sorted(expected - served, key=lambda k: k[3])[:5]],
     }
 
 

@@ -13,9 +13,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # The topics this suite creates itself (one partition each); the readings topic gets three.
 OWN_TOPICS = ("alerts", "dlq", "scores")
 READINGS_PARTITIONS = 3
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -117,7 +118,7 @@ def live(frame: pd.DataFrame, bundle_path: Path, bootstrap: str) -> LiveRun:
     alerts = read_topic(bootstrap, topics["alerts"])
     scores = read_topic(bootstrap, topics["scores"]) if "scores" in topics else []
     dead = read_topic(bootstrap, topics["dlq"], settle_s=0.3)
-    delete_topics(client, list(topics.values()))
+    delete_topics(client, run_topic_names(client, f"centinela.eval-sim.{run_id}.") or list(topics.values()))
     info = {
         "model_version": bundle.model_version,
         "threshold": bundle.threshold,
@@ -184,6 +185,18 @@ def read_topic(
         consumer.close()
 
 
+def run_topic_names(client: Mapping[str, str], prefix: str) -> list[str]:
+    """Every topic of the run, the service's internal ones (e.g. its line topic) included."""
+    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+    try:
+        names = AdminClient({"log_level": 4, **client}).list_topics(timeout=10).topics
+    except Exception as error:  # listing is a courtesy: fall back to the names this run chose
+        log.info("could not list topics: %s", error)
+        return []
+    return sorted(name for name in names if name.startswith(prefix))
+
+
 def delete_topics(client: Mapping[str, str], topics: list[str]) -> None:
     from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
@@ -211,12 +224,37 @@ def readings_of(
         yield stations[index], stamps[index], dict(zip(fields, values[index].tolist(), strict=True))
 
 
+def admitted(
+    readings: Iterable[tuple[str, datetime, dict[str, float]]], sampling: timedelta = timedelta(minutes=1)
+) -> Iterator[tuple[str, datetime, dict[str, float]]]:
+    """The readings a station's window buffer accepts (``detector.windows``: a stamp goes to the
+    nearest point of the sampling grid, the first one in a slot wins, the rest are duplicates). The
+    service feeds its line monitor only these: with clock skew, a station whose clock wanders across
+    ±30 s stamps two readings into one minute, and the second never reaches the line."""
+    step = sampling // timedelta(microseconds=1)
+    taken: dict[str, set[int]] = {}
+    for station_id, ts, values in readings:
+        micros = (ts - EPOCH) // timedelta(microseconds=1)
+        slot = (micros + step // 2) // step
+        slots = taken.setdefault(station_id, set())
+        if slot in slots:
+            continue
+        slots.add(slot)
+        yield station_id, ts, values
+
+
 def offline_line_alerts(
     frame: pd.DataFrame, topology: Topology, calibration: Any, fields: tuple[str, ...], model_version: str
 ) -> list[dict[str, Any]]:
     """The segment alerts (tap, meter_fault) ``detector.line.offline.line_alerts`` raises on the
-    test readings, as the alerts topic's JSON."""
+    test readings the service's line receives (``admitted``), in the order it feeds them (by
+    timestamp, then station: ``detector.line_table``), as the alerts topic's JSON.
+
+    The order matters: fed in the frame's order (true minute first, stamps skewed by up to 45 s),
+    the monitor raised 676 segment alerts on seed 7's test period against 456 in stamp order (78
+    spurious ``silent`` meter faults at one station)."""
     from detector.line.offline import line_alerts
 
-    alerts = line_alerts(readings_of(frame, fields), topology, calibration, model_version=model_version)
+    readings = sorted(admitted(readings_of(frame, fields)), key=lambda row: (row[1], row[0]))
+    alerts = line_alerts(readings, topology, calibration, model_version=model_version)
     return [alert.model_dump(mode="json", by_alias=True) for alert in alerts]

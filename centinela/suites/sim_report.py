@@ -68,6 +68,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "gap_estimate": (
             "**{name}**: {value} % against ≤ {target} %, {over} points over; p90 {p90} % ({n} caught thefts)."
         ),
+        "gap_ends": " {ends} of the {n} location estimates sit at an end of the segment (within 1 %).",
         "gap_none": "**{name}**: nothing to judge (no caught theft or no event in this class).",
         "rows": "Service, autoencoder alone and the offline reference",
         "row": "row",
@@ -191,6 +192,9 @@ _TEXT: dict[str, dict[str, str]] = {
             "**{name}**: {value} % frente a ≤ {target} %, {over} puntos de más; p90 {p90} % ({n} robos "
             "detectados)."
         ),
+        "gap_ends": (
+            " {ends} de las {n} ubicaciones estimadas quedan en un extremo del tramo (a menos de 1 %)."
+        ),
         "gap_none": "**{name}**: nada que evaluar (ningún robo detectado o ningún evento de esta clase).",
         "rows": "Servicio, autocodificador solo y la referencia fuera de línea",
         "row": "fila",
@@ -296,6 +300,18 @@ def _in_subset(key: str, event: Mapping[str, Any]) -> bool:
     return at_2pct and (key == "taps_ge_2pct_detected" or float(event["minutes"]) >= 30.0)
 
 
+def _location_at_ends(events: Sequence[Mapping[str, Any]]) -> int:
+    """Caught thefts whose location estimate sits at 0 or at the segment's length (within 1 %)."""
+    count = 0
+    for event in events:
+        estimate = event.get("estimate") or {}
+        location, length = estimate.get("location_km"), event.get("segment_length_km")
+        if event["event_type"] == "theft" and location is not None and length:
+            share = float(location) / float(length)
+            count += 1 if share <= 0.01 or share >= 0.99 else 0
+    return count
+
+
 def _by_segment(false_alarms: Sequence[Mapping[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for alarm in false_alarms:
@@ -370,16 +386,18 @@ def _gap_lines(report: Mapping[str, Any], t: Mapping[str, str]) -> list[str]:
         else:
             block = report["location"] if key.startswith("location") else report["volume"]
             p90 = block.get("p90_error_pct_of_segment", block.get("p90_abs_error_pct"))
-            lines.append(
-                t["gap_estimate"].format(
-                    name=name,
-                    value=_fmt(value),
-                    target=f"{target['target']:g}",
-                    over=_fmt(value - target["target"]),
-                    p90=_fmt(p90),
-                    n=block["estimated"],
-                )
+            text = t["gap_estimate"].format(
+                name=name,
+                value=_fmt(value),
+                target=f"{target['target']:g}",
+                over=_fmt(value - target["target"]),
+                p90=_fmt(p90),
+                n=block["estimated"],
             )
+            if key.startswith("location"):
+                ends = _location_at_ends(events)
+                text += t["gap_ends"].format(ends=ends, n=block["estimated"])
+            lines.append(text)
     return lines or [t["all_met"]]
 
 
@@ -527,7 +545,8 @@ def render_markdown(report: Mapping[str, Any], plots: list[str], lang: str = "en
         for seed, check in parity:
             if check:
                 verdict = t["same"] if check["same"] else t["differ"]
-                out.append("- " + t["parity_row"].format(seed=seed, verdict=verdict, **check))
+                counts = {k: check[k] for k in ("live", "offline", "only_live", "only_offline")}
+                out.append("- " + t["parity_row"].format(seed=seed, verdict=verdict, **counts))
     if len(seeds) > 1:
         keys = list(report["targets"])
         out += ["", f"## {t['seed_table']}", ""]

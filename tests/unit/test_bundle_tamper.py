@@ -147,6 +147,10 @@ def _calibration_under_another_name(line: dict[str, Any]) -> None:
     segments["EST-01>EST-02"]["segment_id"] = "EST-02>EST-03"
 
 
+def _zero_window_spread(line: dict[str, Any]) -> None:
+    line["calibration"]["segments"]["EST-02>EST-03"]["window_sigma_m3"][1] = 0.0
+
+
 def _no_calibration(line: dict[str, Any]) -> None:
     del line["calibration"]
 
@@ -185,6 +189,10 @@ LINE_TAMPERING: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         r"segments\['EST-01>EST-02'\]: segment_id is 'EST-02>EST-03', not 'EST-01>EST-02'",
     ),
     "no calibration": (_no_calibration, r"line lacks 'calibration'"),
+    "zero window spread": (
+        _zero_window_spread,
+        r"segments\['EST-02>EST-03'\]: window 1 \(10 min, window_sigma_m3 0\.0\) needs a positive",
+    ),
     "unknown calibration format": (
         _unknown_calibration_format,
         r"line\.calibration: line calibration format 99",

@@ -14,6 +14,7 @@ from detector.decisions import (
     link_tap_alerts,
     open_station_incidents,
     scorable,
+    taps_by_station,
 )
 from detector.incidents import Alert, IncidentTracker, SegmentRef
 from detector.records import STATION_SILENT, ScoreRecord, encode_score
@@ -103,7 +104,7 @@ def test_station_incidents_at_a_tapped_segment_name_the_tap_and_back() -> None:
     pending = [Pending("EST-02", window(30), 1, False), Pending("EST-03", window(30), 1, False)]
     decided = decide(pending, batch([3.0, 3.0]), tracker, MODEL)
     alerts = [alert for item in decided.items for alert in item.alerts]
-    linked = link_station_alerts(alerts, [("tap-1", "EST-01", "EST-02")])
+    linked = link_station_alerts(alerts, taps_by_station([("tap-1", "EST-01", "EST-02")]))
     assert [(a.station_id, a.related) for a in linked] == [("EST-02", ["tap-1"]), ("EST-03", [])]
     incidents = open_station_incidents(tracker, ["EST-01", "EST-02"])
     assert incidents == {"EST-02": alerts[0].incident_id}
@@ -111,4 +112,4 @@ def test_station_incidents_at_a_tapped_segment_name_the_tap_and_back() -> None:
     assert tap.related == [alerts[0].incident_id]
     (closed,) = link_tap_alerts([tap_alert("close")], incidents)
     assert closed.related == []  # a close names nothing new
-    assert link_station_alerts(alerts, []) == alerts
+    assert link_station_alerts(alerts, {}) == alerts

@@ -160,6 +160,21 @@ def test_topology_toml_declares_the_simulated_line_and_round_trips(tmp_path: Pat
     assert (thefts["volume_m3"].to_numpy(dtype=np.float64) > 0).all()
 
 
+@pytest.mark.parametrize(
+    ("knob", "value", "field"),
+    [
+        ("clock_skew_s", -1.0, "clock_skew_s"),
+        ("clock_skew_s", 600.0, "clock_skew_s"),
+        ("clock_wander_s", -1.0, "clock_wander_s"),
+        ("pipe_wall_m", 0.2, "pipe_wall_m"),
+        ("pipe_modulus_gpa", 0.0, "pipe_modulus_gpa"),
+    ],
+)
+def test_bad_line_pack_and_clock_knobs_are_refused_by_name(knob: str, value: float, field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        SimulationConfig(**{knob: value})  # type: ignore[arg-type]
+
+
 def test_a_one_station_line_has_no_topology() -> None:
     result = simulate(SimulationConfig(stations=1, days=0.1, seed=1).quiet())
     with pytest.raises(ConfigError, match="two stations"):

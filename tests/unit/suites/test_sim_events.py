@@ -174,6 +174,12 @@ def test_budget_threshold_ignores_tapped_windows_and_their_recovery() -> None:
     scores[8] = 30.0  # 15 min after it on the same station: recovery
     scores[30] = 3.0  # station B, clear: the largest clear score
     assert budget_threshold(scores, labels, stations, ends) == 3.0
+    # A spike of a known sensor fault on station B (window 38 ends at 01:30) would set it alone.
+    scores[38] = 99.0
+    assert budget_threshold(scores, labels, stations, ends) == 99.0
+    fault = ("B", np.datetime64("2025-01-01T01:20", "ns"), np.datetime64("2025-01-01T01:25", "ns"))
+    assert budget_threshold(scores, labels, stations, ends, [fault]) == 3.0
+    assert budget_threshold(scores, labels, stations, ends, [("A", fault[1], fault[2])]) == 99.0
 
 
 def test_balance_statistic_is_the_recent_mean_above_a_lagged_baseline() -> None:

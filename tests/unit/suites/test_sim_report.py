@@ -52,6 +52,8 @@ def test_unmet_targets_say_how_far_and_what_was_missed() -> None:
     assert "Tap false alarms by segment (every cause): EST-01>EST-02 (seed 7) 1." in text
     assert "![detection_by_band](plots/detection_by_band.png)" in text
     assert "line_pack = True" in text
+    # One location estimate, at 25 km of a 50 km segment for a tap at 25 km: met, so no gap line.
+    assert "**location, median error" not in text
 
 
 def test_the_spanish_report_has_the_same_tables() -> None:

@@ -237,3 +237,22 @@ def test_options_take_a_topology_file_or_object_and_record_where_it_came_from(tm
     assert as_file.to_dict()["segment_budget"] == 0.5
     assert as_object.to_dict()["topology"] == "topology given to run_training"
     assert TrainOptions(data=tmp_path / "h.csv").to_dict()["topology"] is None
+
+
+def test_the_report_line_section_and_card(tmp_path: Path) -> None:
+    from trainer.line import line_report
+    from trainer.reports import _card_line, _render_line, _t
+
+    dataset = load_csv(line_csv(tmp_path / "h.csv"))
+    topology = Topology.from_dict(topology_dict())
+    line = train_line(topology, dataset, chronological_bounds(dataset), budget_per_segment_month=0.5)
+    report = line_report(line, "topo.toml")
+    assert report["segments"]["EST-01>EST-02"]["training_balance"]["mean_m3h"] == pytest.approx(0.0, abs=1e-6)
+    for lang, title in (("en", "## Line: segment calibration"), ("es", "## Línea: calibración por tramo")):
+        text = "\n".join(_render_line(report, lambda key, lang=lang: _t(key, lang)))
+        assert title in text
+        assert "| limit | " in text and "window_sigma_m3" not in text  # lists stay in report.json
+        assert "| km | 40.000 | 50.000 |" in text
+    card = "\n".join(_card_line(report))
+    assert "topo.toml" in card and "0.5 false alarm(s) per segment-month" in card
+    assert _card_line(None) == []
