@@ -4,8 +4,13 @@ for a detector to finish a replay."""
 from __future__ import annotations
 
 
-def committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
-    """Whether ``group`` has committed every partition of ``topic`` up to its current end."""
+def committed_to_end(bootstrap: str, group: str, topic: str, *, transactional: bool = False) -> bool:
+    """Whether ``group`` has committed every partition of ``topic`` up to its current end.
+
+    ``transactional``: ``topic`` is written in transactions (the service's internal line topic,
+    ``<readings>.line``): its last offset is the last transaction's commit marker, which no consumer
+    commits past, so one offset short of the end is the end. A detector with a line in its bundle
+    has finished a replay once both its readings and its line topic are committed to the end."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
@@ -16,7 +21,7 @@ def committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
         committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
         for tp in committed:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
-            if high > low and tp.offset < high:  # an empty partition has nothing to commit
+            if high > low and tp.offset < high - (1 if transactional else 0):  # empty: nothing to commit
                 return False
         return True
     finally:

@@ -334,21 +334,25 @@ class KafkaBroker:
             reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
             done = {p for p, end in ends.items() if end <= 0}
             deadline = time.monotonic() + _TIMEOUT_S
-            quiet_since = time.monotonic()
-            # Until every partition is read to its end; a trailing transaction marker never comes back
-            # as a message, so a second of silence also ends the read.
-            while (
-                len(done) < len(ends) and time.monotonic() < deadline and time.monotonic() - quiet_since < 1.0
-            ):
+            # Until every partition's position reaches its end. Not "until a second of silence": on a
+            # loaded broker that returned before the newest records, so a new owner restored state
+            # older than its committed offsets (seen: segment alerts missing after a SIGKILL). The
+            # position moves past a trailing transaction marker, which never comes back as a message.
+            while len(done) < len(ends) and time.monotonic() < deadline:
                 for message in reader.consume(1000, 0.2):
                     if message.error() is not None:
                         continue
-                    quiet_since = time.monotonic()
                     key = message.key()
                     if key is not None:
                         latest[key.decode(errors="replace")] = (message.partition() or 0, message.value())
-                    if (message.offset() or 0) + 1 >= ends[message.partition() or 0]:
-                        done.add(message.partition() or 0)
+                waiting = [TopicPartition(topic, p) for p in ends if p not in done]
+                for tp in reader.position(waiting):
+                    if tp.offset >= ends[tp.partition]:
+                        done.add(tp.partition)
+            if len(done) < len(ends):
+                raise BrokerError(
+                    f"could not read {topic} {sorted(set(ends) - done)} to its end in {_TIMEOUT_S:g} s"
+                )
         finally:
             reader.close()
         states = {key: (p, value) for key, (p, value) in latest.items() if value is not None}

@@ -98,9 +98,8 @@ class DetectorService:
         self.metrics = metrics
         self.clock = clock or SystemClock()
         self.watcher = watcher
-        self._tracker = IncidentTracker(
-            settings.incident.policy(), clock=lambda: datetime.fromtimestamp(self.clock.now(), UTC)
-        )
+        self._now = lambda: datetime.fromtimestamp(self.clock.now(), UTC)
+        self._tracker = IncidentTracker(settings.incident.policy(), clock=self._now)
         self._held: set[Partition] = set()
         self._committed: dict[Partition, int] = {}  # next offset committed by this instance
         self._rebuild_until: dict[int, int] = {}  # readings partition -> its committed offset
@@ -108,7 +107,6 @@ class DetectorService:
         self._next_idle_check = 0.0
         self._next_lag = 0.0
         self._down_since: float | None = None
-        self._now = lambda: datetime.fromtimestamp(self.clock.now(), UTC)
         self.lines: LineTable | None = None
         if bundle.topology is not None and bundle.line_calibration is not None:
             self.lines = LineTable(
@@ -168,14 +166,14 @@ class DetectorService:
 
     # -- assignment (called by the broker adapter, inside consume) ---------------------------
     def assigned(self, partitions: Sequence[Assigned]) -> set[Partition]:
-        held, committed, readings = self._held, self._committed, self.settings.topics.readings
+        held, committed, line = self._held, self._committed, self.line_topic
         keep = {a.key for a in partitions if a.key in held and committed.get(a.key) == a.committed}
         self._drop({p for p in held if p not in keep} | {a.key for a in partitions if a.key not in keep})
         self._held = {a.key for a in partitions}
         self._rebuild_until = {
             a.partition: a.committed
             for a in partitions
-            if a.topic == readings and a.key not in keep and a.committed > 0
+            if a.topic != line and a.key not in keep and a.committed > 0
         }
         return keep
 
@@ -207,14 +205,14 @@ class DetectorService:
     def revoked(self, partitions: Sequence[Partition]) -> None:
         # State stays until the next assignment says whether these partitions come back unchanged.
         for topic, partition in partitions:
-            if topic == self.settings.topics.readings:
+            if topic != self.line_topic:
                 self._rebuild_until.pop(partition, None)
 
     def _drop(self, partitions: set[Partition]) -> None:
         if not partitions:
             return
-        readings = self.settings.topics.readings
-        for station_id in self.stations.drop_partitions({p for t, p in partitions if t == readings}):
+        line = self.line_topic
+        for station_id in self.stations.drop_partitions({p for t, p in partitions if t != line}):
             self._tracker.forget(station_id)
             self._written_state.pop(station_id, None)
         if self.lines is not None:
@@ -282,7 +280,6 @@ class DetectorService:
         """The hot path: parse, admit, collect closed windows; a few hundred ns of our own per message."""
         parse, admit, dlq = self._parser.parse, self.stations.admit, self.settings.topics.dlq
         pending, rebuild_until, line_topic = batch.windows, self._rebuild_until, self.line_topic
-        readings = self.settings.topics.readings
         last: dict[Partition, SourceMessage] = {}
         rebuilt = 0
         for message in messages:
@@ -297,7 +294,8 @@ class DetectorService:
                 self._rebuild_from(message, partition, now, pending)
                 rebuilt += 1
                 continue
-            last[(readings, partition)] = message  # only offsets at or past the committed one move the commit
+            # Only offsets at or past the committed one move the commit.
+            last[(message.topic() or "", partition)] = message
             raw = message.value()
             if raw is None:
                 batch.dead_letter(dlq, message, EMPTY, "no value (tombstone)")
@@ -316,7 +314,7 @@ class DetectorService:
                 pending += [Pending(station_id, window, produced_ms, False) for window in closed]  # type: ignore[union-attr]
         for key, message in last.items():
             batch.marks[key] = Mark((message.offset() or 0) + 1, message.timestamp()[1])
-            if key[0] == readings:
+            if key[0] != line_topic:
                 rebuild_until.pop(key[1], None)  # past the committed offset: rebuilding is over
         batch.outcomes = self.stations.take_outcomes()
         batch.off_line = self.stations.take_off_line()

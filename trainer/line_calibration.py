@@ -47,12 +47,14 @@ from detector.topology import Topology
 Array = npt.NDArray[np.float64]
 
 RECOVERY_MINUTES = 60  # after an excluded row the line is not yet back to normal
+DRIFT_RECOVERY_MINUTES = 12 * 60  # after a drifting meter, the bias tracker's time constant
 EXCURSION_BASE = 2.0  # statistic level that starts an excursion
 EXCURSION_GAP = 60  # minutes below the base that end one
 PEAK_MARGIN = 1.1
 SKEW_OFFSETS = (-1, 0, 1, 2)
 MIN_SKEW_GAIN = 0.15
 STEP_M3H = 25.0  # an upstream flow change this large in a minute is a step (5 % of a 500 m3/h line)
+CUSUM_REFERENCE_M3H = 5.0  # the baseline CUSUM's k: half of a 2 % tap on a 500 m3/h line
 MIN_LIMIT = 4.0
 MINUTES_PER_MONTH = 30 * 24 * 60
 
@@ -82,13 +84,16 @@ def calibrate_line(
         },
         budget_per_segment_month,
     )
-    traces, pressure_traces = _trace(frame, topology, base)
+    traces, pressure_traces, blocked = _trace(frame, topology, base)
     excluded = _excluded_minutes(frame, exclude)
     segments: dict[str, SegmentCalibration] = {}
     record: dict[str, Any] = {"budget_per_segment_month": budget_per_segment_month, "segments": {}}
     for segment in topology.segments:
         minutes, balance, dfu = traces[segment.segment_id]
-        normal = np.isfinite(balance) & ~np.isin(minutes, excluded)
+        # A meter the monitor judged drifting, and the hours after it (the bias re-settles), are not
+        # normal operation either: they would set the limit to the fault's size.
+        suspect = _spread(np.asarray(blocked[segment.segment_id], dtype=np.float64), DRIFT_RECOVERY_MINUTES)
+        normal = np.isfinite(balance) & ~np.isin(minutes, excluded) & ~np.isin(minutes, suspect)
         calibration, notes, pressure_z = _calibrate_pressure(
             base.segment(segment.segment_id), pressure_traces[segment.segment_id], minutes, normal
         )
@@ -116,7 +121,7 @@ def calibrate_line(
 
 def _trace(
     frame: pd.DataFrame, topology: Topology, calibration: LineCalibration
-) -> tuple[dict[str, tuple[Array, Array, Array]], dict[str, Array]]:
+) -> tuple[dict[str, tuple[Array, Array, Array]], dict[str, Array], dict[str, list[int]]]:
     monitor = LineMonitor(topology, calibration, model_version="calibration", clock=lambda: _EPOCH)
     states = list(monitor.segment_states())
     for state in states:
@@ -134,6 +139,7 @@ def _trace(
     monitor.flush()
     out: dict[str, tuple[Array, Array, Array]] = {}
     pressure: dict[str, Array] = {}
+    blocked = {state.segment.segment_id: list(state.blocked_minutes) for state in states}
     for state in states:
         trace = state.trace or []
         out[state.segment.segment_id] = (
@@ -143,7 +149,15 @@ def _trace(
         )
         rows = state.pressure.trace or []
         pressure[state.segment.segment_id] = np.array(rows, dtype=np.float64).reshape(-1, 6)
-    return out, pressure
+    return out, pressure, blocked
+
+
+def _spread(minutes: Array, after: int) -> Array:
+    """``minutes`` and the ``after`` minutes that follow each."""
+    if not len(minutes):
+        return minutes
+    spread = minutes[:, None] + np.arange(after + 1)[None, :]
+    return np.asarray(np.unique(spread.reshape(-1)), dtype=np.float64)
 
 
 def _excluded_minutes(frame: pd.DataFrame, exclude: pd.Series | None) -> Array:
@@ -208,11 +222,17 @@ def _calibrate_segment(
     for window, sigma, values in zip(default.windows, sigmas, window_values, strict=True):
         if len(values):
             statistic = np.fmax(statistic, (values - drift * window / 60.0) / sigma)
-    if default.pressure_weight > 0 and default.pressure_coef:
+    if default.method == "cusum":
+        drift = CUSUM_REFERENCE_M3H
+        statistic = _cusum(residual, normal, drift)
+    elif default.pressure_weight > 0 and default.pressure_coef:
         weight = default.pressure_weight
         fused = (statistic + weight * np.minimum(pressure_z, PRESSURE_CAP)) / math.sqrt(1 + weight * weight)
         statistic = np.where(pressure_z > 0, np.fmax(statistic, fused), statistic)
     limit, tail = _limit_for_budget(statistic, normal, budget)
+    if len(statistic) and np.isfinite(np.where(normal, statistic, -np.inf)).any():
+        at = int(np.nanargmax(np.where(normal, statistic, -np.inf)))
+        tail["largest_peak_at"] = pd.Timestamp(int(minutes[at]) * 60, unit="s", tz="UTC").isoformat()
     notes.update(tail)
     notes.update(
         {
@@ -320,6 +340,19 @@ def _shift(values: Array, offset: int) -> Array:
         out[: len(values) - offset] = values[offset:]
     else:
         out[-offset:] = values[:offset]
+    return out
+
+
+def _cusum(residual: Array, normal: npt.NDArray[np.bool_], reference: float) -> Array:
+    """The live CUSUM (m3) on the residual, restarted wherever the trace is not normal."""
+    out = np.zeros(len(residual))
+    total = 0.0
+    for i, (value, ok) in enumerate(zip(residual.tolist(), normal.tolist(), strict=True)):
+        if not ok or math.isnan(value):
+            total = 0.0
+            continue
+        total = max(0.0, total + (value - reference) / 60.0)
+        out[i] = total
     return out
 
 

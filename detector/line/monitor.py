@@ -26,6 +26,7 @@ from detector.topology import Segment, Topology
 STATE_VERSION = 2
 TS_KEY = "@ts"  # each buffered row keeps its reading's timestamp (epoch seconds) to tell duplicates
 _DEGRADING = frozenset({"stuck", "silent"})
+DRIFT_SHARE = 0.6  # a gain this share of the limit on one side blocks a tap on the other
 _SEVERITY_BANDS = ((3.0, "high"), (1.5, "medium"), (1.0, "low"))
 
 
@@ -233,6 +234,7 @@ class LineMonitor:
             cleaned[station_id] = row
             for field, reason in faults.items():
                 faults_now[(station_id, field)] = reason
+        self._drift_checks(line, faults_now)
         self._meter_alerts(line, minute, faults_now, out)
         for state in line.segments:
             up, down = state.segment.upstream, state.segment.downstream
@@ -247,6 +249,38 @@ class LineMonitor:
             )
             if decision is not None:
                 out.append(self._tap_alert(state, minute, decision))
+
+    @staticmethod
+    def _drift_checks(line: _Line, faults_now: dict[tuple[str, str], str]) -> None:
+        """A flow meter reading high by d gives its downstream segment +d and its upstream one -d.
+
+        Product cannot appear in a segment, so a segment whose balance shows a *gain* of the size
+        its limit calls significant names the shared station's meter: the neighbour on the other
+        side of that station may not open a tap on it (``blocked``), and when that neighbour's own
+        statistic is past its limit too, the meter is reported (``drift``). Judged on the previous
+        minute's statistics, so the order of the segments does not matter.
+        """
+        segments = line.segments
+        for state in segments:
+            state.blocked = False
+        for index, state in enumerate(segments):
+            if state.gain < DRIFT_SHARE * state.cal.limit:
+                continue
+            # A gain on this segment: its upstream meter reads high (the previous segment sees a
+            # loss) or its downstream meter reads low (the next segment sees a loss).
+            for other, station in (
+                (index - 1, state.segment.upstream),
+                (index + 1, state.segment.downstream),
+            ):
+                if not 0 <= other < len(segments):
+                    continue
+                neighbour = segments[other]
+                shared = {neighbour.segment.upstream.id, neighbour.segment.downstream.id}
+                if station.id not in shared:
+                    continue
+                neighbour.blocked = True
+                if neighbour.statistic >= neighbour.cal.limit:
+                    faults_now.setdefault((station.id, station.sensor("flow")), "drift")
 
     def _meter_alerts(
         self, line: _Line, minute: int, faults_now: dict[tuple[str, str], str], out: list[Alert]

@@ -70,6 +70,8 @@ class PressureTrack:
         self.recent: deque[float] = deque(maxlen=MEAN_MINUTES)
         self.flows: deque[float] = deque(maxlen=STEADY_MINUTES)
         self.frozen_offset: float | None = None
+        self.drop_sum = 0.0  # drops summed over the incident's active minutes (for the location)
+        self.drop_n = 0
         self.drop = 0.0
         self.z = 0.0
         self.friction_bar = math.nan
@@ -85,8 +87,13 @@ class PressureTrack:
         usable: bool,
         *,
         frozen: bool,
+        active: bool = False,
     ) -> float:
-        """The pressure drop's z-score this minute (0 when the pressure cannot say)."""
+        """The pressure drop's z-score this minute (0 when the pressure cannot say).
+
+        ``frozen``: an incident is open (the offset stays where it was at the onset); ``active``:
+        and the extraction is still running, so this minute's drop counts towards the location.
+        """
         self._track_batches(up, flow_up)
         self.z = 0.0
         self.flows.append(flow_up)
@@ -118,6 +125,9 @@ class PressureTrack:
         reference = self.frozen_offset if frozen and self.frozen_offset is not None else self.offset
         self.drop = reference - level
         self.z = self.drop / self.cal.pressure_sigma_bar
+        if frozen and active:
+            self.drop_sum += self.drop
+            self.drop_n += 1
         if not frozen:
             innovation = max(-OFFSET_CLIP_BAR, min(OFFSET_CLIP_BAR, residual - self.offset))
             self.offset += innovation / OFFSET_MINUTES
@@ -179,18 +189,26 @@ class PressureTrack:
     def freeze(self, onset: int) -> None:
         del onset
         self.frozen_offset = self.offset
+        self.drop_sum, self.drop_n = 0.0, 0
 
     def release(self) -> None:
         self.frozen_offset = None
+        self.drop_sum, self.drop_n = 0.0, 0
 
     def location(self, rate_m3h: float, flow_up: float | None) -> tuple[float, float] | None:
         """(km from upstream, 1-sigma km) from the pressure drop against the balance's rate."""
-        if self.frozen_offset is None or not self.recent or rate_m3h <= 0 or not flow_up:
+        if self.frozen_offset is None or rate_m3h <= 0 or not flow_up:
             return None
         if math.isnan(self.friction_bar) or self.friction_bar <= 0:
             return None
+        if self.drop_n:
+            drop = self.drop_sum / self.drop_n
+        elif self.recent:
+            drop = self.drop
+        else:
+            return None
         full = FRICTION_EXPONENT * self.friction_bar * rate_m3h / flow_up  # drop if the tap were at km 0
-        share = self.drop / full  # = 1 - x
+        share = drop / full  # = 1 - x
         x = min(max(1.0 - share, 0.0), 1.0)
         length = self.segment.length_km
         sigma_share = math.hypot(self.cal.pressure_sigma_bar / full, 0.25 * min(max(share, 0.0), 1.0))
@@ -210,6 +228,8 @@ class PressureTrack:
             "flows": list(self.flows),
             "frozen_offset": self.frozen_offset,
             "drop": self.drop,
+            "drop_sum": self.drop_sum,
+            "drop_n": self.drop_n,
             "z": self.z,
             "friction_bar": None if math.isnan(self.friction_bar) else self.friction_bar,
             "density": self.density,
@@ -223,6 +243,8 @@ class PressureTrack:
         self.flows = deque((float(v) for v in data["flows"]), maxlen=STEADY_MINUTES)
         self.frozen_offset = _opt(data["frozen_offset"])
         self.drop = float(data["drop"])
+        self.drop_sum = float(data["drop_sum"])
+        self.drop_n = int(data["drop_n"])
         self.z = float(data["z"])
         friction = data["friction_bar"]
         self.friction_bar = math.nan if friction is None else float(friction)

@@ -140,6 +140,7 @@ class SegmentState:
         # (minute, balance before the skew correction, upstream flow change), per minute, for the
         # calibration; None in service. A held minute records NaN.
         self.trace: list[tuple[int, float, float]] | None = None
+        self.blocked_minutes: list[int] = []  # minutes a neighbour's gain blocked this segment (trace)
         self.reset()
 
     def reset(self) -> None:
@@ -160,6 +161,8 @@ class SegmentState:
         self.cusum = 0.0
         self.cusum_start = 0
         self.statistic = 0.0
+        self.gain = 0.0  # the same test for product appearing from nowhere (a meter reading high)
+        self.blocked = False  # a neighbour shows the mirror image: a shared meter drifts
         self.argmax_window = 0
         self.balance = math.nan
         self.degraded: str | None = None
@@ -216,7 +219,16 @@ class SegmentState:
         dfu = fu - self.last_fu if self.last_fu is not None else 0.0
         dfd = fd - self.last_fd if self.last_fd is not None else 0.0
         self.last_fu, self.last_fd = fu, fd
-        pressure_z = self.pressure.step(minute, up, down, fu, pressure_ok, frozen=self.incident is not None)
+        incident = self.incident
+        pressure_z = self.pressure.step(
+            minute,
+            up,
+            down,
+            fu,
+            pressure_ok,
+            frozen=incident is not None,
+            active=incident is not None and incident.last_active >= minute - 1,
+        )
         if abs(dfu) > STEP_HOLD_M3H or abs(dfd) > STEP_HOLD_M3H:
             self.step_hold = STEP_HOLD_MINUTES
         if self.step_hold > 0:
@@ -234,6 +246,8 @@ class SegmentState:
             return self._decide(minute)
         if self.trace is not None:
             self.trace.append((minute, balance, dfu))
+            if self.blocked:
+                self.blocked_minutes.append(minute)
         # The skew correction may need the upstream flow's change up to ``lead`` minutes later:
         # minute t is settled (and tested) once minute t + lead has arrived.
         queue = self.queue
@@ -253,7 +267,7 @@ class SegmentState:
         self.cum += residual / 60.0
         self.ring.append(self.cum)
         self._test(residual, pressure_z)
-        if self.incident is None and self.statistic < 0.5 * self.cal.limit:
+        if self.incident is None and max(self.statistic, self.gain) < 0.5 * self.cal.limit:
             self.bias += max(-BIAS_CLIP_M3H, min(BIAS_CLIP_M3H, balance - self.bias)) / BIAS_MINUTES
         return self._decide(minute)
 
@@ -286,12 +300,17 @@ class SegmentState:
         newest = ring[-1]
         available = len(ring) - 1
         best, best_window = -math.inf, 0
+        gain = 0.0
         for window, sigma in zip(self._windows, self._sigma, strict=True):
             if window > available:
                 break
-            z = (newest - ring[-1 - window] - cal.drift_m3h * window / 60.0) / sigma
+            excess = newest - ring[-1 - window]
+            allowance = cal.drift_m3h * window / 60.0
+            z = (excess - allowance) / sigma
             if z > best:
                 best, best_window = z, window
+            gain = max(gain, (-excess - allowance) / sigma)
+        self.gain = gain
         if best_window == 0:
             best = 0.0
         if cal.pressure_weight > 0.0 and pressure_z > 0.0 and best_window:
@@ -304,7 +323,7 @@ class SegmentState:
     def _decide(self, minute: int) -> Decision | None:
         incident = self.incident
         if incident is None:
-            if self.statistic < self.cal.limit or self.argmax_window == 0:
+            if self.statistic < self.cal.limit or self.argmax_window == 0 or self.blocked:
                 return None
             window = self._onset_lag()
             onset = minute - self._lead - window + 1
@@ -407,6 +426,8 @@ class SegmentState:
             "cusum": self.cusum,
             "cusum_start": self.cusum_start,
             "statistic": self.statistic,
+            "gain": self.gain,
+            "blocked": self.blocked,
             "argmax_window": self.argmax_window,
             "balance": None if math.isnan(self.balance) else self.balance,
             "degraded": self.degraded,
@@ -430,6 +451,8 @@ class SegmentState:
         self.cusum = float(data["cusum"])
         self.cusum_start = int(data["cusum_start"])
         self.statistic = float(data["statistic"])
+        self.gain = float(data["gain"])
+        self.blocked = bool(data["blocked"])
         self.argmax_window = int(data["argmax_window"])
         balance = data["balance"]
         self.balance = math.nan if balance is None else float(balance)

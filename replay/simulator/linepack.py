@@ -9,7 +9,8 @@ the product's compressibility and the wall's (a thin-walled pipe free to stretch
 For 12-inch pipe (D = 0.3048 m) with an 8 mm steel wall (E = 200 GPa) the wall term is 0.19 /GPa,
 so K_eff is 0.87 GPa in gasoline, 1.04 in jet fuel and 1.17 in diesel: a 50 km segment (3,650 m³)
 packs 3.1-4.2 m³ per 10 bar of mean pressure. A pump stop that drops a segment from ~70 bar at its
-inlet to its settle-out pressure unpacks 8-12 m³ into the next tank: a few minutes of a 2 % tap.
+inlet to its settle-out pressure unpacks about 12 m³ into the next tank (12-18 m³ on seed 1001's
+line): more than an hour of a 2 % tap (10 m³/h), in a minute or two.
 
 The segment's mean pressure is taken as the mean of its inlet pressure (after the discharge valve,
 so a throttling valve at held flow packs nothing) and its arrival pressure; both are quasi-static.

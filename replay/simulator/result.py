@@ -187,8 +187,10 @@ class SimulationResult:
         whenever its pressure moves (pump stops, restarts, set-point changes).
 
         ``stamped`` places each station's values where a reader snapping the skewed timestamps to the
-        nearest minute would (``clock.as_read``) instead of at their true minute. On measured levels
-        the per-minute compensation is noisy; average it over 30-60 minutes.
+        nearest minute would (``clock.as_read``) instead of at their true minute; the pack term is
+        then the transmitters' estimate even on the truth (what the segment packed is in true time).
+        Missing rows (``present``) are not masked. On measured levels the per-minute compensation is
+        noisy; average it over 30-60 minutes.
         """
         source = self.truth if truth else self.readings
 

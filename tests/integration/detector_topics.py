@@ -107,23 +107,13 @@ def settled(bootstrap: str, group: str, topic: str) -> bool:
 
 
 def transactional_settled(bootstrap: str, group: str, topic: str) -> bool:
-    """Like ``settled`` for a topic written in transactions: its last offset is the commit marker of
-    the last transaction, which no consumer commits past (the offset after the last record is)."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    """``settled`` for a topic written in transactions (the line topic: see ``committed_to_end``)."""
+    from confluent_kafka import KafkaException
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
-            if high > low and tp.offset < high - 1:
-                return False
-        return True
+        return committed_all(bootstrap, group, topic, transactional=True)
     except KafkaException:
         return False
-    finally:
-        consumer.close()
 
 
 def committed_alerts(bootstrap: str, topic: str) -> list[dict[str, Any]]:

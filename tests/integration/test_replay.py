@@ -26,7 +26,8 @@ def simulator_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from replay.simulator.writer import write_outputs
 
     out = tmp_path_factory.mktemp("sim")
-    written = write_outputs(simulate(SimulationConfig(stations=3, days=0.5, seed=11)), out)
+    # On-the-minute stamps: the pacing test expects a 4-minute cut to span exactly 4 minutes.
+    written = write_outputs(simulate(SimulationConfig(stations=3, days=0.5, seed=11, clock_skew_s=0.0)), out)
     return written.readings
 
 

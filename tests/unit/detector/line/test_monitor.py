@@ -4,6 +4,7 @@ import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -187,3 +188,14 @@ def test_the_tap_estimate_survives_a_json_round_trip_of_the_calibration() -> Non
     calibration = LineCalibration.from_dict(json.loads(json.dumps(_calibration(topology).to_dict())))
     alerts = _taps(line_alerts(readings(result), topology, calibration, model_version="m"))
     assert alerts and alerts[0].segment is not None and alerts[0].segment.segment_id == "EST-01>EST-02"
+
+
+def test_a_drifting_flow_meter_is_named_not_taken_for_a_tap_next_door() -> None:
+    result = quiet_line(noise=1.0)
+    ramp = np.clip((np.arange(len(result.times)) - 300) / 360.0, 0.0, 1.0)
+    result.readings["flow"][:, 1] *= 1.0 + 0.04 * ramp  # EST-02's meter drifts to +4 % over 6 h
+    topology = topology_of(result)
+    alerts = line_alerts(readings(result), topology, _calibration(topology), model_version="m")
+    assert _taps(alerts) == []
+    drift = [a for a in alerts if a.kind == "meter_fault" and a.reason == "drift"]
+    assert drift and drift[0].station_id == "EST-02" and drift[0].sensor == "flow"
