@@ -151,11 +151,12 @@ class LineTable:
                 continue
             ready.sort(key=lambda item: (item[0], item[1]))
             monitor = line.monitor
+            # Advance after every reading, as the offline oracle does: the monitor settles a minute
+            # as soon as both ends have it, so when it is asked decides what it sees (re-slotting,
+            # late skew corrections). Per reading, the alerts depend on the readings alone.
             for ts, station_id, values in ready:
                 monitor.add(station_id, ts, values)
-            # Once per release, not per reading: fed in event-time order, every minute it evaluates
-            # is complete either way (the offline oracle, which advances per reading, agrees).
-            alerts += monitor.advance()
+                alerts += monitor.advance()
             self.fed += len(ready)
             self._changed.add(line_id)
         return alerts

@@ -108,7 +108,15 @@ def live(frame: pd.DataFrame, bundle_path: Path, bootstrap: str) -> LiveRun:
     thread = threading.Thread(target=target, name="detector", daemon=True)
     thread.start()
     try:
-        _wait(lambda: committed_to_end(bootstrap, group, topics["readings"]) or bool(errors), 900, thread)
+        # With a line, the readings meet again on the internal line topic: done once both are committed.
+        line_topic = f"{topics['readings']}.line" if bundle.topology is not None else ""
+
+        def finished() -> bool:
+            if not committed_to_end(bootstrap, group, topics["readings"]):
+                return False
+            return not line_topic or committed_to_end(bootstrap, group, line_topic, transactional=True)
+
+        _wait(lambda: finished() or bool(errors), 900, thread)
     finally:
         stop.set()
         thread.join(60)
