@@ -14,9 +14,12 @@ per-minute trace switched on), so what is learned is what the service will compu
    scale: the larger of the standard deviation of the central 98 % and 1.4826 MAD).
 4. **Decision limit** for ``budget_per_segment_month``: the statistic's excursions above 2.0
    (separated by an hour) are peaks; their tail above the upper quartile is fitted with an
-   exponential (peaks-over-threshold) and the limit set where the fitted rate meets the budget.
-   It never goes below the largest normal peak × ``PEAK_MARGIN``. ``LineCalibration.record`` says,
-   per segment, the peaks, the fit and which rule set the limit.
+   exponential (peaks-over-threshold) and the limit set where the fitted rate meets the budget,
+   times ``TAIL_MARGIN``, never below ``MIN_LIMIT``. The largest normal peak does not set a floor:
+   with two months of training one odd event (a meter drift, an unusual pump-stop recovery) would
+   otherwise blind the segment for the whole service. Only with too few peaks to fit (fewer than
+   ``MIN_TAIL_PEAKS``) does the limit fall back to the largest peak × ``PEAK_MARGIN``.
+   ``LineCalibration.record`` says, per segment, the peaks, the fit and which rule set the limit.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ DRIFT_RECOVERY_MINUTES = 12 * 60  # after a drifting meter, the bias tracker's t
 TRACE_LIMIT = 6.0
 EXCURSION_BASE = 2.0  # statistic level that starts an excursion
 EXCURSION_GAP = 60  # minutes below the base that end one
-PEAK_MARGIN = 1.1
+PEAK_MARGIN = 1.1  # only when too few peaks to fit a tail
+TAIL_MARGIN = 1.0  # safety factor on the fitted tail's budget level
+MIN_TAIL_PEAKS = 8
 SKEW_OFFSETS = (-1, 0, 1, 2)
 MIN_SKEW_GAIN = 0.15
 STEP_M3H = 25.0  # an upstream flow change this large in a minute is a step (5 % of a 500 m3/h line)
@@ -117,8 +122,8 @@ def calibrate_line(
         record["training_start"] = str(frame["timestamp"].min())
         record["training_end"] = str(frame["timestamp"].max())
     record["rule"] = (
-        "limit = max(exponential tail of excursion peaks at the budget, largest normal peak x "
-        f"{PEAK_MARGIN}, {MIN_LIMIT})"
+        f"limit = max(exponential tail of excursion peaks at the budget x {TAIL_MARGIN}, {MIN_LIMIT}); "
+        f"fewer than {MIN_TAIL_PEAKS} peaks: max(largest normal peak x {PEAK_MARGIN}, {MIN_LIMIT})"
     )
     return LineCalibration(segments, budget_per_segment_month, record)
 
@@ -408,13 +413,12 @@ def _limit_for_budget(
     if current > -math.inf:
         peaks.append(current)
     largest = max(peaks, default=EXCURSION_BASE)
-    floor = max(largest * PEAK_MARGIN, MIN_LIMIT)
     notes: dict[str, Any] = {
         "months": round(months, 3),
         "peaks": len(peaks),
         "largest_peak": round(largest, 3),
     }
-    if len(peaks) >= 8:
+    if len(peaks) >= MIN_TAIL_PEAKS:
         ordered = np.sort(np.array(peaks))
         threshold = float(np.quantile(ordered, 0.75))
         excess = ordered[ordered > threshold] - threshold
@@ -428,10 +432,12 @@ def _limit_for_budget(
                 "tail_limit": round(tail_limit, 3),
             }
         )
+        limit = max(tail_limit * TAIL_MARGIN, MIN_LIMIT)
+        notes["limit_rule"] = "tail" if tail_limit * TAIL_MARGIN >= MIN_LIMIT else "minimum"
+        notes["peaks_above_limit"] = int((ordered > limit).sum())
     else:
-        tail_limit = -math.inf
-    limit = max(tail_limit, floor)
-    notes["limit_rule"] = "tail" if tail_limit >= floor else "largest peak x margin"
+        limit = max(largest * PEAK_MARGIN, MIN_LIMIT)
+        notes["limit_rule"] = "too few peaks: largest peak x margin"
     return float(limit), notes
 
 

@@ -20,7 +20,7 @@ from detector.errors import DataError
 from detector.incidents import Alert, SegmentRef, TapEstimate, alert_id, incident_id
 from detector.line.calibration import LineCalibration
 from detector.line.meters import StationMeters
-from detector.line.segment import Decision, SegmentState
+from detector.line.segment import NEXT_SEGMENT_HOLD_MINUTES, Decision, SegmentState
 from detector.topology import Segment, Topology
 
 STATE_VERSION = 2
@@ -236,7 +236,7 @@ class LineMonitor:
                 faults_now[(station_id, field)] = reason
         self._drift_checks(line, faults_now)
         self._meter_alerts(line, minute, faults_now, out)
-        for state in line.segments:
+        for index, state in enumerate(line.segments):
             up, down = state.segment.upstream, state.segment.downstream
             degraded: str | None = None
             for station, role in ((up, "flow"), (down, "flow"), (down, "tank_level")):
@@ -249,6 +249,10 @@ class LineMonitor:
             )
             if decision is not None:
                 out.append(self._tap_alert(state, minute, decision))
+            following = line.segments[index + 1] if index + 1 < len(line.segments) else None
+            if state.step_started and following is not None and following.segment.upstream.id == down.id:
+                # Segments are evaluated upstream first, so the next one holds from this minute.
+                following.hold_after_neighbour_step(NEXT_SEGMENT_HOLD_MINUTES)
 
     @staticmethod
     def _drift_checks(line: _Line, faults_now: dict[tuple[str, str], str]) -> None:

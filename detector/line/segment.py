@@ -42,6 +42,10 @@ BAR_PER_GPA = 10_000.0
 PRESSURE_CAP = 4.0
 STEP_HOLD_M3H = 100.0  # a flow change this large in one minute at either end is a step (pump stop)
 STEP_HOLD_MINUTES = 4  # minutes held from the step on: clock offsets (<= 2 min) and pack settling
+# A step on a segment (a pump stop or restart) is followed on the *next* segment by the downstream
+# station's recovery (it trims, its tank cascades): several m3 of balance over about half an hour
+# that no step of its own announces. That segment is held this long from the step.
+NEXT_SEGMENT_HOLD_MINUTES = 30
 
 
 class TapIncident:
@@ -152,6 +156,7 @@ class SegmentState:
         self.last_fd: float | None = None
         self.missing_flow = 0
         self.step_hold = 0
+        self.step_started = False  # this minute's evaluation saw a step (read by the monitor)
         self.last_dfu = 0.0
         self.queue: list[
             tuple[float, float]
@@ -183,6 +188,7 @@ class SegmentState:
     ) -> Decision | None:
         """Evaluate ``minute`` (epoch minutes); ``degraded`` names a meter fault that holds the test."""
         self.minute = minute
+        self.step_started = False
         fu = _value(up, self._flow_up)
         fd = _value(down, self._flow_down)
         if fu is None or fd is None:
@@ -232,6 +238,7 @@ class SegmentState:
         )
         if abs(dfu) > STEP_HOLD_M3H or abs(dfd) > STEP_HOLD_M3H:
             self.step_hold = STEP_HOLD_MINUTES
+            self.step_started = True
         if self.step_hold > 0:
             # A pump stop or restart: the minutes around the step carry the clock offset between
             # the two ends and the line pack's settling; the windows restart after it.
@@ -271,6 +278,10 @@ class SegmentState:
         if self.incident is None and max(self.statistic, self.gain) < 0.5 * self.cal.limit:
             self.bias += max(-BIAS_CLIP_M3H, min(BIAS_CLIP_M3H, balance - self.bias)) / BIAS_MINUTES
         return self._decide(minute)
+
+    def hold_after_neighbour_step(self, minutes: int) -> None:
+        """Hold the test for the next ``minutes`` minutes (the upstream segment just saw a step)."""
+        self.step_hold = max(self.step_hold, minutes)
 
     def _hold(self, reason: str) -> None:
         self.degraded = reason

@@ -11,6 +11,7 @@ import pytest
 from detector.incidents import Alert
 from detector.line import LineCalibration, LineMonitor, SegmentCalibration
 from detector.line.offline import line_alerts
+from detector.line.segment import NEXT_SEGMENT_HOLD_MINUTES
 from detector.topology import Topology
 from replay.simulator import Event, SimulationResult
 from trainer.line_calibration import calibrate_line
@@ -106,7 +107,7 @@ def test_out_of_order_readings_within_the_lateness_give_the_same_alerts() -> Non
     result = quiet_line(Event.theft(0, 200, 330, 0.05), noise=1.0)
     topology = topology_of(result)
     stream = list(readings(result))
-    shuffled = []
+    shuffled: list[Reading] = []
     for i in range(0, len(stream), 6):  # two minutes at a time, newest first
         shuffled.extend(reversed(stream[i : i + 6]))
     calibration = _calibration(topology)
@@ -199,3 +200,23 @@ def test_a_drifting_flow_meter_is_named_not_taken_for_a_tap_next_door() -> None:
     assert _taps(alerts) == []
     drift = [a for a in alerts if a.kind == "meter_fault" and a.reason == "drift"]
     assert drift and drift[0].station_id == "EST-02" and drift[0].sensor == "flow"
+
+
+def test_a_pump_stop_holds_the_next_segment_through_the_downstream_recovery() -> None:
+    def longest_hold(result: SimulationResult) -> dict[str, int]:
+        topology = topology_of(result)
+        monitor = LineMonitor(topology, _calibration(topology), model_version="m", clock=lambda: FIXED)
+        states = list(monitor.segment_states())
+        held = {state.segment.segment_id: 0 for state in states}
+        for station, ts, values in readings(result):
+            monitor.add(station, ts, values)
+            monitor.advance()
+            for state in states:
+                held[state.segment.segment_id] = max(held[state.segment.segment_id], state.step_hold)
+        return held
+
+    stop = Event("transient", "pump_stop", 200, 500, (0, 1, 2), station=0, magnitude=30, effect_end=240)
+    held = longest_hold(quiet_line(stop))
+    assert held["EST-02>EST-03"] >= NEXT_SEGMENT_HOLD_MINUTES - 1  # no step of its own, still held
+    assert held["EST-01>EST-02"] < NEXT_SEGMENT_HOLD_MINUTES  # its own step: the short hold
+    assert max(longest_hold(quiet_line()).values()) == 0
