@@ -220,3 +220,24 @@ def test_a_pump_stop_holds_the_next_segment_through_the_downstream_recovery() ->
     assert held["EST-02>EST-03"] >= NEXT_SEGMENT_HOLD_MINUTES - 1  # no step of its own, still held
     assert held["EST-01>EST-02"] < NEXT_SEGMENT_HOLD_MINUTES  # its own step: the short hold
     assert max(longest_hold(quiet_line()).values()) == 0
+
+
+def test_a_drift_is_reported_only_once_its_mirror_image_has_held() -> None:
+    """A tap next door or a transient mirrors for a minute: blocked at once, reported only if it lasts."""
+    from detector.line.monitor import DRIFT_CONFIRM_MINUTES
+    from detector.testing import example_line
+
+    topology, calibration = example_line()
+    monitor = LineMonitor(topology, calibration, model_version="m", clock=lambda: FIXED)
+    line = next(iter(monitor._lines.values()))
+    key = (line.stations[1], "flow")
+    out: list[Alert] = []
+    monitor._meter_alerts(line, 100, {key: "drift"}, out)  # one minute of mirror image
+    monitor._meter_alerts(line, 101, {}, out)
+    assert out == []
+    for minute in range(200, 200 + DRIFT_CONFIRM_MINUTES):
+        monitor._meter_alerts(line, minute, {key: "drift"}, out)
+    assert [(a.kind, a.status, a.reason, a.sensor) for a in out] == [("meter_fault", "open", "drift", "flow")]
+    restored = LineMonitor(topology, calibration, model_version="m", clock=lambda: FIXED)
+    restored.restore(json.loads(json.dumps(monitor.snapshot())))
+    assert restored.snapshot() == monitor.snapshot()
