@@ -15,7 +15,7 @@ import sys
 import typer
 
 from centinela import __version__
-from centinela.logs import configure_logging
+from centinela.logs import configure_logging, level_from_environment
 from detector.errors import CentinelaError
 
 # Order is the order of the help screen.
@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "trainer.cli",
     "replay.cli",
     "stream.cli",
+    "stream.topics_cli",
     "centinela.broker_cli",
     "centinela.evaluate_cli",
     "centinela.bench_cli",
@@ -54,7 +55,8 @@ def _root(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
 ) -> None:
-    configure_logging(logging.DEBUG if verbose else logging.INFO)
+    # --verbose wins over CENTINELA_LOG_LEVEL, which wins over INFO.
+    configure_logging(logging.DEBUG if verbose else level_from_environment(logging.INFO))
 
 
 def _register_all() -> None:

@@ -239,44 +239,16 @@ def _wait_until_consumed(client: dict[str, Any], topic: str, group: str, timeout
     raise CentinelaError(f"the detector did not consume {topic} within {timeout_s:.0f} s ({behind} behind)")
 
 
-def _read_alerts(client: dict[str, str], topic: str) -> list[dict[str, Any]]:
-    from confluent_kafka import Consumer, TopicPartition
+@contextmanager
+def _removed_after(client: dict[str, str], topics: list[str]) -> Iterator[None]:
+    """Delete ``topics`` on the way out (also after a failure or Ctrl-C): a demo leaves no topics."""
+    from stream.topics import delete_topics
 
-    consumer = Consumer(
-        {
-            **client,
-            "group.id": f"centinela-demo-reader-{os.getpid()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": "false",
-        }
-    )
-    alerts: list[dict[str, Any]] = []
     try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        if topic not in metadata.topics or metadata.topics[topic].error is not None:
-            return alerts
-        partitions = [TopicPartition(topic, p, 0) for p in metadata.topics[topic].partitions]
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
-        consumer.assign(partitions)
-        remaining = {p for p, end in ends.items() if end > 0}
-        deadline = time.monotonic() + 30
-        while remaining and time.monotonic() < deadline:
-            for message in consumer.consume(1000, timeout=1.0):
-                if message.error() is not None:
-                    continue
-                value, partition, offset = message.value(), message.partition(), message.offset()
-                if value is None or partition is None or offset is None:
-                    continue
-                alerts.append(json.loads(value))
-                if offset + 1 >= ends[partition]:
-                    remaining.discard(partition)
-            # Transaction markers occupy offsets too: stop at the position, not at the last message.
-            for tp in consumer.position(partitions):
-                if tp.offset >= ends[tp.partition]:
-                    remaining.discard(tp.partition)
+        yield
     finally:
-        consumer.close()
-    return alerts
+        delete_topics(client, topics)
+        typer.echo(f"  removed the demo's {len(topics)} topics")
 
 
 def _print_scorecard(card: Scorecard) -> None:
@@ -449,7 +421,9 @@ def _print_segments(segments: dict[str, Any]) -> None:
 def run_demo(plan: DemoPlan) -> Scorecard | None:
     from centinela import local_broker
     from centinela.scorecard import score_incidents
+    from stream.alerts_view import committed_alerts
     from stream.settings import kafka_client_config, load_settings
+    from stream.topics import create_topics, topic_plan
 
     plan.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -473,15 +447,15 @@ def run_demo(plan: DemoPlan) -> Scorecard | None:
             **{f"CENTINELA_TOPICS__{name.upper()}": topic for name, topic in topics.items()},
         }
         typer.echo(f"  Kafka at {broker.bootstrap}; topics centinela.demo.{run_id}.*")
-        client = kafka_client_config(load_settings(kafka={"bootstrap_servers": broker.bootstrap}).kafka)
-        # The readings topic exists before the detector subscribes, so it starts at offset 0.
-        from replay.producer import ensure_topic
-
-        # Output topics too: the broker does not create topics on first use.
-        for name, topic in topics.items():
-            ensure_topic(client, topic, 6 if name == "readings" else 3)
+        demo_settings = load_settings(kafka={"bootstrap_servers": broker.bootstrap}, topics=topics)
+        client = kafka_client_config(demo_settings.kafka)
+        # The same plan as `centinela topics create`; the readings topic exists before the detector
+        # subscribes, so it starts at offset 0. The demo removes its topics when it is done.
+        created = [spec.name for spec in create_topics(client, topic_plan(demo_settings, 6))]
         log_path = plan.out / "detector.log"
-        with _detector(bundle, env, log_path) as process:
+        # The detector creates the internal line topic itself (a bundle with a line): remove it too.
+        removed = [*created, f"{topics['readings']}.line"]
+        with _removed_after(client, removed), _detector(bundle, env, log_path) as process:
             _wait_for_metrics(plan.metrics_port, process, log_path, timeout_s=90)
             _run_step(
                 f"replay the test period from {replay_from:%Y-%m-%d %H:%M} UTC as fast as Kafka takes it",
@@ -500,7 +474,7 @@ def run_demo(plan: DemoPlan) -> Scorecard | None:
             typer.secho("\n▶ wait for the detector to score everything", bold=True)
             _wait_until_consumed(client, topics["readings"], group, timeout_s=300)
             metric_lines = _metric_lines(plan.metrics_port)
-        alerts = _read_alerts(client, topics["alerts"])
+            alerts = list(committed_alerts(client, topics["alerts"]))
 
     (plan.out / "alerts.jsonl").write_text("".join(json.dumps(alert) + "\n" for alert in alerts))
     # Station incidents (the per-station autoencoder) in the scorecard as before; segment incidents

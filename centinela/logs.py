@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
+
+from detector.errors import ConfigError
+
+LEVEL_ENV = "CENTINELA_LOG_LEVEL"
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -21,6 +26,17 @@ class JsonLineFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+
+def level_from_environment(default: int, environ: dict[str, str] | None = None) -> int:
+    """``CENTINELA_LOG_LEVEL`` (DEBUG, INFO, WARNING, ERROR) if set, else ``default``."""
+    value = (os.environ if environ is None else environ).get(LEVEL_ENV, "").strip()
+    if not value:
+        return default
+    level = logging.getLevelNamesMapping().get(value.upper())
+    if level is None:
+        raise ConfigError(f"{LEVEL_ENV}={value!r}: expected one of DEBUG, INFO, WARNING, ERROR")
+    return level
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -22,6 +22,11 @@ def register(app: typer.Typer) -> None:
             help="Topology file (TOML) the bundle's line must equal; refused at start, naming the first "
             "field that differs, or when the bundle has no line (overrides the topology setting).",
         ),
+        create_topics: bool = typer.Option(
+            False,
+            "--create-topics",
+            help="Create missing topics at start (as `centinela topics create`) instead of stopping.",
+        ),
         check: bool = typer.Option(
             False, "--check", help="Validate the settings and the bundle, print the settings, and exit."
         ),
@@ -40,9 +45,11 @@ def register(app: typer.Typer) -> None:
         from stream.runner import load_serving_bundle, run_detector
         from stream.settings import describe, load_settings
 
-        overrides: dict[str, Path] = {} if bundle is None else {"bundle_path": bundle}
+        overrides: dict[str, Path | bool] = {} if bundle is None else {"bundle_path": bundle}
         if topology is not None:
             overrides["topology"] = topology
+        if create_topics:
+            overrides["create_topics"] = True
         settings = load_settings(config, **overrides)
         if check:
             served = load_serving_bundle(settings)

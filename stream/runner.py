@@ -91,6 +91,7 @@ def run_detector(
     """Run until SIGTERM/SIGINT (or ``stop``): finish the batch in hand, publish, commit, close."""
     from stream.kafka_check import check_connection
     from stream.kafka_io import KafkaBroker
+    from stream.topics import require_topics, topic_plan
 
     stop = stop or threading.Event()
     metrics = DetectorMetrics(registry or CollectorRegistry())
@@ -111,19 +112,25 @@ def run_detector(
         bundle.threshold,
         ",".join(bundle.sensors),
     )
-    # Seconds, not a silent retry loop, when the password, the CA or the listener is wrong.
-    check_connection(kafka_client_config(settings.kafka), give_up=False)
-    broker = KafkaBroker(settings)
-    service = DetectorService(
-        settings, broker, bundle, metrics, clock=clock, watcher=watcher, monitor_factory=monitor_factory
-    )
     port: int | None = None
     server = None
     if settings.metrics_enabled:
-        server, port = serve(metrics, settings.metrics_host, settings.metrics_port)
+        # Before Kafka: a port already taken is a start-up error, said in a second.
+        server, port = serve_or_explain(metrics, settings.metrics_host, settings.metrics_port)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
     restore = _install_signals(stop, watcher)
     try:
+        # Seconds, not a silent retry loop, when the password, the CA or the listener is wrong.
+        client_config = kafka_client_config(settings.kafka)
+        if check_connection(client_config, give_up=False):
+            # A missing output topic would otherwise surface a minute later as aborted transactions.
+            require_topics(client_config, topic_plan(settings), create=settings.create_topics)
+        else:
+            log.warning("topics not checked: Kafka did not answer yet")
+        broker = KafkaBroker(settings)
+        service = DetectorService(
+            settings, broker, bundle, metrics, clock=clock, watcher=watcher, monitor_factory=monitor_factory
+        )
         if on_start is not None:
             on_start(Running(service, port, watcher))
         service.run(stop)
@@ -132,6 +139,17 @@ def run_detector(
         if server is not None:
             server.shutdown()  # type: ignore[attr-defined]
             server.server_close()  # type: ignore[attr-defined]
+
+
+def serve_or_explain(metrics: DetectorMetrics, host: str, port: int) -> tuple[object, int]:
+    """``serve``, with a port already taken (or a host that is not ours) as one clear ``ConfigError``."""
+    try:
+        return serve(metrics, host, port)
+    except OSError as error:
+        raise ConfigError(
+            f"metrics_port {port} on {host}: {error.strerror or error}; set CENTINELA_METRICS_PORT to a free "
+            "port (0 picks one) or CENTINELA_METRICS_ENABLED=false"
+        ) from error
 
 
 def _install_signals(stop: threading.Event, watcher: BundleWatcher) -> Callable[[], None]:

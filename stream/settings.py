@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     metrics_host: str = "0.0.0.0"  # a service's metrics endpoint listens on all interfaces
     metrics_port: int = Field(default=9108, ge=0, le=65535)  # 0: any free port (tests)
     metrics_enabled: bool = True
+    # At start the detector checks that its topics exist and stops, naming the missing ones; true:
+    # it creates them instead, configured as ``centinela topics create`` would (stream/topics.py).
+    create_topics: bool = False
     idle_timeout_s: float = Field(default=300.0, gt=0)
     # A reading stamped further ahead of the wall clock is dead-lettered: one bad clock would otherwise
     # push a station's watermark into the future (its later readings all late, the gap all data_gap).

@@ -1,0 +1,96 @@
+"""The topic plan, the alerts viewer's filter and rows, the log level and the metrics port (no Kafka)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from centinela.logs import LEVEL_ENV, level_from_environment
+from detector.errors import ConfigError
+from stream.alerts_view import AlertFilter, alert_row, format_table
+from stream.metrics import DetectorMetrics
+from stream.runner import serve_or_explain
+from stream.settings import Settings
+from stream.topics import DAY_MS, topic_plan
+
+
+def test_the_plan_names_every_configured_topic_with_its_role_and_config() -> None:
+    settings = Settings(topics={"readings": "r", "alerts": "a", "dlq": "d", "scores": "s", "state": "st"})
+    plan = {spec.role: spec for spec in topic_plan(settings, 8, line=True)}
+    assert set(plan) == {"readings", "alerts", "dlq", "scores", "state", "line"}
+    assert plan["line"].name == "r.line"  # the detector's own default for the internal topic
+    assert (plan["readings"].partitions, plan["state"].partitions, plan["line"].partitions) == (8, 8, 8)
+    assert plan["alerts"].partitions == 3
+    assert plan["state"].config == {"cleanup.policy": "compact"}
+    # Alerts are the audit trail: every status kept, never compacted away.
+    assert plan["alerts"].config["cleanup.policy"] == "delete"
+    assert int(plan["alerts"].config["retention.ms"]) == 365 * DAY_MS
+    assert plan["dlq"].setting == "topics.dlq"
+
+
+def test_the_plan_skips_topics_turned_off_and_refuses_zero_partitions() -> None:
+    settings = Settings(topics={"scores": "", "state": ""})
+    assert [spec.role for spec in topic_plan(settings)] == ["readings", "alerts", "dlq"]
+    with pytest.raises(ConfigError, match="partitions"):
+        topic_plan(settings, 0)
+
+
+TAP = {
+    "kind": "tap",
+    "status": "open",
+    "station_id": "EST-01",
+    "segment": {"segment_id": "EST-01>EST-02", "upstream": "EST-01", "downstream": "EST-02"},
+    "estimate": {"rate_m3h": 12.34, "volume_m3": 5.0, "location_km": 21.0, "location_sigma_km": 4.0},
+    "score": 5.5,
+    "severity": "high",
+    "window_end": "2026-01-01T00:10:00+00:00",
+    "incident_id": "abc",
+}
+ANOMALY = {"kind": "anomaly", "status": "close", "station_id": "EST-03", "score": 1.2, "incident_id": "def"}
+
+
+def test_the_filter_matches_a_segment_alert_by_either_station_and_by_segment() -> None:
+    assert AlertFilter(stations=frozenset({"EST-02"})).matches(TAP)
+    assert not AlertFilter(stations=frozenset({"EST-03"})).matches(TAP)
+    assert AlertFilter(segments=frozenset({"EST-01>EST-02"})).matches(TAP)
+    assert not AlertFilter(segments=frozenset({"EST-01>EST-02"})).matches(ANOMALY)
+    assert AlertFilter(kinds=frozenset({"anomaly"}), statuses=frozenset({"close"})).matches(ANOMALY)
+    assert not AlertFilter(kinds=frozenset({"anomaly"}), statuses=frozenset({"open"})).matches(ANOMALY)
+    assert AlertFilter().matches({"undecodable": "x"})
+
+
+def test_a_row_says_where_and_how_much() -> None:
+    row = alert_row(TAP)
+    assert row[3] == "EST-01>EST-02"
+    assert row[6] == "12.3 m3/h, 5.0 m3, km 21.0±4.0"
+    lines = format_table([row, alert_row(ANOMALY)])
+    assert lines[0].split() == [
+        "window_end",
+        "kind",
+        "status",
+        "where",
+        "severity",
+        "score",
+        "estimate",
+        "incident_id",
+    ]
+    assert len(lines) == 3 and "EST-03" in lines[2]
+
+
+def test_the_log_level_comes_from_the_environment_or_is_refused_by_name() -> None:
+    assert level_from_environment(logging.INFO, {}) == logging.INFO
+    assert level_from_environment(logging.INFO, {LEVEL_ENV: "warning"}) == logging.WARNING
+    with pytest.raises(ConfigError, match=LEVEL_ENV):
+        level_from_environment(logging.INFO, {LEVEL_ENV: "loud"})
+
+
+def test_a_busy_metrics_port_is_one_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"metrics_port {port}.*CENTINELA_METRICS_PORT"):
+            serve_or_explain(DetectorMetrics(CollectorRegistry()), "127.0.0.1", port)
