@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from detector.line import SegmentView
 from detector.records import DEAD_LETTER_REASONS
 from detector.stations import StationView
+from stream.health import Health, serve_endpoints
 
 if TYPE_CHECKING:
     from stream.outbox import Outbox
@@ -131,8 +132,11 @@ class _SegmentCollector(Collector):
 class DetectorMetrics:
     """Every metric of the service; build one per registry (tests pass a fresh ``CollectorRegistry``)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, health: Health | None = None) -> None:
         self.registry = registry
+        self.health = health or Health()
+        # process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds, ... (Linux).
+        ProcessCollector(registry=registry)
         self.readings = Counter(
             PREFIX + "readings", "Readings consumed, by outcome.", ["outcome"], registry=registry
         )
@@ -272,6 +276,15 @@ class DetectorMetrics:
                 self.alerts.labels(kind=alert.kind, status=alert.status, severity=alert.severity).inc()
             self.open_incidents.set(open_incidents)
         self.transactions.labels(outcome="committed").inc()
+        self.health.committed()
+
+    def count_abort(self) -> None:
+        self.transactions.labels(outcome="aborted").inc()
+        self.health.aborted()
+
+    def set_broker_up(self, up: bool) -> None:
+        self.broker_up.set(1 if up else 0)
+        self.health.broker_up = up
 
     def set_lag(self, lag: dict[int, int]) -> None:
         self.consumer_lag.clear()
@@ -280,8 +293,6 @@ class DetectorMetrics:
 
 
 def serve(metrics: DetectorMetrics, host: str, port: int) -> tuple[object, int]:
-    """Start ``/metrics`` in a daemon thread; returns the server and the port it listens on."""
-    from prometheus_client import start_http_server
-
-    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
-    return server, int(server.server_port)
+    """Start ``/metrics``, ``/healthz`` and ``/readyz`` (stream/health.py) in a daemon thread;
+    returns the server and the port it listens on."""
+    return serve_endpoints(metrics.registry, metrics.health, host, port)

@@ -21,6 +21,7 @@ from detector.errors import ConfigError
 from detector.line_table import MonitorFactory, line_monitor
 from detector.topology import Topology, load_topology
 from stream.clock import Clock
+from stream.health import DEFAULT_STALL_S, Health
 from stream.metrics import DetectorMetrics, serve
 from stream.reload import BundleWatcher, bundle_loader
 from stream.service import DetectorService
@@ -94,7 +95,9 @@ def run_detector(
     from stream.topics import require_topics, topic_plan
 
     stop = stop or threading.Event()
-    metrics = DetectorMetrics(registry or CollectorRegistry())
+    # A loop may legitimately wait out one transactional call (transaction_timeout_s + 5 s).
+    health = Health(stall_s=max(DEFAULT_STALL_S, 3 * settings.transaction_timeout_s))
+    metrics = DetectorMetrics(registry or CollectorRegistry(), health)
     bundle = load_serving_bundle(settings)
     loader = bundle_loader(settings.scoring_threads, settings.scoring_max_batch, bundle.sensors)
     watcher = BundleWatcher(

@@ -170,6 +170,7 @@ class DetectorService:
         keep = {a.key for a in partitions if a.key in held and committed.get(a.key) == a.committed}
         self._drop({p for p in held if p not in keep} | {a.key for a in partitions if a.key not in keep})
         self._held = {a.key for a in partitions}
+        self.metrics.health.assigned = len(self._held)
         self._rebuild_until = {
             a.partition: a.committed
             for a in partitions
@@ -245,6 +246,7 @@ class DetectorService:
 
     def step(self) -> int:
         """One iteration; returns how many messages it consumed."""
+        self.metrics.health.beat()
         if self.watcher is not None:
             fresh = self.watcher.poll(self.bundle)
             if fresh is not None:
@@ -459,7 +461,7 @@ class DetectorService:
             # Nothing of this batch is visible and its offsets did not move, but the state did:
             # forget everything and re-read from the committed offsets, as a new owner would.
             log.warning("transaction aborted; rebuilding state from the committed offsets")
-            self.metrics.transactions.labels(outcome="aborted").inc()
+            self.metrics.count_abort()
             self._drop(set(self._held))
             self._held.clear()
             broker.rewind()
@@ -488,7 +490,7 @@ class DetectorService:
             return
         self._next_lag = now + self.settings.lag_interval_s
         self.metrics.set_lag(self.broker.lag())
-        self.metrics.broker_up.set(1 if healthy else 0)
+        self.metrics.set_broker_up(healthy)
 
     # -- what the scrape shows ---------------------------------------------------------------
     def _station_views(self) -> Iterator[StationView]:

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from centinela.logs import LEVEL_ENV, level_from_environment
 from detector.errors import ConfigError
 from stream.alerts_view import AlertFilter, alert_row, format_table
+from stream.health import Health, serve_endpoints
 from stream.metrics import DetectorMetrics
 from stream.runner import serve_or_explain
 from stream.settings import Settings
@@ -94,3 +95,59 @@ def test_a_busy_metrics_port_is_one_clear_error() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"metrics_port {port}.*CENTINELA_METRICS_PORT"):
             serve_or_explain(DetectorMetrics(CollectorRegistry()), "127.0.0.1", port)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_liveness_follows_the_loop_and_readiness_the_broker_and_the_transactions() -> None:
+    clock = _Clock()
+    health = Health(stall_s=60, clock=clock)
+    assert health.alive()[0] and not health.ready()[0]  # starting: alive, not yet serving
+    health.beat()
+    health.committed()
+    assert health.ready() == (True, {"assigned_partitions": 0, "problems": []})
+    health.broker_up = False
+    assert health.ready()[1]["problems"] == ["Kafka is unreachable"]
+    health.broker_up = True
+    clock.now += 10
+    health.aborted()  # one abort is retried: still ready
+    assert health.ready()[0]
+    clock.now += 61
+    health.beat()
+    assert health.ready()[1]["problems"] == ["transactions keep aborting"]
+    health.committed()
+    assert health.ready()[0]
+    clock.now += 61  # the loop stopped turning
+    assert not health.alive()[0]
+    assert "has not turned" in health.ready()[1]["problems"][0]
+
+
+def test_one_port_serves_metrics_health_and_readiness() -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    metrics = DetectorMetrics(CollectorRegistry(), Health(stall_s=60))
+    server, port = serve_endpoints(metrics.registry, metrics.health, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        body = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+        assert "centinela_readings_total" in body and "process_resident_memory_bytes" in body
+        assert json.loads(urllib.request.urlopen(base + "/healthz", timeout=5).read())["ok"] is True
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base + "/readyz", timeout=5)
+        assert refused.value.code == 503
+        assert json.loads(refused.value.read())["problems"] == ["the consume loop has not started"]
+        metrics.health.beat()
+        assert json.loads(urllib.request.urlopen(base + "/readyz", timeout=5).read())["ok"] is True
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(base + "/nothing", timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
