@@ -149,6 +149,8 @@ def register(app: typer.Typer) -> None:
         from stream.kafka_check import check_connection
         from stream.settings import kafka_client_config, load_settings
 
+        if not path.is_file():  # before Kafka: a typo in the file name is not a broker problem
+            raise ConfigError(f"{path}: no such file")
         settings = load_settings(config)
         options = ReplayOptions(
             source=SourceOptions(

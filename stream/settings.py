@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextvars
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -46,6 +46,19 @@ BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 _toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("centinela_toml", default=None)
 
 
+LOCAL_BROKER_PORT_ENV = "CENTINELA_KAFKA_PORT"  # the local broker's port (centinela/local_broker.py)
+
+
+def local_bootstrap(environ: Mapping[str, str] | None = None) -> str:
+    """``localhost:<CENTINELA_KAFKA_PORT or 9092>``: where `centinela broker start` listens."""
+    port = (os.environ if environ is None else environ).get(LOCAL_BROKER_PORT_ENV, "").strip()
+    return f"localhost:{port if port.isdigit() else 9092}"
+
+
+def _default_bootstrap() -> str:
+    return local_bootstrap()  # no parameter: pydantic would pass a one-parameter factory the data
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -53,7 +66,9 @@ class _Section(BaseModel):
 class KafkaSettings(_Section):
     """How to reach the cluster; SASL/SSL settings go to librdkafka unchanged."""
 
-    bootstrap_servers: str = Field(default="localhost:9092", min_length=1)
+    # Default: the local broker of `centinela broker start` (its port from CENTINELA_KAFKA_PORT, as
+    # there), so a second checkout on one machine never talks to the first one's broker by accident.
+    bootstrap_servers: str = Field(default_factory=_default_bootstrap, min_length=1)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -70,6 +85,21 @@ class KafkaSettings(_Section):
     client_id: str = "centinela"
     # Anything else librdkafka understands, e.g. {"socket.keepalive.enable": "true"}.
     extra: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        for entry in value.split(","):
+            address = entry.strip().split("://", 1)[-1]  # a listener name prefix is allowed
+            host, _, port = address.rpartition(":")
+            if (
+                not host
+                or not port.isdigit()
+                or not 1 <= int(port) <= 65535
+                or any(c.isspace() for c in host)
+            ):
+                raise ValueError(f"{entry.strip()!r} is not host:port (a comma-separated list of them)")
+        return value
 
     @model_validator(mode="after")
     def _one_source_per_secret(self) -> KafkaSettings:
@@ -140,7 +170,7 @@ class Settings(BaseSettings):
         case_sensitive=False,
     )
 
-    kafka: KafkaSettings = KafkaSettings()
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # built per load: its default reads the env
     topics: TopicSettings = TopicSettings()
     incident: IncidentSettings = IncidentSettings()
     group_id: str = Field(default="centinela-detector", min_length=1)

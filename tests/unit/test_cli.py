@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
+import pytest
 from typer.testing import CliRunner
 
 from centinela import __version__
 from centinela.cli import app
+from detector.errors import ConfigError
 
 
 def test_version_prints_the_installed_version() -> None:
@@ -24,3 +27,21 @@ def test_help_lists_subcommands_without_importing_tensorflow() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "bench" in out.stdout
     assert "evaluate" in out.stdout
+
+
+def test_replay_of_a_missing_file_names_the_file_before_any_broker_is_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # nothing listens: asking would take 15 s
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["replay", "/nonexistent/readings.csv"])
+    assert isinstance(result.exception, ConfigError)
+    assert str(result.exception) == "/nonexistent/readings.csv: no such file"
+    assert time.monotonic() - started < 10
+
+
+def test_a_bad_log_level_stops_every_command_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CENTINELA_LOG_LEVEL", "chatty")
+    result = CliRunner().invoke(app, ["topics", "--help"])
+    assert isinstance(result.exception, ConfigError)
+    assert "CENTINELA_LOG_LEVEL" in str(result.exception)

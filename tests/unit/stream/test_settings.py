@@ -9,7 +9,8 @@ from detector.errors import ConfigError
 from stream.settings import Settings, describe, kafka_client_config, load_settings
 
 
-def test_defaults_are_the_contract() -> None:
+def test_defaults_are_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CENTINELA_KAFKA_PORT", raising=False)
     settings = load_settings(instance_id="a")
     assert settings.kafka.bootstrap_servers == "localhost:9092"
     assert (settings.topics.readings, settings.topics.alerts) == ("centinela.readings", "centinela.alerts")
@@ -18,6 +19,17 @@ def test_defaults_are_the_contract() -> None:
     assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", 9108)
     assert settings.exactly_once
     assert settings.transactional_id == "centinela-detector.a"
+
+
+def test_the_default_broker_is_the_local_one_on_its_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CENTINELA_KAFKA_PORT", "29092")  # what `centinela broker start` listens on
+    assert load_settings().kafka.bootstrap_servers == "localhost:29092"
+
+
+@pytest.mark.parametrize("bootstrap", ["not a host", "localhost:abc", "kafka:0", "kafka", ":9092", "a:1,b"])
+def test_a_bootstrap_that_is_not_host_port_is_refused_by_name(bootstrap: str) -> None:
+    with pytest.raises(ConfigError, match=r"kafka\.bootstrap_servers.*is not host:port"):
+        load_settings(kafka={"bootstrap_servers": bootstrap})
 
 
 def test_environment_nested_and_the_kafka_variable(monkeypatch: pytest.MonkeyPatch) -> None:
