@@ -12,6 +12,7 @@ alongside) is left to the service's outage handling (``broker_outage_limit_s``),
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -47,7 +48,11 @@ def _diagnosis(error: Any, config: Mapping[str, Any]) -> str | None:
 
 
 def check_connection(
-    config: Mapping[str, Any], timeout_s: float = DEFAULT_TIMEOUT_S, *, give_up: bool = True
+    config: Mapping[str, Any],
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    *,
+    give_up: bool = True,
+    stop: threading.Event | None = None,
 ) -> int:
     """One metadata request with ``config`` (librdkafka properties); returns the broker count.
 
@@ -76,6 +81,8 @@ def check_connection(
             reason = _diagnosis(error, settings)
             if reason is not None:
                 raise BrokerError(f"cannot connect to Kafka at {bootstrap}: {reason}")
+        if stop is not None and stop.is_set():
+            return 0  # SIGTERM meanwhile: the caller stops
         if time.monotonic() >= deadline:
             seen = [e.str() for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
             hint = ""

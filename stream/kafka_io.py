@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from detector.errors import BrokerError
 from detector.records import line_of_state_key
+from stream.client_logs import librdkafka_logger
 from stream.ports import (
     Assigned,
     AssignmentListener,
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 _TIMEOUT_S = 30.0
 # How much longer than the timeout it was given a transactional call may take before it is abandoned.
 _STUCK_MARGIN_S = 5.0
+_STOP_SLICE_S = 0.25
 
 
 def _kafka_error(error: Any) -> Any:
@@ -71,22 +73,34 @@ class _GuardedCalls:
             else:
                 future.set_result(None)
 
-    def run(self, call: Callable[[], object], deadline_s: float, what: str) -> None:
+    def run(
+        self, call: Callable[[], object], deadline_s: float, what: str, stop: threading.Event | None = None
+    ) -> None:
         future: Future[None] = Future()
         self._requests.put((call, future))
-        try:
-            future.result(timeout=deadline_s)
-        except TimeoutError:
-            raise _StuckCallError(f"{what} did not return within {deadline_s:g} s") from None
+        deadline = time.monotonic() + deadline_s
+        while True:  # in slices, so that SIGTERM is honoured while Kafka does not answer
+            if stop is not None and stop.is_set():
+                raise BrokerError(f"stopped while waiting for Kafka ({what})")
+            try:
+                future.result(timeout=min(_STOP_SLICE_S, max(0.0, deadline - time.monotonic())))
+                return
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise _StuckCallError(f"{what} did not return within {deadline_s:g} s") from None
 
 
 class KafkaBroker:
     """``Broker`` over confluent-kafka; build it with ``KafkaBroker(settings)``."""
 
-    def __init__(self, settings: Settings, *, now: Any = time.monotonic) -> None:
+    def __init__(
+        self, settings: Settings, *, now: Any = time.monotonic, stop: threading.Event | None = None
+    ) -> None:
+        """``stop`` (set by SIGTERM/SIGINT) interrupts waits on an unresponsive Kafka."""
         from confluent_kafka import Consumer, Producer
 
         self._settings = settings
+        self._stop = stop or threading.Event()
         self._topic = settings.topics.readings
         self._now = now
         self._down_since: float | None = None
@@ -106,6 +120,7 @@ class KafkaBroker:
         self._exactly_once = settings.exactly_once
         consumer_config: dict[str, Any] = {
             **common,
+            "logger": librdkafka_logger(),
             "group.id": settings.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -122,6 +137,7 @@ class KafkaBroker:
             consumer_config["group.instance.id"] = settings.instance_id
         producer_config: dict[str, Any] = {
             **common,
+            "logger": librdkafka_logger(),
             "enable.idempotence": True,
             "linger.ms": 5,
             # Right after a commit the coordinator answers the next transaction's first request with
@@ -511,7 +527,7 @@ class KafkaBroker:
         calls, deadline_s = self._calls, self._call_timeout_s + _STUCK_MARGIN_S
 
         def attempt() -> None:
-            calls.run(call, deadline_s, what)
+            calls.run(call, deadline_s, what, self._stop)
 
         if retry:
             self._retry(attempt)
@@ -535,7 +551,8 @@ class KafkaBroker:
                 if kafka_error is None or not kafka_error.retriable() or waited > self._outage_limit_s:
                     raise
                 log.warning("transaction step failed after %.1f s, retrying: %s", waited, kafka_error.str())
-                time.sleep(min(2.0, 0.1 * 2**attempt))
+                if self._stop.wait(min(2.0, 0.1 * 2**attempt)):
+                    raise BrokerError(f"stopped while waiting for Kafka: {kafka_error.str()}") from error
                 attempt += 1
 
     def _commit_at_least_once(self, offsets: list[Any]) -> None:

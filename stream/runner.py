@@ -125,12 +125,15 @@ def run_detector(
     try:
         # Seconds, not a silent retry loop, when the password, the CA or the listener is wrong.
         client_config = kafka_client_config(settings.kafka)
-        if check_connection(client_config, give_up=False):
+        brokers = check_connection(client_config, give_up=False, stop=stop)
+        if stop.is_set():
+            return  # SIGTERM while the connection was checked: nothing started, nothing to finish
+        if brokers:
             # A missing output topic would otherwise surface a minute later as aborted transactions.
             require_topics(client_config, topic_plan(settings), create=settings.create_topics)
         else:
             log.warning("topics not checked: Kafka did not answer yet")
-        broker = KafkaBroker(settings)
+        broker = KafkaBroker(settings, stop=stop)
         service = DetectorService(
             settings, broker, bundle, metrics, clock=clock, watcher=watcher, monitor_factory=monitor_factory
         )

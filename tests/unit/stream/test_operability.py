@@ -1,9 +1,11 @@
-"""The topic plan, the alerts viewer's filter and rows, the log level and the metrics port (no Kafka)."""
+"""Operability without Kafka: the topic plan, the alerts viewer, log level and client log lines,
+the metrics port, health and readiness, and stopping while Kafka does not answer."""
 
 from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -11,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from centinela.logs import LEVEL_ENV, level_from_environment
 from detector.errors import ConfigError
 from stream.alerts_view import AlertFilter, alert_row, format_table
+from stream.client_logs import RepeatFilter
 from stream.health import Health, serve_endpoints
 from stream.metrics import DetectorMetrics
 from stream.runner import serve_or_explain
@@ -151,3 +154,55 @@ def test_one_port_serves_metrics_health_and_readiness() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_repeated_client_log_lines_are_let_through_once_a_minute_with_their_count() -> None:
+    clock = _Clock()
+    repeats = RepeatFilter(every_s=60, clock=clock)
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("librdkafka", logging.ERROR, "", 0, "%s", (message,), None)
+
+    assert repeats.filter(record("Connect to 127.0.0.1:1 failed (after 0ms)"))
+    assert not any(
+        repeats.filter(record(f"Connect to 127.0.0.1:1 failed (after {ms}ms)")) for ms in range(50)
+    )
+    assert repeats.filter(record("another problem"))
+    clock.now += 61
+    shown = record("Connect to 127.0.0.1:1 failed (after 3ms)")
+    assert repeats.filter(shown)
+    assert shown.getMessage().endswith("(+50 repeats in the last 60 s)")
+
+
+def test_sigterm_while_kafka_does_not_answer_stops_the_detector_in_seconds(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from detector.testing import build_linear_bundle
+    from stream.runner import run_detector
+
+    settings = Settings(
+        kafka={"bootstrap_servers": "127.0.0.1:1"},  # nothing listens
+        bundle_path=build_linear_bundle(tmp_path / "bundle"),
+        metrics_enabled=False,
+        instance_id="unreachable",
+    )
+    stop = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def serve() -> None:
+        try:
+            run_detector(settings, stop=stop, registry=CollectorRegistry())
+            outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    time.sleep(2.0)  # inside the connection check (15 s) or, later, waiting for transactions
+    stop.set()
+    stopped = time.monotonic()
+    thread.join(10)
+    assert not thread.is_alive(), "the detector ignored the stop while Kafka did not answer"
+    assert time.monotonic() - stopped < 5
+    assert outcome in ([None],) or "stopped while waiting for Kafka" in str(outcome[0])
