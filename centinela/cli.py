@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 
 import typer
@@ -72,6 +73,9 @@ _register_all()
 
 def main() -> None:
     """Entry point: run the CLI, turning Centinela's own errors into a one-line message and exit 2."""
+    # TensorFlow's C++ start-up chatter (INFO/WARNING lines and the CUDA probes on a CPU machine)
+    # bypasses Python logging; every command that may import it inherits this.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         app()
     except CentinelaError as error:

@@ -190,7 +190,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _with_progress(path: Path, topic: str, options: Any, client_config: dict[str, Any], console: Any) -> Any:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     from replay.producer import replay_csv
 
@@ -199,16 +207,23 @@ def _with_progress(path: Path, topic: str, options: Any, client_config: dict[str
     with Progress(
         TextColumn("[bold]replay[/bold] pass {task.fields[pass_no]}"),
         BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rows]:,} rows"),
         TransferSpeedColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=console,
         transient=True,
     ) as bar:
-        task = bar.add_task("replay", total=total, pass_no=1)
+        task = bar.add_task("replay", total=total, pass_no=1, rows=0)
+        rows = 0
 
         def on_block(block: Any) -> None:
+            nonlocal rows
+            rows += block.rows_read
             if block.bytes_done:
                 done = block.pass_index * size + block.bytes_done
-                bar.update(task, completed=done, pass_no=block.pass_index + 1)
+                bar.update(task, completed=done, pass_no=block.pass_index + 1, rows=rows)
 
         return replay_csv(path, topic, options, client_config, on_block=on_block)
