@@ -13,16 +13,25 @@ from detector.errors import ConfigError
 LEVEL_ENV = "CENTINELA_LOG_LEVEL"
 
 
+# Context a log call may attach with ``extra={...}``; shipped as fields of their own so a log
+# search can filter by station or segment instead of parsing messages.
+CONTEXT_FIELDS = ("station", "segment", "line", "incident", "partition", "topic")
+
+
 class JsonLineFormatter(logging.Formatter):
     """One JSON object per line, for log shippers."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)

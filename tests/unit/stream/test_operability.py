@@ -206,3 +206,19 @@ def test_sigterm_while_kafka_does_not_answer_stops_the_detector_in_seconds(tmp_p
     assert not thread.is_alive(), "the detector ignored the stop while Kafka did not answer"
     assert time.monotonic() - stopped < 5
     assert outcome in ([None],) or "stopped while waiting for Kafka" in str(outcome[0])
+
+
+def test_json_log_lines_carry_context_fields_given_by_the_call() -> None:
+    import json
+
+    from centinela.logs import JsonLineFormatter
+
+    record = logging.LogRecord(
+        "stream.service", logging.WARNING, "", 0, "tap on %s", ("EST-01>EST-02",), None
+    )
+    record.segment = "EST-01>EST-02"
+    record.partition = 3
+    line = json.loads(JsonLineFormatter().format(record))
+    assert line["message"] == "tap on EST-01>EST-02"
+    assert (line["segment"], line["partition"], line["level"]) == ("EST-01>EST-02", 3, "WARNING")
+    assert "station" not in line
