@@ -251,7 +251,9 @@ class KafkaBroker:
         producer = self._producer
         try:
             self._transactional_call(
-                "init_transactions", lambda: producer.init_transactions(self._call_timeout_s)
+                "init_transactions",
+                lambda: producer.init_transactions(self._call_timeout_s),
+                interruptible=True,
             )
         except (KafkaException, _StuckCallError) as error:
             raise BrokerError(f"cannot start transactions: {_kafka_error(error) or error}") from error
@@ -520,21 +522,24 @@ class KafkaBroker:
         self._in_transaction = False
         self._mark_up()
 
-    def _transactional_call(self, what: str, call: Callable[[], object], *, retry: bool = True) -> None:
+    def _transactional_call(
+        self, what: str, call: Callable[[], object], *, retry: bool = True, interruptible: bool = False
+    ) -> None:
         """``call`` (a transactional producer method) on the guarded thread with its deadline
         (``_StuckCallError`` past it), retried while Kafka calls the failure retriable (``_retry``)
         unless ``retry`` is off."""
         calls, deadline_s = self._calls, self._call_timeout_s + _STUCK_MARGIN_S
 
         def attempt() -> None:
-            calls.run(call, deadline_s, what, self._stop)
+            # Only the start is interruptible: after a stop, the batch in hand is still committed.
+            calls.run(call, deadline_s, what, self._stop if interruptible else None)
 
         if retry:
-            self._retry(attempt)
+            self._retry(attempt, interruptible=interruptible)
         else:
             attempt()
 
-    def _retry(self, operation: Callable[[], None]) -> None:
+    def _retry(self, operation: Callable[[], None], *, interruptible: bool = False) -> None:
         """``operation`` until it succeeds, retrying what Kafka calls retriable (a broker away, a
         coordinator moving) with backoff for up to ``broker_outage_limit_s``."""
         from confluent_kafka import KafkaException
@@ -551,7 +556,8 @@ class KafkaBroker:
                 if kafka_error is None or not kafka_error.retriable() or waited > self._outage_limit_s:
                     raise
                 log.warning("transaction step failed after %.1f s, retrying: %s", waited, kafka_error.str())
-                if self._stop.wait(min(2.0, 0.1 * 2**attempt)):
+                stop = self._stop if interruptible else threading.Event()
+                if stop.wait(min(2.0, 0.1 * 2**attempt)):
                     raise BrokerError(f"stopped while waiting for Kafka: {kafka_error.str()}") from error
                 attempt += 1
 
