@@ -48,14 +48,15 @@ def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def _contract_metrics() -> tuple[set[str], set[str]]:
-    """Metric names of the Metrics section of docs/contracts.md (with the centinela_ prefix), and
-    which of them are histograms."""
+    """Metric names of the Metrics section of docs/contracts.md (with the centinela_ prefix, except the
+    client library's unprefixed process_* metrics), and which of them are histograms."""
     text = CONTRACTS.read_text(encoding="utf-8")
     section = text.split("## Metrics", 1)[1].split("\n## ", 1)[0]
     names: set[str] = set()
     histograms: set[str] = set()
-    for match in re.finditer(r"`([a-z_]+)(?:\{[^}]*\})?`(\s*\(histogram)?", section):
-        name = f"centinela_{match.group(1)}"
+    for match in re.finditer(r"`([a-z][a-z0-9_]*)(?:\{[^}]*\})?`(\s*\(histogram)?", section):
+        unprefixed = match.group(1).startswith("process_")
+        name = match.group(1) if unprefixed else f"centinela_{match.group(1)}"
         names.add(name)
         if match.group(2):
             histograms.add(name)
@@ -73,6 +74,7 @@ def _known(metric: str, names: set[str], histograms: set[str]) -> bool:
 def test_contract_lists_the_metrics() -> None:
     names, histograms = _contract_metrics()
     assert "centinela_incident_open" in names
+    assert {"centinela_segment_balance_m3h", "process_resident_memory_bytes"} <= names
     assert {"centinela_scoring_seconds", "centinela_decision_latency_seconds"} <= histograms
 
 
@@ -131,7 +133,7 @@ def test_rules_name_only_metrics_of_the_contract() -> None:
     used = {
         m
         for path in RULE_FILES
-        for m in re.findall(r"\bcentinela_[a-z0-9_]+(?![\w.])", path.read_text(encoding="utf-8"))
+        for m in re.findall(r"\b(?:centinela|process)_[a-z0-9_]+(?![\w.])", path.read_text(encoding="utf-8"))
     }
     assert used
     assert {m for m in used if not _known(m, names, histograms)} == set()
@@ -148,7 +150,7 @@ def test_dashboards_check_flags_an_edited_or_missing_file(tmp_path: Path) -> Non
     station.write_text(station.read_text().replace("centinela_score", "centinela_scor"))
     (tmp_path / "service.json").unlink()
     assert sorted(dashboards.stale_dashboards(tmp_path)) == ["service.json", "station.json"]
-    assert len(written) == 3
+    assert len(written) == 4
 
 
 def test_dashboards_name_only_metrics_of_the_contract() -> None:
@@ -165,24 +167,78 @@ def test_dashboards_name_only_metrics_of_the_contract() -> None:
     assert {m for m in used if not _known(m, names, histograms)} == set()
 
 
-def test_every_dashboard_panel_queries_the_provisioned_datasource() -> None:
+def test_every_dashboard_panel_queries_the_datasource_variable_defaulting_to_the_provisioned_one() -> None:
     provisioned = (
         ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
     ).read_text()
-    assert f"uid: {dashboards.DATASOURCE['uid']}" in provisioned
+    assert f"uid: {dashboards.PROVISIONED_DATASOURCE_UID}" in provisioned
     boards = dashboards.load_dashboards()
     assert {board["uid"] for board in boards} == {
         "centinela-overview",
         "centinela-station",
+        "centinela-line",
         "centinela-service",
     }
+    variable_ref = {"type": "prometheus", "uid": "${datasource}"}
     for board in boards:
+        (variable,) = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
+        assert variable["name"] == "datasource" and variable["query"] == "prometheus"
+        assert variable["current"]["value"] == dashboards.PROVISIONED_DATASOURCE_UID
+        for other in board["templating"]["list"]:
+            if other["type"] == "query":
+                assert other["datasource"] == variable_ref, other["name"]
         for panel in board["panels"]:
             if panel["type"] == "text":
                 continue
             assert panel["targets"], f"{board['title']} / {panel['title']} has no query"
-            assert panel["datasource"] == dashboards.DATASOURCE
-            assert all(target["datasource"] == dashboards.DATASOURCE for target in panel["targets"])
+            assert panel["datasource"] == variable_ref, panel["title"]
+            assert all(target["datasource"] == variable_ref for target in panel["targets"])
+
+
+def test_dashboards_name_no_datasource_but_the_variable_default() -> None:
+    """Importable anywhere: the provisioned uid appears once per board (the variable's default), so a
+    Grafana without it only has to pick another data source in the variable."""
+    for path in sorted(dashboards.DASHBOARDS_DIR.glob("*.json")):
+        text = path.read_text(encoding="utf-8")
+        assert text.count(dashboards.PROVISIONED_DATASOURCE_UID) == 1, path.name
+        assert "__inputs" not in text and "${DS_" not in text, path.name
+
+
+def test_segment_panels_show_open_taps_and_degraded_balances() -> None:
+    overview_queries = [q.expr for q in dashboards.panel_queries(dashboards.overview())]
+    assert any(
+        "centinela_segment_incident_open" in expr and "centinela_segment_degraded" in expr
+        for expr in overview_queries
+    )
+    line = dashboards.line()
+    queries = list(dashboards.panel_queries(line))
+    used = " ".join(q.expr for q in queries)
+    for metric in (
+        "centinela_segment_balance_m3h",
+        "centinela_segment_statistic",
+        "centinela_segment_limit",
+        "centinela_segment_degraded",
+        "centinela_segment_incident_open",
+    ):
+        assert metric in used, metric
+    assert 'kind="tap"' in used and 'kind="meter_fault"' in used
+    # Every per-segment chart follows the segment picker; the tiles and totals show the whole line.
+    whole_line = {"Segments", "Open tap incidents", "Degraded segments"}
+    for query in queries:
+        if "by (segment)" in query.expr and query.panel not in whole_line:
+            assert 'segment=~"$segment"' in query.expr, query
+    balance = next(p for p in line["panels"] if p["title"] == "Flow balance")
+    assert balance["fieldConfig"]["defaults"]["unit"] == "flowcmh"
+
+
+def test_segment_status_tiles_map_every_state() -> None:
+    (mapping,) = dashboards.SEGMENT_STATUS_MAPPINGS
+    assert {k: v["text"] for k, v in mapping["options"].items()} == {
+        "0": "OK",
+        "1": "DEGRADED",
+        "2": "TAP",
+        "3": "TAP, DEGRADED",
+    }
 
 
 def test_station_board_filters_every_query_by_the_station_variable() -> None:
