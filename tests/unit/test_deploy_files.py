@@ -128,6 +128,60 @@ def test_every_alert_rule_has_a_firing_and_a_quiet_test() -> None:
     assert set(cases) <= alerts, f"tests name alerts that do not exist: {set(cases) - alerts}"
 
 
+RUNBOOK = ROOT / "docs" / "runbook.md"
+
+
+def _runbook_sections() -> dict[str, str]:
+    """GitHub-style anchor of each ``###`` heading of docs/runbook.md -> the section's text."""
+    sections: dict[str, str] = {}
+    for block in RUNBOOK.read_text(encoding="utf-8").split("\n### ")[1:]:
+        heading, _, body = block.partition("\n")
+        anchor = re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-")
+        sections[anchor] = body.split("\n## ", 1)[0]
+    return sections
+
+
+def _rule_runbooks() -> dict[str, str | None]:
+    """alert name -> its runbook_url annotation (None when it has none)."""
+    found: dict[str, str | None] = {}
+    for path in RULE_FILES:
+        for block in re.split(r"^\s*- alert:", path.read_text(encoding="utf-8"), flags=re.MULTILINE)[1:]:
+            name = block.split(maxsplit=1)[0]
+            url = re.search(r'^\s*runbook_url:\s*"([^"]+)"\s*$', block, re.MULTILINE)
+            found[name] = url.group(1) if url else None
+    return found
+
+
+def test_every_alert_rule_links_its_runbook_section() -> None:
+    runbooks = _rule_runbooks()
+    assert set(runbooks) == _alert_names()
+    sections = _runbook_sections()
+    for name, url in runbooks.items():
+        assert url == f"docs/runbook.md#{name.lower()}", name
+        body = sections.get(name.lower())
+        assert body is not None, f"docs/runbook.md has no section ### {name}"
+        for part in ("**Means.**", "**First checks.**", "**What to do.**"):
+            assert part in body, f"docs/runbook.md ### {name} lacks {part}"
+
+
+def test_runbook_sections_are_found_and_a_missing_one_is_not() -> None:
+    sections = _runbook_sections()
+    assert "centinelatapincidentopen" in sections
+    assert "centinela.segments" not in sections
+    assert "**What to do.**" in sections["centinelameterfault"]
+
+
+def test_segment_and_process_rules_exist() -> None:
+    alerts = _alert_names()
+    assert {
+        "CentinelaTapIncidentOpen",
+        "CentinelaSegmentBalanceDegraded",
+        "CentinelaMeterFault",
+        "CentinelaDetectorNotReady",
+        "CentinelaDetectorMemoryGrowing",
+    } <= alerts
+
+
 def test_rules_name_only_metrics_of_the_contract() -> None:
     names, histograms = _contract_metrics()
     used = {
