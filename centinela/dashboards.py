@@ -5,8 +5,9 @@ the PromQL of every panel can be listed (:func:`panel_queries`) and checked agai
 Prometheus by the integration tests. Each board is a table of :class:`Panel` rows (kind, title,
 description, queries, grid position; options default by kind). Every panel queries the board's
 ``$datasource`` variable, whose default is the data source docker-compose provisions, so the same
-files are provisioned by compose and imported as they are into any other Grafana (docs/deploy.md). Edit this module, never the JSON; ``--check`` fails when the
-committed files differ from what this module writes.
+files are provisioned by compose and imported as they are into any other Grafana (docs/deploy.md).
+Edit this module, never the JSON; ``--check`` fails when the committed files differ from what this
+module writes.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "deploy" / "grafana" /
 DATASOURCE_VARIABLE_NAME = "datasource"
 DATASOURCE = {"type": "prometheus", "uid": f"${{{DATASOURCE_VARIABLE_NAME}}}"}
 # The variable's initial value: the data source docker-compose provisions. Must match the uid in
-# deploy/grafana/provisioning/datasources/prometheus.yml; a Grafana without it falls back to its
-# default Prometheus.
+# deploy/grafana/provisioning/datasources/prometheus.yml; a Grafana without it offers its own.
 PROVISIONED_DATASOURCE_UID = "centinela-prometheus"
 SCHEMA_VERSION = 39
 # Scraped job name of the detectors, as in deploy/prometheus/prometheus.yml and the alert rules.
