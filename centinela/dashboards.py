@@ -2,8 +2,12 @@
 
 The JSON files are generated so every panel has the same datasource, units and layout rules, and so
 the PromQL of every panel can be listed (:func:`panel_queries`) and checked against a real
-Prometheus by the integration tests. Edit this module, never the JSON; ``--check`` fails when the
-committed files differ from what this module writes.
+Prometheus by the integration tests. Each board is a table of :class:`Panel` rows (kind, title,
+description, queries, grid position; options default by kind). Every panel queries the board's
+``$datasource`` variable, whose default is the data source docker-compose provisions, so the same
+files are provisioned by compose and imported as they are into any other Grafana (docs/deploy.md).
+Edit this module, never the JSON; ``--check`` fails when the committed files differ from what this
+module writes.
 """
 
 from __future__ import annotations
@@ -18,8 +22,13 @@ from typing import Any
 import typer
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "dashboards"
-# Must match the uid in deploy/grafana/provisioning/datasources/prometheus.yml.
-DATASOURCE = {"type": "prometheus", "uid": "centinela-prometheus"}
+# Every panel queries the data source the dashboard's `datasource` variable names, so the JSON can be
+# imported into any Grafana (the variable offers its Prometheus data sources, the default first).
+DATASOURCE_VARIABLE_NAME = "datasource"
+DATASOURCE = {"type": "prometheus", "uid": f"${{{DATASOURCE_VARIABLE_NAME}}}"}
+# The variable's initial value: the data source docker-compose provisions. Must match the uid in
+# deploy/grafana/provisioning/datasources/prometheus.yml; a Grafana without it offers its own.
+PROVISIONED_DATASOURCE_UID = "centinela-prometheus"
 SCHEMA_VERSION = 39
 # Scraped job name of the detectors, as in deploy/prometheus/prometheus.yml and the alert rules.
 DETECTOR_JOB = "centinela"
@@ -48,10 +57,11 @@ class Panel:
     unit: str = "short"
     thresholds: Sequence[tuple[float | None, str]] = ((None, GREEN),)
     mappings: Sequence[Json] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] | None = None  # None: the kind's defaults (_DEFAULT_OPTIONS)
     custom: Mapping[str, Any] = field(default_factory=dict)
     overrides: Sequence[Json] = ()
     decimals: int | None = None
+    no_value: str | None = None  # what the panel says when its query returns nothing
     content: str = ""  # text panels only
 
 
@@ -103,11 +113,15 @@ def _render_panel(panel: Panel, panel_id: int) -> Json:
     }
     if panel.decimals is not None:
         defaults["decimals"] = panel.decimals
+    if panel.no_value is not None:
+        defaults["noValue"] = panel.no_value
     if panel.custom:
         defaults["custom"] = dict(panel.custom)
     body["datasource"] = DATASOURCE
     body["fieldConfig"] = {"defaults": defaults, "overrides": list(panel.overrides)}
-    body["options"] = dict(panel.options)
+    body["options"] = dict(
+        panel.options if panel.options is not None else _DEFAULT_OPTIONS.get(panel.kind, {})
+    )
     body["targets"] = [
         {
             "refId": chr(ord("A") + i),
@@ -146,6 +160,24 @@ def _timeseries_options() -> Json:
     }
 
 
+# Options of a panel that names none, by kind: every time series has its legend as a table on the right.
+_DEFAULT_OPTIONS: Mapping[str, Json] = {"timeseries": _timeseries_options()}
+
+DATASOURCE_VARIABLE: Json = {
+    "name": DATASOURCE_VARIABLE_NAME,
+    "label": "Data source",
+    "type": "datasource",
+    "query": "prometheus",
+    "regex": "",
+    "current": {"selected": False, "text": "Prometheus", "value": PROVISIONED_DATASOURCE_UID},
+    "refresh": 1,
+    "hide": 0,
+    "includeAll": False,
+    "multi": False,
+    "options": [],
+}
+
+
 def _dashboard(
     uid: str,
     title: str,
@@ -177,7 +209,7 @@ def _dashboard(
             }
         ],
         "annotations": {"list": []},
-        "templating": {"list": list(variables)},
+        "templating": {"list": [DATASOURCE_VARIABLE, *variables]},
         "panels": [_render_panel(panel, i + 1) for i, panel in enumerate(panels)],
     }
 
@@ -193,6 +225,68 @@ STATION_STATUS_MAPPINGS = (
     value_map((0, "OK", GREEN), (1, "NO DATA", ORANGE), (2, "INCIDENT", RED), (3, "INCIDENT, NO DATA", RED)),
 )
 INCIDENT_MAPPINGS = (value_map((0, "normal", GREEN), (1, "incident", RED)),)
+
+
+# A segment's status code: 2 while its tap incident is open, +1 while its balance is held (degraded: a
+# meter fault or a silent station, so the segment is blind). max by segment, as for stations.
+SEGMENT_STATUS = (
+    "max by (segment) (2 * centinela_segment_incident_open)\n+ max by (segment) (centinela_segment_degraded)"
+)
+SEGMENT_STATUS_MAPPINGS = (
+    value_map((0, "OK", GREEN), (1, "DEGRADED", ORANGE), (2, "TAP", RED), (3, "TAP, DEGRADED", RED)),
+)
+NO_LINE = "no line topology in the bundle"
+
+
+def _segment_tiles(grid: tuple[int, int, int, int]) -> Panel:
+    return Panel(
+        "stat",
+        "Segments",
+        "Every segment of the bundle's line topology: TAP while a tap incident is open, DEGRADED while "
+        "the segment's balance is held because a flow or level meter is faulty or a station is silent "
+        "(the segment cannot see a tap then).",
+        [Query(SEGMENT_STATUS, "{{segment}}", instant=True)],
+        grid,
+        thresholds=((None, GREEN), (1, ORANGE), (2, RED)),
+        mappings=SEGMENT_STATUS_MAPPINGS,
+        options=_stat_options(text_mode="value_and_name"),
+        no_value=NO_LINE,
+    )
+
+
+def _open_taps(grid: tuple[int, int, int, int]) -> Panel:
+    return Panel(
+        "stat",
+        "Open tap incidents",
+        "Segments with a tap incident open now.",
+        [Query("sum(max by (segment) (centinela_segment_incident_open))", instant=True)],
+        grid,
+        thresholds=((None, GREEN), (1, RED)),
+        no_value=NO_LINE,
+    )
+
+
+def _degraded_segments(grid: tuple[int, int, int, int]) -> Panel:
+    return Panel(
+        "stat",
+        "Degraded segments",
+        "Segments whose balance is held (blind to taps) now.",
+        [Query("sum(max by (segment) (centinela_segment_degraded))", instant=True)],
+        grid,
+        thresholds=((None, GREEN), (1, ORANGE)),
+        no_value=NO_LINE,
+    )
+
+
+def _detectors_up(grid: tuple[int, int, int, int]) -> Panel:
+    return Panel(
+        "stat",
+        "Detectors up",
+        "Detector instances Prometheus scrapes successfully.",
+        [Query(f'sum(up{{job="{DETECTOR_JOB}"}})', instant=True)],
+        grid,
+        thresholds=((None, RED), (1, GREEN)),
+    )
 
 
 def overview() -> Json:
@@ -211,7 +305,7 @@ def overview() -> Json:
         Panel(
             "stat",
             "Open incidents",
-            "Incidents open now, all stations.",
+            "Incidents open now, all stations and segments.",
             [Query("sum(centinela_open_incidents)", instant=True)],
             (16, 0, 4, 4),
             thresholds=((None, GREEN), (1, RED)),
@@ -224,14 +318,7 @@ def overview() -> Json:
             (20, 0, 4, 4),
             thresholds=((None, BLUE),),
         ),
-        Panel(
-            "stat",
-            "Detectors up",
-            "Detector instances Prometheus scrapes successfully.",
-            [Query(f'sum(up{{job="{DETECTOR_JOB}"}})', instant=True)],
-            (16, 4, 4, 4),
-            thresholds=((None, RED), (1, GREEN)),
-        ),
+        _detectors_up((16, 4, 4, 4)),
         Panel(
             "stat",
             "Kafka",
@@ -241,12 +328,15 @@ def overview() -> Json:
             mappings=(value_map((0, "LOST", RED), (1, "OK", GREEN)),),
             thresholds=((None, RED), (1, GREEN)),
         ),
+        _segment_tiles((0, 8, 16, 5)),
+        _open_taps((16, 8, 4, 5)),
+        _degraded_segments((20, 8, 4, 5)),
         Panel(
             "state-timeline",
             "Incidents",
             "When each station had an incident open.",
             [Query("max by (station) (centinela_incident_open)", "{{station}}")],
-            (0, 8, 24, 7),
+            (0, 13, 24, 7),
             thresholds=((None, GREEN), (1, RED)),
             mappings=INCIDENT_MAPPINGS,
             options={
@@ -262,9 +352,8 @@ def overview() -> Json:
             "Incident openings and closings per station in the last hour (an incident is two). "
             "The CentinelaStationAlertRateHigh alert compares 6 hours of this with the station's week.",
             [Query("max by (station) (changes(centinela_incident_open[1h]))", "{{station}}")],
-            (0, 15, 12, 8),
+            (0, 20, 12, 8),
             decimals=0,
-            options=_timeseries_options(),
         ),
         Panel(
             "timeseries",
@@ -277,15 +366,14 @@ def overview() -> Json:
                     "{{kind}} {{severity}}",
                 )
             ],
-            (12, 15, 12, 8),
-            options=_timeseries_options(),
+            (12, 20, 12, 8),
         ),
         Panel(
             "bargauge",
             "Data freshness",
             "Age of each station's newest reading. Readings come every minute; 15 minutes is a gap.",
             [Query("min by (station) (centinela_data_freshness_seconds)", "{{station}}", instant=True)],
-            (0, 23, 12, 9),
+            (0, 28, 12, 9),
             unit="s",
             thresholds=((None, GREEN), (300, YELLOW), (900, RED)),
             options={
@@ -300,16 +388,16 @@ def overview() -> Json:
             "Score / threshold per station",
             "Each station's latest window score over its threshold: above 1 the window looks abnormal.",
             [Query("max by (station) (centinela_score / centinela_threshold)", "{{station}}")],
-            (12, 23, 12, 9),
+            (12, 28, 12, 9),
             thresholds=((None, GREEN), (1, RED)),
             custom={"thresholdsStyle": {"mode": "dashed"}},
-            options=_timeseries_options(),
         ),
     ]
     return _dashboard(
         "centinela-overview",
         "Centinela / Operations overview",
-        description="Every station at a glance: incidents, alert rate, data freshness.",
+        description="Every station and segment at a glance: incidents, taps, degraded balances, alert "
+        "rate, data freshness.",
         panels=panels,
     )
 
@@ -343,7 +431,6 @@ def station() -> Json:
                 Query(f"max(centinela_threshold{{{selector}}})", "threshold"),
             ],
             (0, 0, 24, 9),
-            options=_timeseries_options(),
             overrides=(
                 {
                     "matcher": {"id": "byName", "options": "threshold"},
@@ -428,7 +515,6 @@ def station() -> Json:
             (10, 16, 14, 8),
             unit="percentunit",
             custom={"drawStyle": "line", "lineInterpolation": "stepAfter", "fillOpacity": 10},
-            options=_timeseries_options(),
         ),
     ]
     return _dashboard(
@@ -438,6 +524,156 @@ def station() -> Json:
         "sensors behind its latest incidents.",
         panels=panels,
         variables=[STATION_VARIABLE],
+        time_from="now-24h",
+    )
+
+
+SEGMENT_VARIABLE: Json = {
+    "name": "segment",
+    "label": "Segment",
+    "type": "query",
+    "datasource": DATASOURCE,
+    "query": {"query": "label_values(centinela_segment_balance_m3h, segment)", "refId": "SegmentVariable"},
+    "definition": "label_values(centinela_segment_balance_m3h, segment)",
+    "refresh": 2,
+    "sort": 1,
+    "includeAll": True,
+    "allValue": ".*",
+    "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+    "multi": True,
+}
+SEGMENT_SELECTOR = 'segment=~"$segment"'
+STATE_TIMELINE_OPTIONS: Json = {
+    "showValue": "never",
+    "rowHeight": 0.8,
+    "mergeValues": True,
+    "legend": {"showLegend": False},
+}
+
+
+def _segment_series(metric: str) -> str:
+    return f"max by (segment) ({metric}{{{SEGMENT_SELECTOR}}})"
+
+
+def line() -> Json:
+    panels = [
+        _segment_tiles((0, 0, 16, 6)),
+        _open_taps((16, 0, 4, 3)),
+        _degraded_segments((20, 0, 4, 3)),
+        Panel(
+            "stat",
+            "Tap alerts in range",
+            "Tap incidents opened in the time range shown, all segments.",
+            [
+                Query(
+                    'sum(increase(centinela_alerts_total{kind="tap", status="open"}[$__range]))',
+                    instant=True,
+                )
+            ],
+            (16, 3, 4, 3),
+            decimals=0,
+            thresholds=((None, GREEN), (1, RED)),
+            no_value="0",
+        ),
+        Panel(
+            "stat",
+            "Meter faults in range",
+            "Flow or level meter faults (stuck, spiking, drifting, silent) opened in the time range shown.",
+            [
+                Query(
+                    'sum(increase(centinela_alerts_total{kind="meter_fault", status="open"}[$__range]))',
+                    instant=True,
+                )
+            ],
+            (20, 3, 4, 3),
+            decimals=0,
+            thresholds=((None, GREEN), (1, ORANGE)),
+            no_value="0",
+        ),
+        Panel(
+            "timeseries",
+            "Flow balance",
+            "Each segment's latest level-compensated balance: flow in at the upstream station minus flow out "
+            "downstream, corrected for the tanks and line pack. A tap shows as a lasting positive balance.",
+            [Query(_segment_series("centinela_segment_balance_m3h"), "{{segment}}")],
+            (0, 6, 12, 9),
+            unit="flowcmh",
+        ),
+        Panel(
+            "timeseries",
+            "Sequential test: statistic / limit",
+            "Each segment's test statistic over the limit calibrated for its false-alarm budget: a tap "
+            "incident opens when it reaches 1.",
+            [
+                Query(
+                    f"max by (segment) (centinela_segment_statistic{{{SEGMENT_SELECTOR}}}"
+                    f" / centinela_segment_limit{{{SEGMENT_SELECTOR}}})",
+                    "{{segment}}",
+                )
+            ],
+            (12, 6, 12, 9),
+            thresholds=((None, GREEN), (1, RED)),
+            custom={"thresholdsStyle": {"mode": "dashed"}},
+        ),
+        Panel(
+            "timeseries",
+            "Statistic and limit",
+            "The statistic and its limit per segment, in the test's own units (pick one segment at the top "
+            "to read it alone).",
+            [
+                Query(_segment_series("centinela_segment_statistic"), "{{segment}} statistic"),
+                Query(_segment_series("centinela_segment_limit"), "{{segment}} limit"),
+            ],
+            (0, 15, 12, 8),
+            overrides=(
+                {
+                    "matcher": {"id": "byRegexp", "options": ".* limit"},
+                    "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}],
+                },
+            ),
+        ),
+        Panel(
+            "timeseries",
+            "Tap and meter-fault alerts per hour",
+            "Tap incidents and meter faults opened, per hour, by severity.",
+            [
+                Query(
+                    'sum by (kind, severity) (rate(centinela_alerts_total{kind=~"tap|meter_fault", '
+                    'status="open"}[$__rate_interval])) * 3600',
+                    "{{kind}} {{severity}}",
+                )
+            ],
+            (12, 15, 12, 8),
+        ),
+        Panel(
+            "state-timeline",
+            "Tap incidents",
+            "When each segment had a tap incident open.",
+            [Query(_segment_series("centinela_segment_incident_open"), "{{segment}}")],
+            (0, 23, 24, 6),
+            thresholds=((None, GREEN), (1, RED)),
+            mappings=(value_map((0, "normal", GREEN), (1, "tap", RED)),),
+            options=STATE_TIMELINE_OPTIONS,
+        ),
+        Panel(
+            "state-timeline",
+            "Degraded balance",
+            "When each segment's balance was held (a meter fault or a silent station): no tap can be seen "
+            "on the segment then.",
+            [Query(_segment_series("centinela_segment_degraded"), "{{segment}}")],
+            (0, 29, 24, 6),
+            thresholds=((None, GREEN), (1, ORANGE)),
+            mappings=(value_map((0, "watched", GREEN), (1, "degraded", ORANGE)),),
+            options=STATE_TIMELINE_OPTIONS,
+        ),
+    ]
+    return _dashboard(
+        "centinela-line",
+        "Centinela / Line",
+        description="The segments of the line: flow balance, the sequential test against its limit, tap "
+        "incidents, degraded balances and meter faults.",
+        panels=panels,
+        variables=[SEGMENT_VARIABLE],
         time_from="now-24h",
     )
 
@@ -455,7 +691,6 @@ def service() -> Json:
             [Query("sum by (outcome) (rate(centinela_readings_total[$__rate_interval]))", "{{outcome}}")],
             (0, 0, 12, 8),
             unit="reqps",
-            options=_timeseries_options(),
         ),
         Panel(
             "timeseries",
@@ -470,7 +705,6 @@ def service() -> Json:
             ],
             (12, 0, 12, 8),
             unit="ops",
-            options=_timeseries_options(),
         ),
         Panel(
             "timeseries",
@@ -478,7 +712,6 @@ def service() -> Json:
             "Readings waiting on each partition of the readings topic.",
             [Query("max by (partition) (centinela_consumer_lag)", "partition {{partition}}")],
             (0, 8, 12, 8),
-            options=_timeseries_options(),
         ),
         Panel(
             "stat",
@@ -488,14 +721,7 @@ def service() -> Json:
             (12, 8, 4, 4),
             thresholds=((None, GREEN), (1000, ORANGE)),
         ),
-        Panel(
-            "stat",
-            "Detectors up",
-            "Detector instances Prometheus scrapes successfully.",
-            [Query(f'sum(up{{job="{DETECTOR_JOB}"}})', instant=True)],
-            (16, 8, 4, 4),
-            thresholds=((None, RED), (1, GREEN)),
-        ),
+        _detectors_up((16, 8, 4, 4)),
         Panel(
             "stat",
             "Kafka",
@@ -542,7 +768,6 @@ def service() -> Json:
             ],
             (0, 16, 12, 8),
             unit="s",
-            options=_timeseries_options(),
         ),
         Panel(
             "timeseries",
@@ -559,7 +784,6 @@ def service() -> Json:
             ],
             (12, 16, 12, 8),
             unit="s",
-            options=_timeseries_options(),
             overrides=(
                 {
                     "matcher": {"id": "byName", "options": "windows per batch"},
@@ -577,7 +801,6 @@ def service() -> Json:
             [Query("sum by (reason) (rate(centinela_dead_letters_total[$__rate_interval]))", "{{reason}}")],
             (0, 24, 12, 8),
             unit="ops",
-            options=_timeseries_options(),
         ),
         Panel(
             "timeseries",
@@ -586,7 +809,6 @@ def service() -> Json:
             [Query("sum by (status) (rate(centinela_alerts_total[$__rate_interval]))", "{{status}}")],
             (12, 24, 12, 8),
             unit="ops",
-            options=_timeseries_options(),
         ),
         Panel(
             "timeseries",
@@ -595,7 +817,6 @@ def service() -> Json:
             [Query("sum by (outcome) (rate(centinela_transactions_total[$__rate_interval]))", "{{outcome}}")],
             (0, 32, 12, 8),
             unit="ops",
-            options=_timeseries_options(),
         ),
         Panel(
             "timeseries",
@@ -605,7 +826,6 @@ def service() -> Json:
             [Query("sum(rate(centinela_rebuilt_readings_total[$__rate_interval]))", "re-read")],
             (12, 32, 12, 8),
             unit="reqps",
-            options=_timeseries_options(),
         ),
     ]
     return _dashboard(
@@ -617,7 +837,7 @@ def service() -> Json:
     )
 
 
-DASHBOARDS = {"overview": overview, "station": station, "service": service}
+DASHBOARDS = {"overview": overview, "station": station, "line": line, "service": service}
 
 
 def render(dashboard: Json) -> str:
@@ -690,7 +910,7 @@ def register(app: typer.Typer) -> None:
             help="Write nothing; exit 1 if the files in --out are not what this version writes.",
         ),
     ) -> None:
-        """Write the Grafana dashboards (operations overview, station drill-down, service health)."""
+        """Write the Grafana dashboards (operations overview, station drill-down, line, service health)."""
         if check:
             stale = stale_dashboards(out)
             if stale:

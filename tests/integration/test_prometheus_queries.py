@@ -6,8 +6,9 @@ return data, and every series selector inside each alert rule must too: a typo, 
 the service does not expose, comes back empty and fails here rather than on the operators' wall.
 
 The first test points Prometheus at a small exporter that serves every metric of the contract with
-made-up values, which proves the checks themselves; the second at the real detector, fed by replay
-with thefts, where the theft alert must fire.
+made-up values, which proves the checks themselves (and that the tap and meter-fault rules fire);
+the second at the real detector, serving a bundle with a line topology (so the segment series
+exist) and fed by replay with thefts, where the theft alert must fire.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 
 from centinela import dashboards
 from tests.integration.local_ports import free_port
@@ -32,6 +40,9 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 THEFT_ALERT = "CentinelaTheftIncidentOpen"
+TAP_ALERT = "CentinelaTapIncidentOpen"
+METER_FAULT_ALERT = "CentinelaMeterFault"
+SEGMENTS = ("EST-01>EST-02", "EST-02>EST-03")
 
 # Identifiers that are PromQL syntax, not metric names.
 _KEYWORDS = {
@@ -81,11 +92,12 @@ def test_vector_selectors_finds_series_not_syntax() -> None:
 
 
 def dashboard_problems(prometheus: Prometheus, station: str, window_s: int = 60) -> list[str]:
-    """Dashboard expressions (variables filled in) that return no data over the last ``window_s``."""
+    """Dashboard expressions (variables filled in: ``station``, every segment) that return no data
+    over the last ``window_s``."""
     problems = []
     for board in dashboards.load_dashboards():
         for query in dashboards.panel_queries(board):
-            expr = dashboards.as_promql(query.expr, {"station": station})
+            expr = dashboards.as_promql(query.expr, {"station": station, "segment": ".*"})
             if not prometheus.query_range(expr, window_s):
                 problems.append(f"{query.dashboard} / {query.panel}: no data for {expr}")
     return problems
@@ -106,8 +118,23 @@ def rule_problems(prometheus: Prometheus) -> list[str]:
     return problems
 
 
-def _fake_exporter(registry: CollectorRegistry) -> Gauge:
-    """Every metric of docs/contracts.md with plausible values; returns incident_open to flip."""
+def _fires(prometheus: Prometheus, alertname: str) -> Callable[[], bool]:
+    return lambda: bool(prometheus.firing(alertname))
+
+
+class _FakeExporter:
+    """The gauges and counters a test flips to make an alert fire."""
+
+    def __init__(self, incident_open: Gauge, segment_incident_open: Gauge, alerts: Counter) -> None:
+        self.incident_open = incident_open
+        self.segment_incident_open = segment_incident_open
+        self.alerts = alerts
+
+
+def _fake_exporter(registry: CollectorRegistry) -> _FakeExporter:
+    """Every metric of docs/contracts.md with plausible values (the process metrics are this
+    process's own)."""
+    ProcessCollector(registry=registry)
     readings = Counter("centinela_readings", "readings", ["outcome"], registry=registry)
     for outcome, count in (("accepted", 900), ("late", 3), ("duplicate", 2), ("invalid", 5)):
         readings.labels(outcome).inc(count)
@@ -129,9 +156,10 @@ def _fake_exporter(registry: CollectorRegistry) -> Gauge:
     )
     for sensor, share in (("flow", 0.6), ("pressure", 0.25), ("pump_rpm", 0.1), ("power", 0.05)):
         contribution.labels("EST-01", sensor).set(share)
-    Counter("centinela_alerts", "alerts", ["kind", "status", "severity"], registry=registry).labels(
-        "incident", "open", "high"
-    ).inc()
+    alerts = Counter("centinela_alerts", "alerts", ["kind", "status", "severity"], registry=registry)
+    alerts.labels("incident", "open", "high").inc()
+    alerts.labels("tap", "open", "high")  # created at 0, as the service does for every label set
+    alerts.labels("meter_fault", "open", "low")
     Gauge("centinela_open_incidents", "open", registry=registry).set(0)
     Histogram("centinela_scoring_seconds", "scoring", registry=registry).observe(0.01)
     Histogram("centinela_decision_latency_seconds", "latency", registry=registry).observe(0.2)
@@ -148,12 +176,27 @@ def _fake_exporter(registry: CollectorRegistry) -> Gauge:
     transactions = Counter("centinela_transactions", "transactions", ["outcome"], registry=registry)
     transactions.labels("committed").inc(40)
     transactions.labels("aborted")
-    return incident_open
+    Counter("centinela_line_readings", "line", registry=registry).inc(300)
+    Counter("centinela_off_line_readings", "off line", registry=registry)
+    segment_gauges = {
+        name: Gauge(f"centinela_segment_{name}", name, ["segment"], registry=registry)
+        for name in ("balance_m3h", "statistic", "limit", "degraded", "incident_open")
+    }
+    for i, segment in enumerate(SEGMENTS):
+        for name, value in (
+            ("balance_m3h", 0.4 + i),
+            ("statistic", 1.5),
+            ("limit", 8.0),
+            ("degraded", i),
+            ("incident_open", 0),
+        ):
+            segment_gauges[name].labels(segment).set(value)
+    return _FakeExporter(incident_open, segment_gauges["incident_open"], alerts)
 
 
 def test_every_expression_returns_data_from_an_exporter_of_the_contract_metrics(tmp_path: Path) -> None:
     registry = CollectorRegistry()
-    incident_open = _fake_exporter(registry)
+    exporter = _fake_exporter(registry)
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     try:
@@ -162,17 +205,26 @@ def test_every_expression_returns_data_from_an_exporter_of_the_contract_metrics(
             assert dashboard_problems(prometheus, "EST-01") == []
             assert rule_problems(prometheus) == []
             assert prometheus.firing(THEFT_ALERT) == []
+            assert prometheus.firing(TAP_ALERT) == []
+            assert prometheus.firing(METER_FAULT_ALERT) == []
             # The checks can fail: a misspelt metric comes back empty, a malformed query is refused.
             assert prometheus.query_range("max by (station) (centinela_scores)", 60) == []
             assert prometheus.query("centinela_readings_totl") == []
             with pytest.raises(AssertionError, match="bad_data"):
                 prometheus.query("sum by (station (centinela_score)")
 
-            incident_open.labels("EST-02").set(1)
-            wait_for(lambda: bool(prometheus.firing(THEFT_ALERT)), 20, f"{THEFT_ALERT} to fire")
+            exporter.incident_open.labels("EST-02").set(1)
+            exporter.segment_incident_open.labels(SEGMENTS[1]).set(1)
+            exporter.alerts.labels("meter_fault", "open", "low").inc()
+            for name in (THEFT_ALERT, TAP_ALERT, METER_FAULT_ALERT):
+                wait_for(_fires(prometheus, name), 20, f"{name} to fire")
             (alert,) = prometheus.firing(THEFT_ALERT)
             assert alert["labels"]["station"] == "EST-02"
             assert float(alert["value"]) == pytest.approx(1.1 / 0.5)
+            (tap,) = prometheus.firing(TAP_ALERT)
+            assert tap["labels"]["segment"] == SEGMENTS[1]
+            assert float(tap["value"]) == pytest.approx(1.4)
+            assert tap["annotations"]["runbook_url"] == "docs/runbook.md#centinelatapincidentopen"
     finally:
         server.shutdown()
         server.server_close()
@@ -183,7 +235,8 @@ def test_every_expression_returns_data_from_an_exporter_of_the_contract_metrics(
 def _simulated_file_and_bundle(folder: Path) -> tuple[Path, Path, set[str]]:
     """A 3-station day with a theft that ends (segment 0) and one still going at the end of the
     file (segment 1, so its incident stays open), a 50-minute hole in one station (skipped windows),
-    and a linear bundle whose threshold sits well above the quiet windows' scores.
+    and a linear bundle whose threshold sits well above the quiet windows' scores, with the
+    simulated line's topology (so the detector exports the per-segment series).
     Returns the CSV, the bundle and the stations the open theft can show at."""
     import numpy as np
     import pandas as pd
@@ -195,6 +248,7 @@ def _simulated_file_and_bundle(folder: Path) -> tuple[Path, Path, set[str]]:
     from replay.simulator import SimulationConfig, simulate
     from replay.simulator.event import Event
     from replay.simulator.writer import write_outputs
+    from tests.unit.stream.lines import calibration_of, topology_of
 
     result = simulate(
         SimulationConfig(
@@ -224,6 +278,8 @@ def _simulated_file_and_bundle(folder: Path) -> tuple[Path, Path, set[str]]:
         times = pd.to_datetime(rows["timestamp"], utc=True).dt.tz_localize(None).to_numpy()[:380]
         quiet[station_id] = (times.astype("datetime64[ns]"), values)
 
+    topology = topology_of(result)
+
     def bundle_with(threshold: float, name: str) -> Path:
         return write_bundle(
             folder / name,
@@ -237,6 +293,7 @@ def _simulated_file_and_bundle(folder: Path) -> tuple[Path, Path, set[str]]:
             ),
             aggregation="mean",
             threshold=threshold,
+            line=(topology, calibration_of(topology)),
         )
 
     probe = load_bundle(bundle_with(1.0, "probe"), threads=1)
@@ -284,6 +341,8 @@ def test_every_expression_returns_data_from_the_detector_and_a_replayed_theft_fi
         "ALERTS": fresh_topic(1, prefix="alerts"),
         "DLQ": fresh_topic(1, prefix="dlq"),
         "SCORES": fresh_topic(1, prefix="scores"),
+        "LINE": fresh_topic(3, prefix="line"),  # the bundle has a line: its internal topic and state
+        "STATE": fresh_topic(3, prefix="state"),
     }
     metrics_port = free_port()
     env = {
@@ -334,6 +393,8 @@ def test_every_expression_returns_data_from_the_detector_and_a_replayed_theft_fi
             time.sleep(3)  # a few more scrapes, so rates over the last minute see the whole replay
             # A station with an incident: its drill-down has sensor contributions to show.
             station = prometheus.firing(THEFT_ALERT)[0]["labels"]["station"]
+            # One series per declared segment (2: three stations in a row).
+            assert len(prometheus.query("centinela_segment_limit")) == 2
             assert dashboard_problems(prometheus, station) == []
             assert rule_problems(prometheus) == []
             assert detector.poll() is None, "the detector stopped"

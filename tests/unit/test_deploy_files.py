@@ -48,14 +48,15 @@ def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def _contract_metrics() -> tuple[set[str], set[str]]:
-    """Metric names of the Metrics section of docs/contracts.md (with the centinela_ prefix), and
-    which of them are histograms."""
+    """Metric names of the Metrics section of docs/contracts.md (with the centinela_ prefix, except the
+    client library's unprefixed process_* metrics), and which of them are histograms."""
     text = CONTRACTS.read_text(encoding="utf-8")
     section = text.split("## Metrics", 1)[1].split("\n## ", 1)[0]
     names: set[str] = set()
     histograms: set[str] = set()
-    for match in re.finditer(r"`([a-z_]+)(?:\{[^}]*\})?`(\s*\(histogram)?", section):
-        name = f"centinela_{match.group(1)}"
+    for match in re.finditer(r"`([a-z][a-z0-9_]*)(?:\{[^}]*\})?`(\s*\(histogram)?", section):
+        unprefixed = match.group(1).startswith("process_")
+        name = match.group(1) if unprefixed else f"centinela_{match.group(1)}"
         names.add(name)
         if match.group(2):
             histograms.add(name)
@@ -73,6 +74,7 @@ def _known(metric: str, names: set[str], histograms: set[str]) -> bool:
 def test_contract_lists_the_metrics() -> None:
     names, histograms = _contract_metrics()
     assert "centinela_incident_open" in names
+    assert {"centinela_segment_balance_m3h", "process_resident_memory_bytes"} <= names
     assert {"centinela_scoring_seconds", "centinela_decision_latency_seconds"} <= histograms
 
 
@@ -126,12 +128,66 @@ def test_every_alert_rule_has_a_firing_and_a_quiet_test() -> None:
     assert set(cases) <= alerts, f"tests name alerts that do not exist: {set(cases) - alerts}"
 
 
+RUNBOOK = ROOT / "docs" / "runbook.md"
+
+
+def _runbook_sections() -> dict[str, str]:
+    """GitHub-style anchor of each ``###`` heading of docs/runbook.md -> the section's text."""
+    sections: dict[str, str] = {}
+    for block in RUNBOOK.read_text(encoding="utf-8").split("\n### ")[1:]:
+        heading, _, body = block.partition("\n")
+        anchor = re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-")
+        sections[anchor] = body.split("\n## ", 1)[0]
+    return sections
+
+
+def _rule_runbooks() -> dict[str, str | None]:
+    """alert name -> its runbook_url annotation (None when it has none)."""
+    found: dict[str, str | None] = {}
+    for path in RULE_FILES:
+        for block in re.split(r"^\s*- alert:", path.read_text(encoding="utf-8"), flags=re.MULTILINE)[1:]:
+            name = block.split(maxsplit=1)[0]
+            url = re.search(r'^\s*runbook_url:\s*"([^"]+)"\s*$', block, re.MULTILINE)
+            found[name] = url.group(1) if url else None
+    return found
+
+
+def test_every_alert_rule_links_its_runbook_section() -> None:
+    runbooks = _rule_runbooks()
+    assert set(runbooks) == _alert_names()
+    sections = _runbook_sections()
+    for name, url in runbooks.items():
+        assert url == f"docs/runbook.md#{name.lower()}", name
+        body = sections.get(name.lower())
+        assert body is not None, f"docs/runbook.md has no section ### {name}"
+        for part in ("**Means.**", "**First checks.**", "**What to do.**"):
+            assert part in body, f"docs/runbook.md ### {name} lacks {part}"
+
+
+def test_runbook_sections_are_found_and_a_missing_one_is_not() -> None:
+    sections = _runbook_sections()
+    assert "centinelatapincidentopen" in sections
+    assert "centinela.segments" not in sections
+    assert "**What to do.**" in sections["centinelameterfault"]
+
+
+def test_segment_and_process_rules_exist() -> None:
+    alerts = _alert_names()
+    assert {
+        "CentinelaTapIncidentOpen",
+        "CentinelaSegmentBalanceDegraded",
+        "CentinelaMeterFault",
+        "CentinelaDetectorNotReady",
+        "CentinelaDetectorMemoryGrowing",
+    } <= alerts
+
+
 def test_rules_name_only_metrics_of_the_contract() -> None:
     names, histograms = _contract_metrics()
     used = {
         m
         for path in RULE_FILES
-        for m in re.findall(r"\bcentinela_[a-z0-9_]+(?![\w.])", path.read_text(encoding="utf-8"))
+        for m in re.findall(r"\b(?:centinela|process)_[a-z0-9_]+(?![\w.])", path.read_text(encoding="utf-8"))
     }
     assert used
     assert {m for m in used if not _known(m, names, histograms)} == set()
@@ -148,7 +204,7 @@ def test_dashboards_check_flags_an_edited_or_missing_file(tmp_path: Path) -> Non
     station.write_text(station.read_text().replace("centinela_score", "centinela_scor"))
     (tmp_path / "service.json").unlink()
     assert sorted(dashboards.stale_dashboards(tmp_path)) == ["service.json", "station.json"]
-    assert len(written) == 3
+    assert len(written) == 4
 
 
 def test_dashboards_name_only_metrics_of_the_contract() -> None:
@@ -165,24 +221,78 @@ def test_dashboards_name_only_metrics_of_the_contract() -> None:
     assert {m for m in used if not _known(m, names, histograms)} == set()
 
 
-def test_every_dashboard_panel_queries_the_provisioned_datasource() -> None:
+def test_every_dashboard_panel_queries_the_datasource_variable_defaulting_to_the_provisioned_one() -> None:
     provisioned = (
         ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
     ).read_text()
-    assert f"uid: {dashboards.DATASOURCE['uid']}" in provisioned
+    assert f"uid: {dashboards.PROVISIONED_DATASOURCE_UID}" in provisioned
     boards = dashboards.load_dashboards()
     assert {board["uid"] for board in boards} == {
         "centinela-overview",
         "centinela-station",
+        "centinela-line",
         "centinela-service",
     }
+    variable_ref = {"type": "prometheus", "uid": "${datasource}"}
     for board in boards:
+        (variable,) = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
+        assert variable["name"] == "datasource" and variable["query"] == "prometheus"
+        assert variable["current"]["value"] == dashboards.PROVISIONED_DATASOURCE_UID
+        for other in board["templating"]["list"]:
+            if other["type"] == "query":
+                assert other["datasource"] == variable_ref, other["name"]
         for panel in board["panels"]:
             if panel["type"] == "text":
                 continue
             assert panel["targets"], f"{board['title']} / {panel['title']} has no query"
-            assert panel["datasource"] == dashboards.DATASOURCE
-            assert all(target["datasource"] == dashboards.DATASOURCE for target in panel["targets"])
+            assert panel["datasource"] == variable_ref, panel["title"]
+            assert all(target["datasource"] == variable_ref for target in panel["targets"])
+
+
+def test_dashboards_name_no_datasource_but_the_variable_default() -> None:
+    """Importable anywhere: the provisioned uid appears once per board (the variable's default), so a
+    Grafana without it only has to pick another data source in the variable."""
+    for path in sorted(dashboards.DASHBOARDS_DIR.glob("*.json")):
+        text = path.read_text(encoding="utf-8")
+        assert text.count(dashboards.PROVISIONED_DATASOURCE_UID) == 1, path.name
+        assert "__inputs" not in text and "${DS_" not in text, path.name
+
+
+def test_segment_panels_show_open_taps_and_degraded_balances() -> None:
+    overview_queries = [q.expr for q in dashboards.panel_queries(dashboards.overview())]
+    assert any(
+        "centinela_segment_incident_open" in expr and "centinela_segment_degraded" in expr
+        for expr in overview_queries
+    )
+    line = dashboards.line()
+    queries = list(dashboards.panel_queries(line))
+    used = " ".join(q.expr for q in queries)
+    for metric in (
+        "centinela_segment_balance_m3h",
+        "centinela_segment_statistic",
+        "centinela_segment_limit",
+        "centinela_segment_degraded",
+        "centinela_segment_incident_open",
+    ):
+        assert metric in used, metric
+    assert 'kind="tap"' in used and 'kind="meter_fault"' in used
+    # Every per-segment chart follows the segment picker; the tiles and totals show the whole line.
+    whole_line = {"Segments", "Open tap incidents", "Degraded segments"}
+    for query in queries:
+        if "by (segment)" in query.expr and query.panel not in whole_line:
+            assert 'segment=~"$segment"' in query.expr, query
+    balance = next(p for p in line["panels"] if p["title"] == "Flow balance")
+    assert balance["fieldConfig"]["defaults"]["unit"] == "flowcmh"
+
+
+def test_segment_status_tiles_map_every_state() -> None:
+    (mapping,) = dashboards.SEGMENT_STATUS_MAPPINGS
+    assert {k: v["text"] for k, v in mapping["options"].items()} == {
+        "0": "OK",
+        "1": "DEGRADED",
+        "2": "TAP",
+        "3": "TAP, DEGRADED",
+    }
 
 
 def test_station_board_filters_every_query_by_the_station_variable() -> None:
