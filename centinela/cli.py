@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import os
 import sys
+from typing import Any
 
 import typer
 
@@ -33,6 +34,21 @@ COMMAND_MODULES = (
     "centinela.results",
     "centinela.dashboards",
 )
+
+
+def _flags_without_a_type_column() -> None:
+    """typer >= 0.29 prints ``<bool>`` beside every on/off flag in --help; a flag takes no value."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_a_type_column()
 
 app = typer.Typer(
     name="centinela",

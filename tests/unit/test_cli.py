@@ -45,3 +45,11 @@ def test_a_bad_log_level_stops_every_command_naming_the_variable(monkeypatch: py
     result = CliRunner().invoke(app, ["topics", "--help"])
     assert isinstance(result.exception, ConfigError)
     assert "CENTINELA_LOG_LEVEL" in str(result.exception)
+
+
+def test_help_screens_show_no_type_beside_on_off_flags() -> None:
+    for command in (["--help"], ["detect", "--help"], ["alerts", "--help"], ["replay", "--help"]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 0, result.output
+        assert "<bool>" not in result.output
+    assert "<path>" in CliRunner().invoke(app, ["detect", "--help"]).output  # options with values keep theirs
