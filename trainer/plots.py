@@ -15,7 +15,10 @@ from trainer.pipeline import AUTOENCODER, RunResult
 def _pyplot() -> Any:
     import matplotlib
 
-    matplotlib.use("Agg")
+    # Files only, no window: but a notebook's inline backend is kept, or every later figure of the
+    # notebook would stop rendering.
+    if "inline" not in matplotlib.get_backend():
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

@@ -30,3 +30,9 @@ def test_explore_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         for o in cell.get("outputs", [])
     )
     assert "autoencoder" in outputs and "F1" in outputs
+    # Every plotting cell shows its figure (the plot helpers must not switch the inline backend off).
+    plotting = [cell for cell in notebook.cells if cell.cell_type == "code" and "plt." in cell.source]
+    assert plotting
+    for cell in plotting:
+        images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        assert images, f"no figure rendered by the cell starting {cell.source[:60]!r}"
