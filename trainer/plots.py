@@ -104,20 +104,56 @@ def error_over_time(
     labels: npt.NDArray[np.int8],
     threshold: float,
     path: Path,
+    *,
+    station_ids: npt.NDArray[np.str_] | None = None,
 ) -> Path:
+    """Window scores against time, one line per station, broken where a station has a gap (a line
+    drawn across stations or gaps would invent diagonals that are no data)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(11, 4))
-    ax.plot(ends, scores, linewidth=0.8, label="window score")
+    stations = np.full(len(ends), "", dtype=object) if station_ids is None else station_ids
+    names = list(dict.fromkeys(stations.tolist()))
+    for name in names:
+        mine = np.flatnonzero(stations == name)
+        mine = mine[np.argsort(ends[mine], kind="stable")]
+        x, y = _broken_at_gaps(ends[mine], scores[mine])
+        if len(names) == 1:
+            label: str | None = "window score"
+        elif len(names) <= 8:
+            label = f"score {name}"
+        else:  # a legend of dozens of stations says nothing
+            label = "window score (one line per station)" if name == names[0] else None
+        ax.plot(x, y, linewidth=0.8, label=label)
     hits = labels == 1
     ax.scatter(ends[hits], scores[hits], color="red", s=12, label="labelled anomalous", zorder=3)
     ax.axhline(threshold, color="k", linestyle="--", label="threshold")
-    ax.set(xlabel="window end (UTC)", ylabel="score", title="Autoencoder score over time (test)")
-    ax.legend()
+    title = "Autoencoder score over time (test)"
+    if len(names) > 1:
+        title += f", {len(names)} stations"
+    ax.set(xlabel="window end (UTC)", ylabel="score", title=title)
+    ax.legend(fontsize=7)
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _broken_at_gaps(
+    ends: npt.NDArray[np.datetime64], scores: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.datetime64], npt.NDArray[np.float64]]:
+    """``ends``/``scores`` with a NaN point inserted wherever the step exceeds 3 × the usual one."""
+    if len(ends) < 3:
+        return ends, scores
+    steps = np.diff(ends).astype("timedelta64[s]").astype(np.float64)
+    usual = float(np.median(steps))
+    cuts = np.flatnonzero(steps > 3 * max(usual, 1.0)) + 1
+    if not len(cuts):
+        return ends, scores
+    gap_ends = ends[cuts - 1] + (ends[cuts] - ends[cuts - 1]) // 2
+    x = np.insert(ends, cuts, gap_ends)
+    y = np.insert(scores.astype(np.float64), cuts, np.nan)
+    return x, y
 
 
 def worst_reconstructions(
@@ -201,7 +237,14 @@ def write_plots(result: RunResult, out: Path) -> list[Path]:
             out / "roc_pr.png",
         ),
         confusion(ae.test["confusion_matrix"], "Autoencoder (test)", out / "confusion_matrix.png"),
-        error_over_time(test.ends, ae.scores["test"], test.labels, threshold, out / "error_over_time.png"),
+        error_over_time(
+            test.ends,
+            ae.scores["test"],
+            test.labels,
+            threshold,
+            out / "error_over_time.png",
+            station_ids=test.station_ids,
+        ),
         worst_reconstructions(
             test.x,
             result.reconstructions["test"],
