@@ -80,7 +80,10 @@ def test_detect_stops_within_seconds_naming_missing_topics_or_creates_them_when_
     kafka_bootstrap: str, names: dict[str, str], tmp_path: Path
 ) -> None:
     bundle = build_linear_bundle(tmp_path / "bundle")
+    member = unique_name("ops-detector")  # its own group and transactional id: nothing to fence or wait out
     env = _env(kafka_bootstrap, names) | {
+        "CENTINELA_GROUP_ID": member,
+        "CENTINELA_INSTANCE_ID": member,
         "CENTINELA_BUNDLE_PATH": str(bundle),
         "CENTINELA_METRICS_ENABLED": "false",
         "CENTINELA_IDLE_TIMEOUT_S": "1000000",
@@ -113,7 +116,13 @@ def test_detect_stops_within_seconds_naming_missing_topics_or_creates_them_when_
                 break
             time.sleep(1)
         assert _centinela(env, "topics", "check").returncode == 0
-        wait_for(lambda: _status(port, "/readyz") == 200, 120, "the detector to be ready")
+        try:
+            wait_for(lambda: _status(port, "/readyz") == 200, 120, "the detector to be ready")
+        except AssertionError:
+            answer = _body(port, "/readyz")
+            process.terminate()
+            log = process.communicate(timeout=60)[1][-3000:]
+            raise AssertionError(f"not ready: {answer}; log: {log}") from None
         assert _status(port, "/healthz") == 200
         assert process.poll() is None  # running, not stopped
     finally:
@@ -133,6 +142,19 @@ def _status(port: int, path: str) -> int:
         return error.code
     except OSError:
         return 0  # not listening yet
+
+
+def _body(port: int, path: str) -> str:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.read().decode()
+    except OSError as error:
+        return f"no answer ({error})"
 
 
 def test_alerts_shows_committed_alerts_only_filtered(kafka_bootstrap: str, names: dict[str, str]) -> None:
