@@ -21,6 +21,7 @@ oracle runs too, and the report says whether live and offline segment alerts are
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -147,16 +148,20 @@ def run(
     first_ae: Path | None = None
     if offline_line:
         broker_text = "offline: no Kafka (--offline-line)"
-        for seed in chosen.seeds:
+        for index, seed in enumerate(chosen.seeds):
+            _progress(f"seed {seed} ({index + 1} of {len(chosen.seeds)}), offline")
             runs.append(_seed(seed, chosen, out, None, None))
+            _progress_eta(started, index + 1, len(chosen.seeds))
     else:
         with local_broker.provide() if bootstrap is None else _GivenBroker(bootstrap) as broker:
             broker_text = broker.describe()
             for index, seed in enumerate(chosen.seeds):
+                _progress(f"seed {seed} ({index + 1} of {len(chosen.seeds)})")
                 train_ae = index < chosen.autoencoder_seeds
                 runs.append(_seed(seed, chosen, out, broker.bootstrap, None if train_ae else first_ae))
                 if index == 0:
                     first_ae = out / f"seed-{seed}" / "bundle"
+                _progress_eta(started, index + 1, len(chosen.seeds))
     report = build_report(runs, chosen, quick=quick, offline_line=offline_line)
     report["broker"] = broker_text
     report["seconds"] = {
@@ -327,14 +332,27 @@ def compare_segment_alerts(live_alerts: list[dict[str, Any]], oracle: list[dict[
 
 
 def _stopwatch(seconds: dict[str, float]) -> Callable[[str], None]:
+    """``tick(name)``: the time since the last tick goes to ``seconds[name]``, and to stderr."""
     last = [time.perf_counter()]
 
     def tick(name: str) -> None:
         now = time.perf_counter()
         seconds[name] = seconds.get(name, 0.0) + now - last[0]
+        _progress(f"  {name} done in {now - last[0]:.0f} s")
         last[0] = now
 
     return tick
+
+
+def _progress(line: str) -> None:
+    """Progress of a run that takes minutes (stderr: the report and summary stay on stdout)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _progress_eta(started: float, done: int, total: int) -> None:
+    elapsed = time.perf_counter() - started
+    left = elapsed / done * (total - done)
+    _progress(f"  {done} of {total} seeds in {elapsed / 60:.1f} min; about {left / 60:.0f} min left")
 
 
 # -- truth ---------------------------------------------------------------------------------------
