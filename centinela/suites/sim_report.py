@@ -581,8 +581,47 @@ def render_markdown(report: Mapping[str, Any], plots: list[str], lang: str = "en
     return "\n".join(out) + "\n"
 
 
-def write_plots(report: Mapping[str, Any], out: Path) -> list[Path]:
-    """detection_by_band, detection_by_volume, time_to_alarm, location_estimates, volume_estimates."""
+# Axis labels and legends of the plots, per report language.
+_PLOT_TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "band_x": "theft size band, % of flow",
+        "detected_y": "detected, %",
+        "volume_x": "true extracted volume, m³",
+        "size_x": "theft size, % of flow",
+        "minutes_y": "minutes to alarm (missed at 0)",
+        "location_x": "true location, % of segment from upstream",
+        "location_y": "estimated location, % of segment",
+        "true_volume_x": "true volume, m³",
+        "volume_y": "estimated volume, m³ (last alert)",
+        "caught": "caught",
+        "missed": "missed",
+        "service": "service",
+        "autoencoder": "autoencoder",
+        "reference_flow_balance": "reference flow balance",
+    },
+    "es": {
+        "band_x": "banda de tamaño de la toma, % del caudal",
+        "detected_y": "detectadas, %",
+        "volume_x": "volumen extraído real, m³",
+        "size_x": "tamaño de la toma, % del caudal",
+        "minutes_y": "minutos hasta la alarma (no detectadas en 0)",
+        "location_x": "ubicación real, % del tramo desde aguas arriba",
+        "location_y": "ubicación estimada, % del tramo",
+        "true_volume_x": "volumen real, m³",
+        "volume_y": "volumen estimado, m³ (última alerta)",
+        "caught": "detectada",
+        "missed": "no detectada",
+        "service": "servicio",
+        "autoencoder": "autocodificador",
+        "reference_flow_balance": "balance de caudal de referencia",
+    },
+}
+
+
+def write_plots(report: Mapping[str, Any], out: Path, lang: str = "en") -> list[Path]:
+    """detection_by_band, detection_by_volume, time_to_alarm, location_estimates, volume_estimates,
+    labelled in ``lang``."""
+    labels = _PLOT_TEXT.get(lang, _PLOT_TEXT["en"])
     import matplotlib
 
     matplotlib.use("Agg")
@@ -613,13 +652,13 @@ def write_plots(report: Mapping[str, Any], out: Path) -> list[Path]:
             [100 * (rates.get(band) or 0.0) for band in bands],
             width,
             color=colour,
-            label=row,
+            label=labels.get(row, row),
         )
     axis.set_xticks(range(len(bands)), bands)
     axis.axhline(85, color="grey", linestyle="--", linewidth=1)
     axis.set_ylim(0, 105)
-    axis.set_xlabel("theft size band, % of flow")
-    axis.set_ylabel("detected, %")
+    axis.set_xlabel(labels["band_x"])
+    axis.set_ylabel(labels["detected_y"])
     axis.legend(fontsize=8)
     save(figure, "detection_by_band.png")
 
@@ -630,12 +669,12 @@ def write_plots(report: Mapping[str, Any], out: Path) -> list[Path]:
     )
     axis.axhline(90, color="grey", linestyle="--", linewidth=1)
     axis.set_ylim(0, 105)
-    axis.set_xlabel("true extracted volume, m³")
-    axis.set_ylabel("detected, %")
+    axis.set_xlabel(labels["volume_x"])
+    axis.set_ylabel(labels["detected_y"])
     save(figure, "detection_by_volume.png")
 
     figure, axis = plt.subplots(figsize=(6.5, 4))
-    for caught, colour, name in ((True, "tab:green", "caught"), (False, "tab:red", "missed")):
+    for caught, colour, name in ((True, "tab:green", labels["caught"]), (False, "tab:red", labels["missed"])):
         chosen = [e for e in thefts if bool(e["caught"]) is caught]
         axis.scatter(
             [100 * e["magnitude"] for e in chosen],
@@ -646,8 +685,8 @@ def write_plots(report: Mapping[str, Any], out: Path) -> list[Path]:
         )
     axis.set_xscale("log")
     axis.axhline(15, color="grey", linestyle="--", linewidth=1)
-    axis.set_xlabel("theft size, % of flow")
-    axis.set_ylabel("minutes to alarm (missed at 0)")
+    axis.set_xlabel(labels["size_x"])
+    axis.set_ylabel(labels["minutes_y"])
     axis.legend()
     save(figure, "time_to_alarm.png")
 
@@ -670,8 +709,8 @@ def write_plots(report: Mapping[str, Any], out: Path) -> list[Path]:
             alpha=0.7,
         )
         axis.plot([0, 100], [0, 100], color="grey", linewidth=1)
-        axis.set_xlabel("true location, % of segment from upstream")
-        axis.set_ylabel("estimated location, % of segment")
+        axis.set_xlabel(labels["location_x"])
+        axis.set_ylabel(labels["location_y"])
         save(figure, "location_estimates.png")
 
     estimated = [e for e in thefts if e.get("estimate") and e["estimate"].get("volume_m3") is not None]
@@ -684,14 +723,14 @@ def write_plots(report: Mapping[str, Any], out: Path) -> list[Path]:
         axis.plot([0, top], [0, top], color="grey", linewidth=1)
         axis.set_xscale("symlog")
         axis.set_yscale("symlog")
-        axis.set_xlabel("true volume, m³")
-        axis.set_ylabel("estimated volume, m³ (last alert)")
+        axis.set_xlabel(labels["true_volume_x"])
+        axis.set_ylabel(labels["volume_y"])
         save(figure, "volume_estimates.png")
     return paths
 
 
 def write_outputs(report: dict[str, Any], out: Path, lang: str = "en") -> None:
-    plots = write_plots(report, out / "plots")
+    plots = write_plots(report, out / "plots", lang)
     names = [str(p.relative_to(out)) for p in plots]
     report["plots"] = names
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -62,3 +62,13 @@ def test_the_spanish_report_has_the_same_tables() -> None:
     assert "# Centinela con datos simulados" in spanish
     assert "tomas ≥ 2 % del flujo detectadas" in spanish
     assert spanish.count("|") == english.count("|")
+
+
+def test_the_plots_speak_the_report_s_language() -> None:
+    from centinela.suites.sim_report import _PLOT_TEXT
+
+    assert set(_PLOT_TEXT["es"]) == set(_PLOT_TEXT["en"])  # nothing left in English by omission
+    assert all(
+        _PLOT_TEXT["es"][key] != _PLOT_TEXT["en"][key] for key in _PLOT_TEXT["en"] if key != "autoencoder"
+    )
+    assert _PLOT_TEXT["es"]["detected_y"] == "detectadas, %"
