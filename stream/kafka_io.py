@@ -438,12 +438,19 @@ class KafkaBroker:
         lag: dict[int, int] = {}
         try:
             positions = self._consumer.position(partitions)
+            # No position: nothing consumed since the assignment. Behind means behind the group's
+            # committed offset then (a partition the previous owner finished is 0 behind, not its size).
+            unread = [tp for tp in positions if tp.offset < 0]
+            committed = {
+                tp.partition: tp.offset
+                for tp in (self._consumer.committed(unread, timeout=1.0) if unread else [])
+            }
             for tp in positions:
                 low, high = self._consumer.get_watermark_offsets(tp, cached=True)
                 if high < 0:
                     continue  # nothing fetched yet: unknown, not zero
-                # No position yet: nothing of the partition read (an empty one is 0 behind).
-                lag[tp.partition] = max(0, high - (tp.offset if tp.offset >= 0 else max(low, 0)))
+                start = tp.offset if tp.offset >= 0 else committed.get(tp.partition, -1)
+                lag[tp.partition] = max(0, high - (start if start >= 0 else max(low, 0)))
         except KafkaException as error:
             log.debug("lag unavailable: %s", _kafka_error(error))
         return lag

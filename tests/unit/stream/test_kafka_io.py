@@ -72,3 +72,39 @@ def test_a_guarded_call_s_own_error_reaches_the_caller() -> None:
 
     with pytest.raises(ValueError, match="from librdkafka"):
         _GuardedCalls().run(fail, 2.0, "commit_transaction")
+
+
+def test_a_partition_with_nothing_consumed_since_its_assignment_lags_behind_its_committed_offset() -> None:
+    """A partition kept over a rebalance (or taken over finished) has no position until new data:
+    its lag is high watermark minus the group's committed offset, not the partition's size."""
+    from confluent_kafka import TopicPartition
+
+    class Consumer:
+        def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+            return [
+                TopicPartition(tp.topic, tp.partition, -1001 if tp.partition == 0 else 40)
+                for tp in partitions
+            ]
+
+        def get_watermark_offsets(self, tp: TopicPartition, cached: bool) -> tuple[int, int]:
+            return (0, 5000) if tp.partition == 0 else (0, 52)
+
+        def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+            assert [tp.partition for tp in partitions] == [0]  # asked only for the unread one
+            return [TopicPartition(tp.topic, tp.partition, 4990) for tp in partitions]
+
+        def close(self) -> None:
+            return None
+
+    broker = KafkaBroker(settings(kafka={"bootstrap_servers": "127.0.0.1:1"}, exactly_once=False))
+    real = broker._consumer
+    try:
+        broker._consumer = Consumer()
+        broker._assignment = [(broker._topic, 0), (broker._topic, 1)]
+        assert broker.lag() == {
+            0: 10,
+            1: 12,
+        }  # was {0: 5000, ...}: the whole partition, for as long as it stayed idle
+    finally:
+        broker._consumer = real
+        broker.close()
