@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from detector.errors import BrokerError
 from detector.records import line_of_state_key
+from stream.dead_letters import fit_dead_letter, usable_limit
 from stream.ports import (
     Assigned,
     AssignmentListener,
@@ -96,6 +97,8 @@ class KafkaBroker:
         self._horizon_ms = 0
         self._assignment: list[Partition] = []
         self._line_topic = ""
+        self._dlq_topic = settings.topics.dlq
+        self._dlq_limit = 1_000_000  # read at start (see _read_dead_letter_limit)
         self._in_transaction = False
         self._call_timeout_s = settings.transaction_timeout_s
         self._outage_limit_s = settings.broker_outage_limit_s
@@ -192,6 +195,7 @@ class KafkaBroker:
         self._line_topic = line_topic
         if line_topic:
             self._ensure_line_topic(line_topic)
+        self._dlq_limit = self._read_dead_letter_limit()
         if self._exactly_once:
             self._init_transactions()
         topics = [self._topic, line_topic] if line_topic else [self._topic]
@@ -226,6 +230,40 @@ class KafkaBroker:
             log.info("created the line topic %s (%d partitions)", topic, partitions)
         except KafkaException as error:
             raise BrokerError(f"cannot create the line topic {topic}: {_kafka_error(error)}") from error
+
+    def _read_dead_letter_limit(self) -> int:
+        """The largest dead letter that can be produced: the smaller of the producer's
+        ``message.max.bytes`` and the dead-letter topic's ``max.message.bytes`` (the broker's
+        ``message.max.bytes`` when the topic does not exist yet). A limit that cannot be read (no
+        DescribeConfigs permission) leaves the producer's, with a warning."""
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+
+        producer_limit = int(self._producer_config.get("message.max.bytes", 1_000_000))
+        topic_limit: int | None = None
+        try:
+            admin = AdminClient(dict(kafka_client_config(self._settings.kafka)))
+            metadata = self._consumer.list_topics(timeout=_TIMEOUT_S)
+            if self._dlq_topic in metadata.topics and not metadata.topics[self._dlq_topic].error:
+                resource, name = ConfigResource("topic", self._dlq_topic), "max.message.bytes"
+            else:  # auto-created on the first dead letter: the broker's default applies
+                broker_id = str(min(metadata.brokers)) if metadata.brokers else "0"
+                resource, name = ConfigResource("broker", broker_id), "message.max.bytes"
+            for future in admin.describe_configs([resource], request_timeout=_TIMEOUT_S).values():
+                entry = future.result(timeout=_TIMEOUT_S).get(name)
+                if entry is not None and entry.value is not None:
+                    topic_limit = int(entry.value)
+        except (KafkaException, ValueError) as error:
+            log.warning(
+                "cannot read the size limit of %s (%s): dead letters are kept under the producer's "
+                "message.max.bytes=%d",
+                self._dlq_topic,
+                _kafka_error(error) or error,
+                producer_limit,
+            )
+        limit = usable_limit(producer_limit, topic_limit)
+        log.info("dead letters are kept under %d bytes (larger ones are stored truncated)", limit)
+        return limit
 
     def _init_transactions(self) -> None:
         """Register the transactional id, fencing any earlier producer that used it (its open
@@ -453,6 +491,8 @@ class KafkaBroker:
         from confluent_kafka import KafkaException
 
         where = -1 if partition is None else partition  # -1: the partitioner decides
+        if topic == self._dlq_topic:  # an oversized dead letter would stop the service: truncate it
+            key, value, headers = fit_dead_letter(key, value, headers, self._dlq_limit)
         for _ in range(1000):
             try:
                 self._producer.produce(
