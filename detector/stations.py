@@ -9,6 +9,9 @@ publishes what comes back; the rules live here so they are unit-tested without a
   a station the bundle does not know is refused (``unknown_station``) when ``check_known``.
 - **windows**: each station has a ``StationBuffer``; the windows its own watermark closes come back
   from ``admit``. Late and duplicate readings are counted (``take_outcomes``), not refused.
+- **gaps**: a gap is cut into at most ``max_gap_windows`` windows (all unscorable); the rest of a
+  longer one (a station's first reading a year old, a jump ahead in event time) is skipped and
+  counted (``take_gap_skips``), so no input can open more windows than that per reading.
 - **idle**: ``close_idle(now_s)`` advances the watermark of every station silent for more than
   ``idle_timeout_s`` of wall time by that silence, so its windows close (as gaps) instead of
   waiting for a reading that may never come.
@@ -90,8 +93,12 @@ class StationTable:
         max_future_s: float = 86400.0,
         idle_timeout_s: float = 300.0,
         topology: Topology | None = None,
+        max_gap_windows: int | None = None,
     ) -> None:
+        """``max_gap_windows``: see ``StationBuffer``; the windows a gap skips beyond it come back
+        from ``take_gap_skips``."""
         self.spec = spec
+        self._max_gap_windows = max_gap_windows
         self.n_sensors = n_sensors
         self._known = frozenset(known)
         self._check_known = check_known and bool(self._known)
@@ -176,7 +183,8 @@ class StationTable:
         return buffer.take_ready() if buffer.ready else _NO_WINDOWS
 
     def _new(self, station_id: str, partition: int, arrival_s: float) -> Station:
-        station = Station(StationBuffer(self.spec, self.n_sensors), station_id, partition, arrival_s)
+        buffer = StationBuffer(self.spec, self.n_sensors, self._max_gap_windows)
+        station = Station(buffer, station_id, partition, arrival_s)
         self._stations[station_id] = station
         return station
 
@@ -223,6 +231,16 @@ class StationTable:
             watermark = newest + timedelta(seconds=silent_for) - lateness
             closed.extend((station_id, window) for window in station.buffer.close_until(watermark))
         return closed
+
+    def take_gap_skips(self) -> list[tuple[str, int, int]]:
+        """``(station, windows skipped, gaps that began skipping)`` of every station whose gaps
+        outgrew ``max_gap_windows`` since the last call (off the hot path: call it with ``close_idle``)."""
+        skips = []
+        for station_id, station in self._stations.items():
+            windows, gaps = station.buffer.take_skipped()
+            if windows:
+                skips.append((station_id, windows, gaps))
+        return skips
 
     # -- ownership ------------------------------------------------------------------------------
     def drop_partitions(self, partitions: Collection[int]) -> list[str]:

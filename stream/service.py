@@ -22,6 +22,7 @@ incident state but publish nothing: the previous owner already did.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -147,6 +148,9 @@ class DetectorService:
             max_future_s=settings.max_future_s,
             idle_timeout_s=settings.idle_timeout_s,
             topology=None if self.lines is None else self.lines.topology,
+            max_gap_windows=max(
+                1, math.ceil(settings.max_gap_windows_s / bundle.window_spec.step.total_seconds())
+            ),
         )
 
     @property
@@ -260,6 +264,7 @@ class DetectorService:
             batch.windows += [
                 Pending(sid, window, -1, False, silent=True) for sid, window in self.stations.close_idle(now)
             ]
+            self._count_gap_skips()
         taps = [] if self.lines is None else self._balance(now, batch)
         if batch.windows:
             self._decide(batch)
@@ -335,6 +340,18 @@ class DetectorService:
             pending += [
                 Pending(reading.station_id, window, message.timestamp()[1], True) for window in closed
             ]
+
+    def _count_gap_skips(self) -> None:
+        step = self.bundle.window_spec.step
+        for station_id, windows, gaps in self.stations.take_gap_skips():
+            self.metrics.gap_windows_skipped.inc(windows)
+            if gaps:
+                log.warning(
+                    "station %s: a gap longer than max_gap_windows_s=%g; %s of its windows skipped",
+                    station_id,
+                    self.settings.max_gap_windows_s,
+                    step * windows,
+                )
 
     def _decide(self, batch: Outbox) -> None:
         windows = scorable(batch.windows)

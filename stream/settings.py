@@ -164,6 +164,11 @@ class Settings(BaseSettings):
     # A reading stamped further ahead of the wall clock is dead-lettered: one bad clock would otherwise
     # push a station's watermark into the future (its later readings all late, the gap all data_gap).
     max_future_s: float = Field(default=86400.0, gt=0)
+    # At most this much event time of a gap (after a station's newest reading) is cut into windows,
+    # all unscorable (one data_gap alert); the rest of a longer gap is skipped, counted in
+    # centinela_gap_windows_skipped_total and logged once per gap. A year-old first reading followed
+    # by a current one used to open 105,000 windows.
+    max_gap_windows_s: float = Field(default=21600.0, gt=0)
     max_batch: int = Field(default=5000, ge=1, le=1_000_000)
     poll_timeout_s: float = Field(default=0.05, gt=0, le=10)
     exactly_once: bool = True

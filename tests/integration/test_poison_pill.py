@@ -4,6 +4,7 @@ as it is, readings far apart in event time, and restarts after refused messages.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,27 @@ def test_a_reading_above_the_dead_letter_limit_is_stored_truncated_and_the_rest_
     alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
     assert alert_ids(alerts) == alert_ids(offline_alerts(bundle, series))
     assert running.service.stations.get("EST-01") is not None
+
+
+def test_a_year_old_first_reading_then_current_ones_raise_a_handful_of_alerts(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
+) -> None:
+    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0, stations=("EST-01",))
+    bundle = load_bundle(bundle_path, threads=1)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    old = normal_series("EST-01", 1, seed=22, start=now - timedelta(days=365))
+    current = normal_series("EST-01", 120, seed=23, start=now - timedelta(minutes=125))
+    topics = Topics(fresh_topic, partitions=1)
+    produce(
+        kafka_bootstrap, topics.readings, [*old.messages(bundle.sensors), *current.messages(bundle.sensors)]
+    )
+    running = in_process(detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path))
+    wait_for(
+        lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "every reading committed"
+    )
+
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
+    # Today's code: 35,034 (a data_gap update every 15 min of the year). Now: the gap opens and closes.
+    assert [(a["kind"], a["status"]) for a in alerts] == [("data_gap", "open"), ("data_gap", "close")]
+    skipped = running.service.metrics.gap_windows_skipped._value.get()
+    assert skipped > 100_000  # a year of 5-minute windows, counted, never cut
