@@ -136,28 +136,16 @@ class StationTable:
         self, reading: Reading, key: bytes | None, partition: int, arrival_s: float
     ) -> list[ClosedWindow] | Refusal:
         """Place one reading; the windows it closed (usually none), or why it was refused."""
-        ts = reading.ts
-        if ts.timestamp() > arrival_s + self._max_future_s:
-            return Refusal(FUTURE_TIMESTAMP, f"ts {format_ts(ts)} is ahead of the clock")
-        station_id = reading.station_id
-        station = self._stations.get(station_id)
-        if station is None:
-            if key is not None and key != station_id.encode():
-                return Refusal(KEY_MISMATCH, f"key {key[:40]!r} is not the station id")
-            if self._check_known and station_id not in self._known:
-                return Refusal(UNKNOWN_STATION, station_id)
-            station = self._new(station_id, partition, arrival_s)
-        else:
-            if key is not None and key != station.key:
-                return Refusal(KEY_MISMATCH, f"key {key[:40]!r} is not the station id")
-            station.last_arrival = arrival_s
-        buffer = station.buffer
-        values = reading.values
+        station = self._admission(reading, key, partition, arrival_s, arrival_s)
+        if station.__class__ is Refusal:
+            return station  # type: ignore[return-value]
+        buffer = station.buffer  # type: ignore[union-attr]
+        ts, values = reading.ts, reading.values
         outcome = buffer.add(ts, list(values.values()))
         if outcome is _ACCEPTED:
             self._accepted += 1
             if self._line_of:
-                self._keep_line_reading(station_id, ts, values)
+                self._keep_line_reading(reading.station_id, ts, values)
         elif outcome is _LATE:
             self._late += 1
         else:
@@ -166,21 +154,45 @@ class StationTable:
             return buffer.take_ready()
         return _NO_WINDOWS
 
-    def rebuild(self, reading: Reading, partition: int, arrival_s: float) -> list[ClosedWindow]:
+    def rebuild(
+        self, reading: Reading, key: bytes | None, partition: int, arrival_s: float, produced_s: float
+    ) -> list[ClosedWindow] | Refusal:
         """A reading processed before (re-read after an assignment): rebuild its station's buffer.
 
-        Not counted, never refused, and not kept for the line: its line state travels in the state
-        record. A reading that was refused as from the future the first time is ignored again.
+        Admitted by exactly the rules of ``admit`` (a reading dead-lettered live must not be
+        re-ingested by a restart: an unknown station, a forged key, a future stamp); not counted and
+        not kept for the line: its line state travels in the state record. The live arrival is not
+        recorded: a stamp is judged against ``produced_s``, the message's produce time (no later
+        than that arrival, so nothing refused live as from the future passes), or ``arrival_s``
+        (now) when that is earlier (a forged produce time).
         """
-        if reading.ts.timestamp() > arrival_s + self._max_future_s:
-            return _NO_WINDOWS
-        station = self._stations.get(reading.station_id)
-        if station is None:
-            station = self._new(reading.station_id, partition, arrival_s)
-        station.last_arrival = arrival_s
-        buffer = station.buffer
+        station = self._admission(reading, key, partition, arrival_s, min(arrival_s, produced_s))
+        if station.__class__ is Refusal:
+            return station  # type: ignore[return-value]
+        buffer = station.buffer  # type: ignore[union-attr]
         buffer.add(reading.ts, list(reading.values.values()))
         return buffer.take_ready() if buffer.ready else _NO_WINDOWS
+
+    def _admission(
+        self, reading: Reading, key: bytes | None, partition: int, arrival_s: float, judged_at_s: float
+    ) -> Station | Refusal:
+        """The one admission rule of live and rebuilt readings: their station (made on first sight),
+        or why the reading is refused; a stamp more than ``max_future_s`` after ``judged_at_s`` is."""
+        ts = reading.ts
+        if ts.timestamp() > judged_at_s + self._max_future_s:
+            return Refusal(FUTURE_TIMESTAMP, f"ts {format_ts(ts)} is ahead of the clock")
+        station_id = reading.station_id
+        station = self._stations.get(station_id)
+        if station is None:
+            if key is not None and key != station_id.encode():
+                return Refusal(KEY_MISMATCH, f"key {key[:40]!r} is not the station id")
+            if self._check_known and station_id not in self._known:
+                return Refusal(UNKNOWN_STATION, station_id)
+            return self._new(station_id, partition, arrival_s)
+        if key is not None and key != station.key:
+            return Refusal(KEY_MISMATCH, f"key {key[:40]!r} is not the station id")
+        station.last_arrival = arrival_s
+        return station
 
     def _new(self, station_id: str, partition: int, arrival_s: float) -> Station:
         buffer = StationBuffer(self.spec, self.n_sensors, self._max_gap_windows)

@@ -335,10 +335,15 @@ class DetectorService:
         reading = None if raw is None else self._parser.parse(raw)
         if reading is None or isinstance(reading, ParseFailure):
             return
-        closed = self.stations.rebuild(reading, partition, now)
+        produced_ms = message.timestamp()[1]
+        produced_s = produced_ms / 1000 if produced_ms > 0 else now
+        closed = self.stations.rebuild(reading, message.key(), partition, now, produced_s)
+        if closed.__class__ is Refusal:
+            return
         if closed and not self.settings.topics.state:  # else the restored state already has their decisions
             pending += [
-                Pending(reading.station_id, window, message.timestamp()[1], True) for window in closed
+                Pending(reading.station_id, window, message.timestamp()[1], True)
+                for window in closed  # type: ignore[union-attr]
             ]
 
     def _count_gap_skips(self) -> None:

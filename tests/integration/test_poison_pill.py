@@ -4,15 +4,18 @@ as it is, readings far apart in event time, and restarts after refused messages.
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 
 from detector.bundle import load_bundle
 from detector.testing import build_linear_bundle
+from stream.runner import Running, run_detector
 from stream.testing import alert_ids, interleave, normal_series, offline_alerts
 from tests.integration.detector_process import detector_settings
 from tests.integration.detector_topics import Topics, committed_all, produce, read_topic
@@ -87,3 +90,87 @@ def test_a_year_old_first_reading_then_current_ones_raise_a_handful_of_alerts(
     assert [(a["kind"], a["status"]) for a in alerts] == [("data_gap", "open"), ("data_gap", "close")]
     skipped = running.service.metrics.gap_windows_skipped._value.get()
     assert skipped > 100_000  # a year of 5-minute windows, counted, never cut
+
+
+def run_until_committed(settings: Any, bootstrap: str, group: str, topic: str) -> dict[str, float]:
+    """Run a detector until ``topic`` is committed to its end, stop it (as SIGTERM would); the
+    counts it saw and the stations it held."""
+    stop = threading.Event()
+    started: list[Running] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run_detector(settings, stop=stop, registry=CollectorRegistry(), on_start=started.append)
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=target, name="detector", daemon=True)
+    thread.start()
+    try:
+        wait_for(
+            lambda: committed_all(bootstrap, group, topic) or bool(errors), 60, "every message committed"
+        )
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not errors, errors
+    service = started[0].service
+    registry = service.metrics.registry
+    counts = {
+        outcome: registry.get_sample_value("centinela_readings_total", {"outcome": outcome}) or 0.0
+        for outcome in ("accepted", "late", "duplicate")
+    }
+    counts["rebuilt"] = registry.get_sample_value("centinela_rebuilt_readings_total") or 0.0
+    counts["stations"] = float(len(service.stations))
+    counts["unknown_held"] = float(service.stations.get("EST-77") is not None)
+    return counts
+
+
+def test_a_restart_re_ingests_nothing_that_was_refused(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path
+) -> None:
+    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0, stations=("EST-01",))
+    bundle = load_bundle(bundle_path, threads=1)
+    series = normal_series("EST-01", 400, seed=24, anomalies=[(150, 200, 0, 6.0), (320, 360, 1, 8.0)])
+    good = series.messages(bundle.sensors)
+    unknown = normal_series("EST-77", 10, seed=25, start=series.ts[80]).messages(bundle.sensors)
+    # Readings of EST-01 under another key, stamped where the real ones of minutes 210-219 will be:
+    # re-ingested, they would make those late or duplicates.
+    forged = [(b"EST-02", value) for _key, value in good[210:220]]
+    future = normal_series("EST-01", 1, seed=26, start=datetime.now(UTC) + timedelta(days=2))
+    topics = Topics(fresh_topic, partitions=1)
+    # The same instance id each time: a restarted static member takes its partition back at once.
+    settings = detector_settings(
+        kafka_bootstrap,
+        topics,
+        fresh_group,
+        bundle_path,
+        accept_unknown_stations=False,
+        instance_id="poison-1",
+    )
+
+    def run() -> dict[str, float]:
+        return run_until_committed(settings, kafka_bootstrap, fresh_group, topics.readings)
+
+    produce(kafka_bootstrap, topics.readings, [*good[:100], *unknown])
+    first = run()
+    assert first["unknown_held"] == 0 and first["accepted"] == 100
+    produce(kafka_bootstrap, topics.readings, [*good[100:200], *forged])
+    after_unknown = run()  # rebuilds from the unknown station's readings
+    assert after_unknown["rebuilt"] >= 100
+    assert after_unknown["unknown_held"] == 0 and after_unknown["stations"] == 1
+    produce(kafka_bootstrap, topics.readings, [*good[200:300], *future.messages(bundle.sensors)])
+    after_forged = run()  # rebuilds from the forged readings
+    assert (after_forged["accepted"], after_forged["late"], after_forged["duplicate"]) == (100, 0, 0)
+    produce(kafka_bootstrap, topics.readings, good[300:])
+    after_future = run()  # rebuilds from the future one
+    assert (after_future["accepted"], after_future["late"], after_future["duplicate"]) == (100, 0, 0)
+    assert after_future["unknown_held"] == 0
+
+    dead = read_topic(kafka_bootstrap, topics.dlq)
+    reasons = [dict(m.headers())["centinela.reason"].decode() for m in dead]
+    assert reasons == ["unknown_station"] * 10 + ["key_mismatch"] * 10 + ["future_timestamp"]
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
+    assert alert_ids(alerts) == alert_ids(offline_alerts(bundle, [series]))
+    assert len({a["alert_id"] for a in alerts}) == len(alerts)
