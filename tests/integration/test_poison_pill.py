@@ -49,13 +49,16 @@ def test_a_reading_above_the_dead_letter_limit_is_stored_truncated_and_the_rest_
     topics.readings = fresh_topic(1, prefix="readings-big", config={"max.message.bytes": str(BIG)})
     produce(kafka_bootstrap, topics.readings, good[:100])
     produce_large(kafka_bootstrap, topics.readings, [(b"EST-01", poison)])
+    newline = orjson.loads(good[100][1]) | {"station_id": "EST-01\n"}  # passed the pattern before
+    produce(kafka_bootstrap, topics.readings, [(b"EST-01\n", orjson.dumps(newline))])
     produce(kafka_bootstrap, topics.readings, good[100:])
     running = in_process(detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path))
     wait_for(
         lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "every message committed"
     )
 
-    (dead,) = read_topic(kafka_bootstrap, topics.dlq)
+    dead, spoiled_id = read_topic(kafka_bootstrap, topics.dlq)
+    assert dict(spoiled_id.headers())["centinela.reason"] == b"bad_station_id"
     headers = dict(dead.headers())
     assert headers["centinela.reason"] == b"too_large"
     assert headers["centinela.truncated"] == b"true"
