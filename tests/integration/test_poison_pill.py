@@ -4,6 +4,9 @@ as it is, readings far apart in event time, and restarts after refused messages.
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +16,8 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from detector.bundle import load_bundle
+from detector.bundle import MANIFEST, load_bundle, sign_bundle
+from detector.errors import BundleError
 from detector.testing import build_linear_bundle
 from stream.runner import Running, run_detector
 from stream.testing import alert_ids, interleave, normal_series, offline_alerts
@@ -177,3 +181,48 @@ def test_a_restart_re_ingests_nothing_that_was_refused(
     alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
     assert alert_ids(alerts) == alert_ids(offline_alerts(bundle, [series]))
     assert len({a["alert_id"] for a in alerts}) == len(alerts)
+
+
+def test_with_a_key_detect_refuses_an_unsigned_bundle_at_start_and_an_edited_one_at_reload(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
+) -> None:
+    key = "a-deployment-secret-of-32-bytes!"
+    unsigned = build_linear_bundle(tmp_path / "unsigned", threshold=1.0)
+    topics = Topics(fresh_topic, partitions=1)
+    with pytest.raises(BundleError, match="unsigned"):
+        run_detector(
+            detector_settings(kafka_bootstrap, topics, fresh_group, unsigned, bundle_key=key),
+            stop=threading.Event(),
+            registry=CollectorRegistry(),
+        )
+    env = {**os.environ, "CENTINELA_BUNDLE_KEY": key, "CENTINELA_BUNDLE_PATH": str(unsigned)}
+    check = subprocess.run(
+        [sys.executable, "-m", "centinela", "detect", "--check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode != 0 and "unsigned" in check.stderr and key not in check.stdout + check.stderr
+
+    bundle_path = sign_bundle(
+        build_linear_bundle(tmp_path / "signed", threshold=1.0, model_version="v1"), key.encode()
+    )
+    bundle = load_bundle(bundle_path, threads=1)
+    series = [normal_series("EST-01", 300, seed=27, anomalies=[(150, 200, 0, 6.0)])]
+    messages = interleave(series, bundle.sensors)
+    produce(kafka_bootstrap, topics.readings, messages[:150])
+    running = in_process(detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path, bundle_key=key))
+    wait_for(lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "the first half")
+    manifest = orjson.loads((bundle_path / MANIFEST).read_bytes())
+    manifest["threshold"] *= 1000  # the edit; the signature no longer matches
+    (bundle_path / MANIFEST).write_bytes(orjson.dumps(manifest))
+    registry = running.service.metrics.registry
+    wait_for(
+        lambda: registry.get_sample_value("centinela_model_reload_failures_total") == 1, 20, "the refusal"
+    )
+    produce(kafka_bootstrap, topics.readings, messages[150:])
+    wait_for(lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "the second half")
+    assert running.service.bundle.threshold == 1.0
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
+    assert alert_ids(alerts) == alert_ids(offline_alerts(bundle, series))
