@@ -335,6 +335,9 @@ PLAUSIBLE_FACTOR = 10.0
 # (or 1,000 times its mean): limits of 1e12 accept anything, which is what limits are there to stop.
 PLAUSIBLE_SCALES = 1e4
 PLAUSIBLE_MEANS = 1e3
+# Limits within this magnitude are never judged: a sensor nearly constant in training (a pump that
+# stayed off) has a tiny mean and scale, and the default limits must still pass.
+PLAUSIBLE_FLOOR = 1e6
 
 
 def recorded_thresholds(calibration: Mapping[str, Any]) -> list[float]:
@@ -368,9 +371,12 @@ def _check_plausible(root: Path, manifest: Manifest) -> None:
         if limit is None:
             continue
         reach = max(
-            abs(s.mean[index])
-            + max(PLAUSIBLE_SCALES * s.scale[index], PLAUSIBLE_MEANS * max(abs(s.mean[index]), 1.0))
-            for s in scalers
+            PLAUSIBLE_FLOOR,
+            *(
+                abs(s.mean[index])
+                + max(PLAUSIBLE_SCALES * s.scale[index], PLAUSIBLE_MEANS * max(abs(s.mean[index]), 1.0))
+                for s in scalers
+            ),
         )
         for side, value in (("low", limit.low), ("high", limit.high)):
             if abs(value) > reach:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from detector.errors import BundleError
 from detector.testing import build_linear_bundle
 from stream.runner import Running, run_detector
 from stream.testing import alert_ids, interleave, normal_series, offline_alerts
-from tests.integration.detector_process import detector_settings
+from tests.integration.detector_process import detector_settings, start_detector, stop, wait_until_read
 from tests.integration.detector_topics import Topics, committed_all, produce, read_topic
 from tests.integration.kafka_helpers import TopicFactory
+from tests.integration.local_ports import free_port
 from tests.integration.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -226,3 +228,148 @@ def test_with_a_key_detect_refuses_an_unsigned_bundle_at_start_and_an_edited_one
     assert running.service.bundle.threshold == 1.0
     alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
     assert alert_ids(alerts) == alert_ids(offline_alerts(bundle, series))
+
+
+def group_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int] | None:
+    """The group's committed offset per partition, or None while they cannot be read (unstable)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=2)
+        return {tp.partition: tp.offset for tp in committed}
+    except KafkaException:
+        return None
+    finally:
+        consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "ends"})
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        }
+    finally:
+        consumer.close()
+
+
+def test_a_survivor_outlives_a_member_killed_inside_a_transaction(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path
+) -> None:
+    """Two detectors share the group; one is SIGKILLed while the feed runs (so, most likely, inside
+    a transaction: its partitions' committed offsets stay unstable until the broker aborts it). The
+    survivor must take its partitions over and go on; the takeover time is printed."""
+    from confluent_kafka import Producer
+
+    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
+    bundle = load_bundle(bundle_path, threads=1)
+    series = [normal_series(f"EST-0{i}", 3000, seed=30 + i) for i in range(1, 5)]
+    messages = interleave(series, bundle.sensors)
+    topics = Topics(fresh_topic, partitions=2)
+    feeding = threading.Event()
+
+    def feed() -> None:  # ~100 readings/s, as a live line would send them, until told to stop
+        producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5})
+        for index, (key, value) in enumerate(messages):
+            if not feeding.is_set():
+                break
+            producer.produce(topics.readings, value=value, key=key)
+            if index % 4 == 3:
+                producer.poll(0)
+                time.sleep(0.04)
+        producer.flush(30)
+
+    # Production settings where it matters: a 30 s transaction timeout; a 6 s session (the broker's
+    # minimum) so the survivor is handed the partitions while the dead member's transaction is open.
+    options = {
+        "transaction_timeout_s": "30",
+        "kafka__extra": '{"session.timeout.ms": "6000"}',
+        "max_batch": "20",
+    }
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    port_a = free_port()
+    victim = start_detector(
+        kafka_bootstrap, topics, fresh_group, bundle_path, log_a, metrics_port=str(port_a), **options
+    )
+    survivor = start_detector(kafka_bootstrap, topics, fresh_group, bundle_path, log_b, **options)
+    feeding.set()
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        wait_until_read(victim, port_a, 300, timeout_s=90)
+        victim.kill()  # SIGKILL: no chance to finish its transaction
+        killed_at = time.monotonic()
+        victim.wait(10)
+        due = end_offsets(kafka_bootstrap, topics.readings)
+
+        def taken_over() -> bool:
+            assert survivor.poll() is None, (
+                f"the survivor exited ({survivor.returncode}): {log_b.read_text()[-2000:]}"
+            )
+            offsets = group_offsets(kafka_bootstrap, fresh_group, topics.readings)
+            return offsets is not None and all(offsets.get(p, -1) >= end for p, end in due.items())
+
+        wait_for(taken_over, 150, "the survivor to commit what was read before the kill")
+        takeover_s = time.monotonic() - killed_at
+        print(f"\nfailover: takeover {takeover_s:.1f} s after the SIGKILL (transaction_timeout_s=30)")
+        feeding.clear()
+        feeder.join(30)
+        wait_for(lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "the rest")
+        assert survivor.poll() is None
+    finally:
+        feeding.clear()
+        victim.kill()
+        stop(survivor)
+    assert survivor.returncode == 0
+    log_text = log_b.read_text()
+    assert "Failed to get committed offsets" not in log_text or "retrying" in log_text
+
+
+def test_a_new_owner_waits_out_a_dead_members_open_transaction_instead_of_exiting(
+    kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
+) -> None:
+    """The deterministic form of a member SIGKILLed inside a transaction: a transactional producer
+    adds an offset commit of the group to its transaction and never ends it. The partition's
+    committed offset stays unstable until the broker aborts that transaction (45 s here, beyond the
+    30 s the new owner's ``committed`` call used to wait before the detector exited 2)."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0, stations=("EST-01",))
+    bundle = load_bundle(bundle_path, threads=1)
+    series = [normal_series("EST-01", 200, seed=31, anomalies=[(100, 150, 0, 6.0)])]
+    topics = Topics(fresh_topic, partitions=1)
+    produce(kafka_bootstrap, topics.readings, interleave(series, bundle.sensors))
+    dead = Producer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "transactional.id": f"{fresh_group}.dead",
+            "transaction.timeout.ms": 45000,
+        }
+    )
+    dead.init_transactions(30)
+    dead.begin_transaction()
+    member = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": fresh_group})
+    dead.send_offsets_to_transaction(
+        [TopicPartition(topics.readings, 0, 50, "0")], member.consumer_group_metadata(), 30
+    )
+    member.close()
+    started = time.monotonic()
+    running = in_process(detector_settings(kafka_bootstrap, topics, fresh_group, bundle_path))
+    registry = running.service.metrics.registry
+    wait_for(
+        lambda: (registry.get_sample_value("centinela_readings_total", {"outcome": "accepted"}) or 0) > 0,
+        120,
+        "the new owner to read past the dead member's transaction",
+    )
+    takeover_s = time.monotonic() - started
+    print(f"\ntakeover past an open transaction (45 s timeout): {takeover_s:.1f} s")
+    assert takeover_s > 30  # it did wait on the unstable offset, past the old single call's timeout
+    wait_for(lambda: committed_all(kafka_bootstrap, fresh_group, topics.readings), 60, "every reading")
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_bootstrap, topics.alerts)]
+    assert alert_ids(alerts) == alert_ids(offline_alerts(bundle, series))  # the aborted commit is void
+    del dead
