@@ -302,6 +302,18 @@ class KafkaBroker:
             )
         limit = usable_limit(producer_limit, topic_limit)
         log.info("dead letters are kept under %d bytes (larger ones are stored truncated)", limit)
+        batch_size = int(self._producer_config.get("batch.size", 1_000_000))
+        if topic_limit is not None and topic_limit < batch_size:
+            # The broker checks whole batches; librdkafka does not split a refused one.
+            log.warning(
+                "%s takes %d bytes per batch but the producer batches up to batch.size=%d: set "
+                "kafka.extra batch.size to at most %d, or several large dead letters in one batch "
+                "can still be refused",
+                self._dlq_topic,
+                topic_limit,
+                batch_size,
+                topic_limit,
+            )
         return limit
 
     def _init_transactions(self) -> None:
