@@ -258,6 +258,7 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
+@pytest.mark.slow
 def test_a_survivor_outlives_a_member_killed_inside_a_transaction(
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path
 ) -> None:
@@ -330,6 +331,7 @@ def test_a_survivor_outlives_a_member_killed_inside_a_transaction(
     assert "Failed to get committed offsets" not in log_text or "retrying" in log_text
 
 
+@pytest.mark.slow
 def test_a_new_owner_waits_out_a_dead_members_open_transaction_instead_of_exiting(
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
 ) -> None:
