@@ -6,9 +6,13 @@ Layout (nothing else is allowed; no subfolders, no symlinks)::
     model.onnx      the serving export (ONNX Runtime)
     model.keras     the trained Keras model (optional; the service never loads it)
     MODEL_CARD.md   human-readable notes (optional)
+    manifest.sig    HMAC-SHA256 of manifest.json (optional; see ``detector.bundle_signature``)
 
 ``load_bundle`` verifies every file against the manifest's SHA-256 before anything is parsed beyond
-the manifest itself, and refuses the bundle with a message naming the first problem it finds.
+the manifest itself, and refuses the bundle with a message naming the first problem it finds. Given a
+verification key it first checks the manifest's signature. Whatever the key, a threshold far from the
+calibration's recorded thresholds or sensor limits far beyond the training scalers' range are refused
+as implausible (``PLAUSIBLE_FACTOR``, ``PLAUSIBLE_SCALES``): a manifest edited by hand, or by mistake.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy.typing as npt
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from detector.bundle_signature import SIGNATURE, signature_file, verify
 from detector.errors import BundleError, ConfigError, DataError
 from detector.line.calibration import LineCalibration, SegmentCalibration
 from detector.readings import ReadingParser, SensorLimits
@@ -51,6 +56,7 @@ SIZE_LIMITS: dict[str, int] = {
     ONNX_MODEL: 512 * 1024 * 1024,
     KERAS_MODEL: 512 * 1024 * 1024,
     MODEL_CARD: 1024 * 1024,
+    SIGNATURE: 4096,
 }
 REQUIRED_FILES = (MANIFEST, ONNX_MODEL)
 
@@ -126,7 +132,7 @@ class Manifest(_Strict):
     @classmethod
     def _files_are_known_and_hashed(cls, value: dict[str, str]) -> dict[str, str]:
         for name, digest in value.items():
-            if name not in SIZE_LIMITS or name == MANIFEST:
+            if name not in SIZE_LIMITS or name in {MANIFEST, SIGNATURE}:
                 raise ValueError(f"files lists {name!r}, which a bundle may not hold")
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise ValueError(f"files[{name!r}] is not a lowercase hex SHA-256")
@@ -282,9 +288,9 @@ def _check_tree(root: Path) -> dict[str, Path]:
     return found
 
 
-def _read_manifest(path: Path) -> Manifest:
+def _read_manifest(path: Path, content: bytes | None = None) -> Manifest:
     try:
-        raw = orjson.loads(path.read_bytes())
+        raw = orjson.loads(path.read_bytes() if content is None else content)
     except (OSError, orjson.JSONDecodeError) as error:
         raise BundleError(f"bundle {path.parent}: {MANIFEST} is not valid JSON: {error}") from error
     if not isinstance(raw, dict):
@@ -319,6 +325,65 @@ def _check_consistency(root: Path, manifest: Manifest) -> None:
         manifest.window.spec()
     except Exception as error:
         raise BundleError(f"bundle {root}: invalid window: {error}") from error
+    _check_plausible(root, manifest)
+
+
+# A threshold more than this factor outside the range of thresholds the calibration recorded (the
+# chosen one and every strategy's) is refused: a x1000 edit served for hours before this existed.
+PLAUSIBLE_FACTOR = 10.0
+# A sensor limit is refused beyond the widest training scaler's mean plus this many of its scales
+# (or 1,000 times its mean): limits of 1e12 accept anything, which is what limits are there to stop.
+PLAUSIBLE_SCALES = 1e4
+PLAUSIBLE_MEANS = 1e3
+# Limits within this magnitude are never judged: a sensor nearly constant in training (a pump that
+# stayed off) has a tiny mean and scale, and the default limits must still pass.
+PLAUSIBLE_FLOOR = 1e6
+
+
+def recorded_thresholds(calibration: Mapping[str, Any]) -> list[float]:
+    """The positive finite thresholds a trainer's calibration record holds (none in a hand-made one)."""
+    found = [calibration.get("threshold")]
+    strategies = calibration.get("strategies")
+    if isinstance(strategies, list):
+        found += [item.get("threshold") for item in strategies if isinstance(item, Mapping)]
+    return [
+        float(value)
+        for value in found
+        if isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    ]
+
+
+def _check_plausible(root: Path, manifest: Manifest) -> None:
+    recorded = recorded_thresholds(manifest.calibration)
+    if recorded:
+        low, high = min(recorded) / PLAUSIBLE_FACTOR, max(recorded) * PLAUSIBLE_FACTOR
+        if not low <= manifest.threshold <= high:
+            raise BundleError(
+                f"bundle {root}: implausible threshold {manifest.threshold:g}: the calibration recorded "
+                f"{min(recorded):g}..{max(recorded):g}, so it must lie in [{low:g}, {high:g}]"
+            )
+    scalers = [manifest.scalers.fallback, *manifest.scalers.per_station.values()]
+    for index, name in enumerate(manifest.sensors):
+        limit = manifest.limits.get(name)
+        if limit is None:
+            continue
+        reach = max(
+            PLAUSIBLE_FLOOR,
+            *(
+                abs(s.mean[index])
+                + max(PLAUSIBLE_SCALES * s.scale[index], PLAUSIBLE_MEANS * max(abs(s.mean[index]), 1.0))
+                for s in scalers
+            ),
+        )
+        for side, value in (("low", limit.low), ("high", limit.high)):
+            if abs(value) > reach:
+                raise BundleError(
+                    f"bundle {root}: implausible limits.{name}.{side} {value:g}: the training scalers "
+                    f"put {name} within ±{reach:g}"
+                )
 
 
 def load_bundle(
@@ -327,11 +392,13 @@ def load_bundle(
     *,
     threads: int = 2,
     max_batch: int = DEFAULT_MAX_BATCH,
+    verify_key: bytes | None = None,
 ) -> Bundle:
     """Verify a bundle folder and load its serving model; ``BundleError`` says what is wrong.
 
     The folder itself may be reached through a symlink (a ``current -> v7`` deployment); nothing
-    inside it may be one.
+    inside it may be one. With ``verify_key``, an unsigned bundle, or one whose ``manifest.sig`` is
+    not that key's signature of the manifest, is refused before the manifest is parsed.
     """
     root = Path(path)
     if not root.exists():
@@ -340,12 +407,19 @@ def load_bundle(
         raise BundleError(f"bundle {root} is not a folder")
     root = root.resolve()
     found = _check_tree(root)
-    manifest = _read_manifest(found[MANIFEST])
+    try:
+        content = found[MANIFEST].read_bytes()  # read once: what is verified is what is parsed
+        signature = found[SIGNATURE].read_bytes() if SIGNATURE in found else None
+    except OSError as error:
+        raise BundleError(f"bundle {root}: cannot read the manifest: {error.strerror}") from error
+    if verify_key is not None:
+        verify(root, content, signature, verify_key)
+    manifest = _read_manifest(found[MANIFEST], content)
     for name in manifest.files:
         if name not in found:
             raise BundleError(f"bundle {root}: missing file {name} (listed in the manifest)")
     for name in found:
-        if name != MANIFEST and name not in manifest.files:
+        if name not in {MANIFEST, SIGNATURE} and name not in manifest.files:
             raise BundleError(f"bundle {root}: extra file {name} (not listed in the manifest)")
     for name, expected in manifest.files.items():
         actual = sha256_file(found[name])
@@ -430,10 +504,12 @@ def write_bundle(
     model_card: str | None = None,
     created_at: datetime | None = None,
     overwrite: bool = False,
+    signing_key: bytes | None = None,
 ) -> Path:
     """Write a bundle atomically: files into a temporary sibling folder, manifest last, then rename.
 
     A reader (the service's hot reload) therefore sees either the old bundle or the complete new one.
+    With ``signing_key``, ``manifest.sig`` signs the manifest (``detector.bundle_signature``).
     """
     target = Path(out_dir)
     if aggregation not in AGGREGATIONS:
@@ -472,6 +548,8 @@ def write_bundle(
         _line_of(manifest, target)
         manifest_bytes = orjson.dumps(manifest.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
         (staging / MANIFEST).write_bytes(manifest_bytes + b"\n")
+        if signing_key is not None:
+            (staging / SIGNATURE).write_bytes(signature_file(manifest_bytes + b"\n", signing_key))
         os.chmod(staging, 0o755)
         _swap_into_place(staging, target)
     except ValidationError as error:
@@ -481,6 +559,17 @@ def write_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def sign_bundle(path: Path | str, key: bytes) -> Path:
+    """Sign the bundle at ``path`` as it is (its ``manifest.sig`` replaced atomically); for a bundle
+    written without a key. Check it first: this signs whatever the manifest says."""
+    root = Path(path).resolve()
+    content = (root / MANIFEST).read_bytes()
+    staging = root / f".{SIGNATURE}.tmp"
+    staging.write_bytes(signature_file(content, key))
+    staging.replace(root / SIGNATURE)
+    return root
 
 
 def _swap_into_place(staging: Path, target: Path) -> None:

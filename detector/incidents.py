@@ -9,8 +9,9 @@ Per station, in event time (the windows' ends), never wall time, so a replay giv
   between that level and the threshold keep the incident open without an update. The close alert
   carries the last window's score and the incident's peak severity.
 - **data_gap**: a window that can't be scored (or a station that went silent) opens a gap alert
-  (``kind = data_gap``), repeated as an update at most once per ``update_every``, and closed by the
-  next scored window, so silence is never mistaken for health.
+  (``kind = data_gap``), closed by the next scored window, so silence is never mistaken for health.
+  One open (and one close) per gap whatever its length: no input can make the alert count grow
+  with the span of event time it covers.
 
 ``alert_id`` is a hash of (station, kind, status, window_end, model_version): the same input always
 yields the same id, which lets consumers deduplicate after a replay. ``incident_id`` hashes the
@@ -369,7 +370,9 @@ class IncidentTracker:
         model_version: str,
         threshold: float = 0.0,
     ) -> list[Alert]:
-        """A window that could not be scored (``reason`` says why); opens or updates a data gap."""
+        """A window that could not be scored (``reason`` says why); opens a data gap, or extends the
+        open one silently: one ``data_gap`` alert per gap (and its close) whatever its length, so a
+        long silence or a jump in event time cannot raise an alert per ``update_every`` of it."""
         state = self._stations.get(station_id) or _StationState()
         alerts: list[Alert] = []
         episode = state.gap
@@ -382,24 +385,6 @@ class IncidentTracker:
                 self._alert(
                     "data_gap",
                     "open",
-                    station_id,
-                    episode,
-                    window_start,
-                    window_end,
-                    None,
-                    threshold,
-                    "low",
-                    [],
-                    model_version,
-                    reason,
-                )
-            )
-        elif window_end - episode.last_report >= self.policy.update_every:
-            episode.last_report = window_end
-            alerts.append(
-                self._alert(
-                    "data_gap",
-                    "update",
                     station_id,
                     episode,
                     window_start,

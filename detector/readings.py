@@ -4,7 +4,7 @@ Wire form (JSON object, UTF-8)::
 
     {"station_id": "EST-03", "ts": "2025-01-01T00:05:00Z", "flow": 509.9, "pressure": 67.9, ...}
 
-- ``station_id``: string matching ``STATION_ID_PATTERN``.
+- ``station_id``: string matching ``STATION_ID_PATTERN`` whole (no trailing newline, no control characters).
 - ``ts``: RFC 3339 / ISO 8601 with an explicit offset (``Z`` or ``+hh:mm``); converted to UTC.
 - one number (JSON int or float, not bool) per declared sensor, finite and inside that sensor's limits.
 - ``schema``: optional, must be ``1`` when present.
@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 DEFAULT_SENSORS: tuple[str, ...] = ("flow", "pressure", "pump_rpm", "tank_level", "power")
 
+# Written for pydantic (Rust regex, where ``$`` is the end of the text); in Python always
+# ``fullmatch``: ``re.match`` lets ``$`` match before a trailing newline ("EST-01\n" passed).
 STATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 _STATION_ID = re.compile(STATION_ID_PATTERN)
 
@@ -95,7 +97,7 @@ class Reading(BaseModel):
     @field_validator("station_id")
     @classmethod
     def _station_id_is_valid(cls, value: str) -> str:
-        if not _STATION_ID.match(value):
+        if not _STATION_ID.fullmatch(value):
             raise ValueError(f"station_id must match {STATION_ID_PATTERN}")
         return value
 
@@ -183,7 +185,7 @@ class ReadingParser:
             return ParseFailure("missing_field", "station_id")
         if type(station_id) is not str:
             return ParseFailure("wrong_type", "station_id must be a string")
-        if not _STATION_ID.match(station_id):
+        if not _STATION_ID.fullmatch(station_id):
             return ParseFailure("bad_station_id", _too_long(repr(station_id)))
 
         raw_ts = body.get("ts", _MISSING)

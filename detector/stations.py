@@ -9,6 +9,9 @@ publishes what comes back; the rules live here so they are unit-tested without a
   a station the bundle does not know is refused (``unknown_station``) when ``check_known``.
 - **windows**: each station has a ``StationBuffer``; the windows its own watermark closes come back
   from ``admit``. Late and duplicate readings are counted (``take_outcomes``), not refused.
+- **gaps**: a gap is cut into at most ``max_gap_windows`` windows (all unscorable); the rest of a
+  longer one (a station's first reading a year old, a jump ahead in event time) is skipped and
+  counted (``take_gap_skips``), so no input can open more windows than that per reading.
 - **idle**: ``close_idle(now_s)`` advances the watermark of every station silent for more than
   ``idle_timeout_s`` of wall time by that silence, so its windows close (as gaps) instead of
   waiting for a reading that may never come.
@@ -90,8 +93,12 @@ class StationTable:
         max_future_s: float = 86400.0,
         idle_timeout_s: float = 300.0,
         topology: Topology | None = None,
+        max_gap_windows: int | None = None,
     ) -> None:
+        """``max_gap_windows``: see ``StationBuffer``; the windows a gap skips beyond it come back
+        from ``take_gap_skips``."""
         self.spec = spec
+        self._max_gap_windows = max_gap_windows
         self.n_sensors = n_sensors
         self._known = frozenset(known)
         self._check_known = check_known and bool(self._known)
@@ -129,28 +136,16 @@ class StationTable:
         self, reading: Reading, key: bytes | None, partition: int, arrival_s: float
     ) -> list[ClosedWindow] | Refusal:
         """Place one reading; the windows it closed (usually none), or why it was refused."""
-        ts = reading.ts
-        if ts.timestamp() > arrival_s + self._max_future_s:
-            return Refusal(FUTURE_TIMESTAMP, f"ts {format_ts(ts)} is ahead of the clock")
-        station_id = reading.station_id
-        station = self._stations.get(station_id)
-        if station is None:
-            if key is not None and key != station_id.encode():
-                return Refusal(KEY_MISMATCH, f"key {key[:40]!r} is not the station id")
-            if self._check_known and station_id not in self._known:
-                return Refusal(UNKNOWN_STATION, station_id)
-            station = self._new(station_id, partition, arrival_s)
-        else:
-            if key is not None and key != station.key:
-                return Refusal(KEY_MISMATCH, f"key {key[:40]!r} is not the station id")
-            station.last_arrival = arrival_s
-        buffer = station.buffer
-        values = reading.values
+        station = self._admission(reading, key, partition, arrival_s, arrival_s)
+        if station.__class__ is Refusal:
+            return station  # type: ignore[return-value]
+        buffer = station.buffer  # type: ignore[union-attr]
+        ts, values = reading.ts, reading.values
         outcome = buffer.add(ts, list(values.values()))
         if outcome is _ACCEPTED:
             self._accepted += 1
             if self._line_of:
-                self._keep_line_reading(station_id, ts, values)
+                self._keep_line_reading(reading.station_id, ts, values)
         elif outcome is _LATE:
             self._late += 1
         else:
@@ -159,24 +154,49 @@ class StationTable:
             return buffer.take_ready()
         return _NO_WINDOWS
 
-    def rebuild(self, reading: Reading, partition: int, arrival_s: float) -> list[ClosedWindow]:
+    def rebuild(
+        self, reading: Reading, key: bytes | None, partition: int, arrival_s: float, produced_s: float
+    ) -> list[ClosedWindow] | Refusal:
         """A reading processed before (re-read after an assignment): rebuild its station's buffer.
 
-        Not counted, never refused, and not kept for the line: its line state travels in the state
-        record. A reading that was refused as from the future the first time is ignored again.
+        Admitted by exactly the rules of ``admit`` (a reading dead-lettered live must not be
+        re-ingested by a restart: an unknown station, a forged key, a future stamp); not counted and
+        not kept for the line: its line state travels in the state record. The live arrival is not
+        recorded: a stamp is judged against ``produced_s``, the message's produce time (no later
+        than that arrival, so nothing refused live as from the future passes), or ``arrival_s``
+        (now) when that is earlier (a forged produce time).
         """
-        if reading.ts.timestamp() > arrival_s + self._max_future_s:
-            return _NO_WINDOWS
-        station = self._stations.get(reading.station_id)
-        if station is None:
-            station = self._new(reading.station_id, partition, arrival_s)
-        station.last_arrival = arrival_s
-        buffer = station.buffer
+        station = self._admission(reading, key, partition, arrival_s, min(arrival_s, produced_s))
+        if station.__class__ is Refusal:
+            return station  # type: ignore[return-value]
+        buffer = station.buffer  # type: ignore[union-attr]
         buffer.add(reading.ts, list(reading.values.values()))
         return buffer.take_ready() if buffer.ready else _NO_WINDOWS
 
+    def _admission(
+        self, reading: Reading, key: bytes | None, partition: int, arrival_s: float, judged_at_s: float
+    ) -> Station | Refusal:
+        """The one admission rule of live and rebuilt readings: their station (made on first sight),
+        or why the reading is refused; a stamp more than ``max_future_s`` after ``judged_at_s`` is."""
+        ts = reading.ts
+        if ts.timestamp() > judged_at_s + self._max_future_s:
+            return Refusal(FUTURE_TIMESTAMP, f"ts {format_ts(ts)} is ahead of the clock")
+        station_id = reading.station_id
+        station = self._stations.get(station_id)
+        if station is None:
+            if key is not None and key != station_id.encode():
+                return Refusal(KEY_MISMATCH, f"key {key[:40]!r} is not the station id")
+            if self._check_known and station_id not in self._known:
+                return Refusal(UNKNOWN_STATION, station_id)
+            return self._new(station_id, partition, arrival_s)
+        if key is not None and key != station.key:
+            return Refusal(KEY_MISMATCH, f"key {key[:40]!r} is not the station id")
+        station.last_arrival = arrival_s
+        return station
+
     def _new(self, station_id: str, partition: int, arrival_s: float) -> Station:
-        station = Station(StationBuffer(self.spec, self.n_sensors), station_id, partition, arrival_s)
+        buffer = StationBuffer(self.spec, self.n_sensors, self._max_gap_windows)
+        station = Station(buffer, station_id, partition, arrival_s)
         self._stations[station_id] = station
         return station
 
@@ -223,6 +243,16 @@ class StationTable:
             watermark = newest + timedelta(seconds=silent_for) - lateness
             closed.extend((station_id, window) for window in station.buffer.close_until(watermark))
         return closed
+
+    def take_gap_skips(self) -> list[tuple[str, int, int]]:
+        """``(station, windows skipped, gaps that began skipping)`` of every station whose gaps
+        outgrew ``max_gap_windows`` since the last call (off the hot path: call it with ``close_idle``)."""
+        skips = []
+        for station_id, station in self._stations.items():
+            windows, gaps = station.buffer.take_skipped()
+            if windows:
+                skips.append((station_id, windows, gaps))
+        return skips
 
     # -- ownership ------------------------------------------------------------------------------
     def drop_partitions(self, partitions: Collection[int]) -> list[str]:

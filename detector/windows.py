@@ -307,11 +307,33 @@ class StationBuffer:
     wait until ``close_until`` (or ``take_ready``) hands them out.
     """
 
-    __slots__ = ("_closed_wm", "_geo", "_newest", "_next_end", "_origin", "_pending", "_stamps", "_values")
+    __slots__ = (
+        "_closed_wm",
+        "_geo",
+        "_max_empty",
+        "_newest",
+        "_next_end",
+        "_origin",
+        "_pending",
+        "_skip_gaps",
+        "_skipped",
+        "_skipped_after",
+        "_stamps",
+        "_values",
+    )
 
-    def __init__(self, spec: WindowSpec, n_sensors: int) -> None:
+    def __init__(self, spec: WindowSpec, n_sensors: int, max_gap_windows: int | None = None) -> None:
+        """``max_gap_windows``: at most this many windows without a single sample are cut per gap
+        (after the station's newest sample); the rest of a longer gap is skipped and counted
+        (``take_skipped``). None cuts every window, as batch does."""
         geo = _geometry(spec)
         self._geo = geo
+        if max_gap_windows is not None and max_gap_windows < 1:
+            raise ConfigError(f"max_gap_windows must be at least 1, got {max_gap_windows}")
+        self._max_empty = max_gap_windows
+        self._skipped = 0  # windows skipped since take_skipped
+        self._skip_gaps = 0  # gaps that began skipping since take_skipped
+        self._skipped_after: int | None = None  # the newest slot before the gap skipped last
         self._values = np.zeros((geo.ring, n_sensors), dtype=np.float32)
         self._stamps = np.full(geo.ring, _EMPTY, dtype=np.int64)
         self._origin: int | None = None
@@ -393,6 +415,14 @@ class StationBuffer:
             return []
         return self.close_until(self._time_of(self._newest + 1))
 
+    def take_skipped(self) -> tuple[int, int]:
+        """Since the last call: windows skipped (never cut) because a gap outgrew ``max_gap_windows``,
+        and how many gaps that was (a silent station's gap skips a little at each idle close, but
+        is one gap)."""
+        taken = (self._skipped, self._skip_gaps)
+        self._skipped = self._skip_gaps = 0
+        return taken
+
     def _take_pending(self, limit: int) -> list[ClosedWindow]:
         pending = self._pending
         if pending is None:
@@ -415,13 +445,26 @@ class StationBuffer:
             if limit < first:
                 return
             self._next_end = first
-        while self._next_end <= limit:
+        stop = limit
+        if self._max_empty is not None and self._newest is not None:
+            # A window ending past newest + T + max_fill reads no sample at all: it can only be a gap.
+            # Cutting all of them let one year-old first reading open 105,000 windows; a gap needs a
+            # few to be reported, the rest is skipped.
+            stop = min(limit, self._newest + geo.steps + geo.fill + self._max_empty * geo.step)
+        while self._next_end <= stop:
             window = self._cut(self._next_end)
             if self._pending is None:
                 self._pending = [window]
             else:
                 self._pending.append(window)
             self._next_end += geo.step
+        if self._next_end <= limit:
+            skipped = (limit - self._next_end) // geo.step + 1
+            self._skipped += skipped
+            self._next_end += skipped * geo.step
+            if self._skipped_after != self._newest:
+                self._skipped_after = self._newest
+                self._skip_gaps += 1
 
     def _cut(self, end: int) -> ClosedWindow:
         geo = self._geo

@@ -99,7 +99,7 @@ class SourceOptions:
                 raise ConfigError(f"{name} must be timezone-aware")
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise ConfigError("end must be after start")
-        if not _STATION_ID.match(self.default_station):
+        if not _STATION_ID.fullmatch(self.default_station):
             raise ConfigError(f"default station {self.default_station!r} must match {STATION_ID_PATTERN}")
         if self.sensors is not None and len(self.sensors) == 0:
             raise ConfigError("at least one sensor is needed")
@@ -276,7 +276,7 @@ class _RowValidator:
             return known
         if station == "":
             problem: str | None = "missing_station"
-        elif not _STATION_ID.match(station):
+        elif not _STATION_ID.fullmatch(station):
             problem = "bad_station_id"
         else:
             problem = None

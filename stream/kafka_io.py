@@ -12,6 +12,7 @@ confluent-kafka's exceptions stop here: they become ``detector.errors.BrokerErro
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -23,6 +24,7 @@ from typing import Any, cast
 from detector.errors import BrokerError
 from detector.records import line_of_state_key
 from stream.client_logs import librdkafka_logger
+from stream.dead_letters import fit_dead_letter, usable_limit
 from stream.ports import (
     Assigned,
     AssignmentListener,
@@ -44,6 +46,38 @@ _STOP_SLICE_S = 0.25
 
 def _kafka_error(error: Any) -> Any:
     return error.args[0] if getattr(error, "args", None) else None
+
+
+def _transient_codes() -> frozenset[int]:
+    """Errors of the consume path that pass by themselves: a call timing out while the cluster is
+    busy, offsets left unstable by a dead member's open transaction (until it times out), the group
+    coordinator loading or moving, a broker away for a moment. Anything else is fatal."""
+    from confluent_kafka import KafkaError
+
+    return frozenset(
+        {
+            KafkaError._TIMED_OUT,
+            KafkaError._TRANSPORT,
+            KafkaError._ALL_BROKERS_DOWN,
+            KafkaError._WAIT_COORD,
+            KafkaError.REQUEST_TIMED_OUT,
+            KafkaError.UNSTABLE_OFFSET_COMMIT,
+            KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+            KafkaError.COORDINATOR_NOT_AVAILABLE,
+            KafkaError.NOT_COORDINATOR,
+            KafkaError.REBALANCE_IN_PROGRESS,
+        }
+    )
+
+
+def is_transient(error: Any) -> bool:
+    """Whether a ``KafkaError`` (or a ``KafkaException`` carrying one) is worth retrying."""
+    kafka_error = _kafka_error(error) if isinstance(error, Exception) else error
+    if kafka_error is None or not hasattr(kafka_error, "code"):
+        return False
+    if kafka_error.fatal():
+        return False
+    return bool(kafka_error.retriable()) or kafka_error.code() in _transient_codes()
 
 
 class _StuckCallError(Exception):
@@ -104,12 +138,15 @@ class KafkaBroker:
         self._topic = settings.topics.readings
         self._now = now
         self._down_since: float | None = None
+        self._fatal: str | None = None  # the first fatal error a client reported (error_cb)
         self._next_probe = 0.0
         self._delivery_failures: list[str] = []
         self._listener: AssignmentListener | None = None
         self._horizon_ms = 0
         self._assignment: list[Partition] = []
         self._line_topic = ""
+        self._dlq_topic = settings.topics.dlq
+        self._dlq_limit = 1_000_000  # read at start (see _read_dead_letter_limit)
         self._in_transaction = False
         self._call_timeout_s = settings.transaction_timeout_s
         self._outage_limit_s = settings.broker_outage_limit_s
@@ -170,7 +207,12 @@ class KafkaBroker:
         else:
             log.warning("Kafka client error: %s", error.str())
         if error.fatal():
+            # A fatal error (a static member fenced by another with its instance id, a fenced
+            # producer) leaves the client unusable: the next consume ends the process with it.
+            # Before, the detector stayed alive for minutes, silent, consuming nothing.
             log.error("Kafka fatal error: %s", error.str())
+            if self._fatal is None:
+                self._fatal = error.str()
 
     def _on_delivery(self, error: Any, message: Any) -> None:
         if error is not None:
@@ -208,6 +250,7 @@ class KafkaBroker:
         self._line_topic = line_topic
         if line_topic:
             self._ensure_line_topic(line_topic)
+        self._dlq_limit = self._read_dead_letter_limit()
         if self._exactly_once:
             self._init_transactions()
         topics = [self._topic, line_topic] if line_topic else [self._topic]
@@ -242,6 +285,52 @@ class KafkaBroker:
             log.info("created the line topic %s (%d partitions)", topic, partitions)
         except KafkaException as error:
             raise BrokerError(f"cannot create the line topic {topic}: {_kafka_error(error)}") from error
+
+    def _read_dead_letter_limit(self) -> int:
+        """The largest dead letter that can be produced: the smaller of the producer's
+        ``message.max.bytes`` and the dead-letter topic's ``max.message.bytes`` (the broker's
+        ``message.max.bytes`` when the topic does not exist yet). A limit that cannot be read (no
+        DescribeConfigs permission) leaves the producer's, with a warning."""
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+
+        producer_limit = int(self._producer_config.get("message.max.bytes", 1_000_000))
+        topic_limit: int | None = None
+        try:
+            admin = AdminClient(dict(kafka_client_config(self._settings.kafka)))
+            metadata = self._consumer.list_topics(timeout=_TIMEOUT_S)
+            if self._dlq_topic in metadata.topics and not metadata.topics[self._dlq_topic].error:
+                resource, name = ConfigResource("topic", self._dlq_topic), "max.message.bytes"
+            else:  # auto-created on the first dead letter: the broker's default applies
+                broker_id = str(min(metadata.brokers)) if metadata.brokers else "0"
+                resource, name = ConfigResource("broker", broker_id), "message.max.bytes"
+            for future in admin.describe_configs([resource], request_timeout=_TIMEOUT_S).values():
+                entry = future.result(timeout=_TIMEOUT_S).get(name)
+                if entry is not None and entry.value is not None:
+                    topic_limit = int(entry.value)
+        except (KafkaException, ValueError) as error:
+            log.warning(
+                "cannot read the size limit of %s (%s): dead letters are kept under the producer's "
+                "message.max.bytes=%d",
+                self._dlq_topic,
+                _kafka_error(error) or error,
+                producer_limit,
+            )
+        limit = usable_limit(producer_limit, topic_limit)
+        log.info("dead letters are kept under %d bytes (larger ones are stored truncated)", limit)
+        batch_size = int(self._producer_config.get("batch.size", 1_000_000))
+        if topic_limit is not None and topic_limit < batch_size:
+            # The broker checks whole batches; librdkafka does not split a refused one.
+            log.warning(
+                "%s takes %d bytes per batch but the producer batches up to batch.size=%d: set "
+                "kafka.extra batch.size to at most %d, or several large dead letters in one batch "
+                "can still be refused",
+                self._dlq_topic,
+                topic_limit,
+                batch_size,
+                topic_limit,
+            )
+        return limit
 
     def _init_transactions(self) -> None:
         """Register the transactional id, fencing any earlier producer that used it (its open
@@ -285,7 +374,13 @@ class KafkaBroker:
 
         listener = self._listener
         assert listener is not None  # set by start() before subscribe
-        committed = consumer.committed(partitions, timeout=_TIMEOUT_S) if partitions else []
+        committed = (
+            self._transient_retry(
+                "reading the committed offsets", lambda: consumer.committed(partitions, timeout=_TIMEOUT_S)
+            )
+            if partitions
+            else []
+        )
         assigned = [Assigned(tp.topic, tp.partition, max(tp.offset, 0)) for tp in committed]
         keep = listener.assigned(assigned)
         state_topic = self._settings.topics.state
@@ -305,7 +400,10 @@ class KafkaBroker:
                     stamp = -1
                 if stamp > 0:
                     target = TopicPartition(self._topic, tp.partition, max(0, stamp - self._horizon_ms))
-                    (found,) = consumer.offsets_for_times([target], timeout=_TIMEOUT_S)
+                    (found,) = self._transient_retry(
+                        "finding the rebuild offset",
+                        functools.partial(consumer.offsets_for_times, [target], timeout=_TIMEOUT_S),
+                    )
                     if 0 <= found.offset < tp.offset:
                         start = found.offset
                         rebuild[tp.partition] = (found.offset, tp.offset)
@@ -315,6 +413,37 @@ class KafkaBroker:
         for partition, (begin, end) in sorted(rebuild.items()):
             log.info("partition %d: re-reading offsets %d..%d to rebuild windows", partition, begin, end - 1)
         log.info("assigned partitions %s", self._assignment)
+
+    def _transient_retry(self, what: str, call: Callable[[], Any]) -> Any:
+        """``call()``, retried with backoff (0.5 s doubling to 5 s) while it fails with a transient
+        error (``is_transient``), for up to ``broker_outage_limit_s``; past that, or on any other
+        error, ``BrokerError`` naming ``what`` and the reason.
+
+        The case it is for: a member SIGKILLed inside a transaction leaves its partitions' committed
+        offsets unstable until the broker aborts that transaction (``transaction_timeout_s`` plus
+        the broker's 10 s abort check); the survivor's one 30 s ``committed`` call timed out and it
+        exited, stopping the last detector of the line."""
+        from confluent_kafka import KafkaException
+
+        started = self._now()
+        delay = 0.5
+        while True:
+            try:
+                return call()
+            except KafkaException as error:
+                waited = self._now() - started
+                reason = _kafka_error(error)
+                reason_text = reason.str() if hasattr(reason, "str") else str(error)
+                if not is_transient(error):
+                    raise BrokerError(f"{what} failed: {reason_text}") from error
+                if waited + delay > self._outage_limit_s:
+                    raise BrokerError(
+                        f"{what} still failing after {waited:.0f} s (broker_outage_limit_s="
+                        f"{self._outage_limit_s:g}): {reason_text}"
+                    ) from error
+                log.warning("%s failed after %.1f s, retrying: %s", what, waited, reason_text)
+                time.sleep(delay)
+                delay = min(5.0, delay * 2)
 
     def _restore(self, listener: AssignmentListener, state_topic: str, fresh: set[Partition]) -> None:
         """The state of fresh partitions: stations of fresh readings partitions, lines of fresh line
@@ -407,6 +536,8 @@ class KafkaBroker:
     def consume(self, max_messages: int, timeout_s: float) -> Sequence[SourceMessage]:
         from confluent_kafka import KafkaError, KafkaException
 
+        if self._fatal is not None:
+            raise BrokerError(f"Kafka fatal error, the client cannot go on: {self._fatal}")
         try:
             # Wait for the first message only, then take what is already queued: at a low rate a
             # reading is handled as soon as it arrives (consume() alone would sit out its whole
@@ -419,7 +550,11 @@ class KafkaBroker:
             if max_messages > 1:
                 messages += self._consumer.consume(num_messages=max_messages - 1, timeout=0)
         except KafkaException as error:
+            # Raised out of our assignment callback (already BrokerError-worded there, or a fatal
+            # error): nothing transient is left to retry at this point.
             raise BrokerError(f"consume from {self._topic} failed: {_kafka_error(error)}") from error
+        if self._fatal is not None:
+            raise BrokerError(f"Kafka fatal error, the client cannot go on: {self._fatal}")
         if not messages:
             return ()
         self._mark_up()
@@ -478,6 +613,8 @@ class KafkaBroker:
         from confluent_kafka import KafkaException
 
         where = -1 if partition is None else partition  # -1: the partitioner decides
+        if topic == self._dlq_topic:  # an oversized dead letter would stop the service: truncate it
+            key, value, headers = fit_dead_letter(key, value, headers, self._dlq_limit)
         for _ in range(1000):
             try:
                 self._producer.produce(

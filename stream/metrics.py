@@ -200,6 +200,11 @@ class DetectorMetrics:
             "Readings re-read after an assignment to rebuild window state (nothing published for them).",
             registry=registry,
         )
+        self.gap_windows_skipped = Counter(
+            PREFIX + "gap_windows_skipped",
+            "Windows of gaps longer than max_gap_windows_s skipped instead of cut (event time jumps).",
+            registry=registry,
+        )
         self.transactions = Counter(
             PREFIX + "transactions", "Batches committed, by outcome.", ["outcome"], registry=registry
         )

@@ -104,8 +104,19 @@ class BundleWatcher:
         log.error("model reload refused, the current model keeps serving: %s", reason)
 
 
-def bundle_loader(threads: int, max_batch: int, expected_sensors: tuple[str, ...] | None = None) -> Loader:
+def bundle_loader(
+    threads: int,
+    max_batch: int,
+    expected_sensors: tuple[str, ...] | None = None,
+    *,
+    verify_key: bytes | None = None,
+) -> Loader:
+    """Loads and verifies a bundle; with ``verify_key`` it must be signed with it (at start and at
+    every reload: a refused reload keeps the bundle being served)."""
+
     def load(path: Path) -> Bundle:
-        return load_bundle(path, expected_sensors, threads=threads, max_batch=max_batch)
+        return load_bundle(
+            path, expected_sensors, threads=threads, max_batch=max_batch, verify_key=verify_key
+        )
 
     return load

@@ -25,7 +25,7 @@ from stream.health import DEFAULT_STALL_S, Health
 from stream.metrics import DetectorMetrics, serve
 from stream.reload import BundleWatcher, bundle_loader
 from stream.service import DetectorService
-from stream.settings import Settings, describe, kafka_client_config
+from stream.settings import Settings, bundle_verify_key, describe, kafka_client_config
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,10 @@ class Running:
 def load_serving_bundle(settings: Settings) -> Bundle:
     """The bundle at ``bundle_path``, verified (and its line checked against ``topology`` when that
     is set); ``BundleError`` / ``ConfigError`` say why not."""
-    bundle = bundle_loader(settings.scoring_threads, settings.scoring_max_batch)(settings.bundle_path)
+    key = bundle_verify_key(settings)
+    bundle = bundle_loader(settings.scoring_threads, settings.scoring_max_batch, verify_key=key)(
+        settings.bundle_path
+    )
     if settings.topology is not None:
         check_topology(load_topology(settings.topology), bundle, str(settings.topology))
     return bundle
@@ -99,7 +102,12 @@ def run_detector(
     health = Health(stall_s=max(DEFAULT_STALL_S, 3 * settings.transaction_timeout_s))
     metrics = DetectorMetrics(registry or CollectorRegistry(), health)
     bundle = load_serving_bundle(settings)
-    loader = bundle_loader(settings.scoring_threads, settings.scoring_max_batch, bundle.sensors)
+    loader = bundle_loader(
+        settings.scoring_threads,
+        settings.scoring_max_batch,
+        bundle.sensors,
+        verify_key=bundle_verify_key(settings),
+    )
     watcher = BundleWatcher(
         settings.bundle_path,
         loader,

@@ -22,6 +22,7 @@ incident state but publish nothing: the previous owner already did.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -147,6 +148,9 @@ class DetectorService:
             max_future_s=settings.max_future_s,
             idle_timeout_s=settings.idle_timeout_s,
             topology=None if self.lines is None else self.lines.topology,
+            max_gap_windows=max(
+                1, math.ceil(settings.max_gap_windows_s / bundle.window_spec.step.total_seconds())
+            ),
         )
 
     @property
@@ -262,6 +266,7 @@ class DetectorService:
             batch.windows += [
                 Pending(sid, window, -1, False, silent=True) for sid, window in self.stations.close_idle(now)
             ]
+            self._count_gap_skips()
         taps = [] if self.lines is None else self._balance(now, batch)
         if batch.windows:
             self._decide(batch)
@@ -332,11 +337,28 @@ class DetectorService:
         reading = None if raw is None else self._parser.parse(raw)
         if reading is None or isinstance(reading, ParseFailure):
             return
-        closed = self.stations.rebuild(reading, partition, now)
+        produced_ms = message.timestamp()[1]
+        produced_s = produced_ms / 1000 if produced_ms > 0 else now
+        closed = self.stations.rebuild(reading, message.key(), partition, now, produced_s)
+        if closed.__class__ is Refusal:
+            return
         if closed and not self.settings.topics.state:  # else the restored state already has their decisions
             pending += [
-                Pending(reading.station_id, window, message.timestamp()[1], True) for window in closed
+                Pending(reading.station_id, window, message.timestamp()[1], True)
+                for window in closed  # type: ignore[union-attr]
             ]
+
+    def _count_gap_skips(self) -> None:
+        step = self.bundle.window_spec.step
+        for station_id, windows, gaps in self.stations.take_gap_skips():
+            self.metrics.gap_windows_skipped.inc(windows)
+            if gaps:
+                log.warning(
+                    "station %s: a gap longer than max_gap_windows_s=%g; %s of its windows skipped",
+                    station_id,
+                    self.settings.max_gap_windows_s,
+                    step * windows,
+                )
 
     def _decide(self, batch: Outbox) -> None:
         windows = scorable(batch.windows)

@@ -182,6 +182,11 @@ class Settings(BaseSettings):
     # detector stopped for good keeps its partitions unread for that long before they move.
     static_membership: bool = True
     bundle_path: Path = Path("models/current")
+    # The key the bundle must be signed with (detector.bundle_signature): set, an unsigned or edited
+    # bundle is refused at start and at every reload. Given as text (CENTINELA_BUNDLE_KEY) or a file
+    # (a mounted secret); read when the bundle is loaded, never logged.
+    bundle_key: SecretStr | None = None
+    bundle_key_file: Path | None = None
     # A topology file the operator expects the bundle to carry: the service refuses to start when the
     # bundle's line differs from it (or the bundle has none). None: the bundle's line is used unchecked.
     topology: Path | None = None
@@ -197,6 +202,11 @@ class Settings(BaseSettings):
     # A reading stamped further ahead of the wall clock is dead-lettered: one bad clock would otherwise
     # push a station's watermark into the future (its later readings all late, the gap all data_gap).
     max_future_s: float = Field(default=86400.0, gt=0)
+    # At most this much event time of a gap (after a station's newest reading) is cut into windows,
+    # all unscorable (one data_gap alert); the rest of a longer gap is skipped, counted in
+    # centinela_gap_windows_skipped_total and logged once per gap. A year-old first reading followed
+    # by a current one used to open 105,000 windows.
+    max_gap_windows_s: float = Field(default=21600.0, gt=0)
     max_batch: int = Field(default=5000, ge=1, le=1_000_000)
     poll_timeout_s: float = Field(default=0.05, gt=0, le=10)
     exactly_once: bool = True
@@ -209,6 +219,12 @@ class Settings(BaseSettings):
     # Windows per ONNX Runtime call: a poll's windows are still scored in one Bundle.score call, which
     # splits them (see detector.scoring.DEFAULT_MAX_BATCH: faster per window, and bounds ORT's arena).
     scoring_max_batch: int = Field(default=DEFAULT_MAX_BATCH, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _one_bundle_key(self) -> Settings:
+        if self.bundle_key is not None and self.bundle_key_file is not None:
+            raise ValueError("set bundle_key or bundle_key_file, not both")
+        return self
 
     @field_validator("instance_id", "group_id")
     @classmethod
@@ -304,6 +320,18 @@ def _secret(value: SecretStr | None, file: Path | None) -> str | None:
         return file.read_text(encoding="utf-8").strip()
     except OSError as error:
         raise ConfigError(f"cannot read the secret file {file}: {error.strerror or error}") from error
+
+
+def bundle_verify_key(settings: Settings) -> bytes | None:
+    """The bundle verification key, or None when bundles are not checked for a signature;
+    ``ConfigError`` (naming the setting, never the key) when it is unreadable or too short."""
+    from detector.bundle_signature import key_from_text, read_key_file
+
+    if settings.bundle_key is not None:
+        return key_from_text(settings.bundle_key.get_secret_value(), "bundle_key (CENTINELA_BUNDLE_KEY)")
+    if settings.bundle_key_file is not None:
+        return read_key_file(settings.bundle_key_file, "bundle_key_file (CENTINELA_BUNDLE_KEY_FILE)")
+    return None
 
 
 def describe(settings: Settings) -> dict[str, Any]:

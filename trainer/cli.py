@@ -113,6 +113,12 @@ def register(app: typer.Typer) -> None:
             "--segment-budget",
             help="With --topology: false alarms per segment-month the segment tests are calibrated to.",
         ),
+        signing_key_file: Path | None = typer.Option(
+            None,
+            "--signing-key-file",
+            help="Sign the bundle's manifest (HMAC-SHA256) with the key in this file (at least 16 bytes); "
+            "`centinela detect` given the same key (bundle_key_file) refuses unsigned or edited bundles.",
+        ),
         lang: str = typer.Option("en", "--lang", help="Language of report.md: en or es."),
         plots: bool = typer.Option(True, "--plots/--no-plots", help="Write plots/*.png."),
     ) -> None:
@@ -142,6 +148,11 @@ def register(app: typer.Typer) -> None:
             from detector.topology import load_topology
 
             load_topology(topology)  # a bad topology stops here, before any sweep or training
+        signing_key = None
+        if signing_key_file is not None:
+            from detector.bundle_signature import read_key_file
+
+            signing_key = read_key_file(signing_key_file, "--signing-key-file")  # before hours of training
         options = TrainOptions(
             data=data,
             sensors=tuple(s.strip() for s in sensors.split(",") if s.strip()) if sensors else None,
@@ -196,6 +207,7 @@ def register(app: typer.Typer) -> None:
             walk_forward=walk_forward,
             sweep_summary=sweep_summary,
             console=console,
+            signing_key=signing_key,
         )
 
 
@@ -272,6 +284,7 @@ def _run_and_write(
     walk_forward: int,
     sweep_summary: dict[str, Any] | None,
     console: Any,
+    signing_key: bytes | None = None,
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -320,7 +333,7 @@ def _run_and_write(
 
         plot_files = [str(p.relative_to(out)) for p in write_plots(result, out / "plots")]
     card = model_card(report)
-    bundle = export_bundle(result, bundle_dir, model_card=card)
+    bundle = export_bundle(result, bundle_dir, model_card=card, signing_key=signing_key)
     (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     json_path, md_path = write_reports(report, out, lang=lang, plots=plot_files)
 

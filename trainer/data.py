@@ -136,7 +136,7 @@ def load_csv(
     if STATION_COLUMN in header:
         station_ids = frame[STATION_COLUMN].to_numpy(dtype=str)
         for row, station in enumerate(station_ids):
-            if not _STATION_ID.match(station):
+            if not _STATION_ID.fullmatch(station):
                 raise DataError(
                     f"{_where(source, int(lines[row]), STATION_COLUMN, header)}: "
                     f"station id {station!r} must match {STATION_ID_PATTERN}"

@@ -53,8 +53,11 @@ def training_record(result: RunResult) -> dict[str, Any]:
     }
 
 
-def export_bundle(result: RunResult, out_dir: Path, model_card: str | None = None) -> Path:
-    """Write ``out_dir`` (replacing an old bundle there) and return its path."""
+def export_bundle(
+    result: RunResult, out_dir: Path, model_card: str | None = None, signing_key: bytes | None = None
+) -> Path:
+    """Write ``out_dir`` (replacing an old bundle there) and return its path; with ``signing_key``
+    its manifest is signed (``detector.bundle_signature``)."""
     created_at = datetime.now(UTC).replace(microsecond=0)
     ae = result.autoencoder
     with tempfile.TemporaryDirectory(prefix="centinela-export-") as tmp:
@@ -86,4 +89,5 @@ def export_bundle(result: RunResult, out_dir: Path, model_card: str | None = Non
             model_card=model_card,
             created_at=created_at,
             overwrite=True,
+            signing_key=signing_key,
         )

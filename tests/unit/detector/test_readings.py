@@ -215,3 +215,43 @@ def test_trusted_reading_equals_a_validated_one(parser: ReadingParser) -> None:
     assert fast.model_copy(update={"station_id": "B"}).station_id == "B"
     with pytest.raises(ValidationError):
         fast.station_id = "other"  # type: ignore[misc]
+
+
+# -- station ids are matched whole (issue 22) ---------------------------------------------------
+_VALID_ID = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", fullmatch=True)
+_CONTROL = st.characters(categories=["Cc", "Cf", "Zs", "Zl", "Zp"])
+
+
+def parse_id(station_id: str) -> Reading | ParseFailure:
+    return ReadingParser().parse(orjson.dumps({**GOOD, "station_id": station_id}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALID_ID, _CONTROL, st.sampled_from(["suffix", "prefix", "inside"]))
+def test_a_station_id_with_a_control_or_space_character_anywhere_is_refused(
+    station_id: str, bad: str, where: str
+) -> None:
+    middle = len(station_id) // 2 or 1
+    spoiled = {
+        "suffix": station_id + bad,
+        "prefix": bad + station_id,
+        "inside": station_id[:middle] + bad + station_id[middle:],
+    }[where]
+    failure = parse_id(spoiled)
+    assert isinstance(failure, ParseFailure) and failure.reason == "bad_station_id"
+    with pytest.raises(ValidationError):
+        Reading(station_id=spoiled, ts=datetime(2025, 1, 1, tzinfo=UTC), values={})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=70))
+def test_a_station_id_is_accepted_exactly_when_the_whole_of_it_matches(station_id: str) -> None:
+    import re
+
+    whole = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", station_id) is not None
+    assert isinstance(parse_id(station_id), Reading) == whole
+
+
+def test_the_trailing_newline_of_the_issue_is_refused() -> None:
+    failure = parse_id("EST-01\n")
+    assert isinstance(failure, ParseFailure) and failure.reason == "bad_station_id"

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from detector.readings import Reading
 from detector.records import FUTURE_TIMESTAMP, KEY_MISMATCH, UNKNOWN_STATION
 from detector.stations import Refusal, StationTable
@@ -71,7 +74,7 @@ def test_a_silent_station_closes_its_windows_on_the_idle_clock() -> None:
 def test_rebuilt_readings_move_the_buffer_but_are_not_counted_or_kept_for_the_line() -> None:
     stations = table(topology=two_station_line())
     for minute in range(35):
-        stations.rebuild(reading("EST-01", minute), 0, NOW)
+        stations.rebuild(reading("EST-01", minute), None, 0, NOW, NOW)
     assert stations.take_outcomes() == {"accepted": 0, "late": 0, "duplicate": 0}
     assert stations.take_line_readings() == []
     closed = stations.admit(reading("EST-01", 37), None, 0, NOW)  # the 00:35 window: built from rebuilt data
@@ -126,3 +129,37 @@ def test_dropping_partitions_forgets_their_stations() -> None:
     views = list(stations.views(lambda _sid: False))
     assert [view.station_id for view in views] == ["EST-01"]
     assert views[0].newest_event_s == T0.timestamp()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["EST-01", "EST-02", "EST-09"]),
+            st.sampled_from([None, b"EST-01", b"EST-02", b"EST-09", b"forged"]),
+            st.integers(min_value=0, max_value=200),
+        ),
+        max_size=60,
+    )
+)
+def test_rebuild_refuses_exactly_what_admit_refuses(
+    messages: list[tuple[str, bytes | None, int]],
+) -> None:
+    """One admission path: a restart must not re-ingest what the live loop dead-lettered."""
+    options = {"known": ("EST-01", "EST-02"), "check_known": True, "max_future_s": 60 * 60}
+    live, rebuilt = table(**options), table(**options)
+    for station, key, minute in messages:
+        admitted = live.admit(reading(station, minute), key, 0, NOW)
+        again = rebuilt.rebuild(reading(station, minute), key, 0, NOW, NOW)
+        assert isinstance(admitted, Refusal) == isinstance(again, Refusal)
+        if isinstance(admitted, Refusal):
+            assert again == admitted
+    assert {sid for sid, _ in live.items()} == {sid for sid, _ in rebuilt.items()}
+
+
+def test_a_rebuilt_stamp_is_judged_against_its_produce_time() -> None:
+    """Live refused it as from the future on arrival; a restart a day later must not take it."""
+    stations = table(max_future_s=60)
+    ahead = reading("EST-01", 120)  # 2 h after T0
+    produced = T0.timestamp()
+    assert stations.admit(ahead, None, 0, produced) == stations.rebuild(ahead, None, 0, NOW + 86400, produced)

@@ -336,3 +336,63 @@ def test_any_arrival_order_gives_the_batch_windows_of_the_accepted_samples(
             seen.add(m)
     batch = batch_windows(minutes([arrivals[i] for i in accepted]), values[accepted], spec)
     assert_same_windows(batch, closed)
+
+
+# -- gaps longer than max_gap_windows (issue 22) ----------------------------------------------
+def test_a_year_old_first_reading_cannot_open_a_year_of_windows() -> None:
+    buffer = StationBuffer(SPEC, 1, max_gap_windows=72)
+    now = T0 + timedelta(days=365)
+    buffer.add(T0, [1.0])
+    buffer.add(now, [1.0])
+    closed = buffer.take_ready()
+    # The windows that could hold the old reading (ending 00:30 and 00:35) plus 72 empty ones.
+    assert len(closed) == 2 + 72
+    assert all(w.data is None for w in closed)
+    windows, gaps = buffer.take_skipped()
+    assert gaps == 1
+    assert len(closed) + windows == (now - MINUTE * 2 - (T0 + 30 * MINUTE)) // (5 * MINUTE) + 1
+    assert buffer.take_skipped() == (0, 0)
+    for m in range(1, 40):  # the station goes on as if nothing happened
+        assert buffer.add(now + m * MINUTE, [1.0]) is AddOutcome.ACCEPTED
+    assert any(w.data is not None for w in buffer.close_until(now + 40 * MINUTE))
+
+
+def test_a_silent_station_skips_beyond_the_bound_and_counts_it_as_one_gap() -> None:
+    buffer = StationBuffer(SPEC, 1, max_gap_windows=3)
+    for m in range(0, 40):
+        buffer.add(T0 + m * MINUTE, [1.0])
+    closed = []
+    for m in range(40, 400, 5):  # the idle clock closes a little at a time
+        closed += buffer.close_until(T0 + m * MINUTE)
+    assert max(w.end for w in closed) <= T0 + (39 + 35 + 3 * 5) * MINUTE
+    windows, gaps = buffer.take_skipped()
+    assert windows > 50 and gaps == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=2000), min_size=1, max_size=120),
+    st.integers(min_value=1, max_value=4),
+)
+def test_a_bounded_gap_cuts_every_window_that_holds_a_sample(raw: list[int], bound: int) -> None:
+    """Only windows without a single sample are skipped: the scorable ones, and the first ``bound``
+    empty ones of each gap, are the batch windows."""
+    offsets = sorted(set(raw))
+    values = series(offsets)
+    buffer = StationBuffer(SPEC, 2, max_gap_windows=bound)
+    closed: list[ClosedWindow] = []
+    for offset, row in zip(offsets, values, strict=True):
+        buffer.add(T0 + offset * MINUTE, row)
+        closed += buffer.take_ready()
+    closed += buffer.flush()
+    batch = batch_windows(minutes(offsets), values, SPEC)
+    good = [w for w in closed if w.data is not None]
+    assert [np.datetime64(w.end.replace(tzinfo=None), "ns") for w in good] == list(batch.ends)
+    skipped, _ = buffer.take_skipped()
+    assert len(closed) + skipped == len(batch.ends) + len(batch.skipped)
+    cut = {w.end for w in closed}
+    reach = (SPEC.samples_per_window + SPEC.fill_slots) * MINUTE
+    for window in batch.skipped:
+        holds_a_sample = any(window.end - reach <= T0 + m * MINUTE < window.end for m in offsets)
+        if holds_a_sample:
+            assert window.end in cut

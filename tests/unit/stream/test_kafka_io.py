@@ -108,3 +108,143 @@ def test_a_partition_with_nothing_consumed_since_its_assignment_lags_behind_its_
     finally:
         broker._consumer = real
         broker.close()
+
+
+# -- the consume path's errors, classified (issue 22 item 6) ----------------------------------
+def kafka_exception(code: int, *, fatal: bool = False) -> Exception:
+    from confluent_kafka import KafkaError, KafkaException
+
+    return KafkaException(KafkaError(code, "test", fatal=fatal))
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class UnstableConsumer:
+    """Answers ``committed`` with UNSTABLE_OFFSET_COMMIT (a dead member's open transaction) and
+    timeouts ``failures`` times, advancing the clock 10 s each, then with the offsets."""
+
+    def __init__(self, failures: int, clock: FakeClock) -> None:
+        self.failures = failures
+        self.clock = clock
+        self.assigned: list[object] = []
+
+    def committed(self, partitions: list[object], timeout: float) -> list[object]:
+        from confluent_kafka import KafkaError, TopicPartition
+
+        if self.failures:
+            self.failures -= 1
+            self.clock.now += 10
+            code = KafkaError.UNSTABLE_OFFSET_COMMIT if self.failures % 2 else KafkaError._TIMED_OUT
+            raise kafka_exception(code)
+        return [TopicPartition("readings", 0, 42)]
+
+    def assign(self, partitions: list[object]) -> None:
+        self.assigned = partitions
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.got: list[object] = []
+
+    def assigned(self, partitions: list[object]) -> set[object]:
+        self.got = partitions
+        return set()
+
+    def revoked(self, partitions: object) -> None:
+        return None
+
+    def restore(self, stations: object, lines: object) -> None:
+        return None
+
+
+def broker_with(clock: FakeClock, outage_limit_s: float = 300) -> KafkaBroker:
+    return KafkaBroker(
+        settings(
+            kafka={"bootstrap_servers": "127.0.0.1:1"},
+            exactly_once=False,
+            broker_outage_limit_s=outage_limit_s,
+            topics={"readings": "readings"},
+        ),
+        now=clock,
+    )
+
+
+def test_unstable_committed_offsets_are_waited_for_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from confluent_kafka import TopicPartition
+
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    clock = FakeClock()
+    broker = broker_with(clock)
+    listener = Listener()
+    broker._listener = listener  # type: ignore[assignment]
+    consumer = UnstableConsumer(4, clock)  # 40 s of unstable offsets: past the old 30 s timeout
+    try:
+        broker._assign(consumer, [TopicPartition("readings", 0)])
+        assert [(a.partition, a.committed) for a in listener.got] == [(0, 42)]  # type: ignore[attr-defined]
+        assert [(tp.partition, tp.offset) for tp in consumer.assigned] == [(0, 42)]  # type: ignore[attr-defined]
+    finally:
+        broker.close()
+
+
+def test_a_transient_error_past_the_deadline_ends_the_process_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from confluent_kafka import TopicPartition
+
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    clock = FakeClock()
+    broker = broker_with(clock, outage_limit_s=25)
+    broker._listener = Listener()  # type: ignore[assignment]
+    try:
+        with pytest.raises(BrokerError, match=r"reading the committed offsets still failing after 30 s"):
+            broker._assign(UnstableConsumer(10, clock), [TopicPartition("readings", 0)])
+    finally:
+        broker.close()
+
+
+def test_a_fatal_or_unknown_error_is_not_retried() -> None:
+    from confluent_kafka import KafkaError
+
+    from stream.kafka_io import is_transient
+
+    assert is_transient(kafka_exception(KafkaError.UNSTABLE_OFFSET_COMMIT))
+    assert is_transient(kafka_exception(KafkaError.NOT_COORDINATOR))
+    assert not is_transient(kafka_exception(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+    assert not is_transient(kafka_exception(KafkaError._TIMED_OUT, fatal=True))
+    clock = FakeClock()
+    broker = broker_with(clock)
+    calls = []
+
+    def denied() -> None:
+        calls.append(1)
+        raise kafka_exception(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+
+    try:
+        with pytest.raises(BrokerError, match="finding the rebuild offset failed"):
+            broker._transient_retry("finding the rebuild offset", denied)
+        assert calls == [1]
+    finally:
+        broker.close()
+
+
+def test_a_fenced_static_member_stops_at_the_next_consume_instead_of_idling() -> None:
+    from confluent_kafka import KafkaError
+
+    broker = broker_with(FakeClock())
+    try:
+        fenced = KafkaError(
+            KafkaError.FENCED_INSTANCE_ID,
+            "Fatal consumer error: static consumer fenced by other consumer",
+            fatal=True,
+        )
+        broker._on_error(fenced)
+        with pytest.raises(BrokerError, match="static consumer fenced"):
+            broker.consume(10, 0.01)
+    finally:
+        broker.close()

@@ -84,3 +84,54 @@ def test_a_bundle_written_in_place_is_picked_up(tmp_path: Path, bundle: Bundle) 
     fresh = watcher.poll(load_bundle(bundle.path))
     assert fresh is not None
     assert fresh.model_version == "rewritten"
+
+
+def test_with_a_key_an_unsigned_or_edited_bundle_is_refused_at_reload_and_the_served_one_kept(
+    tmp_path: Path,
+) -> None:
+    import orjson
+
+    from detector.bundle import MANIFEST, sign_bundle
+
+    key = b"s" * 32
+    served = load_bundle(sign_bundle(build_linear_bundle(tmp_path / "v1"), key), threads=1, verify_key=key)
+    link = tmp_path / "current"
+    link.symlink_to(served.path)
+    metrics = DetectorMetrics(CollectorRegistry())
+    watcher = BundleWatcher(
+        link, bundle_loader(1, 64, verify_key=key), metrics, interval_s=5, monotonic=Ticker()
+    )
+
+    flip(link, build_linear_bundle(tmp_path / "unsigned", model_version="v2"))
+    watcher.request()
+    assert watcher.poll(served) is None
+    edited = sign_bundle(build_linear_bundle(tmp_path / "edited", model_version="v3"), key)
+    manifest = orjson.loads((edited / MANIFEST).read_bytes())
+    (edited / MANIFEST).write_bytes(orjson.dumps({**manifest, "threshold": manifest["threshold"] * 1000}))
+    flip(link, edited)
+    watcher.request()
+    assert watcher.poll(served) is None
+    assert metrics.registry.get_sample_value("centinela_model_reload_failures_total") == 2
+    flip(link, sign_bundle(build_linear_bundle(tmp_path / "good", model_version="v4"), key))
+    watcher.request()
+    fresh = watcher.poll(served)
+    assert fresh is not None and fresh.model_version == "v4"
+
+
+def test_the_bundle_key_is_one_setting_and_never_shown(tmp_path: Path) -> None:
+    import pytest
+
+    from detector.errors import ConfigError
+    from stream.settings import bundle_verify_key, describe, load_settings
+
+    settings = load_settings(bundle_key="a-long-enough-secret-key")
+    assert bundle_verify_key(settings) == b"a-long-enough-secret-key"
+    assert "a-long-enough-secret-key" not in str(describe(settings))
+    key_file = tmp_path / "bundle.key"
+    key_file.write_text("from-a-mounted-secret-file\n")
+    assert bundle_verify_key(load_settings(bundle_key_file=key_file)) == b"from-a-mounted-secret-file"
+    with pytest.raises(ConfigError, match="bundle_key or bundle_key_file, not both"):
+        load_settings(bundle_key="a-long-enough-secret-key", bundle_key_file=key_file)
+    with pytest.raises(ConfigError, match="cannot read the key file"):
+        bundle_verify_key(load_settings(bundle_key_file=tmp_path / "missing"))
+    assert bundle_verify_key(load_settings()) is None
