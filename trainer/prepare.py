@@ -112,6 +112,20 @@ def infer_sampling(dataset: Dataset) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def sampling_note(dataset: Dataset, sampling: timedelta) -> str | None:
+    """A line when rows are not regular at the inferred period (missing rows or mixed sampling)."""
+    gaps = np.concatenate([np.diff(series.ts) for series in dataset.stations.values()])
+    off = gaps != np.timedelta64(sampling)
+    if not off.any():
+        return None
+    longest = timedelta(seconds=float(gaps.max() / np.timedelta64(1, "s")))
+    return (
+        f"sampling period {sampling} inferred (the most common gap between rows); {int(off.sum())} of "
+        f"{len(gaps)} gaps differ from it (longest {longest}): windows over them are filled or skipped "
+        "by the service's coverage rules"
+    )
+
+
 def samples_of(value: int | str, sampling: timedelta, flag: str) -> int:
     """A length as samples: a plain integer counts samples (as before), a duration (``30min``,
     ``5 s``, ``2h``, ``1d``) must be a whole number of sampling periods."""
@@ -312,6 +326,9 @@ def prepare(
     spec = window_spec(dataset, window, step)
     bounds = bounds or chronological_bounds(dataset, train_ratio, val_ratio)
     notes: list[str] = []
+    irregular = sampling_note(dataset, spec.sampling)
+    if irregular:
+        notes.append(irregular)
     dropped = unusable_sensors(dataset, bounds)
     for sensor, reason in dropped.items():
         line = f"sensor {sensor!r} dropped: {reason}"

@@ -103,6 +103,17 @@ def test_durations_count_samples_at_the_inferred_sampling(tmp_path: Path) -> Non
     )
     prepared = prepare(data, window="5min", step="1min")
     assert prepared.spec.samples_per_window == 30 and prepared.spec.step == timedelta(minutes=1)
+    assert not any(note.startswith("sampling period") for note in prepared.notes)  # regular rows
+
+
+def test_irregular_sampling_is_reported(tmp_path: Path) -> None:
+    path = awkward_csv(tmp_path / "a.csv")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:200] + lines[260:]) + "\n")  # an hour of EST-01 missing
+    data = load_csv(path, label_column="event_class", anomaly_values=("3", "7"))
+    prepared = prepare(data, window="20min", step="5min")
+    assert any(n.startswith("sampling period 0:01:00 inferred") for n in prepared.notes)
+    assert prepared["train"].skipped > 0
 
 
 def test_date_splits_and_their_errors(tmp_path: Path) -> None:
