@@ -173,6 +173,19 @@ def budget_threshold(
     return float(threshold), notes
 
 
+def per_station_budget_thresholds(
+    windows: NormalWindows, step: timedelta, budget: float = DEFAULT_ALARM_BUDGET
+) -> dict[str, float]:
+    """Each station's own budget threshold on its own normal windows: what a per-station threshold
+    would be. The bundle serves one threshold (the pooled one); these show how far stations differ."""
+    out: dict[str, float] = {}
+    for station in np.unique(windows.station_ids).tolist():
+        mine = windows.station_ids == station
+        own = NormalWindows(windows.scores[mine], windows.station_ids[mine], windows.ends[mine])
+        out[str(station)] = budget_threshold(own, step, budget)[0]
+    return out
+
+
 @dataclass(frozen=True)
 class OperatingPointCheck:
     """How the threshold fares on normal windows never fitted (the test split's), overall and per

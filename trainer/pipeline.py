@@ -46,6 +46,7 @@ from trainer.operating_point import (
     budget_threshold,
     check_budget_options,
     check_operating_point,
+    per_station_budget_thresholds,
 )
 from trainer.prepare import Prepared, WindowSet, prepare
 from trainer.split import SplitBounds, date_bounds
@@ -231,7 +232,12 @@ def evaluate_detector(
         record = dataclasses.replace(record, extra={**record.extra, "extra_normal_source": HOLDOUT_SOURCE})
     if method == FALSE_ALARM_BUDGET:
         pool = [normal_windows(val, validation_scores)] + ([extra_normal] if extra_normal is not None else [])
-        threshold, notes = budget_threshold(NormalWindows.join(pool), prepared.spec.step, alarm_budget)
+        joined = NormalWindows.join(pool)
+        threshold, notes = budget_threshold(joined, prepared.spec.step, alarm_budget)
+        if len(np.unique(joined.station_ids)) > 1:
+            notes["per_station_thresholds"] = per_station_budget_thresholds(
+                joined, prepared.spec.step, alarm_budget
+            )
         counts = counts_at(val_scores, val_labels, threshold)
         record = dataclasses.replace(
             record,
@@ -410,7 +416,11 @@ def run_training(
                 f"{data.source}, column 'label': --use-labels needs labelled anomalies in the training "
                 f"split ({train.rows} rows, none labelled)"
             )
-        head = fit_label_head(train.x - x_hat["train"], train.step_labels, seed=options.fit.seed)
+        # Windows with an unknown sample would teach unknown minutes as normal: left out.
+        known = train.known
+        head = fit_label_head(
+            (train.x - x_hat["train"])[known], train.step_labels[known], seed=options.fit.seed
+        )
         models[AUTOENCODER_LABELS] = evaluate_detector(
             AUTOENCODER_LABELS,
             WITH_LABELS,

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from trainer.data import UNKNOWN_LABEL
 from trainer.line import LABEL, LineTraining, segment_balance
 from trainer.pipeline import AUTOENCODER, RunResult
 
@@ -145,6 +146,18 @@ def data_split(result: RunResult, path: Path) -> Path:
                 alpha=0.2,
                 transform=ax.get_xaxis_transform(),
                 label="labelled",
+            )
+        unknown = series.labels == UNKNOWN_LABEL
+        if unknown.any():
+            ax.fill_between(
+                series.ts,
+                0,
+                1,
+                where=unknown,
+                color="grey",
+                alpha=0.15,
+                transform=ax.get_xaxis_transform(),
+                label="label unknown",
             )
         for when, name in ((bounds.validation_start, "validation"), (bounds.test_start, "test")):
             ax.axvline(when, color="k", linestyle="--", linewidth=1)

@@ -133,6 +133,10 @@ _TEXT: dict[str, dict[str, str]] = {
         "{windows} ({share:.1f} %) en o sobre el umbral, {alarms} alarma(s), {rate} por estación-mes; "
         "proporción permitida {max_share:g} %.",
     },
+    "per_station_thresholds": {
+        "en": "Each station's own budget threshold (the bundle serves the pooled one above): ",
+        "es": "Umbral de presupuesto propio de cada estación (el paquete usa el común de arriba): ",
+    },
     "op_unchecked": {
         "en": "Not checked: the test split holds no normal window.",
         "es": "Sin verificar: el tramo de prueba no tiene ventanas normales.",
@@ -418,6 +422,11 @@ def _render_operating_point(check: dict[str, Any], cal: dict[str, Any], t: Any) 
                 alarms=budget["alarms_at_threshold"],
             )
         )
+        if budget.get("per_station_thresholds"):
+            out.append(
+                t("per_station_thresholds")
+                + ", ".join(f"{name} {value:.3g}" for name, value in budget["per_station_thresholds"].items())
+            )
         out.append("")
     if not check["checked"]:
         out.append(t("op_unchecked"))

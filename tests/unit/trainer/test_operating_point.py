@@ -46,6 +46,15 @@ def test_budget_threshold_keeps_the_budget_on_months_of_normal_windows() -> None
     assert budget_threshold(normal, STEP, budget=10.0)[0] < threshold < budget_threshold(normal, STEP, 0.1)[0]
 
 
+def test_per_station_thresholds_follow_each_stations_scores() -> None:
+    from trainer.operating_point import per_station_budget_thresholds
+
+    rng = np.random.default_rng(5)
+    scores = np.r_[rng.gamma(2.0, 1.0, 8640), 3 * rng.gamma(2.0, 1.0, 8640)]
+    own = per_station_budget_thresholds(windows(scores, stations=2), STEP)
+    assert own["EST-02"] / own["EST-01"] == pytest.approx(3.0, rel=0.35)
+
+
 def test_short_validation_extends_beyond_the_largest_normal_score() -> None:
     rng = np.random.default_rng(4)
     normal = windows(rng.gamma(2.0, 1.0, 300))  # about a day: far less than a month
