@@ -168,3 +168,34 @@ def test_the_awkward_file_trains_and_reports_each_workaround(tmp_path: Path) -> 
     assert "sensor 'stuck' dropped: frozen" in md and "sensor 'constant' dropped: constant" in md
     assert (out / "plots" / "data_split.png").stat().st_size > 0
     assert load_bundle(out / "bundle").sensors == ("flow", "pressure", "power")
+
+
+@pytest.mark.parametrize("keep_unknown", [False, True])
+def test_unknown_windows_are_trained_on_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_unknown: bool
+) -> None:
+    from trainer import pipeline
+    from trainer.training import TrainedModel
+
+    fitted: list[np.ndarray] = []
+
+    def fake_train(x: np.ndarray, *args: object, **kwargs: object) -> TrainedModel:
+        fitted.append(x)
+        return TrainedModel(lambda batch, training=False: np.asarray(batch) * 0.9, {"loss": [1.0]}, 1, 1, 0.0)
+
+    monkeypatch.setattr(pipeline, "train_autoencoder", fake_train)
+    options = pipeline.TrainOptions(
+        data=awkward_csv(tmp_path / "a.csv"),
+        label_column="event_class",
+        anomaly_values=("3", "7"),
+        window="20min",
+        step="5min",
+        train_on_unlabelled=keep_unknown,
+    )
+    result = pipeline.run_training(options)
+    train = result.prepared["train"]
+    expected = (train.labels != 1) if keep_unknown else (train.labels == 0)
+    assert len(fitted[0]) == int(expected.sum()) and (train.labels == UNKNOWN_LABEL).any()
+    # Unknown windows never reach the metrics: the test confusion matrix counts known windows only.
+    test = result.prepared["test"]
+    assert sum(map(sum, result.autoencoder.test["confusion_matrix"])) == int(test.known.sum())
