@@ -547,6 +547,7 @@ def model_card(report: dict[str, Any]) -> str:
         f"recall {_fmt(ae['recall'])}, F1 {_fmt(ae['f1'])}, ROC-AUC {_fmt(ae['roc_auc'])}, "
         f"AP {_fmt(ae['average_precision'])}.",
         "- The strategy comparison on validation and test is in `manifest.json`, `calibration`.",
+        *_card_operating_point(report.get("operating_point")),
         "",
         "## Known limits",
         "- Labelled anomalies are few; F1 on a few hundred windows moves by several points when one",
@@ -564,6 +565,24 @@ def model_card(report: dict[str, Any]) -> str:
         "  compare the new report with this one before deploying the new bundle.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _card_operating_point(check: dict[str, Any] | None) -> list[str]:
+    """The model card's line on the threshold's check on never-fitted normal windows."""
+    if not check:
+        return []
+    if not check["checked"]:
+        return ["- Operating point not checked: the test split held no normal window."]
+    verdict = (
+        "accepted"
+        if check["acceptable"]
+        else "**REJECTED** (bundle marked `operating_point.accepted = false`)"
+    )
+    return [
+        f"- Operating point {verdict}: {check['alarming_windows']} of {check['normal_windows']} normal test "
+        f"windows ({100 * check['share']:.1f} %, allowed {100 * check['max_share']:g} %) at or above the "
+        f"threshold, {check['alarms']} alarm(s)."
+    ]
 
 
 def _card_line(line: dict[str, Any] | None) -> list[str]:

@@ -118,6 +118,7 @@ def test_cli_refuses_a_drifted_operating_point_unless_accepted(tmp_path: Path) -
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert report["operating_point"]["share"] > 0.5
     assert report["original_pipeline"] is None  # not the original's data set
+    assert "Operating point **REJECTED**" in (tmp_path / "a" / "MODEL_CARD.md").read_text()
     accepted = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--accept-operating-point"])
     assert accepted.exit_code == 0, accepted.output
     manifest = json.loads((tmp_path / "b" / "bundle" / "manifest.json").read_text())
