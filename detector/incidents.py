@@ -8,6 +8,13 @@ Per station, in event time (the windows' ends), never wall time, so a replay giv
 - **close**: after ``close_after`` consecutive windows below ``threshold × hysteresis``. Windows
   between that level and the threshold keep the incident open without an update. The close alert
   carries the last window's score and the incident's peak severity.
+- **max length**: an incident open for ``max_length`` of event time (default 12 h) closes with
+  reason ``max_length``, so a drifting station is not stuck in one incident for weeks. The station
+  then re-arms above its drifted level: a new incident needs a score of at least ``rearm_margin``
+  times the closed incident's peak score (and the threshold), so a real event on top of the drift is
+  still raised (reason ``above_drift_level``) while the drift alone is not re-reported at once. The
+  raised level is dropped once the station is quiet again (``close_after`` windows below
+  ``threshold × hysteresis``).
 - **data_gap**: a window that can't be scored (or a station that went silent) opens a gap alert
   (``kind = data_gap``), closed by the next scored window, so silence is never mistaken for health.
   One open (and one close) per gap whatever its length: no input can make the alert count grow
@@ -54,8 +61,14 @@ class IncidentPolicy:
     close_after: int = 2
     update_every: timedelta = timedelta(minutes=15)
     severity_bands: tuple[float, float, float] = (1.0, 1.5, 3.0)
+    max_length: timedelta | None = timedelta(hours=12)
+    rearm_margin: float = 1.5
 
     def __post_init__(self) -> None:
+        if self.max_length is not None and self.max_length <= timedelta(0):
+            raise ConfigError(f"max_length must be positive (or None for no limit), got {self.max_length}")
+        if not (math.isfinite(self.rearm_margin) and self.rearm_margin >= 1):
+            raise ConfigError(f"rearm_margin must be at least 1, got {self.rearm_margin}")
         if not 1 <= self.k <= self.n:
             raise ConfigError(f"incident policy needs 1 <= k <= n, got k={self.k}, n={self.n}")
         if self.n > 64:
@@ -174,14 +187,17 @@ _SEVERITY_RANK = {"none": 0, "low": 1, "medium": 2, "high": 3}
 class _Episode:
     """An open incident or data gap of one station."""
 
-    __slots__ = ("below", "incident_id", "last_report", "opened_at", "peak")
+    __slots__ = ("below", "incident_id", "last_report", "opened_at", "peak", "peak_score")
 
-    def __init__(self, incident_id: str, opened_at: datetime, peak: Severity) -> None:
+    def __init__(
+        self, incident_id: str, opened_at: datetime, peak: Severity, peak_score: float = 0.0
+    ) -> None:
         self.incident_id = incident_id
         self.opened_at = opened_at
         self.last_report = opened_at
         self.below = 0
         self.peak: Severity = peak
+        self.peak_score = peak_score
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -190,6 +206,7 @@ class _Episode:
             "last_report": format_ts(self.last_report),
             "below": self.below,
             "peak": self.peak,
+            "peak_score": self.peak_score,
         }
 
     @classmethod
@@ -197,6 +214,7 @@ class _Episode:
         episode = cls(str(fields["incident_id"]), _parse_ts(fields["opened_at"]), fields["peak"])
         episode.last_report = _parse_ts(fields["last_report"])
         episode.below = int(fields["below"])
+        episode.peak_score = float(fields.get("peak_score", 0.0))
         return episode
 
 
@@ -210,15 +228,32 @@ def _parse_ts(text: object) -> datetime:
 
 
 class _StationState:
-    __slots__ = ("gap", "incident", "recent")
+    __slots__ = ("gap", "incident", "quiet", "rearm_level", "recent")
 
     def __init__(self) -> None:
         self.recent = 0  # the last n windows as bits, newest in bit 0, 1 = at or above threshold
         self.incident: _Episode | None = None
         self.gap: _Episode | None = None
+        # After a max-length close: the score a new incident needs, until the station is quiet.
+        self.rearm_level: float | None = None
+        self.quiet = 0
 
     def idle(self) -> bool:
-        return self.recent == 0 and self.incident is None and self.gap is None
+        return self.recent == 0 and self.incident is None and self.gap is None and self.rearm_level is None
+
+
+def _counts_as_above(state: _StationState, policy: IncidentPolicy, score: float, threshold: float) -> bool:
+    """Whether a window may open an incident: at or above the threshold, and above the re-arm level
+    a max-length close left (``rearm_level``), which is dropped after ``close_after`` quiet windows."""
+    if state.rearm_level is None:
+        return score >= threshold
+    if score < threshold * policy.hysteresis:
+        state.quiet += 1
+        if state.quiet >= policy.close_after:
+            state.rearm_level, state.quiet = None, 0
+        return False
+    state.quiet = 0
+    return score >= state.rearm_level
 
 
 def _utc_now() -> datetime:
@@ -295,10 +330,14 @@ class IncidentTracker:
         severity = policy.severity(score, threshold)
         episode = state.incident
         if episode is None:
+            above = _counts_as_above(state, policy, score, threshold)
             state.recent = ((state.recent << 1) | int(above)) & ((1 << policy.n) - 1)
             if above and state.recent.bit_count() >= policy.k:
                 episode = _Episode(
-                    incident_id(station_id, "incident", window_end, model_version), window_end, severity
+                    incident_id(station_id, "incident", window_end, model_version),
+                    window_end,
+                    severity,
+                    score,
                 )
                 state.incident = episode
                 state.recent = 0
@@ -315,8 +354,10 @@ class IncidentTracker:
                         severity,
                         ranked,
                         model_version,
+                        None if state.rearm_level is None else "above_drift_level",
                     )
                 )
+                state.rearm_level = None
         elif score < threshold * policy.hysteresis:
             episode.below += 1
             if episode.below >= policy.close_after:
@@ -357,9 +398,55 @@ class IncidentTracker:
                         model_version,
                     )
                 )
+        if state.incident is not None and state.incident is episode:
+            alerts.extend(
+                self._end_if_too_long(
+                    state, station_id, window_start, window_end, score, threshold, ranked, model_version
+                )
+            )
 
         self._keep(station_id, state)
         return alerts
+
+    def _end_if_too_long(  # noqa: PLR0917 - private: one window's fields, as observe has them
+        self,
+        state: _StationState,
+        station_id: str,
+        window_start: datetime,
+        window_end: datetime,
+        score: float,
+        threshold: float,
+        ranked: list[Contribution],
+        model_version: str,
+    ) -> list[Alert]:
+        """Close the open incident once it has lasted ``max_length``; re-arm above its peak."""
+        episode = state.incident
+        max_length = self.policy.max_length
+        if episode is None:
+            return []
+        episode.peak_score = max(episode.peak_score, score)
+        if max_length is None or window_end - episode.opened_at < max_length:
+            return []
+        state.incident = None
+        state.recent = 0
+        state.rearm_level = max(threshold, episode.peak_score * self.policy.rearm_margin)
+        state.quiet = 0
+        return [
+            self._alert(
+                "incident",
+                "close",
+                station_id,
+                episode,
+                window_start,
+                window_end,
+                score,
+                threshold,
+                episode.peak,
+                ranked,
+                model_version,
+                "max_length",
+            )
+        ]
 
     def gap(  # noqa: PLR0917 - positional order fixed by docs/contracts.md
         self,
@@ -409,6 +496,8 @@ class IncidentTracker:
                 "recent": state.recent,
                 "incident": None if state.incident is None else state.incident.to_dict(),
                 "gap": None if state.gap is None else state.gap.to_dict(),
+                "rearm_level": state.rearm_level,
+                "quiet": state.quiet,
             }
         return {"version": STATE_VERSION, "stations": stations}
 
@@ -421,6 +510,10 @@ class IncidentTracker:
             for station_id, fields in snapshot["stations"].items():
                 state = _StationState()
                 state.recent = int(fields["recent"])
+                # Absent in snapshots written before incidents had a maximum length.
+                level = fields.get("rearm_level")
+                state.rearm_level = None if level is None else float(level)
+                state.quiet = int(fields.get("quiet", 0))
                 if fields.get("incident") is not None:
                     state.incident = _Episode.from_dict(fields["incident"])
                 if fields.get("gap") is not None:

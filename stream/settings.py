@@ -136,6 +136,9 @@ class IncidentSettings(_Section):
     close_after: int = Field(default=2, ge=1)
     update_every_s: float = Field(default=900.0, ge=0)
     severity_bands: tuple[float, float, float] = (1.0, 1.5, 3.0)
+    # An incident closes (reason max_length) after this much event time; 0: no limit.
+    max_incident_s: float = Field(default=12 * 3600.0, ge=0)
+    rearm_margin: float = Field(default=1.5, ge=1)
 
     def policy(self) -> IncidentPolicy:
         return IncidentPolicy(
@@ -145,6 +148,8 @@ class IncidentSettings(_Section):
             close_after=self.close_after,
             update_every=timedelta(seconds=self.update_every_s),
             severity_bands=self.severity_bands,
+            max_length=timedelta(seconds=self.max_incident_s) if self.max_incident_s > 0 else None,
+            rearm_margin=self.rearm_margin,
         )
 
 

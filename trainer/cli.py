@@ -8,7 +8,12 @@ from typing import Any
 
 import typer
 
-from detector.calibration import BEST_F1_EVERY, STRATEGIES
+from detector.calibration import STRATEGIES
+from trainer.operating_point import DEFAULT_ALARM_BUDGET, DEFAULT_MAX_NORMAL_ALARM_SHARE, FALSE_ALARM_BUDGET
+
+CALIBRATIONS = (FALSE_ALARM_BUDGET, *STRATEGIES)
+# Exit status of a run whose threshold alarms on too many never-fitted normal windows.
+EXIT_OPERATING_POINT = 3
 
 DEFAULT_DATA = Path("../shared/datasets/rebombeo_huachicoleo.csv")
 
@@ -33,10 +38,42 @@ def register(app: typer.Typer) -> None:
         val_ratio: float = typer.Option(
             0.2, "--val-ratio", help="Share for validation (threshold, aggregation); the rest is test."
         ),
-        window: int = typer.Option(
-            30, "--window", help="Window length in samples (minutes at one-minute sampling)."
+        train_until: str | None = typer.Option(
+            None,
+            "--train-until",
+            help="Split by date instead of the ratios: train on rows before this ISO date/time "
+            "(UTC unless it has an offset); needs --validate-until.",
         ),
-        step: int = typer.Option(5, "--step", help="Step between window ends, in samples."),
+        validate_until: str | None = typer.Option(
+            None,
+            "--validate-until",
+            help="With --train-until: validate on rows before this ISO date/time, test on the rest.",
+        ),
+        window: str = typer.Option(
+            "30",
+            "--window",
+            help="Window length: a duration (30min, 90s, 2h; checked against the sampling period "
+            "inferred from the data) or a plain integer, which counts samples (as before: minutes only "
+            "at one-minute sampling).",
+        ),
+        step: str = typer.Option(
+            "5", "--step", help="Step between window ends: a duration (5min) or a plain integer of samples."
+        ),
+        label_column: str = typer.Option(
+            "label", "--label-column", help="Column holding the labels (empty cell: unknown)."
+        ),
+        anomaly_values: str | None = typer.Option(
+            None,
+            "--anomaly-values",
+            help="Comma-separated values of the label column that mean anomaly (e.g. '1,2,5' or "
+            "'fault,leak'); any other non-empty value is normal. Default: labels are 0/1.",
+        ),
+        train_on_unlabelled: bool = typer.Option(
+            False,
+            "--train-on-unlabelled",
+            help="Also train on windows whose label is unknown (empty); they never count in metrics "
+            "or thresholds either way.",
+        ),
         encoder_units: str = typer.Option(
             "128,64", "--encoder-units", help="Encoder LSTM sizes, e.g. '128,64'."
         ),
@@ -68,7 +105,28 @@ def register(app: typer.Typer) -> None:
         ),
         topk: int = typer.Option(5, "--topk", help="k for the topk aggregation."),
         calibration: str = typer.Option(
-            BEST_F1_EVERY, "--calibration", help=f"Threshold strategy: {', '.join(STRATEGIES)}."
+            FALSE_ALARM_BUDGET,
+            "--calibration",
+            help=f"Threshold strategy: {', '.join(CALIBRATIONS)}. The default meets --alarm-budget; "
+            "the others are F1-based (validation labels) or percentiles of normal scores.",
+        ),
+        alarm_budget: float = typer.Option(
+            DEFAULT_ALARM_BUDGET,
+            "--alarm-budget",
+            help="False alarms per station-month allowed on normal validation (and early-stopping "
+            "holdout) windows; sets the threshold with --calibration false_alarm_budget.",
+        ),
+        max_normal_alarm_share: float = typer.Option(
+            DEFAULT_MAX_NORMAL_ALARM_SHARE,
+            "--max-normal-alarm-share",
+            help="Largest share of the test split's normal windows (never fitted) that may alarm at "
+            "the chosen threshold; above it the bundle is marked and the run exits 3.",
+        ),
+        accept_operating_point: bool = typer.Option(
+            False,
+            "--accept-operating-point",
+            help="Exit 0 even when the threshold alarms on more normal test windows than "
+            "--max-normal-alarm-share (the bundle stays marked).",
         ),
         use_labels: bool = typer.Option(
             False,
@@ -142,8 +200,8 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         if lang not in ("en", "es"):
             raise ConfigError(f"--lang must be en or es, got {lang!r}")
-        if calibration not in STRATEGIES:
-            raise ConfigError(f"--calibration must be one of {', '.join(STRATEGIES)}")
+        if calibration not in CALIBRATIONS:
+            raise ConfigError(f"--calibration must be one of {', '.join(CALIBRATIONS)}")
         if topology is not None:
             from detector.topology import load_topology
 
@@ -160,6 +218,13 @@ def register(app: typer.Typer) -> None:
             step=step,
             train_ratio=train_ratio,
             val_ratio=val_ratio,
+            train_until=train_until,
+            validate_until=validate_until,
+            label_column=label_column,
+            anomaly_values=tuple(v.strip() for v in anomaly_values.split(",") if v.strip())
+            if anomaly_values
+            else None,
+            train_on_unlabelled=train_on_unlabelled,
             model=ModelConfig(
                 encoder_units=parse_units(encoder_units, "--encoder-units"),
                 decoder_units=parse_units(decoder_units, "--decoder-units"),
@@ -177,6 +242,8 @@ def register(app: typer.Typer) -> None:
             aggregation=aggregation,
             topk=topk,
             calibration_method=calibration,
+            alarm_budget=alarm_budget,
+            max_normal_alarm_share=max_normal_alarm_share,
             use_labels=use_labels,
             advanced_models=advanced_models,
             topology=topology,
@@ -208,6 +275,7 @@ def register(app: typer.Typer) -> None:
             sweep_summary=sweep_summary,
             console=console,
             signing_key=signing_key,
+            accept_operating_point=accept_operating_point,
         )
 
 
@@ -285,6 +353,7 @@ def _run_and_write(
     sweep_summary: dict[str, Any] | None,
     console: Any,
     signing_key: bytes | None = None,
+    accept_operating_point: bool = False,
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -333,7 +402,9 @@ def _run_and_write(
 
         plot_files = [str(p.relative_to(out)) for p in write_plots(result, out / "plots")]
     card = model_card(report)
-    bundle = export_bundle(result, bundle_dir, model_card=card, signing_key=signing_key)
+    bundle = export_bundle(
+        result, bundle_dir, model_card=card, signing_key=signing_key, accepted_by_flag=accept_operating_point
+    )
     (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     json_path, md_path = write_reports(report, out, lang=lang, plots=plot_files)
 
@@ -361,3 +432,15 @@ def _run_and_write(
     )
     stdout.print(f"report: {json_path} and {md_path}")
     stdout.print(f"bundle written to {bundle}")
+    check = result.operating_point
+    if check is not None:
+        stdout.print(check.message(), style=None if check.acceptable else "bold red")
+        if not check.acceptable:
+            if accept_operating_point:
+                stdout.print("accepted by --accept-operating-point; the bundle stays marked")
+            else:
+                stdout.print(
+                    "refusing to exit 0: choose another threshold (--alarm-budget, --calibration), "
+                    "retrain on representative data, or pass --accept-operating-point"
+                )
+                raise typer.Exit(EXIT_OPERATING_POINT)

@@ -3,6 +3,17 @@
 The accepted layout is the original pipeline's (``timestamp``, one column per sensor, ``label``)
 plus an optional ``station_id`` column for multi-station history. A file without ``station_id`` is
 one station, ``EST-01``. Timestamps without an offset are read as UTC; with one, converted to UTC.
+
+Real plant history is ragged, so:
+
+- an **empty sensor cell** is a missing reading (NaN): the row is a gap for the windowing, exactly as
+  a reading the service could not parse (``detector.windows`` fills or skips by the live coverage
+  rules). Text that is not a number is still refused, naming the line and column;
+- an **empty label** is *unknown* (``UNKNOWN_LABEL``, -1): left out of every metric and of the
+  threshold, and of training unless ``--train-on-unlabelled``;
+- labels are 0/1 in the ``label`` column by default; ``label_column`` reads another column and
+  ``anomaly_values`` maps its values (class codes, words): a listed value is an anomaly (1), any other
+  non-empty value normal (0).
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ DEFAULT_STATION = "EST-01"
 TIME_COLUMNS = ("timestamp", "ts")
 STATION_COLUMN = "station_id"
 LABEL_COLUMN = "label"
+UNKNOWN_LABEL = -1
 # Ground-truth metadata the simulator writes beside the label; never sensors.
 METADATA_COLUMNS = ("event_type", "event_id")
 
@@ -32,7 +44,8 @@ _FIRST_DATA_LINE = 2
 
 @dataclass(frozen=True)
 class StationSeries:
-    """One station's rows in time order: UTC timestamps, raw sensor values, 0/1 labels, CSV lines."""
+    """One station's rows in time order: UTC timestamps, raw sensor values (NaN: missing), labels
+    (1 anomaly, 0 normal, -1 unknown), CSV lines."""
 
     station_id: str
     ts: npt.NDArray[np.datetime64]
@@ -63,7 +76,27 @@ class Dataset:
 
     @property
     def n_anomalous(self) -> int:
-        return int(sum(int(series.labels.sum()) for series in self.stations.values()))
+        return int(sum(int((series.labels == 1).sum()) for series in self.stations.values()))
+
+    @property
+    def n_unknown(self) -> int:
+        return int(sum(int((series.labels == UNKNOWN_LABEL).sum()) for series in self.stations.values()))
+
+    @property
+    def n_missing_cells(self) -> int:
+        return int(sum(int(np.isnan(series.values).sum()) for series in self.stations.values()))
+
+    def with_sensors(self, sensors: Sequence[str]) -> Dataset:
+        """The same rows with only ``sensors`` (a subset, in the given order)."""
+        columns = [self.sensors.index(name) for name in sensors]
+        return Dataset(
+            source=self.source,
+            sensors=tuple(sensors),
+            stations={
+                sid: StationSeries(s.station_id, s.ts, s.values[:, columns], s.labels, s.lines)
+                for sid, s in self.stations.items()
+            },
+        )
 
 
 def _where(
@@ -82,11 +115,14 @@ def load_csv(
     path: Path | str,
     sensors: Sequence[str] | None = None,
     default_station: str = DEFAULT_STATION,
+    label_column: str = LABEL_COLUMN,
+    anomaly_values: Sequence[str] | None = None,
 ) -> Dataset:
     """Read and validate a labelled CSV; every problem raises ``DataError`` saying where it is.
 
     ``sensors`` picks and orders the sensor columns; by default every column that is not the time,
-    station, label or event metadata (``event_type``, ``event_id``) column is a sensor, in file order.
+    station, label (``label`` and ``label_column``) or event metadata (``event_type``, ``event_id``)
+    column is a sensor, in file order. Empty cells: see the module docstring.
     """
     import pandas as pd
 
@@ -102,9 +138,13 @@ def load_csv(
     time_column = next((name for name in TIME_COLUMNS if name in header), None)
     if time_column is None:
         raise DataError(f"{_where(source, 1)}: missing column 'timestamp' (header: {', '.join(header)})")
-    if LABEL_COLUMN not in header:
-        raise DataError(f"{_where(source, 1)}: missing column 'label' (training needs labelled history)")
-    reserved = {time_column, STATION_COLUMN, LABEL_COLUMN, *METADATA_COLUMNS}
+    if label_column not in header:
+        flag = "" if label_column == LABEL_COLUMN else " (asked for by --label-column)"
+        raise DataError(
+            f"{_where(source, 1)}: missing column {label_column!r}{flag} (training needs labelled history; "
+            "--label-column names another column)"
+        )
+    reserved = {time_column, STATION_COLUMN, LABEL_COLUMN, label_column, *METADATA_COLUMNS}
     if sensors is None:
         chosen = tuple(name for name in header if name not in reserved)
     else:
@@ -122,15 +162,10 @@ def load_csv(
     lines = np.arange(len(frame), dtype=np.int64) + _FIRST_DATA_LINE
     values = np.empty((len(frame), len(chosen)), dtype=np.float64)
     for j, name in enumerate(chosen):
-        values[:, j] = _numeric_column(frame[name], name, source, lines, header)
-    labels_f = _numeric_column(frame[LABEL_COLUMN], LABEL_COLUMN, source, lines, header)
-    bad_label = ~np.isin(labels_f, (0.0, 1.0))
-    if bad_label.any():
-        row = int(np.flatnonzero(bad_label)[0])
-        raise DataError(
-            f"{_where(source, int(lines[row]), LABEL_COLUMN, header)}: label must be 0 or 1, "
-            f"got {frame[LABEL_COLUMN].iloc[row]!r}"
-        )
+        values[:, j] = _numeric_column(frame[name], name, source, lines, header, empty_is_missing=True)
+    labels = _labels(
+        frame[label_column], label_column, anomaly_values, source=source, lines=lines, header=header
+    )
     ts = _timestamps(frame[time_column], time_column, source, lines, header)
 
     if STATION_COLUMN in header:
@@ -151,7 +186,7 @@ def load_csv(
             station_id=station,
             ts=ts[mask],
             values=values[mask],
-            labels=labels_f[mask].astype(np.int8),
+            labels=labels[mask],
             lines=lines[mask],
         )
         _check_order(series, source, time_column, header)
@@ -159,14 +194,65 @@ def load_csv(
     return Dataset(source=source, sensors=chosen, stations=stations)
 
 
+def _labels(
+    column: object,
+    name: str,
+    anomaly_values: Sequence[str] | None,
+    *,
+    source: Path,
+    lines: npt.NDArray[np.int64],
+    header: list[str],
+) -> npt.NDArray[np.int8]:
+    """1 anomaly, 0 normal, -1 unknown (empty cell); mapped through ``anomaly_values`` when given."""
+    import pandas as pd
+
+    text = pd.Series(column).str.strip()
+    empty = (text == "").to_numpy()
+    if anomaly_values is not None:
+        wanted = {v.strip() for v in anomaly_values}
+        numeric_wanted = {float(v) for v in wanted if _is_number(v)}
+        numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+        hit = text.isin(wanted).to_numpy() | np.isin(numbers, list(numeric_wanted))
+        labels = np.where(hit, 1, 0).astype(np.int8)
+        labels[empty] = UNKNOWN_LABEL
+        return labels
+    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~empty & ~np.isin(numbers, (0.0, 1.0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{_where(source, int(lines[row]), name, header)}: label must be 0, 1 or empty (unknown), got "
+            f"{text.iloc[row]!r}; --anomaly-values maps other codes (e.g. --anomaly-values 1,2,3)"
+        )
+    labels = np.where(numbers == 1.0, 1, 0).astype(np.int8)
+    labels[empty] = UNKNOWN_LABEL
+    return labels
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _numeric_column(
-    column: object, name: str, source: Path, lines: npt.NDArray[np.int64], header: list[str]
+    column: object,
+    name: str,
+    source: Path,
+    lines: npt.NDArray[np.int64],
+    header: list[str],
+    *,
+    empty_is_missing: bool = False,
 ) -> npt.NDArray[np.float64]:
     import pandas as pd
 
     text = pd.Series(column).str.strip()
     numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(numbers)
+    if empty_is_missing:
+        bad &= (text != "").to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         cell = text.iloc[row]

@@ -50,14 +50,36 @@ def training_record(result: RunResult) -> dict[str, Any]:
         "train_seconds": result.seconds.get("train"),
         "test": {k: ae.test[k] for k in ("precision", "recall", "f1", "roc_auc", "average_precision")},
         "aggregation_selection": result.aggregation_selection,
+        "operating_point": operating_point_record(result),
+    }
+
+
+def operating_point_record(result: RunResult, accepted_by_flag: bool = False) -> dict[str, Any]:
+    """The threshold's check on never-fitted normal windows; ``accepted`` is false when it failed."""
+    check = result.operating_point
+    if check is None:
+        return {"checked": False, "accepted": True}
+    return {
+        **check.to_dict(),
+        "accepted": check.acceptable,
+        "accepted_by_flag": accepted_by_flag and not check.acceptable,
+        "message": check.message(),
     }
 
 
 def export_bundle(
-    result: RunResult, out_dir: Path, model_card: str | None = None, signing_key: bytes | None = None
+    result: RunResult,
+    out_dir: Path,
+    model_card: str | None = None,
+    signing_key: bytes | None = None,
+    accepted_by_flag: bool = False,
 ) -> Path:
     """Write ``out_dir`` (replacing an old bundle there) and return its path; with ``signing_key``
-    its manifest is signed (``detector.bundle_signature``)."""
+    its manifest is signed (``detector.bundle_signature``).
+
+    A threshold that failed the operating-point check is written with
+    ``training.operating_point.accepted = false`` (and ``accepted_by_flag`` when the user accepted it).
+    """
     created_at = datetime.now(UTC).replace(microsecond=0)
     ae = result.autoencoder
     with tempfile.TemporaryDirectory(prefix="centinela-export-") as tmp:
@@ -82,7 +104,11 @@ def export_bundle(
             threshold=ae.calibration.threshold,
             topk=result.options.topk,
             calibration=calibration,
-            training={**training_record(result), "serving_export": export.to_dict()},
+            training={
+                **training_record(result),
+                "operating_point": operating_point_record(result, accepted_by_flag),
+                "serving_export": export.to_dict(),
+            },
             # Sanity limits travel with the bundle so the service refuses impossible values.
             limits={name: DEFAULT_LIMITS[name] for name in result.prepared.sensors if name in DEFAULT_LIMITS},
             line=None if result.line is None else (result.line.topology, result.line.calibration),

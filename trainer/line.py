@@ -86,6 +86,8 @@ def calibration_frame(dataset: Dataset, bounds: SplitBounds, topology: Topology)
     """The topology's stations before the test split, in long form, sorted by timestamp then station.
 
     Columns: ``timestamp`` (tz-aware UTC), ``station_id``, every field the balance reads, ``label``.
+    A row missing one of those fields (an empty cell) is left out: the line sees a gap there, as live,
+    where a reading without a field it needs is refused.
     """
     import pandas as pd
 
@@ -94,7 +96,7 @@ def calibration_frame(dataset: Dataset, bounds: SplitBounds, topology: Topology)
     parts = []
     for station_id in sorted(topology.station_ids):
         series = dataset.stations[station_id]
-        keep = series.ts < bounds.test_start
+        keep = (series.ts < bounds.test_start) & np.isfinite(series.values[:, columns]).all(axis=1)
         part = pd.DataFrame(series.values[keep][:, columns], columns=fields)
         part.insert(0, "station_id", station_id)
         part.insert(0, "timestamp", pd.to_datetime(series.ts[keep]).tz_localize("UTC"))
@@ -119,7 +121,8 @@ def train_line(
     frame = calibration_frame(dataset, bounds, topology)
     if frame.empty:
         raise DataError(f"{dataset.source}: no rows before the test split to calibrate the segments on")
-    exclude = frame[LABEL] == 1
+    # Labelled rows are not normal operation; rows of unknown label (-1) are not known to be.
+    exclude = frame[LABEL] != 0
     calibration = calibrate_line(
         frame, topology, budget_per_segment_month=budget_per_segment_month, exclude=exclude
     )

@@ -13,7 +13,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detector.calibration import BEST_F1, BEST_F1_EVERY, CalibrationRecord, Candidate, calibrate
+from detector.calibration import (
+    BEST_F1,
+    BEST_F1_EVERY,
+    STRATEGIES,
+    CalibrationRecord,
+    Candidate,
+    calibrate,
+    counts_at,
+)
 from detector.errors import ConfigError, DataError
 from detector.scoring import AGGREGATIONS, reconstruction_errors
 from detector.topology import Topology
@@ -29,8 +37,19 @@ from trainer.line import (
 )
 from trainer.metrics import event_metrics, window_metrics
 from trainer.model import FitConfig, ModelConfig
+from trainer.operating_point import (
+    DEFAULT_ALARM_BUDGET,
+    DEFAULT_MAX_NORMAL_ALARM_SHARE,
+    FALSE_ALARM_BUDGET,
+    NormalWindows,
+    OperatingPointCheck,
+    budget_threshold,
+    check_budget_options,
+    check_operating_point,
+    per_station_budget_thresholds,
+)
 from trainer.prepare import Prepared, WindowSet, prepare
-from trainer.split import SplitBounds
+from trainer.split import SplitBounds, date_bounds
 from trainer.supervised import LabelHead, fit_label_head
 from trainer.training import EpochCallback, TrainedModel, early_stopping_holdout, train_autoencoder
 
@@ -41,6 +60,7 @@ WITH_LABELS = "labels"
 AUTOENCODER = "autoencoder"
 AUTOENCODER_LABELS = "autoencoder_with_labels"
 HOLDOUT_SOURCE = "early-stopping holdout (the last normal training windows, never fitted)"
+CALIBRATION_METHODS: tuple[str, ...] = (FALSE_ALARM_BUDGET, *STRATEGIES)
 
 
 @dataclass(frozen=True)
@@ -49,18 +69,28 @@ class TrainOptions:
 
     data: Path
     sensors: tuple[str, ...] | None = None
-    window: int = 30
-    step: int = 5
+    # Samples (a plain integer, as before) or a duration such as "30min" (see trainer.prepare).
+    window: int | str = 30
+    step: int | str = 5
     train_ratio: float = 0.6
     val_ratio: float = 0.2
     model: ModelConfig = field(default_factory=ModelConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     aggregation: str = "auto"
     topk: int = 5
-    # Every cut, false alarms counted on validation plus the early-stopping holdout: on the seed data
-    # and the first two walk-forward folds it matched or beat the percentile grid on validation and
-    # on the folds' next period (see docs/trainer.md).
-    calibration_method: str = BEST_F1_EVERY
+    # An operator's budget of false alarms (per station-month) on normal validation and holdout
+    # windows; the F1-based rules (``detector.calibration.STRATEGIES``) remain by name.
+    calibration_method: str = FALSE_ALARM_BUDGET
+    alarm_budget: float = DEFAULT_ALARM_BUDGET
+    max_normal_alarm_share: float = DEFAULT_MAX_NORMAL_ALARM_SHARE
+    # Splits by date (ISO, UTC when no offset), instead of the ratios; both or neither.
+    train_until: str | None = None
+    validate_until: str | None = None
+    # Labels: which column, which of its values are anomalies (None: 0/1); empty cells are unknown,
+    # left out of metrics and thresholds, and of training unless ``train_on_unlabelled``.
+    label_column: str = "label"
+    anomaly_values: tuple[str, ...] | None = None
+    train_on_unlabelled: bool = False
     use_labels: bool = False
     advanced_models: bool = False
     # The line's topology (a file, or one already loaded): its segments are calibrated besides the
@@ -74,6 +104,11 @@ class TrainOptions:
         if self.topk < 1:
             raise ConfigError(f"--topk must be at least 1, got {self.topk}")
         check_budget(self.segment_budget)
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ConfigError(f"--calibration must be one of {', '.join(CALIBRATION_METHODS)}")
+        check_budget_options(self.alarm_budget, self.max_normal_alarm_share)
+        if (self.train_until is None) != (self.validate_until is None):
+            raise ConfigError("--train-until and --validate-until go together: give both or neither")
 
     @property
     def topology_source(self) -> str | None:
@@ -90,11 +125,18 @@ class TrainOptions:
             "step": self.step,
             "train_ratio": self.train_ratio,
             "val_ratio": self.val_ratio,
+            "train_until": self.train_until,
+            "validate_until": self.validate_until,
+            "label_column": self.label_column,
+            "anomaly_values": list(self.anomaly_values) if self.anomaly_values is not None else None,
+            "train_on_unlabelled": self.train_on_unlabelled,
             "model": self.model.to_dict(),
             "fit": self.fit.to_dict(),
             "aggregation": self.aggregation,
             "topk": self.topk,
             "calibration_method": self.calibration_method,
+            "alarm_budget": self.alarm_budget,
+            "max_normal_alarm_share": self.max_normal_alarm_share,
             "use_labels": self.use_labels,
             "advanced_models": self.advanced_models,
             "topology": self.topology_source,
@@ -143,10 +185,18 @@ class RunResult:
     seconds: dict[str, float]
     label_head: LabelHead | None = None
     line: LineTraining | None = None
+    # The autoencoder's threshold on the test split's normal windows (never fitted).
+    operating_point: OperatingPointCheck | None = None
 
     @property
     def autoencoder(self) -> ModelResult:
         return self.models[AUTOENCODER]
+
+
+def normal_windows(windows: WindowSet, scores: npt.NDArray[np.float64]) -> NormalWindows:
+    """The windows of a split known to be normal (label 0), with their scores."""
+    normal = windows.labels == 0
+    return NormalWindows(scores[normal], windows.station_ids[normal], windows.ends[normal])
 
 
 def evaluate_detector(
@@ -159,23 +209,55 @@ def evaluate_detector(
     method: str = BEST_F1,
     aggregation: str | None = None,
     extra_normal_scores: npt.NDArray[np.float64] | None = None,
+    extra_normal: NormalWindows | None = None,
+    alarm_budget: float = DEFAULT_ALARM_BUDGET,
 ) -> ModelResult:
-    """Threshold from validation only (plus unseen normal training windows), then the same on test."""
+    """Threshold from validation only (plus unseen normal training windows), then the same on test.
+
+    ``method`` ``false_alarm_budget``: the threshold meets ``alarm_budget`` alarms per station-month on
+    the normal validation windows plus ``extra_normal`` (``trainer.operating_point``); the F1-based
+    rules are still computed and compared beside it.
+    """
     val, test = prepared["validation"], prepared["test"]
+    # Windows with an unknown label take part in no metric and no threshold choice.
+    known_val, known_test = val.known, test.known
+    val_scores, val_labels = validation_scores[known_val], val.labels[known_val]
+    test_known_scores, test_labels = test_scores[known_test], test.labels[known_test]
+    if extra_normal is not None and extra_normal_scores is None:
+        extra_normal_scores = extra_normal.scores
     extra = () if extra_normal_scores is None else extra_normal_scores
-    record = calibrate(validation_scores, val.labels, method=method, extra_normal=extra)
+    f1_method = BEST_F1_EVERY if method == FALSE_ALARM_BUDGET else method
+    record = calibrate(val_scores, val_labels, method=f1_method, extra_normal=extra)
     if len(extra):
         record = dataclasses.replace(record, extra={**record.extra, "extra_normal_source": HOLDOUT_SOURCE})
+    if method == FALSE_ALARM_BUDGET:
+        pool = [normal_windows(val, validation_scores)] + ([extra_normal] if extra_normal is not None else [])
+        joined = NormalWindows.join(pool)
+        threshold, notes = budget_threshold(joined, prepared.spec.step, alarm_budget)
+        if len(np.unique(joined.station_ids)) > 1:
+            notes["per_station_thresholds"] = per_station_budget_thresholds(
+                joined, prepared.spec.step, alarm_budget
+            )
+        counts = counts_at(val_scores, val_labels, threshold)
+        record = dataclasses.replace(
+            record,
+            method=FALSE_ALARM_BUDGET,
+            threshold=threshold,
+            percentile=None,
+            validation=counts,
+            strategies=[Candidate(FALSE_ALARM_BUDGET, threshold, None, counts), *record.strategies],
+            extra={**record.extra, FALSE_ALARM_BUDGET: notes},
+        )
     alarms = test_scores > record.threshold
     return ModelResult(
         name=name,
         mode=mode,
         calibration=record,
         scores={"validation": validation_scores, "test": test_scores},
-        validation=window_metrics(validation_scores, val.labels, record.threshold),
-        test=window_metrics(test_scores, test.labels, record.threshold),
-        test_strategies=record.evaluate(test_scores, test.labels),
-        events=event_metrics(test, alarms, prepared.spec.length),
+        validation=window_metrics(val_scores, val_labels, record.threshold),
+        test=window_metrics(test_known_scores, test_labels, record.threshold),
+        test_strategies=record.evaluate(test_known_scores, test_labels),
+        events=event_metrics(test, alarms, prepared.spec.length, prepared.spec.step),
         aggregation=aggregation,
     )
 
@@ -193,14 +275,19 @@ def choose_aggregation(
     """
     from sklearn.metrics import average_precision_score
 
+    # The aggregation is chosen by what separates anomalies from normal windows; the budget then
+    # sets the threshold of the chosen one.
+    method = BEST_F1_EVERY if method == FALSE_ALARM_BUDGET else method
     table: dict[str, dict[str, float]] = {}
+    known = validation.known
+    labels = validation.labels[known]
     for aggregation in AGGREGATIONS:
-        scores, _ = reconstruction_errors(validation.x, x_hat, aggregation, topk)
+        scores, _ = reconstruction_errors(validation.x[known], x_hat[known], aggregation, topk)
         extra: npt.NDArray[np.float64] | tuple[()] = ()
         if holdout is not None:
             extra, _ = reconstruction_errors(holdout[0], holdout[1], aggregation, topk)
-        record = calibrate(scores, validation.labels, method=method, extra_normal=extra)
-        ap = average_precision_score(validation.labels, scores) if validation.labels.any() else float("nan")
+        record = calibrate(scores, labels, method=method, extra_normal=extra)
+        ap = average_precision_score(labels, scores) if labels.any() else float("nan")
         table[aggregation] = {
             "validation_f1": record.validation.f1,
             "validation_average_precision": float(ap),
@@ -228,9 +315,22 @@ def run_training(
     topology = None if options.topology is None else resolve_topology(options.topology)
     topology_source = options.topology_source or "topology"
     stage("loading data")
-    data = dataset or load_csv(options.data, sensors=options.sensors)
+    data = dataset or load_csv(
+        options.data,
+        sensors=options.sensors,
+        label_column=options.label_column,
+        anomaly_values=options.anomaly_values,
+    )
+    if data.n_missing_cells or data.n_unknown:
+        stage(
+            f"{data.n_missing_cells} empty sensor cells (gaps for the windowing), "
+            f"{data.n_unknown} rows with an unknown label"
+            + (" (kept for training: --train-on-unlabelled)" if options.train_on_unlabelled else "")
+        )
     if topology is not None:
         check_topology_against_data(topology, data, topology_source)
+    if bounds is None and options.train_until is not None and options.validate_until is not None:
+        bounds = date_bounds(data, options.train_until, options.validate_until)
     prepared = prepare(
         data,
         window=options.window,
@@ -240,6 +340,8 @@ def run_training(
         bounds=bounds,
     )
     seconds["prepare"] = time.perf_counter() - started
+    for note in prepared.notes:
+        stage(note)
 
     line: LineTraining | None = None
     if topology is not None:
@@ -255,7 +357,10 @@ def run_training(
         seconds["line"] = time.perf_counter() - line_started
 
     stage("training the autoencoder")
-    trained = train_autoencoder(prepared["train"].normal, options.model, options.fit, on_epoch=on_epoch)
+    train = prepared["train"]
+    # Normal windows, and with --train-on-unlabelled those of unknown label too: never an anomalous one.
+    fitted = (train.labels != 1) if options.train_on_unlabelled else (train.labels == 0)
+    trained = train_autoencoder(train.x[fitted], options.model, options.fit, on_epoch=on_epoch)
     seconds["train"] = trained.seconds
 
     stage("scoring")
@@ -263,10 +368,12 @@ def run_training(
     x_hat = {name: trained.reconstruct(ws.x) for name, ws in prepared.splits.items()}
     # The normal training windows early stopping held out: never fitted, so their scores are a fair
     # extra sample of the normal tail for calibration (validation alone has about 150-180).
-    train = prepared["train"]
-    normal_train = train.labels == 0
-    unseen = early_stopping_holdout(int(normal_train.sum()), options.fit.validation_split)
-    holdout = (train.x[normal_train][unseen], x_hat["train"][normal_train][unseen])
+    unseen_index = np.flatnonzero(fitted)[
+        early_stopping_holdout(int(fitted.sum()), options.fit.validation_split)
+    ]
+    unseen_index = unseen_index[train.labels[unseen_index] == 0]  # known normal only, for calibration
+    holdout = (train.x[unseen_index], x_hat["train"][unseen_index])
+    holdout_where = (train.station_ids[unseen_index], train.ends[unseen_index])
     if options.aggregation == "auto":
         aggregation, selection = choose_aggregation(
             prepared["validation"], x_hat["validation"], options.topk, options.calibration_method, holdout
@@ -289,9 +396,18 @@ def run_training(
             prepared,
             method=options.calibration_method,
             aggregation=aggregation,
-            extra_normal_scores=holdout_scores,
+            extra_normal=NormalWindows(holdout_scores, *holdout_where),
+            alarm_budget=options.alarm_budget,
         )
     }
+    ae = models[AUTOENCODER]
+    operating_point = check_operating_point(
+        normal_windows(prepared["test"], ae.scores["test"]),
+        prepared.spec.step,
+        ae.calibration.threshold,
+        options.max_normal_alarm_share,
+    )
+    stage(operating_point.message())
     head: LabelHead | None = None
     if options.use_labels:
         stage("learning the labelled signature (training split)")
@@ -300,7 +416,11 @@ def run_training(
                 f"{data.source}, column 'label': --use-labels needs labelled anomalies in the training "
                 f"split ({train.rows} rows, none labelled)"
             )
-        head = fit_label_head(train.x - x_hat["train"], train.step_labels, seed=options.fit.seed)
+        # Windows with an unknown sample would teach unknown minutes as normal: left out.
+        known = train.known
+        head = fit_label_head(
+            (train.x - x_hat["train"])[known], train.step_labels[known], seed=options.fit.seed
+        )
         models[AUTOENCODER_LABELS] = evaluate_detector(
             AUTOENCODER_LABELS,
             WITH_LABELS,
@@ -309,6 +429,7 @@ def run_training(
             prepared,
             method=options.calibration_method,
             aggregation="max",
+            alarm_budget=options.alarm_budget,
         )
     seconds["score"] = time.perf_counter() - scored
 
@@ -324,6 +445,7 @@ def run_training(
                 baseline.score(prepared["test"].x),
                 prepared,
                 method=options.calibration_method,
+                alarm_budget=options.alarm_budget,
             )
         seconds["baselines"] = time.perf_counter() - baseline_start
     seconds["total"] = time.perf_counter() - started
@@ -339,4 +461,5 @@ def run_training(
         seconds=seconds,
         label_head=head,
         line=line,
+        operating_point=operating_point,
     )

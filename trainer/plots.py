@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from trainer.data import UNKNOWN_LABEL
 from trainer.line import LABEL, LineTraining, segment_balance
 from trainer.pipeline import AUTOENCODER, RunResult
 
@@ -156,6 +157,61 @@ def _broken_at_gaps(
     return x, y
 
 
+MAX_PLOTTED_STATIONS = 4
+MAX_POINTS = 4000
+
+
+def data_split(result: RunResult, path: Path) -> Path:
+    """The data as trained on (each sensor scaled by its station's scaler), the split boundaries drawn
+    on it and the labelled rows shaded: where train, validation and test fall in the history."""
+    plt = _pyplot()
+    stations = list(result.dataset.stations.items())[:MAX_PLOTTED_STATIONS]
+    fig, axes = plt.subplots(len(stations), 1, figsize=(11, 2.6 * len(stations) + 0.6), squeeze=False)
+    bounds = result.prepared.bounds
+    for ax, (station, series) in zip(axes[:, 0], stations, strict=True):
+        every = max(1, len(series) // MAX_POINTS)
+        columns = [result.dataset.sensors.index(name) for name in result.prepared.sensors]
+        scaled = result.prepared.scalers.for_station(station).transform(series.values[:, columns])
+        for j, sensor in enumerate(result.prepared.sensors):
+            ax.plot(series.ts[::every], scaled[::every, j], linewidth=0.6, label=sensor)
+        labelled = series.labels == 1
+        if labelled.any():
+            ax.fill_between(
+                series.ts,
+                0,
+                1,
+                where=labelled,
+                color="red",
+                alpha=0.2,
+                transform=ax.get_xaxis_transform(),
+                label="labelled",
+            )
+        unknown = series.labels == UNKNOWN_LABEL
+        if unknown.any():
+            ax.fill_between(
+                series.ts,
+                0,
+                1,
+                where=unknown,
+                color="grey",
+                alpha=0.15,
+                transform=ax.get_xaxis_transform(),
+                label="label unknown",
+            )
+        for when, name in ((bounds.validation_start, "validation"), (bounds.test_start, "test")):
+            ax.axvline(when, color="k", linestyle="--", linewidth=1)
+            ax.text(when, 1.0, f" {name} →", transform=ax.get_xaxis_transform(), va="bottom", fontsize=8)
+        ax.set_ylabel(f"{station}\n(scaled)")
+    axes[0, 0].legend(loc="upper left", fontsize=7, ncol=min(6, len(result.prepared.sensors) + 1))
+    axes[-1, 0].set_xlabel("time (UTC)")
+    fig.suptitle("Data and chronological split (train | validation | test)")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def worst_reconstructions(
     x: npt.NDArray[np.float32],
     x_hat: npt.NDArray[np.float32],
@@ -221,6 +277,7 @@ def write_plots(result: RunResult, out: Path) -> list[Path]:
     validation = result.prepared["validation"]
     threshold = ae.calibration.threshold
     paths = [
+        data_split(result, out / "data_split.png"),
         training_curves(result.trained.history, out / "training_curves.png"),
         error_distributions(
             ae.scores["validation"],
@@ -233,7 +290,10 @@ def write_plots(result: RunResult, out: Path) -> list[Path]:
             ae.scores["test"], test.labels, threshold, "Test scores", out / "errors_test.png"
         ),
         roc_pr(
-            {name: (model.scores["test"], test.labels) for name, model in result.models.items()},
+            {
+                name: (model.scores["test"][test.known], test.labels[test.known])
+                for name, model in result.models.items()
+            },
             out / "roc_pr.png",
         ),
         confusion(ae.test["confusion_matrix"], "Autoencoder (test)", out / "confusion_matrix.png"),

@@ -17,6 +17,8 @@ from trainer.pipeline import UNSUPERVISED, RunResult
 
 LANGUAGES = ("en", "es")
 
+# The data set the original pipeline published figures for: they are quoted only for it.
+ORIGINAL_DATA_FILE = "rebombeo_huachicoleo.csv"
 # Original pipeline's published figures on the seed data set (its README and notebook runs).
 ORIGINAL_FIGURES = {
     "autoencoder": {"f1": "0.72 ± 0.04", "average_precision": "0.86", "roc_auc": "0.90"},
@@ -28,6 +30,19 @@ _TEXT: dict[str, dict[str, str]] = {
     "title": {"en": "Centinela training report", "es": "Reporte de entrenamiento de Centinela"},
     "data": {"en": "Data", "es": "Datos"},
     "split": {"en": "Chronological split", "es": "División cronológica"},
+    "split_bounds": {
+        "en": "Validation from {validation}, test from {test} (every station cut at the same instants; "
+        "drawn on the data in plots/data_split.png).",
+        "es": "Validación desde {validation}, prueba desde {test} (todas las estaciones cortadas en los "
+        "mismos instantes; dibujado sobre los datos en plots/data_split.png).",
+    },
+    "quality": {"en": "Data as read", "es": "Datos leídos"},
+    "quality_counts": {
+        "en": "{empty} empty sensor cells (gaps, handled by the service's windowing rules); {unknown} rows "
+        "with an unknown label (left out of metrics and thresholds).",
+        "es": "{empty} celdas de sensor vacías (huecos, tratados con las reglas de ventanas del servicio); "
+        "{unknown} filas con etiqueta desconocida (fuera de métricas y umbrales).",
+    },
     "models": {
         "en": "Test metrics (threshold chosen on validation)",
         "es": "Métricas en prueba (umbral elegido en validación)",
@@ -67,6 +82,20 @@ _TEXT: dict[str, dict[str, str]] = {
     "threshold": {"en": "threshold", "es": "umbral"},
     "chosen": {"en": "chosen", "es": "elegido"},
     "caught": {"en": "caught", "es": "detectados"},
+    "already": {"en": "alarm already on", "es": "alarma ya activa"},
+    "cut": {"en": "cut by a split", "es": "cortados por un tramo"},
+    "false_alarms": {"en": "false alarms", "es": "falsas alarmas"},
+    "per_month": {"en": "per station-month", "es": "por estación-mes"},
+    "events_note": {
+        "en": "An event is caught only by an alarm raised in a window that overlaps it; an alarm already "
+        "on before it does not count (*alarm already on*). False alarms: alarms raised on normal windows "
+        "that touch no labelled one, per station-month of normal test windows. *Cut by a split*: events "
+        "whose labelled rows continue into the neighbouring split.",
+        "es": "Un evento se detecta solo con una alarma que se levanta en una ventana que lo solapa; una "
+        "alarma ya activa antes no cuenta (*alarma ya activa*). Falsas alarmas: alarmas levantadas en "
+        "ventanas normales que no tocan ninguna etiquetada, por estación-mes de ventanas normales de "
+        "prueba. *Cortados por un tramo*: eventos cuyas filas etiquetadas siguen en el tramo vecino.",
+    },
     "delay": {"en": "median delay (min)", "es": "retraso mediano (min)"},
     "train": {"en": "train", "es": "entrenamiento"},
     "validation": {"en": "validation", "es": "validación"},
@@ -87,6 +116,37 @@ _TEXT: dict[str, dict[str, str]] = {
         "anomalías del tramo de entrenamiento.",
     },
     "line": {"en": "Line: segment calibration", "es": "Línea: calibración por tramo"},
+    "operating_point": {"en": "Operating point", "es": "Punto de operación"},
+    "budget_note": {
+        "en": "Threshold set to at most {budget:g} false alarm(s) per station-month on {windows} normal "
+        "validation and holdout windows ({months:.3f} station-months; rule: {rule}; {alarms} alarm(s) "
+        "there at the threshold).",
+        "es": "Umbral fijado para a lo sumo {budget:g} falsa(s) alarma(s) por estación-mes en {windows} "
+        "ventanas normales de validación y reserva ({months:.3f} estaciones-mes; regla: {rule}; "
+        "{alarms} alarma(s) allí con el umbral).",
+    },
+    "op_check": {
+        "en": "Check on the test split's normal windows (never fitted): {alarming} of {windows} "
+        "({share:.1f} %) at or above the threshold, {alarms} alarm(s), {rate} per station-month; "
+        "allowed share {max_share:g} %.",
+        "es": "Verificación en las ventanas normales de prueba (nunca ajustadas): {alarming} de "
+        "{windows} ({share:.1f} %) en o sobre el umbral, {alarms} alarma(s), {rate} por estación-mes; "
+        "proporción permitida {max_share:g} %.",
+    },
+    "per_station_thresholds": {
+        "en": "Each station's own budget threshold (the bundle serves the pooled one above): ",
+        "es": "Umbral de presupuesto propio de cada estación (el paquete usa el común de arriba): ",
+    },
+    "op_unchecked": {
+        "en": "Not checked: the test split holds no normal window.",
+        "es": "Sin verificar: el tramo de prueba no tiene ventanas normales.",
+    },
+    "op_rejected": {
+        "en": "REJECTED: too many normal windows alarm; the bundle is marked "
+        "(training.operating_point.accepted = false).",
+        "es": "RECHAZADO: demasiadas ventanas normales alarman; el paquete queda marcado "
+        "(training.operating_point.accepted = false).",
+    },
     "line_note": {
         "en": "Each segment's tap test (flow missing between its two stations) was calibrated on the "
         "{splits} periods ({start} to {end}, {rows} rows, {excluded} labelled rows left out) to at most "
@@ -153,9 +213,17 @@ def build_report(result: RunResult, bundle_path: Path | None = None) -> dict[str
             "test_start": str(result.prepared.bounds.test_start) + "Z",
         },
         "window": {
-            "samples": result.options.window,
-            "step": result.options.step,
+            "samples": result.prepared.spec.samples_per_window,
+            "step": result.prepared.spec.step_slots,
+            "given": {"window": str(result.options.window), "step": str(result.options.step)},
             **result.prepared.spec.to_seconds(),
+        },
+        "data_quality": {
+            "rows": result.dataset.n_rows,
+            "empty_sensor_cells": result.dataset.n_missing_cells,
+            "unknown_label_rows": result.dataset.n_unknown,
+            "dropped_sensors": result.prepared.dropped_sensors,
+            "notes": result.prepared.notes,
         },
         "models": {name: model.summary() for name, model in result.models.items()},
         "calibration": calibration,
@@ -168,7 +236,11 @@ def build_report(result: RunResult, bundle_path: Path | None = None) -> dict[str
             "seconds": result.seconds,
         },
         "options": result.options.to_dict(),
-        "original_pipeline": ORIGINAL_FIGURES,
+        # Published for the seed data set only; any other data would make them a false comparison.
+        "original_pipeline": ORIGINAL_FIGURES
+        if Path(result.options.data).name == ORIGINAL_DATA_FILE
+        else None,
+        "operating_point": None if result.operating_point is None else result.operating_point.to_dict(),
         "bundle": str(bundle_path) if bundle_path else None,
     }
     if result.line is not None:
@@ -202,8 +274,20 @@ def render_markdown(report: dict[str, Any], lang: str = "en", plots: list[str] |
         f"{t('stations')}: {', '.join(report['stations'])}",
         "",
     ]
+    quality = report.get("data_quality") or {}
+    if quality.get("notes") or quality.get("empty_sensor_cells") or quality.get("unknown_label_rows"):
+        lines += [f"## {t('quality')}", ""]
+        lines.append(
+            t("quality_counts").format(
+                empty=quality.get("empty_sensor_cells", 0), unknown=quality.get("unknown_label_rows", 0)
+            )
+        )
+        lines += ["", *(f"- {note}" for note in quality.get("notes", [])), ""]
+    bounds = report.get("split_bounds", {})
     lines += [
         f"## {t('split')}",
+        "",
+        t("split_bounds").format(validation=bounds.get("validation_start"), test=bounds.get("test_start")),
         "",
         f"| {t('split_name')} | {t('rows')} | {t('windows')} | {t('anomalous')} |",
         "|---|---:|---:|---:|",
@@ -230,15 +314,18 @@ def render_markdown(report: dict[str, Any], lang: str = "en", plots: list[str] |
             + " | ".join(_fmt(model[k]) for k in METRIC_KEYS)
             + f" | {_fmt(model['threshold'])} | {_fmt(model.get('best_possible_f1'))} |"
         )
-    lines += [
-        "",
-        f"{t('original')}: "
-        + "; ".join(
-            f"{name} " + ", ".join(f"{k} {v}" for k, v in figures.items())
-            for name, figures in report["original_pipeline"].items()
-        ),
-        "",
-    ]
+    lines.append("")
+    if report.get("original_pipeline"):
+        lines += [
+            f"{t('original')}: "
+            + "; ".join(
+                f"{name} " + ", ".join(f"{k} {v}" for k, v in figures.items())
+                for name, figures in report["original_pipeline"].items()
+            ),
+            "",
+        ]
+    if report.get("operating_point"):
+        lines += [*_render_operating_point(report["operating_point"], report["calibration"], t), ""]
     ae = report["models"]["autoencoder"]
     matrix = ae["confusion_matrix"]
     lines += [
@@ -253,12 +340,20 @@ def render_markdown(report: dict[str, Any], lang: str = "en", plots: list[str] |
     lines += [
         f"## {t('events')}",
         "",
-        f"| {t('model')} | {t('event_count')} | {t('caught')} | {t('delay')} |",
-        "|---|---:|---:|---:|",
+        t("events_note"),
+        "",
+        f"| {t('model')} | {t('event_count')} | {t('caught')} | {t('already')} | {t('cut')} | {t('delay')} "
+        f"| {t('false_alarms')} | {t('per_month')} |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, model in report["models"].items():
         ev = model["events"]
-        lines.append(f"| {name} | {ev['events']} | {ev['caught']} | {_fmt(ev['median_delay_minutes'])} |")
+        lines.append(
+            f"| {name} | {ev['events']} | {ev['caught']} | {ev.get('already_alarming', 0)} "
+            f"| {ev.get('cut_by_split', 0)} | {_fmt(ev['median_delay_minutes'])} "
+            f"| {ev.get('false_alarms', '—')} "
+            f"| {_fmt(ev.get('false_alarms_per_station_month'))} |"
+        )
     if report.get("aggregation_selection"):
         lines += [
             "",
@@ -311,6 +406,45 @@ def render_markdown(report: dict[str, Any], lang: str = "en", plots: list[str] |
     if plots:
         lines += ["", f"## {t('plots')}", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _render_operating_point(check: dict[str, Any], cal: dict[str, Any], t: Any) -> list[str]:
+    """The threshold's budget (when it set it) and its check on the normal test windows."""
+    out = [f"## {t('operating_point')}", ""]
+    budget = cal.get("false_alarm_budget")
+    if budget:
+        out.append(
+            t("budget_note").format(
+                budget=budget["budget_per_station_month"],
+                windows=budget["normal_windows"],
+                months=budget["station_months"],
+                rule=budget["rule"],
+                alarms=budget["alarms_at_threshold"],
+            )
+        )
+        if budget.get("per_station_thresholds"):
+            out.append(
+                t("per_station_thresholds")
+                + ", ".join(f"{name} {value:.3g}" for name, value in budget["per_station_thresholds"].items())
+            )
+        out.append("")
+    if not check["checked"]:
+        out.append(t("op_unchecked"))
+        return out
+    rate = check.get("alarms_per_station_month")
+    out.append(
+        t("op_check").format(
+            alarming=check["alarming_windows"],
+            windows=check["normal_windows"],
+            share=100 * check["share"],
+            alarms=check["alarms"],
+            rate="—" if rate is None else f"{rate:.2f}",
+            max_share=100 * check["max_share"],
+        )
+    )
+    if not check["acceptable"]:
+        out += ["", f"**{t('op_rejected')}**"]
+    return out
 
 
 def _render_line(line: dict[str, Any], t: Any) -> list[str]:
@@ -413,6 +547,7 @@ def model_card(report: dict[str, Any]) -> str:
         f"recall {_fmt(ae['recall'])}, F1 {_fmt(ae['f1'])}, ROC-AUC {_fmt(ae['roc_auc'])}, "
         f"AP {_fmt(ae['average_precision'])}.",
         "- The strategy comparison on validation and test is in `manifest.json`, `calibration`.",
+        *_card_operating_point(report.get("operating_point")),
         "",
         "## Known limits",
         "- Labelled anomalies are few; F1 on a few hundred windows moves by several points when one",
@@ -430,6 +565,24 @@ def model_card(report: dict[str, Any]) -> str:
         "  compare the new report with this one before deploying the new bundle.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _card_operating_point(check: dict[str, Any] | None) -> list[str]:
+    """The model card's line on the threshold's check on never-fitted normal windows."""
+    if not check:
+        return []
+    if not check["checked"]:
+        return ["- Operating point not checked: the test split held no normal window."]
+    verdict = (
+        "accepted"
+        if check["acceptable"]
+        else "**REJECTED** (bundle marked `operating_point.accepted = false`)"
+    )
+    return [
+        f"- Operating point {verdict}: {check['alarming_windows']} of {check['normal_windows']} normal test "
+        f"windows ({100 * check['share']:.1f} %, allowed {100 * check['max_share']:g} %) at or above the "
+        f"threshold, {check['alarms']} alarm(s)."
+    ]
 
 
 def _card_line(line: dict[str, Any] | None) -> list[str]:

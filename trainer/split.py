@@ -60,6 +60,43 @@ def chronological_bounds(dataset: Dataset, train_ratio: float = 0.6, val_ratio: 
     return SplitBounds(validation_start=times[first_val], test_start=times[first_test])
 
 
+def parse_instant(text: str, flag: str) -> np.datetime64:
+    """An ISO date or date-time as a UTC instant (no offset: UTC; a bare date: its midnight)."""
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError as error:
+        raise ConfigError(
+            f"{flag} must be an ISO date or date-time (e.g. 2025-03-01T00:00Z), got {text!r}"
+        ) from error
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return np.datetime64(parsed, "ns")
+
+
+def date_bounds(dataset: Dataset, train_until: str, validate_until: str) -> SplitBounds:
+    """Train before ``train_until``, validate until ``validate_until``, test from then on (UTC).
+
+    Real history is laid out by dates (normal months, then an event); each split must hold rows.
+    """
+    validation_start = parse_instant(train_until, "--train-until")
+    test_start = parse_instant(validate_until, "--validate-until")
+    if not validation_start < test_start:
+        raise ConfigError(
+            f"--train-until ({train_until}) must come before --validate-until ({validate_until})"
+        )
+    bounds = SplitBounds(validation_start=validation_start, test_start=test_start)
+    times = np.unique(np.concatenate([series.ts for series in dataset.stations.values()]))
+    for split in SPLITS:
+        if not bounds.mask(split, times).any():
+            raise DataError(
+                f"{dataset.source}: no rows in the {split} split with --train-until {train_until} and "
+                f"--validate-until {validate_until} (data from {times[0]}Z to {times[-1]}Z)"
+            )
+    return bounds
+
+
 def walk_forward_bounds(dataset: Dataset, folds: int) -> list[SplitBounds]:
     """``folds`` expanding-window folds over ``folds + 2`` equal periods of distinct timestamps.
 

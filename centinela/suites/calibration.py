@@ -47,8 +47,9 @@ class StudyConfig:
 
     replicates: int = 1000
     seed: int = 42
-    window: int = _TRAINER.window
-    step: int = _TRAINER.step
+    # The trainer's defaults are plain sample counts (it also takes durations such as "30min").
+    window: int = int(_TRAINER.window)
+    step: int = int(_TRAINER.step)
     train_ratio: float = _TRAINER.train_ratio
     val_ratio: float = _TRAINER.val_ratio
     # The trainer adds the autoencoder's early-stopping holdout (the last normal training windows)
@@ -318,9 +319,11 @@ def run(out: Path, quick: bool = False, lang: str = "en", data: Path | None = No
             data=source,
             model=ModelConfig(encoder_units=(16, 8), decoder_units=(8, 16)),
             fit=FitConfig(epochs=2, patience=1),
+            calibration_method=BEST_F1_EVERY,
         )
         if quick
-        else TrainOptions(data=source)
+        # A study of the F1-based rules on the seed data: the trainer's F1 default before the budget.
+        else TrainOptions(data=source, calibration_method=BEST_F1_EVERY)
     )
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()

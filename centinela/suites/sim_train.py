@@ -100,7 +100,8 @@ def train_service(
     """The trainer's own pipeline with the topology (``trainer.pipeline.run_training``) on the
     training period, all sensors; the autoencoder's threshold is then the alarm budget."""
     from trainer.model import FitConfig, ModelConfig
-    from trainer.pipeline import AUTOENCODER, TrainOptions, run_training
+    from trainer.operating_point import check_operating_point
+    from trainer.pipeline import AUTOENCODER, TrainOptions, normal_windows, run_training
 
     decoder = tuple(reversed(size.encoder_units))
     model = ModelConfig(encoder_units=size.encoder_units, decoder_units=decoder)
@@ -120,6 +121,13 @@ def train_service(
     )
     record = dataclasses.replace(ae.calibration, threshold=threshold, method=BUDGET, percentile=None)
     trained.models[AUTOENCODER] = dataclasses.replace(ae, calibration=record)
+    # The trainer checked its own threshold on the normal test windows; check the one served instead.
+    trained.operating_point = check_operating_point(
+        normal_windows(trained.prepared["test"], ae.scores["test"]),
+        trained.prepared.spec.step,
+        threshold,
+        trained.options.max_normal_alarm_share,
+    )
     return trained
 
 

@@ -45,7 +45,7 @@ def test_offsets_are_converted_to_utc(tmp_path: Path) -> None:
             "timestamp,flow,label\n2025-01-01 00:00:00,1,0\n2025-01-01 00:01:00,abc,0\n",
             r"line 3, column 'flow' \(column 2\): not a finite number: 'abc'",
         ),
-        ("timestamp,flow,label\n2025-01-01 00:00:00,,0\n", r"line 2, column 'flow' \(column 2\): empty cell"),
+        ("timestamp,flow,label\n2025-01-01 00:00:00,inf,0\n", r"line 2, column 'flow'.*not a finite number"),
         (
             "timestamp,flow,label\n2025-01-01 00:01:00,1,0\n2025-01-01 00:00:00,1,0\n",
             r"line 3, column 'timestamp' \(column 1\): timestamps not sorted",
@@ -55,7 +55,10 @@ def test_offsets_are_converted_to_utc(tmp_path: Path) -> None:
             r"line 3, column 'timestamp'.*duplicate timestamp.*line 2",
         ),
         ("timestamp,flow,label\nyesterday,1,0\n", r"line 2, column 'timestamp'.*not a timestamp"),
-        ("timestamp,flow,label\n2025-01-01 00:00:00,1,2\n", r"line 2, column 'label'.*0 or 1"),
+        (
+            "timestamp,flow,label\n2025-01-01 00:00:00,1,2\n",
+            r"line 2, column 'label'.*0, 1 or empty.*--anomaly-values",
+        ),
         ("station_id,timestamp,flow,label\nbad id,2025-01-01 00:00:00,1,0\n", r"line 2, column 'station_id'"),
     ],
 )

@@ -187,6 +187,8 @@ def test_train_with_a_topology_end_to_end(tmp_path: Path) -> None:
     args = ["train", "--data", str(readings), "--out", str(out), "--window", "10", "--step", "10"]
     args += ["--encoder-units", "4,2", "--decoder-units", "2,4", "--epochs", "1", "--batch-size", "256"]
     args += ["--topology", str(topology_path), "--segment-budget", "0.5", "--lang", "es"]
+    # A one-epoch model alarms on many normal test windows; this test is about the line.
+    args += ["--accept-operating-point"]
     outcome = CliRunner().invoke(app, args)
     assert outcome.exit_code == 0, outcome.output
 
@@ -256,3 +258,32 @@ def test_the_report_line_section_and_card(tmp_path: Path) -> None:
     card = "\n".join(_card_line(report))
     assert "topo.toml" in card and "0.5 false alarm(s) per segment-month" in card
     assert _card_line(None) == []
+
+
+def test_empty_cells_are_gaps_and_unknown_labels_are_excluded_for_the_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake(
+        frame: pd.DataFrame, topology: Topology, *, budget_per_segment_month: float, exclude: pd.Series
+    ) -> LineCalibration:
+        seen.update(frame=frame, exclude=exclude)
+        return LineCalibration(
+            {s.segment_id: SegmentCalibration(s.segment_id, limit=7.0) for s in topology.segments},
+            budget_per_segment_month,
+        )
+
+    monkeypatch.setattr("trainer.line_calibration.calibrate_line", fake)
+    path = line_csv(tmp_path / "h.csv", labelled=(50,))
+    lines = path.read_text().splitlines()
+    # EST-01 (lines 1-200): minute 10 without a flow reading, minutes 20-24 of unknown label.
+    lines[1 + 10] = lines[1 + 10].replace(",500.0,", ",,", 1)
+    for i in range(20, 25):
+        lines[1 + i] = lines[1 + i].rsplit(",", 1)[0] + ","
+    path.write_text("\n".join(lines) + "\n")
+    dataset = load_csv(path)
+    train_line(Topology.from_dict(topology_dict()), dataset, chronological_bounds(dataset))
+    frame, exclude = seen["frame"], seen["exclude"]
+    assert len(frame) == 3 * 160 - 1 and not frame.isna().any().any()
+    assert int(exclude.sum()) == 1 + 5  # the labelled minute and the five unknown ones

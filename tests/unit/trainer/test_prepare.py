@@ -56,7 +56,7 @@ def test_split_without_normal_rows(tmp_path: Path) -> None:
     path = tmp_path / "all_bad.csv"
     rows = ["timestamp,flow,label"] + [f"2025-01-01 00:{i:02d}:00,{i},1" for i in range(50)]
     path.write_text("\n".join(rows) + "\n")
-    with pytest.raises(DataError, match=r"lines 2-31, column 'label'.*0 normal rows"):
+    with pytest.raises(DataError, match=r"column 'label'.*no station has 2 normal complete rows.*lines 2-31"):
         prepare(load_csv(path), window=5, step=1)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from detector.calibration import BEST_F1_EVERY
 from trainer.model import FitConfig, ModelConfig
+from trainer.operating_point import FALSE_ALARM_BUDGET
 from trainer.pipeline import TrainOptions, run_training
 from trainer.training import early_stopping_holdout
 
@@ -61,7 +62,13 @@ def test_models_modes_and_metrics(seed_like_csv: Path) -> None:
     # baselines and the label head fitted those windows, so they calibrate on validation alone.
     normal_train = int((result.prepared["train"].labels == 0).sum())
     held_out = early_stopping_holdout(normal_train, TINY_FIT.validation_split)
-    assert result.autoencoder.calibration.method == BEST_F1_EVERY
+    # The default threshold meets the false-alarm budget; the F1 rules are compared beside it.
+    assert result.autoencoder.calibration.method == FALSE_ALARM_BUDGET
+    assert {c.strategy for c in result.autoencoder.calibration.strategies} >= {
+        FALSE_ALARM_BUDGET,
+        BEST_F1_EVERY,
+    }
+    assert result.operating_point is not None and result.operating_point.checked
     assert result.autoencoder.calibration.extra_normal_windows == held_out.stop - held_out.start > 0
     assert result.models["isolation_forest"].calibration.extra_normal_windows == 0
 
@@ -92,7 +99,7 @@ def test_cli_writes_report_plots_bundle_and_card(seed_like_csv: Path, tmp_path: 
     assert report["calibration"]["test"][0]["split"] == "test"
     assert len(report["walk_forward"]["folds"]) == 2
     assert "Métricas en prueba" in (out / "report.md").read_text()
-    assert len(list((out / "plots").glob("*.png"))) == 7
+    assert len(list((out / "plots").glob("*.png"))) == 8
     assert (out / "MODEL_CARD.md").exists()
     bundle = load_bundle(out / "bundle")
     assert bundle.threshold == pytest.approx(report["models"]["autoencoder"]["threshold"])
