@@ -116,6 +116,7 @@ def run_detector(
         interval_s=settings.watch_interval_s,
     )
     log.info("settings: %s", describe(settings))
+    warn_if_operating_point_rejected(bundle)
     log.info(
         "model %s loaded from %s (threshold %g, sensors %s)",
         bundle.model_version,
@@ -153,6 +154,21 @@ def run_detector(
         if server is not None:
             server.shutdown()  # type: ignore[attr-defined]
             server.server_close()  # type: ignore[attr-defined]
+
+
+def warn_if_operating_point_rejected(bundle: Bundle) -> bool:
+    """Say loudly that the trainer's check rejected this bundle's threshold (served anyway: someone
+    accepted it with --accept-operating-point); returns whether it did."""
+    point = bundle.manifest.training.get("operating_point") or {}
+    if point.get("accepted", True):
+        return False
+    log.warning(
+        "bundle %s: its threshold failed the trainer's check on normal windows (%s); it was accepted by "
+        "flag, expect more false alarms than the budget",
+        bundle.path,
+        point.get("message", "no detail"),
+    )
+    return True
 
 
 def serve_or_explain(metrics: DetectorMetrics, host: str, port: int) -> tuple[object, int]:
