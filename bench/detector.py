@@ -283,17 +283,19 @@ def line_runs(
     wire = line_readings(stations, minutes)
     without: list[float] = []
     with_line: list[float] = []
-    with (
-        topics(bootstrap, PARTITIONS, "readings6", "scores", "alerts", "dlq") as made,
-        topics(bootstrap, PARTITIONS, "state") as (state,),
-    ):
+    with topics(bootstrap, PARTITIONS, "readings6", "scores", "alerts", "dlq") as made:
         readings, scores, alerts, dlq = made
         produce_all(bootstrap, readings, wire)
         for repetition in range(REPETITIONS):
             logger.info("line repetition %d", repetition + 1)
             settings = detector_settings(bootstrap, readings, scores, alerts, dlq)
             without.append(end_to_end(settings, plain, len(wire))[0])
-            with topics(bootstrap, PARTITIONS, "line") as (line_topic,):
+            # A fresh state topic too: the previous run's line states (their monitors past the last
+            # minute) would be restored at assignment and every reading refused as late.
+            with (
+                topics(bootstrap, PARTITIONS, "line") as (line_topic,),
+                topics(bootstrap, PARTITIONS, "state") as (state,),
+            ):
                 settings = detector_settings(
                     bootstrap,
                     readings,
