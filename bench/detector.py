@@ -22,7 +22,9 @@ under every line's names), the linear model.
 ``readings_per_s_line`` is the detector with that line in its bundle (every reading also forwarded
 to the internal line topic, read back and balanced by the line monitors, all exactly-once);
 ``readings_per_s_no_line`` the same readings and model without a line; ``line_vs_no_line`` their
-ratio (target >= 0.9).
+ratio (target >= 0.9). Each line run gets fresh line and state topics (a state topic kept from an
+earlier run would hand its monitors the end of the data, and every reading would be refused).
+``bench line`` measures the line work alone, without Kafka.
 """
 
 from __future__ import annotations
