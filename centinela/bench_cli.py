@@ -22,6 +22,7 @@ BENCHMARKS = (
     "simulate",
     "replay",
     "detector",
+    "line",
     "latency",
     "memory",
     "transactions",

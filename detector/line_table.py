@@ -19,6 +19,8 @@ snapshot plus the readings still waiting (they were consumed, and their offsets 
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -35,7 +37,9 @@ LINE_STATE_VERSION = 1
 class Monitor(Protocol):
     """What the table needs of a ``LineMonitor`` (tests may pass a fake with the same methods)."""
 
-    def add(self, station_id: str, ts: datetime, values: Mapping[str, float]) -> bool: ...
+    def add_row(
+        self, station_id: str, seconds: float, fields: tuple[str, ...], values: tuple[float, ...]
+    ) -> bool: ...
     def advance(self) -> list[Alert]: ...
     def open_incidents(self) -> int: ...
     def open_taps(self) -> Iterator[tuple[str, str, str]]: ...
@@ -52,6 +56,13 @@ def line_monitor(
 ) -> Monitor:
     """The real monitor (the default factory)."""
     return LineMonitor(topology, calibration, model_version=model_version, clock=clock)
+
+
+# A waiting reading: (ts as Unix seconds, its fields, its values in that order). Plain tuples, as
+# the line record carries them: nothing is built per reading between the record and the monitor.
+Waiting = tuple[float, tuple[str, ...], tuple[float, ...]]
+_BY_TIME_AND_STATION = operator.itemgetter(0, 1)
+_LATEST_S = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
 @dataclass(slots=True)
@@ -81,9 +92,9 @@ class LineTable:
         self._clock = clock
         self._factory = monitor_factory
         self._lines: dict[str, _Line] = {}
-        # station -> readings waiting for the line to catch up: (ts, values), in arrival order
-        self._waiting: dict[str, list[tuple[datetime, Mapping[str, float]]]] = {}
-        self._newest: dict[str, datetime] = {}
+        # station -> readings waiting for the line to catch up, in arrival order
+        self._waiting: dict[str, list[Waiting]] = {}
+        self._newest: dict[str, float] = {}  # station -> its newest reading (Unix seconds)
         self._heard: dict[str, float] = {}  # station -> wall time of its last reading
         self._changed: set[str] = set()
         self.fed = 0  # readings handed to a monitor since the last take_fed
@@ -105,17 +116,15 @@ class LineTable:
         return line
 
     # -- readings in, alerts out ---------------------------------------------------------------
-    def add(
-        self, line_id: str, station_id: str, ts: datetime, values: Mapping[str, float], arrival_s: float
-    ) -> None:
-        """One accepted reading of a station of ``line_id``; it waits until ``release``."""
-        self.add_rows(line_id, [(station_id, ts, values)], arrival_s)
-
     def add_rows(
-        self, line_id: str, rows: Iterable[tuple[str, datetime, Mapping[str, float]]], arrival_s: float
+        self,
+        line_id: str,
+        fields: tuple[str, ...],
+        rows: Iterable[tuple[str, float, tuple[float, ...]]],
+        arrival_s: float,
     ) -> None:
-        """Accepted readings ``(station_id, ts, values)`` of stations of ``line_id``; they wait until
-        ``release``."""
+        """Accepted readings ``(station_id, ts as Unix seconds, values in ``fields`` order)`` of
+        stations of ``line_id`` (a line record's rows); they wait until ``release``."""
         line = self._line(line_id)
         if line.started_s is None:
             line.started_s = arrival_s
@@ -123,9 +132,9 @@ class LineTable:
         for station_id, ts, values in rows:
             queue = waiting.get(station_id)
             if queue is None:
-                waiting[station_id] = [(ts, values)]
+                waiting[station_id] = [(ts, fields, values)]
             else:
-                queue.append((ts, values))
+                queue.append((ts, fields, values))
             last = newest.get(station_id)
             if last is None or ts > last:
                 newest[station_id] = ts
@@ -135,37 +144,43 @@ class LineTable:
     def release(self, now_s: float) -> list[Alert]:
         """Feed every line's monitor what all its stations have caught up to; the alerts that follow."""
         alerts: list[Alert] = []
+        all_waiting, newest = self._waiting, self._newest
         for line_id, line in self._lines.items():
             bound = self._bound(line, now_s)
             if bound is None:
                 continue
-            ready: list[tuple[datetime, str, Mapping[str, float]]] = []
+            ready: list[tuple[float, str, tuple[str, ...], tuple[float, ...]]] = []
             for station_id in line.stations:
-                waiting = self._waiting.get(station_id)
+                waiting = all_waiting.get(station_id)
                 if not waiting:
                     continue
-                keep = [item for item in waiting if item[0] > bound]
-                ready += [(ts, station_id, values) for ts, values in waiting if ts <= bound]
-                self._waiting[station_id] = keep
+                if newest.get(station_id, math.inf) <= bound:  # all of it (the usual case)
+                    ready += [(ts, station_id, fields, values) for ts, fields, values in waiting]
+                    all_waiting[station_id] = []
+                    continue
+                ready += [(ts, station_id, fields, values) for ts, fields, values in waiting if ts <= bound]
+                all_waiting[station_id] = [item for item in waiting if item[0] > bound]
             if not ready:
                 continue
-            ready.sort(key=lambda item: (item[0], item[1]))
-            monitor = line.monitor
+            ready.sort(key=_BY_TIME_AND_STATION)  # stable: a duplicate keeps its arrival order
+            add, advance = line.monitor.add_row, line.monitor.advance
             # Advance after every reading, as the offline oracle does: the monitor settles a minute
             # as soon as both ends have it, so when it is asked decides what it sees (re-slotting,
-            # late skew corrections). Per reading, the alerts depend on the readings alone.
-            for ts, station_id, values in ready:
-                monitor.add(station_id, ts, values)
-                alerts += monitor.advance()
+            # late skew corrections). Per reading, the alerts depend on the readings alone. A refused
+            # reading (a duplicate, too late) changes nothing: advancing after it would find nothing.
+            for ts, station_id, fields, values in ready:
+                if add(station_id, ts, fields, values):
+                    alerts += advance()
             self.fed += len(ready)
             self._changed.add(line_id)
         return alerts
 
-    def _bound(self, line: _Line, now_s: float) -> datetime | None:
-        """Up to when a line's readings can go to its monitor: the oldest newest reading among its
-        stations that are not silent; None while a station not heard yet may still come."""
+    def _bound(self, line: _Line, now_s: float) -> float | None:
+        """Up to when (Unix seconds) a line's readings can go to its monitor: the oldest newest
+        reading among its stations that are not silent; None while a station not heard yet may
+        still come."""
         timeout = self._idle_timeout_s
-        bound: datetime | None = None
+        bound: float | None = None
         for station_id in line.stations:
             heard = self._heard.get(station_id)
             if heard is None:
@@ -178,7 +193,7 @@ class LineTable:
             if bound is None or newest < bound:
                 bound = newest
         if bound is None:  # every station silent: release what waits
-            waiting = [ts for sid in line.stations for ts, _values in self._waiting.get(sid, ())]
+            waiting = [item[0] for sid in line.stations for item in self._waiting.get(sid, ())]
             return max(waiting) if waiting else None
         return bound
 
@@ -210,11 +225,13 @@ class LineTable:
             "monitor": line.monitor.snapshot(),
             # Unix seconds, not date strings: a snapshot is written in every batch that moves its line.
             "waiting": {
-                sid: [[ts.timestamp(), values] for ts, values in self._waiting.get(sid, ())]
+                sid: [
+                    [ts, dict(zip(fields, values, strict=True))] for ts, fields, values in self._waiting[sid]
+                ]
                 for sid in line.stations
                 if self._waiting.get(sid)
             },
-            "newest": {sid: self._newest[sid].timestamp() for sid in line.stations if sid in self._newest},
+            "newest": {sid: self._newest[sid] for sid in line.stations if sid in self._newest},
         }
 
     def restore(self, line_id: str, state: Mapping[str, Any], now_s: float) -> None:
@@ -229,10 +246,11 @@ class LineTable:
             line.monitor.restore(state["monitor"])
             for station_id, items in dict(state.get("waiting", {})).items():
                 self._waiting[str(station_id)] = [
-                    (_ts(text), {str(k): float(v) for k, v in values.items()}) for text, values in items
+                    (_seconds(ts), tuple(str(k) for k in values), tuple(float(v) for v in values.values()))
+                    for ts, values in items
                 ]
-            for station_id, text in dict(state.get("newest", {})).items():
-                self._newest[str(station_id)] = _ts(text)
+            for station_id, ts in dict(state.get("newest", {})).items():
+                self._newest[str(station_id)] = _seconds(ts)
                 self._heard[str(station_id)] = now_s
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             self.drop([line_id])
@@ -252,7 +270,7 @@ class LineTable:
             self._changed.discard(line_id)
 
 
-def _ts(seconds: object) -> datetime:
-    if type(seconds) not in (float, int):
-        raise ValueError(f"expected Unix seconds, got {seconds!r}")
-    return datetime.fromtimestamp(seconds, UTC)  # type: ignore[arg-type]  # checked above
+def _seconds(value: object) -> float:
+    if type(value) not in (float, int) or not 0 <= value <= _LATEST_S:  # type: ignore[operator]
+        raise ValueError(f"expected Unix seconds, got {value!r}")
+    return float(value)  # type: ignore[arg-type]  # checked above

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -105,20 +105,33 @@ def encode_line_readings(fields: Sequence[str], rows: Iterable[tuple[str, float,
     )
 
 
-def decode_line_readings(raw: bytes) -> list[tuple[str, datetime, dict[str, float]]]:
-    """``(station_id, ts, values by field)`` of every reading in a line record; ``DataError`` when it
-    is not one."""
+# Unix seconds a line record may carry (1970 to 9999, what a reading's timestamp can be).
+_LINE_TS_RANGE = (0.0, 253402300799.0)
+
+LineRows = tuple[tuple[str, ...], list[tuple[str, float, tuple[float, ...]]]]
+
+
+def decode_line_readings(raw: bytes) -> LineRows:
+    """``(fields, rows)`` of a line record: ``rows`` are ``(station_id, ts as Unix seconds, values in
+    ``fields`` order)``, as ``encode_line_readings`` was given them; ``DataError`` when it is not one.
+
+    No datetime and no dict per reading: the line table keeps them as they come (hot path)."""
     try:
         body = orjson.loads(raw)
         if body["v"] != LINE_READING_SCHEMA:
             raise DataError(f"line record schema {body['v']!r} is not {LINE_READING_SCHEMA}")
-        fields = [str(name) for name in body["f"]]
-        stamp = datetime.fromtimestamp
-        # Only the service writes these; zip(strict) and float() catch a record that is not one.
-        out = [
-            (station_id, stamp(ts, UTC), dict(zip(fields, map(float, values), strict=True)))
-            for station_id, ts, *values in body["r"]
-        ]
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError, OSError) as error:
+        fields = tuple(str(name) for name in body["f"])
+        width = len(fields) + 2
+        low, high = _LINE_TS_RANGE
+        rows = []
+        # Only the service writes these; the checks catch a record that is not one.
+        for row in body["r"]:
+            if len(row) != width or row[0].__class__ is not str:
+                raise DataError(f"line record row {row!r} does not match its fields")
+            ts = float(row[1])
+            if not low <= ts <= high:
+                raise DataError(f"line record row {row!r}: timestamp out of range")
+            rows.append((row[0], ts, tuple(map(float, row[2:]))))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError) as error:
         raise DataError(f"not a line record: {error!r}") from error
-    return out
+    return fields, rows

@@ -405,7 +405,7 @@ class DetectorService:
         try:
             if lines is None or key is None or raw is None:
                 raise DataError("no key or value")
-            rows = decode_line_readings(raw)
+            fields, rows = decode_line_readings(raw)
             line_id = key.decode()
             if line_id not in lines.line_ids():
                 raise DataError(f"line {line_id!r} is not in the bundle's topology")
@@ -413,7 +413,7 @@ class DetectorService:
             log.warning("line record %s/%s skipped: %s", partition, message.offset(), error)
             return
         self._line_partition[line_id] = partition
-        lines.add_rows(line_id, rows, now)
+        lines.add_rows(line_id, fields, rows, now)
 
     def _balance(self, now: float, batch: Outbox) -> list[Alert]:
         """What the line records read so far let the monitors decide: the segment alerts."""

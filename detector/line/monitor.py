@@ -85,6 +85,21 @@ class _Line:
         self.meters: dict[str, StationMeters] = {}
         self.faults: dict[tuple[str, str], _MeterFault] = {}
         self.drifting: dict[tuple[str, str], int] = {}  # unreported drift: consecutive minutes seen
+        # Per segment, what each minute asks of the topology, worked out once: its ends, the
+        # (station, field) of the meters whose fault holds it, and the next segment if it starts at
+        # this one's downstream station (it holds after this one's step).
+        self.plan: list[tuple[SegmentState, str, str, tuple[tuple[str, str], ...], SegmentState | None]] = []
+        for index, state in enumerate(segments):
+            up, down = state.segment.upstream, state.segment.downstream
+            holds = (
+                (up.id, up.sensor("flow")),
+                (down.id, down.sensor("flow")),
+                (down.id, down.sensor("tank_level")),
+            )
+            following = segments[index + 1] if index + 1 < len(segments) else None
+            if following is not None and following.segment.upstream.id != down.id:
+                following = None
+            self.plan.append((state, up.id, down.id, holds, following))
 
 
 class LineMonitor:
@@ -115,6 +130,8 @@ class LineMonitor:
         self._clock = clock
         self._lines: dict[str, _Line] = {}
         self._refs: dict[str, SegmentRef] = {}
+        # (station, fields of its rows) -> its line and the (field, index) of what the line reads
+        self._picks: dict[tuple[str, tuple[str, ...]], tuple[_Line | None, tuple[tuple[str, int], ...]]] = {}
         for line in topology.lines:
             segments = list(topology.segments_of(line.id))
             fields: dict[str, set[str]] = {station.id: set() for station in line.station}
@@ -153,11 +170,30 @@ class LineMonitor:
         if line_id is None:
             return False
         line = self._lines[line_id]
-        seconds = ts.timestamp()
+        row = {name: float(values[name]) for name in line.fields[station_id] if values.get(name) is not None}
+        return self._insert(line, station_id, ts.timestamp(), row)
+
+    def add_row(
+        self, station_id: str, seconds: float, fields: tuple[str, ...], values: tuple[float, ...]
+    ) -> bool:
+        """``add`` of a reading given as Unix seconds and its float values in ``fields`` order (the
+        service's line records), without a datetime or a mapping per reading."""
+        picked = self._picks.get((station_id, fields))
+        if picked is None:
+            line_id = self.topology.line_of(station_id)
+            line = None if line_id is None else self._lines[line_id]
+            wanted = () if line is None else line.fields[station_id]
+            picked = (line, tuple((name, fields.index(name)) for name in wanted if name in fields))
+            self._picks[(station_id, fields)] = picked
+        line, pick = picked
+        if line is None:
+            return False
+        return self._insert(line, station_id, seconds, {name: values[index] for name, index in pick})
+
+    def _insert(self, line: _Line, station_id: str, seconds: float, row: dict[str, float]) -> bool:
         minute = round(seconds / 60.0)
         if line.next is not None and minute < line.next:
             return False
-        row = {name: float(values[name]) for name in line.fields[station_id] if values.get(name) is not None}
         row[TS_KEY] = seconds
         rows = line.pending.get(minute)
         if rows is None:
@@ -235,28 +271,28 @@ class LineMonitor:
     ) -> None:
         cleaned: dict[str, dict[str, float]] = {}
         faults_now: dict[tuple[str, str], str] = {}
-        for station_id in line.stations:
-            row, faults = line.meters[station_id].observe(rows.get(station_id))
+        for station_id, meters in line.meters.items():
+            row, faults = meters.observe(rows.get(station_id))
             cleaned[station_id] = row
             for field, reason in faults.items():
                 faults_now[(station_id, field)] = reason
         self._drift_checks(line, faults_now)
-        self._meter_alerts(line, minute, faults_now, out)
-        for index, state in enumerate(line.segments):
-            up, down = state.segment.upstream, state.segment.downstream
+        if faults_now or line.faults or line.drifting:
+            self._meter_alerts(line, minute, faults_now, out)
+        for state, up_id, down_id, holds, following in line.plan:
             degraded: str | None = None
-            for station, role in ((up, "flow"), (down, "flow"), (down, "tank_level")):
-                fault = faults_now.get((station.id, station.sensor(role)))
-                if fault in _DEGRADING:
-                    degraded = f"{fault} {station.sensor(role)} at {station.id}"
-                    break
+            if faults_now:
+                for key in holds:
+                    fault = faults_now.get(key)
+                    if fault in _DEGRADING:
+                        degraded = f"{fault} {key[1]} at {key[0]}"
+                        break
             decision = state.step(
-                minute, cleaned.get(up.id), cleaned.get(down.id), cleaned, degraded=degraded, pressure_ok=True
+                minute, cleaned.get(up_id), cleaned.get(down_id), cleaned, degraded=degraded, pressure_ok=True
             )
             if decision is not None:
                 out.append(self._tap_alert(state, minute, decision))
-            following = line.segments[index + 1] if index + 1 < len(line.segments) else None
-            if state.step_started and following is not None and following.segment.upstream.id == down.id:
+            if following is not None and state.step_started:
                 # Segments are evaluated upstream first, so the next one holds from this minute.
                 following.hold_after_neighbour_step(NEXT_SEGMENT_HOLD_MINUTES)
 

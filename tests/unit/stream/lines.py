@@ -128,6 +128,13 @@ class FakeMonitor:
         self.flows.setdefault(minute, {})[station_id] = values["flow"]
         return True
 
+    def add_row(
+        self, station_id: str, seconds: float, fields: tuple[str, ...], values: tuple[float, ...]
+    ) -> bool:
+        return self.add(
+            station_id, datetime.fromtimestamp(seconds, UTC), dict(zip(fields, values, strict=True))
+        )
+
     def advance(self) -> list[Alert]:
         alerts: list[Alert] = []
         stations = self.topology.station_ids
