@@ -522,8 +522,8 @@ def model_card(report: dict[str, Any]) -> str:
         f"- Chronological split: train {split['train']['rows']} rows, validation "
         f"{split['validation']['rows']}, test {split['test']['rows']} (validation starts "
         f"{bounds['validation_start']}, test {bounds['test_start']}).",
-        f"- Windows: {window['samples']} samples, step {window['step']}; a window is anomalous if any "
-        "sample is labelled.",
+        f"- Windows: {window['samples']} samples ({_minutes(window.get('length'))}), a new one every "
+        f"{_minutes(window.get('step'))}; a window is anomalous if any sample is labelled.",
         "",
         "## What the model assumes",
         "- Trained on normal training windows only; per-station scalers fitted on normal training rows.",
@@ -608,3 +608,10 @@ def _card_line(line: dict[str, Any] | None) -> list[str]:
         "  is part of the segment's learned bias.",
         "",
     ]
+
+
+def _minutes(seconds: object) -> str:
+    """A duration in seconds as minutes with its unit (``30 min``; ``5 s`` below a minute)."""
+    if not isinstance(seconds, int | float):
+        return "?"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
