@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,56 @@ import numpy.typing as npt
 from trainer.data import UNKNOWN_LABEL
 from trainer.line import LABEL, LineTraining, segment_balance
 from trainer.pipeline import AUTOENCODER, RunResult
+
+# Plot text in the report's language: each function asks ``_t`` (set by ``write_plots(lang=...)``).
+_language: ContextVar[str] = ContextVar("plot_language", default="en")
+_SPANISH = {
+    "(scaled)": "(escalado)",
+    "Autoencoder (test)": "Autocodificador (prueba)",
+    "Autoencoder score over time (test)": "Puntuación del autocodificador en el tiempo (prueba)",
+    "Autoencoder training": "Entrenamiento del autocodificador",
+    "Data and chronological split (train | validation | test)": (
+        "Datos y partición cronológica (entrenamiento | validación | prueba)"
+    ),
+    "MSE (scaled units)": "MSE (unidades escaladas)",
+    "Precision-recall (test)": "Precisión-exhaustividad (prueba)",
+    "ROC (test)": "ROC (prueba)",
+    "Segment balance on the calibration period (hourly mean)": (
+        "Balance de cada tramo en el periodo de calibración (media horaria)"
+    ),
+    "Test scores": "Puntuaciones de prueba",
+    "Validation scores": "Puntuaciones de validación",
+    "Worst test windows (scaled units)": "Peores ventanas de prueba (unidades escaladas)",
+    "anomalous": "anómala",
+    "anomaly": "anomalía",
+    "epoch": "época",
+    "false positive rate": "tasa de falsos positivos",
+    "label unknown": "etiqueta desconocida",
+    "labelled": "etiquetada",
+    "labelled anomalous": "etiquetada anómala",
+    "normal": "normal",
+    "observed": "observada",
+    "precision": "precisión",
+    "predicted": "predicho",
+    "recall": "exhaustividad",
+    "reconstructed": "reconstruida",
+    "score": "puntuación",
+    "stations": "estaciones",
+    "test": "prueba",
+    "threshold": "umbral",
+    "time (UTC)": "tiempo (UTC)",
+    "true": "real",
+    "true positive rate": "tasa de verdaderos positivos",
+    "validation": "validación",
+    "window end (UTC)": "fin de ventana (UTC)",
+    "window score": "puntuación de ventana",
+    "window score (one line per station)": "puntuación de ventana (una línea por estación)",
+}
+
+
+def _t(text: str) -> str:
+    """``text`` in the language ``write_plots`` was asked for (English when no translation exists)."""
+    return _SPANISH.get(text, text) if _language.get() == "es" else text
 
 
 def _pyplot() -> Any:
@@ -30,9 +81,9 @@ def training_curves(history: dict[str, list[float]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, values in history.items():
         ax.plot(range(1, len(values) + 1), values, label=key)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE (scaled units)")
-    ax.set_title("Autoencoder training")
+    ax.set_xlabel(_t("epoch"))
+    ax.set_ylabel(_t("MSE (scaled units)"))
+    ax.set_title(_t("Autoencoder training"))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -46,11 +97,11 @@ def error_distributions(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = np.histogram_bin_edges(scores, bins=40)
-    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
+    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label=_t("normal"))
     if (labels == 1).any():
-        ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="anomalous")
-    ax.axvline(threshold, color="k", linestyle="--", label="threshold")
-    ax.set_xlabel("window score")
+        ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label=_t("anomalous"))
+    ax.axvline(threshold, color="k", linestyle="--", label=_t("threshold"))
+    ax.set_xlabel(_t("window score"))
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
@@ -73,8 +124,8 @@ def roc_pr(curves: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.int8]
         roc_ax.plot(fpr, tpr, label=name)
         pr_ax.plot(recall, precision, label=name)
     roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
-    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
-    pr_ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
+    roc_ax.set(xlabel=_t("false positive rate"), ylabel=_t("true positive rate"), title=_t("ROC (test)"))
+    pr_ax.set(xlabel=_t("recall"), ylabel=_t("precision"), title=_t("Precision-recall (test)"))
     roc_ax.legend(fontsize=8)
     pr_ax.legend(fontsize=8)
     fig.tight_layout()
@@ -90,9 +141,9 @@ def confusion(matrix: list[list[int]], title: str, path: Path) -> Path:
     ax.imshow(values, cmap="Blues")
     for (i, j), count in np.ndenumerate(values):
         ax.text(j, i, str(count), ha="center", va="center", color="black")
-    ax.set_xticks([0, 1], ["normal", "anomaly"])
-    ax.set_yticks([0, 1], ["normal", "anomaly"])
-    ax.set(xlabel="predicted", ylabel="true", title=title)
+    ax.set_xticks([0, 1], [_t("normal"), _t("anomaly")])
+    ax.set_yticks([0, 1], [_t("normal"), _t("anomaly")])
+    ax.set(xlabel=_t("predicted"), ylabel=_t("true"), title=title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -119,19 +170,19 @@ def error_over_time(
         mine = mine[np.argsort(ends[mine], kind="stable")]
         x, y = _broken_at_gaps(ends[mine], scores[mine])
         if len(names) == 1:
-            label: str | None = "window score"
+            label: str | None = _t("window score")
         elif len(names) <= 8:
-            label = f"score {name}"
+            label = f"{_t('score')} {name}"
         else:  # a legend of dozens of stations says nothing
-            label = "window score (one line per station)" if name == names[0] else None
+            label = _t("window score (one line per station)") if name == names[0] else None
         ax.plot(x, y, linewidth=0.8, label=label)
     hits = labels == 1
-    ax.scatter(ends[hits], scores[hits], color="red", s=12, label="labelled anomalous", zorder=3)
-    ax.axhline(threshold, color="k", linestyle="--", label="threshold")
-    title = "Autoencoder score over time (test)"
+    ax.scatter(ends[hits], scores[hits], color="red", s=12, label=_t("labelled anomalous"), zorder=3)
+    ax.axhline(threshold, color="k", linestyle="--", label=_t("threshold"))
+    title = _t("Autoencoder score over time (test)")
     if len(names) > 1:
-        title += f", {len(names)} stations"
-    ax.set(xlabel="window end (UTC)", ylabel="score", title=title)
+        title += f", {len(names)} " + _t("stations")
+    ax.set(xlabel=_t("window end (UTC)"), ylabel=_t("score"), title=title)
     ax.legend(fontsize=7)
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -184,7 +235,7 @@ def data_split(result: RunResult, path: Path) -> Path:
                 color="red",
                 alpha=0.2,
                 transform=ax.get_xaxis_transform(),
-                label="labelled",
+                label=_t("labelled"),
             )
         unknown = series.labels == UNKNOWN_LABEL
         if unknown.any():
@@ -196,15 +247,15 @@ def data_split(result: RunResult, path: Path) -> Path:
                 color="grey",
                 alpha=0.15,
                 transform=ax.get_xaxis_transform(),
-                label="label unknown",
+                label=_t("label unknown"),
             )
         for when, name in ((bounds.validation_start, "validation"), (bounds.test_start, "test")):
             ax.axvline(when, color="k", linestyle="--", linewidth=1)
-            ax.text(when, 1.0, f" {name} →", transform=ax.get_xaxis_transform(), va="bottom", fontsize=8)
-        ax.set_ylabel(f"{station}\n(scaled)")
+            ax.text(when, 1.0, f" {_t(name)} →", transform=ax.get_xaxis_transform(), va="bottom", fontsize=8)
+        ax.set_ylabel(f"{station}\n{_t('(scaled)')}")
     axes[0, 0].legend(loc="upper left", fontsize=7, ncol=min(6, len(result.prepared.sensors) + 1))
-    axes[-1, 0].set_xlabel("time (UTC)")
-    fig.suptitle("Data and chronological split (train | validation | test)")
+    axes[-1, 0].set_xlabel(_t("time (UTC)"))
+    fig.suptitle(_t("Data and chronological split (train | validation | test)"))
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -230,14 +281,14 @@ def worst_reconstructions(
     for row, index in enumerate(worst):
         for col, sensor in enumerate(sensors):
             ax = axes[row][col]
-            ax.plot(x[index, :, col], label="observed")
-            ax.plot(x_hat[index, :, col], label="reconstructed")
+            ax.plot(x[index, :, col], label=_t("observed"))
+            ax.plot(x_hat[index, :, col], label=_t("reconstructed"))
             if row == 0:
                 ax.set_title(sensor, fontsize=9)
             ax.tick_params(labelsize=7)
-        axes[row][0].set_ylabel(f"score {scores[index]:.2f}", fontsize=8)
+        axes[row][0].set_ylabel(f"{_t('score')} {scores[index]:.2f}", fontsize=8)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("Worst test windows (scaled units)")
+    fig.suptitle(_t("Worst test windows (scaled units)"))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -260,8 +311,8 @@ def line_balances(line: LineTraining, path: Path) -> Path:
         ax.axhline(0.0, color="k", linewidth=0.5)
         ax.set_ylabel("m³/h")
         ax.set_title(f"{segment.segment_id} ({segment.length_km:g} km)", fontsize=9)
-    axes[-1, 0].set_xlabel("time (UTC)")
-    fig.suptitle("Segment balance on the calibration period (hourly mean)")
+    axes[-1, 0].set_xlabel(_t("time (UTC)"))
+    fig.suptitle(_t("Segment balance on the calibration period (hourly mean)"))
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -269,8 +320,16 @@ def line_balances(line: LineTraining, path: Path) -> Path:
     return path
 
 
-def write_plots(result: RunResult, out: Path) -> list[Path]:
-    """Every plot of the run into ``out`` (created); returns the files."""
+def write_plots(result: RunResult, out: Path, lang: str = "en") -> list[Path]:
+    """Every plot of the run into ``out`` (created), labelled in ``lang``; returns the files."""
+    token = _language.set(lang)
+    try:
+        return _write_plots(result, out)
+    finally:
+        _language.reset(token)
+
+
+def _write_plots(result: RunResult, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     ae = result.models[AUTOENCODER]
     test = result.prepared["test"]
@@ -283,11 +342,11 @@ def write_plots(result: RunResult, out: Path) -> list[Path]:
             ae.scores["validation"],
             validation.labels,
             threshold,
-            "Validation scores",
+            _t("Validation scores"),
             out / "errors_validation.png",
         ),
         error_distributions(
-            ae.scores["test"], test.labels, threshold, "Test scores", out / "errors_test.png"
+            ae.scores["test"], test.labels, threshold, _t("Test scores"), out / "errors_test.png"
         ),
         roc_pr(
             {
@@ -296,7 +355,7 @@ def write_plots(result: RunResult, out: Path) -> list[Path]:
             },
             out / "roc_pr.png",
         ),
-        confusion(ae.test["confusion_matrix"], "Autoencoder (test)", out / "confusion_matrix.png"),
+        confusion(ae.test["confusion_matrix"], _t("Autoencoder (test)"), out / "confusion_matrix.png"),
         error_over_time(
             test.ends,
             ae.scores["test"],

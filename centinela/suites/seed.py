@@ -61,7 +61,7 @@ def run(out: Path, quick: bool = False, lang: str = "en", data: Path | None = No
     report["suite"] = "seed"
     report["quick"] = quick
     out.mkdir(parents=True, exist_ok=True)
-    plots = [str(p.relative_to(out)) for p in write_plots(result, out / "plots")]
+    plots = [str(p.relative_to(out)) for p in write_plots(result, out / "plots", lang)]
     write_reports(report, out, lang=lang, plots=plots)
     _print_summary(report, out)
     return report

@@ -55,3 +55,17 @@ def test_several_stations_are_drawn_as_several_lines(tmp_path: Path) -> None:
     assert [line.get_label() for line in lines] == ["score EST-01", "score EST-02"]
     assert all(len(line.get_xdata()) == len(ends) for line in lines)
     assert (tmp_path / "e.png").stat().st_size > 0
+
+
+def test_plots_speak_the_report_s_language(tmp_path: Path) -> None:
+    from trainer import plots
+
+    assert plots._t("threshold") == "threshold"  # English outside write_plots
+    token = plots._language.set("es")
+    try:
+        assert plots._t("threshold") == "umbral"
+        assert plots._t("no translation for this") == "no translation for this"
+        path = plots.training_curves({"loss": [1.0, 0.5]}, tmp_path / "curves.png")
+    finally:
+        plots._language.reset(token)
+    assert path.stat().st_size > 0 and plots._t("epoch") == "epoch"
