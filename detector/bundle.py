@@ -120,6 +120,9 @@ class Manifest(_Strict):
     aggregation: Literal["mean", "max", "topk"]
     topk: int = Field(default=5, ge=1)
     threshold: float = Field(gt=0)
+    # Stations whose own normal windows need a higher threshold than ``threshold`` to keep the
+    # false-alarm budget (never lower: the shared one passed the trainer's operating-point check).
+    station_thresholds: dict[str, float] = Field(default_factory=dict)
     calibration: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     limits: dict[str, LimitFields] = Field(default_factory=dict)
@@ -127,6 +130,16 @@ class Manifest(_Strict):
     # {"topology": Topology.to_dict(), "calibration": LineCalibration.to_dict()}.
     line: dict[str, Any] | None = None
     files: dict[str, str]
+
+    @field_validator("station_thresholds")
+    @classmethod
+    def _station_thresholds_are_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for station, threshold in value.items():
+            if not math.isfinite(threshold) or threshold <= 0:
+                raise ValueError(
+                    f"station_thresholds[{station!r}] must be a positive number, got {threshold}"
+                )
+        return value
 
     @field_validator("files")
     @classmethod
@@ -177,6 +190,10 @@ class Bundle:
     @property
     def threshold(self) -> float:
         return self.manifest.threshold
+
+    def threshold_for(self, station_id: str) -> float:
+        """The station's own threshold where the bundle has one, else the shared one."""
+        return self.manifest.station_thresholds.get(station_id, self.manifest.threshold)
 
     @property
     def model_version(self) -> str:
@@ -365,6 +382,12 @@ def _check_plausible(root: Path, manifest: Manifest) -> None:
                 f"bundle {root}: implausible threshold {manifest.threshold:g}: the calibration recorded "
                 f"{min(recorded):g}..{max(recorded):g}, so it must lie in [{low:g}, {high:g}]"
             )
+    for station, threshold in manifest.station_thresholds.items():
+        if not manifest.threshold <= threshold <= manifest.threshold * PLAUSIBLE_FACTOR:
+            raise BundleError(
+                f"bundle {root}: implausible station_thresholds[{station!r}] {threshold:g}: a station's "
+                f"threshold lies between the shared {manifest.threshold:g} and {PLAUSIBLE_FACTOR:g} times it"
+            )
     scalers = [manifest.scalers.fallback, *manifest.scalers.per_station.values()]
     for index, name in enumerate(manifest.sensors):
         limit = manifest.limits.get(name)
@@ -497,6 +520,7 @@ def write_bundle(
     aggregation: str,
     threshold: float,
     topk: int = 5,
+    station_thresholds: Mapping[str, float] | None = None,
     calibration: Mapping[str, Any] | None = None,
     training: Mapping[str, Any] | None = None,
     limits: Mapping[str, SensorLimits] | None = None,
@@ -538,6 +562,7 @@ def write_bundle(
             aggregation=aggregation,  # type: ignore[arg-type]  # checked against AGGREGATIONS above
             topk=int(topk),
             threshold=float(threshold),
+            station_thresholds={str(k): float(v) for k, v in (station_thresholds or {}).items()},
             calibration=plain_json(dict(calibration or {}), "calibration"),
             training=plain_json(dict(training or {}), "training"),
             limits={name: LimitFields(low=lim.low, high=lim.high) for name, lim in (limits or {}).items()},

@@ -58,6 +58,10 @@ class Model:
     model_version: str
     sensors: tuple[str, ...]
     window_length: timedelta
+    station_thresholds: Mapping[str, float] = field(default_factory=dict)
+
+    def threshold_for(self, station_id: str) -> float:
+        return self.station_thresholds.get(station_id, self.threshold)
 
 
 @dataclass(slots=True)
@@ -86,8 +90,9 @@ def decide(
     ``scorable(pending)`` window, in that order. ``records``: also encode each published score."""
     values = [] if scores is None else scores.scores.tolist()
     shares = [] if scores is None else scores.contributions.tolist()
-    threshold, version, sensors, length = (
+    shared, own, version, sensors, length = (
         model.threshold,
+        model.station_thresholds,
         model.model_version,
         model.sensors,
         model.window_length,
@@ -96,6 +101,7 @@ def decide(
     position = 0
     for item in pending:
         station_id, window = item.station_id, item.window
+        threshold = own.get(station_id, shared) if own else shared
         start = window.end - length
         record = None
         if window.data is not None:

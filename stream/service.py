@@ -133,7 +133,13 @@ class DetectorService:
     def _use(self, bundle: Bundle) -> None:
         self.bundle = bundle
         self._parser: ReadingParser = bundle.parser(self.settings.max_message_bytes)
-        self._model = Model(bundle.threshold, bundle.model_version, bundle.sensors, bundle.window_spec.length)
+        self._model = Model(
+            bundle.threshold,
+            bundle.model_version,
+            bundle.sensors,
+            bundle.window_spec.length,
+            bundle.manifest.station_thresholds,
+        )
         self.metrics.set_model(bundle.model_version, FORMAT_VERSION)
         if bundle.topology != (None if self.lines is None else self.lines.topology):
             log.warning("the new bundle's line differs from the one served: restart to balance it")
@@ -371,11 +377,11 @@ class DetectorService:
         topics = self.settings.topics
         decided = decide(batch.windows, scores, self._tracker, self._model, records=bool(topics.scores))
         batch.scored, batch.skipped = decided.scored, decided.skipped
-        threshold = self._model.threshold
+        model = self._model
         taps_at = {} if self.lines is None else taps_by_station(self.lines.open_taps())
         for item in decided.items:
             if item.score is not None:
-                self.stations.note_score(item.station_id, item.score, threshold)
+                self.stations.note_score(item.station_id, item.score, model.threshold_for(item.station_id))
             if item.rebuild:
                 continue
             key = item.station_id.encode()

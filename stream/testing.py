@@ -99,13 +99,18 @@ def offline_alerts(
                     end,
                     start,
                     float(scored.scores[index]),
-                    bundle.threshold,
+                    bundle.threshold_for(item.station_id),
                     shares,
                     bundle.model_version,
                 )
             else:
                 alerts += tracker.gap(
-                    item.station_id, start, end, reason, bundle.model_version, bundle.threshold
+                    item.station_id,
+                    start,
+                    end,
+                    reason,
+                    bundle.model_version,
+                    bundle.threshold_for(item.station_id),
                 )
     return alerts
 

@@ -12,6 +12,7 @@ from detector.bundle import write_bundle
 from detector.errors import BundleError
 from detector.onnx_graph import ServingExport, serving_export
 from detector.readings import DEFAULT_LIMITS
+from trainer.operating_point import FALSE_ALARM_BUDGET, served_station_thresholds
 from trainer.pipeline import RunResult
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,10 @@ def export_bundle(
             scalers=result.prepared.scalers,
             aggregation=result.aggregation,
             threshold=ae.calibration.threshold,
+            station_thresholds=served_station_thresholds(
+                ae.calibration.threshold,
+                ae.calibration.extra.get(FALSE_ALARM_BUDGET, {}).get("per_station_thresholds"),
+            ),
             topk=result.options.topk,
             calibration=calibration,
             training={

@@ -176,8 +176,8 @@ def budget_threshold(
 def per_station_budget_thresholds(
     windows: NormalWindows, step: timedelta, budget: float = DEFAULT_ALARM_BUDGET
 ) -> dict[str, float]:
-    """Each station's own budget threshold on its own normal windows: what a per-station threshold
-    would be. The bundle serves one threshold (the pooled one); these show how far stations differ."""
+    """Each station's own budget threshold on its own normal windows. The bundle serves the pooled
+    threshold, raised to a station's own where that is higher (``served_station_thresholds``)."""
     out: dict[str, float] = {}
     for station in np.unique(windows.station_ids).tolist():
         mine = windows.station_ids == station
@@ -283,3 +283,11 @@ def check_operating_point(
         max_share=max_share,
         per_station=per_station,
     )
+
+
+def served_station_thresholds(shared: float, per_station: dict[str, float] | None) -> dict[str, float]:
+    """The stations whose own budget threshold is above the shared one, at their own.
+
+    Only ever higher: a noisy station keeps its own budget instead of spending everyone's, and every
+    station alarms at most as often as the shared threshold the operating-point check accepted."""
+    return {station: value for station, value in (per_station or {}).items() if value > shared}

@@ -113,3 +113,13 @@ def test_station_incidents_at_a_tapped_segment_name_the_tap_and_back() -> None:
     (closed,) = link_tap_alerts([tap_alert("close")], incidents)
     assert closed.related == []  # a close names nothing new
     assert link_station_alerts(alerts, {}) == alerts
+
+
+def test_a_station_with_its_own_threshold_is_judged_against_it() -> None:
+    model = Model(1.0, "m1", SENSORS, timedelta(minutes=30), station_thresholds={"EST-02": 3.0})
+    pending = [Pending("EST-01", window(30), 1, False), Pending("EST-02", window(30), 1, False)]
+    decided = decide(pending, batch([2.0, 2.0]), IncidentTracker(), model, records=True)
+    assert [[a.kind for a in item.alerts] for item in decided.items] == [["incident"], []]
+    record = ScoreRecord.model_validate_json(decided.items[1].record or b"")
+    assert record.threshold == 3.0
+    assert model.threshold_for("EST-07") == 1.0

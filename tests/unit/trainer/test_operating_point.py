@@ -123,3 +123,10 @@ def test_cli_refuses_a_drifted_operating_point_unless_accepted(tmp_path: Path) -
     assert accepted.exit_code == 0, accepted.output
     manifest = json.loads((tmp_path / "b" / "bundle" / "manifest.json").read_text())
     assert manifest["training"]["operating_point"]["accepted_by_flag"] is True
+
+
+def test_the_bundle_serves_only_stations_that_need_more_than_the_shared_threshold() -> None:
+    from trainer.operating_point import served_station_thresholds
+
+    assert served_station_thresholds(2.0, {"A": 1.5, "B": 2.0, "C": 3.1}) == {"C": 3.1}
+    assert served_station_thresholds(2.0, None) == {}
