@@ -81,7 +81,9 @@ class PressureTrack:
     def restart(self) -> None:
         self.offset: float | None = None
         self.recent: deque[float] = deque(maxlen=MEAN_MINUTES)
-        self.history: deque[float] = deque(maxlen=STEP_HISTORY)  # steady residuals, newest last
+        # Running sums of the steady residuals, newest last (the first entry 0.0): a span's sum is a
+        # difference of two entries, so the step test costs the same for any span.
+        self.cumulative: deque[float] = deque([0.0], maxlen=STEP_HISTORY + 1)
         self.step_z = 0.0
         self.flows: deque[float] = deque(maxlen=STEADY_MINUTES)
         self.frozen_offset: float | None = None
@@ -118,7 +120,7 @@ class PressureTrack:
         suction = _get(down, self._suction_down)
         if pressure is None or suction is None or self.density is None or not usable:
             self.recent.clear()
-            self.history.clear()
+            self._clear_history()
             return 0.0
         rho = self.segment_density()
         r = rho / RHO_REF
@@ -130,14 +132,15 @@ class PressureTrack:
         coef = self._coef
         if len(coef) != 5 or not self._steady(flow_up):
             self.recent.clear()
-            self.history.clear()
+            self._clear_history()
             return 0.0
         friction = r * qn * (coef[2] + coef[3] * d + coef[4] * d * d)
         self.friction_bar = friction
         residual = y - (coef[0] + coef[1] * r + friction)
         if self.offset is None:
             self.offset = 0.0  # the fit has its own intercept: the residual starts near zero
-        self.history.append(residual)
+        cumulative = self.cumulative
+        cumulative.append(cumulative[-1] + residual)
         self.step_z = self._step_z()
         self.recent.append(residual)
         if len(self.recent) < MEAN_MINUTES:
@@ -158,25 +161,25 @@ class PressureTrack:
             self.offset += innovation / OFFSET_MINUTES
         return self.step_z if self._stepping else self.z
 
+    def _clear_history(self) -> None:
+        if len(self.cumulative) > 1:
+            self.cumulative = deque([0.0], maxlen=STEP_HISTORY + 1)
+
     def _step_z(self) -> float:
-        """The local step test on ``history`` (0 until it holds enough steady minutes)."""
+        """The local step test on the steady history (0 until it holds enough steady minutes)."""
         sigmas = self.cal.pressure_step_sigma_bar
-        history = self.history
-        if not sigmas or len(history) < STEP_BASE_MINUTES + STEP_MINUTES[0]:
+        cumulative = self.cumulative
+        n = len(cumulative) - 1  # steady residuals held
+        if not sigmas or n < STEP_BASE_MINUTES + STEP_MINUTES[0]:
             return 0.0
-        values = list(history)
-        n = len(values)
+        newest = cumulative[-1]
         best = 0.0
-        recent_sum = 0.0
-        taken = 0
         for k, sigma in zip(STEP_MINUTES, sigmas, strict=True):
             if n < STEP_BASE_MINUTES + k:
                 break
-            recent_sum += sum(values[n - k : n - taken])
-            taken = k
-            before = sum(values[n - k - STEP_BASE_MINUTES : n - k]) / STEP_BASE_MINUTES
-            z = (before - recent_sum / k) / sigma
-            best = max(best, z)
+            split = cumulative[-1 - k]
+            before = (split - cumulative[-1 - k - STEP_BASE_MINUTES]) / STEP_BASE_MINUTES
+            best = max(best, (before - (newest - split) / k) / sigma)
         return best
 
     def _steady(self, flow: float) -> bool:
@@ -243,11 +246,11 @@ class PressureTrack:
         """
         self.frozen_offset = self.offset
         since = minute - onset + 1
-        history = self.history
-        if len(history) >= since + MIN_REFERENCE_MINUTES:
-            values = list(history)
-            before = values[max(0, len(values) - since - STEP_BASE_MINUTES) : len(values) - since]
-            self.frozen_offset = sum(before) / len(before)
+        cumulative = self.cumulative
+        held = len(cumulative) - 1
+        if held >= since + MIN_REFERENCE_MINUTES:
+            span = min(STEP_BASE_MINUTES, held - since)
+            self.frozen_offset = (cumulative[-1 - since] - cumulative[-1 - since - span]) / span
         self.drop_sum, self.drop_n = 0.0, 0
 
     def release(self) -> None:
@@ -287,7 +290,7 @@ class PressureTrack:
         return {
             "offset": self.offset,
             "recent": list(self.recent),
-            "history": list(self.history),
+            "cumulative": list(self.cumulative),
             "step_z": self.step_z,
             "flows": list(self.flows),
             "frozen_offset": self.frozen_offset,
@@ -304,7 +307,8 @@ class PressureTrack:
     def restore(self, data: Mapping[str, Any]) -> None:
         self.offset = _opt(data["offset"])
         self.recent = deque((float(v) for v in data["recent"]), maxlen=MEAN_MINUTES)
-        self.history = deque((float(v) for v in data.get("history", ())), maxlen=STEP_HISTORY)
+        # A snapshot from before the step test holds no history: it starts empty.
+        self.cumulative = deque((float(v) for v in data.get("cumulative", (0.0,))), maxlen=STEP_HISTORY + 1)
         self.step_z = float(data.get("step_z", 0.0))
         self.flows = deque((float(v) for v in data["flows"]), maxlen=STEADY_MINUTES)
         self.frozen_offset = _opt(data["frozen_offset"])

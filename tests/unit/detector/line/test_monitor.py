@@ -337,7 +337,7 @@ def test_the_live_local_step_is_the_one_the_calibration_emulates() -> None:
     residual = np.cumsum(rng.normal(0.0, 0.1, size=STEP_HISTORY + 5))
     residual[-7:] -= 0.8  # a step seven minutes ago
     for value in residual.tolist():
-        track.history.append(value)
+        track.cumulative.append(track.cumulative[-1] + value)
     steps = _local_steps(residual, np.arange(len(residual), dtype=np.float64))
     expected = max(0.0, *(float(values[-1]) / sigma for values, sigma in zip(steps, sigmas, strict=True)))
     assert expected > 1.0
