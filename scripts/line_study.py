@@ -1,6 +1,6 @@
 """Offline study of the segment detector: simulate, calibrate on days 0-60, test on 60-120.
 
-    PYTHONPATH=. python scripts/line_study.py --seeds 1001 1002 1003 --variants windows cusum
+    PYTHONPATH=. python scripts/line_study.py --seeds 1001 1002 1003 --variants windows cstep
 
 Per variant: detection rate and minutes to alarm per tap band (% of flow) and per extracted
 volume, taps >= 2 % lasting >= 30 min, false alarms per station-month in normal operation (and by
@@ -86,13 +86,8 @@ def run_seed(seed: int, days: float, variant: str, theft_rate: float) -> dict[st
     split = pd.Timestamp(config.start) + pd.Timedelta(days=days / 2)
     train = frame[frame["timestamp"] < split].reset_index(drop=True)
     test = frame[frame["timestamp"] >= split].reset_index(drop=True)
-    method, pressure = (
-        ("cusum", 0.0) if variant == "cusum" else ("windows", 1.0 if variant == "fused" else 0.0)
-    )
     t0 = time.perf_counter()
-    calibration = calibrate_line(
-        train, topology, exclude=train["label"] == 1, method=method, pressure_weight=pressure
-    )
+    calibration = calibrate_line(train, topology, exclude=train["label"] == 1, **variant_options(variant))
     t_cal = time.perf_counter() - t0
     fields = sorted(topology.required_sensors())
     t0 = time.perf_counter()
@@ -112,6 +107,43 @@ def run_seed(seed: int, days: float, variant: str, theft_rate: float) -> dict[st
         for k, v in calibration.record["segments"].items()
     }
     return scored
+
+
+def variant_options(variant: str) -> dict[str, Any]:
+    """``calibrate_line`` options of a variant.
+
+    ``windows`` (the balance alone), ``cusum``, ``fused`` (the drop against the offset, weight 1,
+    cap 4, no gate), ``step[:w=W][:cap=C][:gate=G][:share=S]`` (the local pressure step; defaults
+    w=1, cap=20, gate=1, share=0.3 of the budget) and ``cstep[...]`` (the same with the step
+    confirmed by the drop against the slow offset: the default calibration).
+    """
+    name, *params = variant.split(":")
+    if name in ("windows", "cusum") and not params:
+        return {"method": name, "pressure_weight": 0.0}
+    if name == "fused" and not params:
+        return {
+            "pressure_weight": 1.0,
+            "pressure_evidence": "drop",
+            "pressure_cap": 4.0,
+            "pressure_gate": -math.inf,
+        }
+    if name in ("step", "cstep"):
+        values = {"w": 1.0, "cap": 20.0, "gate": 1.0, "share": 0.3}
+        for param in params:
+            key, _, value = param.partition("=")
+            if key not in values:
+                raise SystemExit(f"variant {variant!r}: unknown parameter {key!r}")
+            values[key] = float(value)
+        return {
+            "pressure_weight": values["w"],
+            "pressure_evidence": "step" if name == "step" else "confirmed_step",
+            "pressure_cap": values["cap"],
+            "pressure_gate": values["gate"],
+            "pressure_budget_share": values["share"],
+        }
+    raise SystemExit(
+        f"variant {variant!r} is not windows, cusum, fused or step[:w=..][:cap=..][:gate=..][:share=..]"
+    )
 
 
 def score(
@@ -249,10 +281,15 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=120.0)
     parser.add_argument("--theft-rate", type=float, default=8.0)
     parser.add_argument(
-        "--variants", nargs="+", default=["windows", "cusum"], choices=["windows", "cusum", "fused"]
+        "--variants",
+        nargs="+",
+        default=["windows", "cstep"],
+        help="windows, cusum, fused, step or cstep[:w=W][:cap=C][:gate=G][:share=S] (cstep: the default)",
     )
     parser.add_argument("--json", help="write the per-seed results here")
     args = parser.parse_args()
+    for variant in args.variants:
+        variant_options(variant)
     everything: dict[str, Any] = {}
     per_variant: dict[str, list[dict[str, Any]]] = {variant: [] for variant in args.variants}
     for seed in args.seeds:  # seed-major: each line is simulated once for all variants

@@ -43,8 +43,10 @@ from detector.line.pressure import (
     Q_REF,
     STEADY_CHANGE,
     STEADY_MINUTES,
+    STEP_BASE_MINUTES,
+    STEP_MINUTES,
 )
-from detector.line.segment import BIAS_CLIP_M3H, BIAS_MINUTES, PRESSURE_CAP
+from detector.line.segment import BIAS_CLIP_M3H, BIAS_MINUTES, PRESSURE_SHORT_MINUTES
 from detector.topology import Topology
 
 Array = npt.NDArray[np.float64]
@@ -65,6 +67,15 @@ MIN_SKEW_GAIN = 0.15
 STEP_M3H = 25.0  # an upstream flow change this large in a minute is a step (5 % of a 500 m3/h line)
 CUSUM_REFERENCE_M3H = 5.0  # the baseline CUSUM's k: half of a 2 % tap on a 500 m3/h line
 MIN_LIMIT = 4.0
+# With pressure evidence, the share of the false-alarm budget the pressure test gets (the balance
+# test keeps the rest; seeds 1001-1002 screened 0.2 / 0.3 / 0.5 alike).
+PRESSURE_BUDGET_SHARE = 0.3
+# The fused pressure test by default (study: docs/line.md): weight 1, the step confirmed by the drop
+# against the slow offset, its share capped at 20 sigma (a bound, not a tuning), and only where the
+# balance's best short window already exceeds 1 sigma.
+PRESSURE_WEIGHT = 1.0
+FUSED_PRESSURE_CAP = 20.0
+PRESSURE_GATE = 1.0
 MINUTES_PER_MONTH = 30 * 24 * 60
 
 
@@ -75,7 +86,11 @@ def calibrate_line(
     budget_per_segment_month: float = 1.0,
     exclude: pd.Series | None = None,
     method: str = "windows",
-    pressure_weight: float = 0.0,
+    pressure_weight: float = PRESSURE_WEIGHT,
+    pressure_evidence: str = "confirmed_step",
+    pressure_cap: float = FUSED_PRESSURE_CAP,
+    pressure_gate: float = PRESSURE_GATE,
+    pressure_budget_share: float = PRESSURE_BUDGET_SHARE,
 ) -> LineCalibration:
     """Thresholds for every segment of ``topology`` from normal history.
 
@@ -83,9 +98,18 @@ def calibrate_line(
     and the reading fields the topology uses (empty cells = missing). ``exclude``: a boolean Series
     aligned with ``frame``, True on rows known not to be normal (labelled events); those minutes
     (and the recovery after them) do not count towards the false-alarm budget.
+    ``pressure_weight`` > 0 fuses the pressure evidence into the test: ``pressure_evidence`` "step"
+    (the residual's local step, see ``detector/line/pressure.py``), "confirmed_step" (the step as far
+    as the drop against the slow offset confirms it) or "drop" (against the offset),
+    its share capped at ``pressure_cap`` sigma, counted where the balance's z exceeds ``pressure_gate``,
+    with ``pressure_budget_share`` of the budget (the balance test keeps the rest).
     """
     if budget_per_segment_month <= 0:
         raise ValueError("budget_per_segment_month must be positive")
+    if not 0.0 < pressure_budget_share < 1.0:
+        raise ValueError("pressure_budget_share must be between 0 and 1")
+    if pressure_evidence not in ("drop", "step", "confirmed_step"):
+        raise ValueError(f"pressure_evidence {pressure_evidence!r} is not drop, step or confirmed_step")
     base = LineCalibration(
         {
             s.segment_id: SegmentCalibration(s.segment_id, limit=TRACE_LIMIT, method=method)
@@ -104,16 +128,27 @@ def calibrate_line(
         suspect = _spread(np.asarray(blocked[segment.segment_id], dtype=np.float64), DRIFT_RECOVERY_MINUTES)
         normal = np.isfinite(balance) & ~np.isin(minutes, excluded) & ~np.isin(minutes, suspect)
         calibration, notes, pressure_z = _calibrate_pressure(
-            base.segment(segment.segment_id), pressure_traces[segment.segment_id], minutes, normal
+            base.segment(segment.segment_id),
+            pressure_traces[segment.segment_id],
+            minutes,
+            normal,
+            step=pressure_evidence != "drop",
+            confirm=pressure_evidence == "confirmed_step",
         )
         calibration, more = _calibrate_segment(
-            replace(calibration, pressure_weight=pressure_weight),
+            replace(
+                calibration,
+                pressure_weight=pressure_weight,
+                pressure_cap=pressure_cap,
+                pressure_gate=pressure_gate,
+            ),
             minutes,
             balance,
             dfu,
             normal=normal,
             budget=budget_per_segment_month,
             pressure_z=pressure_z,
+            pressure_share=pressure_budget_share,
         )
         notes.update(more)
         segments[segment.segment_id] = calibration
@@ -187,6 +222,7 @@ def _calibrate_segment(
     normal: npt.NDArray[np.bool_],
     budget: float,
     pressure_z: Array,
+    pressure_share: float = PRESSURE_BUDGET_SHARE,
 ) -> tuple[SegmentCalibration, dict[str, Any]]:
     notes: dict[str, Any] = {"normal_minutes": int(normal.sum())}
     if normal.sum() < 24 * 60:
@@ -228,17 +264,33 @@ def _calibrate_segment(
         window_values.append(full)
     drift = max(0.5, float(np.std(_hourly_means(corrected[normal]))) * 0.5)
     statistic = np.full(len(residual), -np.inf)
+    short = np.full(len(residual), -np.inf)  # the windows the pressure step is fused with
     for window, sigma, values in zip(default.windows, sigmas, window_values, strict=True):
         if len(values):
-            statistic = np.fmax(statistic, (values - drift * window / 60.0) / sigma)
+            z = (values - drift * window / 60.0) / sigma
+            statistic = np.fmax(statistic, z)
+            if window <= PRESSURE_SHORT_MINUTES:
+                short = np.fmax(short, z)
+    shift = 0.0
     if default.method == "cusum":
         drift = CUSUM_REFERENCE_M3H
         statistic = _cusum(residual, normal, drift)
+        limit, tail = _limit_for_budget(statistic, normal, budget)
     elif default.pressure_weight > 0 and default.pressure_coef:
+        # Two tests, each on its share of the budget: the balance alone, and the pressure step fused
+        # with the balance's short windows where the balance agrees (see detector/line/segment.py).
         weight = default.pressure_weight
-        fused = (statistic + weight * np.minimum(pressure_z, PRESSURE_CAP)) / math.sqrt(1 + weight * weight)
-        statistic = np.where(pressure_z > 0, np.fmax(statistic, fused), statistic)
-    limit, tail = _limit_for_budget(statistic, normal, budget)
+        fused = (short + weight * np.minimum(pressure_z, default.pressure_cap)) / math.sqrt(
+            1 + weight * weight
+        )
+        joint = np.where((pressure_z > 0) & (short > default.pressure_gate), fused, -np.inf)
+        limit, tail = _limit_for_budget(statistic, normal, budget * (1.0 - pressure_share))
+        pressure_limit, pressure_tail = _limit_for_budget(joint, normal, budget * pressure_share)
+        shift = limit - pressure_limit
+        tail["pressure_test"] = pressure_tail | {"limit": round(pressure_limit, 3)}
+        statistic = np.fmax(statistic, joint + shift)
+    else:
+        limit, tail = _limit_for_budget(statistic, normal, budget)
     if len(statistic) and np.isfinite(np.where(normal, statistic, -np.inf)).any():
         at = int(np.nanargmax(np.where(normal, statistic, -np.inf)))
         tail["largest_peak_at"] = pd.Timestamp(int(minutes[at]) * 60, unit="s", tz="UTC").isoformat()
@@ -264,15 +316,25 @@ def _calibrate_segment(
             skew_gain=float(gains[1]),
             skew_gain_lead1=float(gains[2]),
             skew_gain_lead2=float(gains[3]),
+            pressure_shift=shift,
         ),
         notes,
     )
 
 
 def _calibrate_pressure(
-    default: SegmentCalibration, trace: Array, minutes: Array, normal: npt.NDArray[np.bool_]
+    default: SegmentCalibration,
+    trace: Array,
+    minutes: Array,
+    normal: npt.NDArray[np.bool_],
+    *,
+    step: bool = False,
+    confirm: bool = False,
 ) -> tuple[SegmentCalibration, dict[str, Any], Array]:
-    """Fit the expected upstream head and emulate the live drop z on the balance's minutes."""
+    """Fit the expected upstream head and emulate the live pressure z on the balance's minutes.
+
+    ``step``: also learn the local step's spread per span and emulate its z (else the drop's).
+    """
     notes: dict[str, Any] = {}
     z_out = np.zeros(len(minutes))
     if len(trace) < 24 * 60:
@@ -290,7 +352,25 @@ def _calibrate_pressure(
     drops = _emulate_drops(residual, flow)
     usable = ok & np.isfinite(drops)
     sigma = _robust_scale(drops[usable], fallback=default.pressure_sigma_bar)
-    z_by_minute = dict(zip(p_minute.tolist(), np.nan_to_num(drops / sigma).tolist(), strict=True))
+    z_minute = np.nan_to_num(drops / sigma)
+    step_sigmas: tuple[float, ...] = ()
+    if step:
+        steps = _local_steps(np.where(_steady_mask(flow), residual, np.nan), p_minute)
+        # The spread is learned, and the limit set, on normal minutes only: a span that touches an
+        # excluded minute is left out, as the balance's windows are.
+        clean = _local_steps(np.where(ok, residual, np.nan), p_minute)
+        step_sigmas = tuple(
+            _robust_scale(values[np.isfinite(values)], fallback=default.pressure_sigma_bar)
+            for values in clean
+        )
+        z_minute = np.zeros(len(p_minute))
+        for values, scale in zip(clean, step_sigmas, strict=True):
+            z_minute = np.fmax(z_minute, np.nan_to_num(values / scale, nan=0.0))
+        if confirm:
+            z_minute = np.maximum(np.fmin(z_minute, np.nan_to_num(drops, nan=0.0) / min(step_sigmas)), 0.0)
+        notes["pressure_step_sigma_bar"] = [round(v, 4) for v in step_sigmas]
+        notes["pressure_step_live_minutes"] = int(np.isfinite(steps[0]).sum())
+    z_by_minute = dict(zip(p_minute.tolist(), z_minute.tolist(), strict=True))
     z_out = np.array([z_by_minute.get(m, 0.0) for m in minutes.tolist()])
     friction = float(np.median((r * qn * (coef[2] + coef[3] * d + coef[4] * d * d))[ok]))
     notes.update(
@@ -307,6 +387,8 @@ def _calibrate_pressure(
             pressure_coef=tuple(float(c) for c in coef),
             pressure_sigma_bar=sigma,
             drop_full_bar_per_m3h=1.8 * friction / 500.0,
+            pressure_step_sigma_bar=step_sigmas,
+            pressure_step_confirm=confirm,
         ),
         notes,
         z_out,
@@ -319,6 +401,25 @@ def _steady_mask(flow: Array) -> npt.NDArray[np.bool_]:
     spread = rolling.max() - rolling.min()
     steady = (spread <= STEADY_CHANGE * series) & (series >= MIN_FLOW_SHARE * Q_REF)
     return np.asarray(steady.to_numpy(dtype=bool), dtype=np.bool_)
+
+
+def _local_steps(residual: Array, minute: Array) -> list[Array]:
+    """Per span ``k`` of ``STEP_MINUTES``: the mean of the ``STEP_BASE_MINUTES`` before the last ``k``
+    minutes less the mean of those ``k`` (NaN where the span holds a NaN or a gap in ``minute``),
+    as ``PressureTrack`` computes it live."""
+    if not len(minute):
+        return [np.zeros(0) for _ in STEP_MINUTES]
+    first = int(minute[0])
+    full = np.full(int(minute[-1]) - first + 1, np.nan)
+    full[minute.astype(np.int64) - first] = residual
+    series = pd.Series(full)
+    out: list[Array] = []
+    for k in STEP_MINUTES:
+        recent = series.rolling(k, min_periods=k).mean()
+        before = series.shift(k).rolling(STEP_BASE_MINUTES, min_periods=STEP_BASE_MINUTES).mean()
+        values = (before - recent).to_numpy(dtype=np.float64)
+        out.append(np.asarray(values[minute.astype(np.int64) - first], dtype=np.float64))
+    return out
 
 
 def _emulate_drops(residual: Array, flow: Array) -> Array:

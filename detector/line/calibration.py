@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -55,10 +56,23 @@ class SegmentCalibration:
     # Expected upstream head on [1, r, r Qn, r d Qn, r d^2 Qn] (see detector/line/pressure.py); empty:
     # no pressure model (the pressure evidence and the location stay off).
     pressure_coef: tuple[float, ...] = ()
+    # Normal spread (bar) of the pressure residual's local step over each of pressure.STEP_MINUTES;
+    # empty: the pressure evidence is the drop against the offset (``pressure_sigma_bar``).
+    pressure_step_sigma_bar: tuple[float, ...] = ()
+    # The step counts only as far as the drop against the slow offset confirms it (in bar).
+    pressure_step_confirm: bool = False
+    # The pressure's share in the fused z is capped at this many sigma, and it counts only where the
+    # balance's own z exceeds ``pressure_gate`` (the balance must agree in sign).
+    pressure_cap: float = 4.0
+    pressure_gate: float = -math.inf
+    # Added to the fused z: the balance's limit less the pressure test's own (see segment.py).
+    pressure_shift: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.windows) != len(self.window_sigma_m3) or not self.windows:
             raise BundleError(f"segment {self.segment_id}: windows and window_sigma_m3 differ in length")
+        if self.pressure_step_sigma_bar and min(self.pressure_step_sigma_bar) <= 0:
+            raise BundleError(f"segment {self.segment_id}: pressure_step_sigma_bar must be positive")
         if self.method not in ("windows", "cusum"):
             raise BundleError(f"segment {self.segment_id}: method {self.method!r} is not windows or cusum")
 
@@ -67,6 +81,9 @@ class SegmentCalibration:
         data["windows"] = list(self.windows)
         data["window_sigma_m3"] = list(self.window_sigma_m3)
         data["pressure_coef"] = list(self.pressure_coef)
+        data["pressure_step_sigma_bar"] = list(self.pressure_step_sigma_bar)
+        # JSON has no infinity: an absent gate is written as null.
+        data["pressure_gate"] = None if math.isinf(self.pressure_gate) else self.pressure_gate
         return data
 
     @classmethod
@@ -97,6 +114,13 @@ class SegmentCalibration:
                     data.get("drop_full_bar_per_m3h", defaults.drop_full_bar_per_m3h)
                 ),
                 pressure_coef=tuple(float(c) for c in data.get("pressure_coef", ())),
+                pressure_step_sigma_bar=tuple(float(s) for s in data.get("pressure_step_sigma_bar", ())),
+                pressure_step_confirm=bool(data.get("pressure_step_confirm", False)),
+                pressure_cap=float(data.get("pressure_cap", defaults.pressure_cap)),
+                pressure_shift=float(data.get("pressure_shift", 0.0)),
+                pressure_gate=-math.inf
+                if data.get("pressure_gate") is None
+                else float(data["pressure_gate"]),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise BundleError(f"segment calibration is malformed: {error!r}") from error

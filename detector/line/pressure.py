@@ -18,6 +18,12 @@ the segment (batches of 740-840 kg/m3 cross a segment in hours), so:
   manoeuvre's few bar do not drag it), averaged over 5 minutes; its *drop* in units of its normal
   spread is ``z``. Held while the flow is low or changing (pump stops, ramps) and frozen during an
   incident, so the location can read the drop against the level before the onset.
+- **Step** (the detection evidence, when ``pressure_step_sigma_bar`` is calibrated): the residual's
+  mean over the last ``k`` minutes (5, 10, 20) against its mean over the ``STEP_BASE_MINUTES`` just
+  before them, in units of that difference's normal spread, the largest over ``k``. A tap is a step
+  of the residual; the model's slow misfit (batches crossing, friction drift) moves it over hours,
+  so the local step has a light, near-Gaussian tail where the drop against the slowly tracked offset
+  has a heavy one (seeds 1001-1003: the step's 99.99th percentile 3.9-4.9 sigma).
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ STEADY_MINUTES = 10  # minutes of steady flow needed before the pressure counts
 STEADY_CHANGE = 0.04  # a flow change larger than this share of the flow within STEADY_MINUTES
 MIN_FLOW_SHARE = 0.5  # of Q_REF: below this the pressure says nothing useful
 PARCELS = 64  # batch tracking resolution: parcels are merged to keep at most this many
+STEP_MINUTES: tuple[int, ...] = (5, 10, 20)  # the local step test's recent spans
+STEP_BASE_MINUTES = 30  # the span before them that is the reference
+STEP_HISTORY = STEP_BASE_MINUTES + STEP_MINUTES[-1]
+MIN_REFERENCE_MINUTES = 10  # steady minutes before an onset that make a local reference for the drop
 
 
 class PressureTrack:
@@ -58,6 +68,9 @@ class PressureTrack:
         self._level_up = up.sensor("tank_level")
         self._suction_down = down.sensor("suction_pressure")
         self._coef = calibration.pressure_coef
+        self._stepping = bool(calibration.pressure_step_sigma_bar)
+        self._confirm = self._stepping and calibration.pressure_step_confirm
+        self._step_floor = min(calibration.pressure_step_sigma_bar, default=1.0)
         # (minute, y, r, Qn, d, Q) per minute, for the calibration; None in service.
         self.trace: list[tuple[int, float, float, float, float, float]] | None = None
         self.restart()
@@ -68,6 +81,10 @@ class PressureTrack:
     def restart(self) -> None:
         self.offset: float | None = None
         self.recent: deque[float] = deque(maxlen=MEAN_MINUTES)
+        # Running sums of the steady residuals, newest last (the first entry 0.0): a span's sum is a
+        # difference of two entries, so the step test costs the same for any span.
+        self.cumulative: deque[float] = deque([0.0], maxlen=STEP_HISTORY + 1)
+        self.step_z = 0.0
         self.flows: deque[float] = deque(maxlen=STEADY_MINUTES)
         self.frozen_offset: float | None = None
         self.drop_sum = 0.0  # drops summed over the incident's active minutes (for the location)
@@ -89,18 +106,21 @@ class PressureTrack:
         frozen: bool,
         active: bool = False,
     ) -> float:
-        """The pressure drop's z-score this minute (0 when the pressure cannot say).
+        """The pressure evidence's z-score this minute (0 when the pressure cannot say): the local
+        step's when ``pressure_step_sigma_bar`` is calibrated, else the drop against the offset.
 
         ``frozen``: an incident is open (the offset stays where it was at the onset); ``active``:
         and the extraction is still running, so this minute's drop counts towards the location.
         """
         self._track_batches(up, flow_up)
         self.z = 0.0
+        self.step_z = 0.0
         self.flows.append(flow_up)
         pressure = _get(up, self._pressure)
         suction = _get(down, self._suction_down)
         if pressure is None or suction is None or self.density is None or not usable:
             self.recent.clear()
+            self._clear_history()
             return 0.0
         rho = self.segment_density()
         r = rho / RHO_REF
@@ -112,12 +132,16 @@ class PressureTrack:
         coef = self._coef
         if len(coef) != 5 or not self._steady(flow_up):
             self.recent.clear()
+            self._clear_history()
             return 0.0
         friction = r * qn * (coef[2] + coef[3] * d + coef[4] * d * d)
         self.friction_bar = friction
         residual = y - (coef[0] + coef[1] * r + friction)
         if self.offset is None:
             self.offset = 0.0  # the fit has its own intercept: the residual starts near zero
+        cumulative = self.cumulative
+        cumulative.append(cumulative[-1] + residual)
+        self.step_z = self._step_z()
         self.recent.append(residual)
         if len(self.recent) < MEAN_MINUTES:
             return 0.0
@@ -125,13 +149,38 @@ class PressureTrack:
         reference = self.frozen_offset if frozen and self.frozen_offset is not None else self.offset
         self.drop = reference - level
         self.z = self.drop / self.cal.pressure_sigma_bar
+        if self._confirm:
+            # A step back to the usual level (a throttling valve reopening) is no evidence: the
+            # residual must also sit below its slowly tracked offset by as much.
+            self.step_z = max(0.0, min(self.step_z, self.drop / self._step_floor))
         if frozen and active:
             self.drop_sum += self.drop
             self.drop_n += 1
         if not frozen:
             innovation = max(-OFFSET_CLIP_BAR, min(OFFSET_CLIP_BAR, residual - self.offset))
             self.offset += innovation / OFFSET_MINUTES
-        return self.z
+        return self.step_z if self._stepping else self.z
+
+    def _clear_history(self) -> None:
+        if len(self.cumulative) > 1:
+            self.cumulative = deque([0.0], maxlen=STEP_HISTORY + 1)
+
+    def _step_z(self) -> float:
+        """The local step test on the steady history (0 until it holds enough steady minutes)."""
+        sigmas = self.cal.pressure_step_sigma_bar
+        cumulative = self.cumulative
+        n = len(cumulative) - 1  # steady residuals held
+        if not sigmas or n < STEP_BASE_MINUTES + STEP_MINUTES[0]:
+            return 0.0
+        newest = cumulative[-1]
+        best = 0.0
+        for k, sigma in zip(STEP_MINUTES, sigmas, strict=True):
+            if n < STEP_BASE_MINUTES + k:
+                break
+            split = cumulative[-1 - k]
+            before = (split - cumulative[-1 - k - STEP_BASE_MINUTES]) / STEP_BASE_MINUTES
+            best = max(best, (before - (newest - split) / k) / sigma)
+        return best
 
     def _steady(self, flow: float) -> bool:
         if flow < MIN_FLOW_SHARE * Q_REF or len(self.flows) < STEADY_MINUTES:
@@ -186,9 +235,22 @@ class PressureTrack:
 
     # -- incidents -------------------------------------------------------------------------------
 
-    def freeze(self, onset: int) -> None:
-        del onset
+    def freeze(self, onset: int, minute: int) -> None:
+        """An incident opened at ``minute`` with its onset at ``onset``: fix the drop's reference.
+
+        The reference is the residual's mean over the ``STEP_BASE_MINUTES`` before the onset when
+        the steady history reaches back that far (at least ``MIN_REFERENCE_MINUTES`` of it), else
+        the slowly tracked offset. The local mean is free of the model's slow misfit (batches): on
+        seeds 1001-1002, with the true onset and rate, the location's median error is 5.3 % of the
+        segment against the offset's 7.1 %.
+        """
         self.frozen_offset = self.offset
+        since = minute - onset + 1
+        cumulative = self.cumulative
+        held = len(cumulative) - 1
+        if held >= since + MIN_REFERENCE_MINUTES:
+            span = min(STEP_BASE_MINUTES, held - since)
+            self.frozen_offset = (cumulative[-1 - since] - cumulative[-1 - since - span]) / span
         self.drop_sum, self.drop_n = 0.0, 0
 
     def release(self) -> None:
@@ -217,7 +279,10 @@ class PressureTrack:
     def evidence(self) -> dict[str, float]:
         if not self._coef:
             return {}
-        return {"pressure_drop_up_bar": round(self.drop, 3), "pressure_z": round(self.z, 3)}
+        evidence = {"pressure_drop_up_bar": round(self.drop, 3), "pressure_z": round(self.z, 3)}
+        if self._stepping:
+            evidence["pressure_step_z"] = round(self.step_z, 3)
+        return evidence
 
     # -- snapshot --------------------------------------------------------------------------------
 
@@ -225,6 +290,8 @@ class PressureTrack:
         return {
             "offset": self.offset,
             "recent": list(self.recent),
+            "cumulative": list(self.cumulative),
+            "step_z": self.step_z,
             "flows": list(self.flows),
             "frozen_offset": self.frozen_offset,
             "drop": self.drop,
@@ -240,6 +307,9 @@ class PressureTrack:
     def restore(self, data: Mapping[str, Any]) -> None:
         self.offset = _opt(data["offset"])
         self.recent = deque((float(v) for v in data["recent"]), maxlen=MEAN_MINUTES)
+        # A snapshot from before the step test holds no history: it starts empty.
+        self.cumulative = deque((float(v) for v in data.get("cumulative", (0.0,))), maxlen=STEP_HISTORY + 1)
+        self.step_z = float(data.get("step_z", 0.0))
         self.flows = deque((float(v) for v in data["flows"]), maxlen=STEADY_MINUTES)
         self.frozen_offset = _opt(data["frozen_offset"])
         self.drop = float(data["drop"])

@@ -15,8 +15,12 @@ telescope; ``skew_gain`` removes it (learned in calibration by regressing the ba
 upstream flow's change, see ``trainer/line_calibration.py``).
 
 Pressure evidence (optional, ``pressure_weight > 0``): a tap lowers the upstream discharge
-pressure at once; the drop of the pressure residual against its level before the window, scaled
-into m3/h of tap, is fused with the balance (see ``PressureTrack``).
+pressure at once. The pressure's z (``PressureTrack``: the residual's local step, or its drop
+against the slowly tracked offset) is fused with the best balance window up to 20 minutes,
+``z_f = (z_short + w * min(z_p, cap)) / sqrt(1 + w^2)``, only where ``z_short`` exceeds
+``pressure_gate`` (the balance must agree). It is a second test with its own limit, calibrated on
+its own share of the false-alarm budget; ``pressure_shift`` (= balance limit - pressure limit) puts
+it on the balance's scale, so the statistic is ``max(z_bal, z_f + shift)`` against one ``limit``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ CLOSE_AFTER = 30  # consecutive quiet minutes that close a tap incident
 UPDATE_EVERY = 15  # minutes of event time between updates of an open incident
 BAR_PER_GPA = 10_000.0
 PRESSURE_CAP = 4.0
+# The pressure step is fused with the balance's windows up to this long: a tap's step and the
+# balance's excess start together; a longer window would carry the balance's slow tails into it.
+PRESSURE_SHORT_MINUTES = 20
 STEP_HOLD_M3H = 100.0  # a flow change this large in one minute at either end is a step (pump stop)
 STEP_HOLD_MINUTES = 4  # minutes held from the step on: clock offsets (<= 2 min) and pack settling
 # A step on a segment (a pump stop or restart) is followed on the *next* segment by the downstream
@@ -312,6 +319,7 @@ class SegmentState:
         newest = ring[-1]
         available = len(ring) - 1
         best, best_window = -math.inf, 0
+        short, short_window = -math.inf, 0  # the best over the windows the pressure step spans
         gain = 0.0
         for window, sigma in zip(self._windows, self._sigma, strict=True):
             if window > available:
@@ -321,12 +329,17 @@ class SegmentState:
             z = (excess - allowance) / sigma
             if z > best:
                 best, best_window = z, window
+            if window <= PRESSURE_SHORT_MINUTES and z > short:
+                short, short_window = z, window
             gain = max(gain, (-excess - allowance) / sigma)
         self.gain = gain
         if best_window == 0:
             best = 0.0
-        if cal.pressure_weight > 0.0 and pressure_z > 0.0 and best_window:
-            best = max(best, fused(best, pressure_z, cal.pressure_weight))
+        if cal.pressure_weight > 0.0 and pressure_z > 0.0 and short_window and short > cal.pressure_gate:
+            # The pressure test has its own limit (limit - pressure_shift): shifted onto the balance's.
+            joint = fused(short, pressure_z, cal.pressure_weight, cal.pressure_cap) + cal.pressure_shift
+            if joint > best:
+                best, best_window = joint, short_window
         self.statistic = best
         self.argmax_window = best_window
 
@@ -341,7 +354,7 @@ class SegmentState:
             onset = minute - self._lead - window + 1
             incident = TapIncident("", minute, onset, self.ring[-1 - window], self.statistic)
             self.incident = incident
-            self.pressure.freeze(onset)
+            self.pressure.freeze(onset, minute)
             return Decision("open", incident, self._evidence(), self._location(incident))
         incident.peak = max(incident.peak, self.statistic)
         rate = self.recent_rate()
@@ -474,10 +487,9 @@ class SegmentState:
         self.pressure.restore(data["pressure"])
 
 
-def fused(balance_z: float, pressure_z: float, weight: float) -> float:
-    """Balance and pressure evidence in one z; the pressure's share is capped so that a pressure
-    move alone (a valve opening, a meter step) can never reach a limit the balance does not support."""
-    return (balance_z + weight * min(pressure_z, PRESSURE_CAP)) / math.sqrt(1.0 + weight * weight)
+def fused(balance_z: float, pressure_z: float, weight: float, cap: float = PRESSURE_CAP) -> float:
+    """Balance and pressure evidence in one z; the pressure's share is capped at ``cap`` sigma."""
+    return (balance_z + weight * min(pressure_z, cap)) / math.sqrt(1.0 + weight * weight)
 
 
 def _value(row: Mapping[str, float] | None, name: str) -> float | None:

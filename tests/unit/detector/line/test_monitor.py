@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import functools
 import itertools
 import json
+import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -11,10 +14,11 @@ import pytest
 from detector.incidents import Alert
 from detector.line import LineCalibration, LineMonitor, SegmentCalibration
 from detector.line.offline import line_alerts
+from detector.line.pressure import STEP_HISTORY, STEP_MINUTES, PressureTrack
 from detector.line.segment import NEXT_SEGMENT_HOLD_MINUTES
 from detector.topology import Topology
 from replay.simulator import Event, SimulationResult
-from trainer.line_calibration import calibrate_line
+from trainer.line_calibration import _local_steps, calibrate_line
 
 from .simline import Reading, quiet_line, readings, topology_of
 
@@ -241,3 +245,111 @@ def test_a_drift_is_reported_only_once_its_mirror_image_has_held() -> None:
     restored = LineMonitor(topology, calibration, model_version="m", clock=lambda: FIXED)
     restored.restore(json.loads(json.dumps(monitor.snapshot())))
     assert restored.snapshot() == monitor.snapshot()
+
+
+@functools.cache
+def _pressure_calibration(evidence: str = "step", limit: float = 6.0) -> LineCalibration:
+    """``_calibration`` plus the pressure model and local-step spreads a 2-day noisy quiet line teaches."""
+    quiet = quiet_line(days=2.0, noise=1.0, seed=11)
+    topology = topology_of(quiet)
+    learned = calibrate_line(quiet.frame, topology, pressure_weight=1.0, pressure_evidence=evidence)
+    base = _calibration(topology, limit)
+    return LineCalibration(
+        {
+            name: replace(
+                segment,
+                pressure_coef=learned.segments[name].pressure_coef,
+                pressure_sigma_bar=learned.segments[name].pressure_sigma_bar,
+                pressure_step_sigma_bar=learned.segments[name].pressure_step_sigma_bar,
+                pressure_step_confirm=learned.segments[name].pressure_step_confirm,
+                pressure_weight=1.0,
+                pressure_cap=20.0,
+                pressure_gate=1.0,
+            )
+            for name, segment in base.segments.items()
+        }
+    )
+
+
+def test_the_local_pressure_step_is_learned_for_every_segment() -> None:
+    calibration = _pressure_calibration()
+    for segment in calibration.segments.values():
+        assert len(segment.pressure_coef) == 5
+        assert len(segment.pressure_step_sigma_bar) == len(STEP_MINUTES)
+        # Instrument noise only (0.12 bar AR(1) transmitter, 0.35 % flow meter through the friction
+        # term): well under a bar, well above nothing.
+        assert all(0.02 < sigma < 1.0 for sigma in segment.pressure_step_sigma_bar)
+
+
+@pytest.mark.parametrize(
+    ("cut", "evidence"), [(330, "step"), (345, "step"), (400, "step"), (345, "confirmed_step")]
+)
+def test_a_restored_monitor_with_pressure_evidence_continues_with_the_same_alerts(
+    cut: int, evidence: str
+) -> None:
+    result = quiet_line(Event.theft(0, 300, 420, 0.03, position=0.2), noise=1.0, days=1.0, seed=11)
+    topology = topology_of(result)
+    calibration = _pressure_calibration(evidence)
+    assert all(
+        s.pressure_step_confirm == (evidence == "confirmed_step") for s in calibration.segments.values()
+    )
+    stream = list(readings(result))
+    whole = line_alerts(stream, topology, calibration, model_version="m")
+    taps = _taps(whole)
+    assert taps and taps[0].segment is not None and taps[0].segment.segment_id == "EST-01>EST-02"
+    assert any(a.evidence.get("pressure_step_z", 0.0) > 0 for a in taps)
+    split = cut * len(result.station_ids) + 1
+    before = LineMonitor(topology, calibration, model_version="m", clock=lambda: FIXED)
+    alerts: list[Alert] = []
+    for station, ts, values in stream[:split]:
+        before.add(station, ts, values)
+        alerts.extend(before.advance())
+    state = json.loads(json.dumps(before.snapshot()))
+    after = LineMonitor(topology, calibration, model_version="m", clock=lambda: FIXED)
+    after.restore(state)
+    for station, ts, values in stream[split:]:
+        after.add(station, ts, values)
+        alerts.extend(after.advance())
+    alerts.extend(after.flush())
+    assert [(a.alert_id, a.status, a.estimate, a.evidence) for a in alerts] == [
+        (a.alert_id, a.status, a.estimate, a.evidence) for a in whole
+    ]
+
+
+@pytest.mark.parametrize("evidence", ["step", "confirmed_step"])
+def test_the_pressure_step_makes_a_tap_near_the_upstream_end_alarm_sooner(evidence: str) -> None:
+    result = quiet_line(Event.theft(0, 300, 420, 0.03, position=0.2), noise=1.0, days=1.0, seed=11)
+    topology = topology_of(result)
+    plain = _taps(line_alerts(readings(result), topology, _calibration(topology), model_version="m"))
+    calibration = _pressure_calibration(evidence)
+    fused = _taps(line_alerts(readings(result), topology, calibration, model_version="m"))
+    assert fused and fused[0].status == "open"
+    assert not plain or fused[0].window_end < plain[0].window_end
+
+
+def test_the_live_local_step_is_the_one_the_calibration_emulates() -> None:
+    calibration = _pressure_calibration()
+    topology = topology_of(quiet_line(days=0.1))
+    segment = topology.segments[0]
+    track = PressureTrack(segment, calibration.segment(segment.segment_id))
+    sigmas = calibration.segment(segment.segment_id).pressure_step_sigma_bar
+    rng = np.random.default_rng(4)
+    residual = np.cumsum(rng.normal(0.0, 0.1, size=STEP_HISTORY + 5))
+    residual[-7:] -= 0.8  # a step seven minutes ago
+    for value in residual.tolist():
+        track.cumulative.append(track.cumulative[-1] + value)
+    steps = _local_steps(residual, np.arange(len(residual), dtype=np.float64))
+    expected = max(0.0, *(float(values[-1]) / sigma for values, sigma in zip(steps, sigmas, strict=True)))
+    assert expected > 1.0
+    assert track._step_z() == pytest.approx(expected)
+
+
+def test_a_calibration_without_the_pressure_step_fields_still_loads() -> None:
+    old = SegmentCalibration("A>B").to_dict()
+    for name in ("pressure_step_sigma_bar", "pressure_cap", "pressure_gate"):
+        del old[name]
+    loaded = SegmentCalibration.from_dict(old)
+    assert loaded.pressure_step_sigma_bar == () and loaded.pressure_cap == 4.0
+    assert math.isinf(loaded.pressure_gate)
+    gated = replace(loaded, pressure_step_sigma_bar=(0.3, 0.3, 0.3), pressure_gate=1.0)
+    assert SegmentCalibration.from_dict(json.loads(json.dumps(gated.to_dict()))) == gated
