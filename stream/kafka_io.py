@@ -66,6 +66,9 @@ def _transient_codes() -> frozenset[int]:
             KafkaError.COORDINATOR_NOT_AVAILABLE,
             KafkaError.NOT_COORDINATOR,
             KafkaError.REBALANCE_IN_PROGRESS,
+            # A topic just created, or a leader moving: the partition has no leader for a moment.
+            KafkaError.NOT_LEADER_FOR_PARTITION,
+            KafkaError.LEADER_NOT_AVAILABLE,
         }
     )
 
@@ -474,10 +477,13 @@ class KafkaBroker:
         )
         latest: dict[str, tuple[int, bytes | None]] = {}
         try:
-            ends = {
-                p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT_S)[1]
-                for p in partitions
-            }
+            ends = self._transient_retry(
+                f"reading the ends of the state topic {topic}",
+                lambda: {
+                    p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT_S)[1]
+                    for p in partitions
+                },
+            )
             reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
             done = {p for p, end in ends.items() if end <= 0}
             deadline = time.monotonic() + _TIMEOUT_S

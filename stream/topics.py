@@ -21,6 +21,7 @@ alerts, dlq and scores get ``min(partitions, 3)``. Replication ``-1`` takes the 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,7 +129,32 @@ def create_topics(client_config: Mapping[str, Any], plan: Sequence[TopicSpec]) -
             ) from error
         log.info("created topic %s (%s, %d partitions)", spec.name, spec.setting, spec.partitions)
         created.append(spec)
+    _wait_for_leaders(admin, client_config, [spec.name for spec in created])
     return created
+
+
+def _wait_for_leaders(admin: Any, client_config: Mapping[str, Any], names: Sequence[str]) -> None:
+    """Return once every partition of ``names`` has a leader: a topic just created answers
+    NOT_LEADER_FOR_PARTITION for a moment, and a detector reading it then would stop."""
+    deadline = time.monotonic() + _TIMEOUT_S
+    waiting = list(names)
+    while waiting:
+        metadata = _metadata(admin, client_config)
+        waiting = [
+            name
+            for name in waiting
+            if name not in metadata.topics
+            or metadata.topics[name].error is not None
+            or not metadata.topics[name].partitions
+            or any(p.leader < 0 or p.error is not None for p in metadata.topics[name].partitions.values())
+        ]
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            raise BrokerError(
+                f"topics created but without partition leaders after {_TIMEOUT_S:g} s: {', '.join(waiting)}"
+            )
+        time.sleep(0.2)
 
 
 def delete_topics(client_config: Mapping[str, Any], names: Sequence[str]) -> None:

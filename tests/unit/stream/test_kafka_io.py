@@ -215,6 +215,7 @@ def test_a_fatal_or_unknown_error_is_not_retried() -> None:
 
     assert is_transient(kafka_exception(KafkaError.UNSTABLE_OFFSET_COMMIT))
     assert is_transient(kafka_exception(KafkaError.NOT_COORDINATOR))
+    assert is_transient(kafka_exception(KafkaError.NOT_LEADER_FOR_PARTITION))  # a topic just created
     assert not is_transient(kafka_exception(KafkaError.TOPIC_AUTHORIZATION_FAILED))
     assert not is_transient(kafka_exception(KafkaError._TIMED_OUT, fatal=True))
     clock = FakeClock()
