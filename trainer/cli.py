@@ -401,7 +401,7 @@ def _run_and_write(
         from trainer.plots import write_plots
 
         plot_files = [str(p.relative_to(out)) for p in write_plots(result, out / "plots", lang)]
-    card = model_card(report)
+    card = model_card(report, lang)
     bundle = export_bundle(
         result, bundle_dir, model_card=card, signing_key=signing_key, accepted_by_flag=accept_operating_point
     )

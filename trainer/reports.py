@@ -505,64 +505,162 @@ def write_reports(
     return json_path, md_path
 
 
-def model_card(report: dict[str, Any]) -> str:
-    """MODEL_CARD.md: data, assumptions, calibration, limits, and when to recalibrate."""
+_CARD: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "# Model card — Centinela LSTM autoencoder",
+        "data": "## Data",
+        "source": "- Source: `{data}`; stations: {stations}; sensors: {sensors}.",
+        "split": "- Chronological split: train {train} rows, validation {validation}, test {test} "
+        "(validation starts {validation_start}, test {test_start}).",
+        "windows": "- Windows: {samples} samples ({length}), a new one every {step}; a window is anomalous "
+        "if any sample is labelled.",
+        "assumes": "## What the model assumes",
+        "assume_normal": "- Trained on normal training windows only; per-station scalers fitted on normal "
+        "training rows.",
+        "assume_regime": "- Normal is what the training period looked like: a new operating regime (new "
+        "pump, new setpoint, seasonal demand) will score high until the model is retrained.",
+        "score": "- Score: reconstruction error aggregated with `{aggregation}` over the window, in scaled "
+        "units (see `detector.scoring.reconstruction_errors`).",
+        "calibration": "## Calibration",
+        "method": "- Method `{method}` on the validation split: threshold {threshold:.4f} (validation F1 "
+        "{f1:.3f}; {windows} windows, {normal} normal)",
+        "extra": "; false alarms also counted on {count} normal windows from the {source}.",
+        "test": "- Test, never used to choose anything ({mode}): precision {precision}, recall {recall}, "
+        "F1 {f1}, ROC-AUC {roc_auc}, AP {ap}.",
+        "strategies": "- The strategy comparison on validation and test is in `manifest.json`, "
+        "`calibration`.",
+        "limits": "## Known limits",
+        "limit_few": "- Labelled anomalies are few; F1 on a few hundred windows moves by several points when "
+        "one event is missed. `centinela train --walk-forward K` shows the spread over periods.",
+        "limit_inside": "- An anomaly that keeps every sensor inside its normal range is invisible to a "
+        "distance-from-normal detector; only labels (`--use-labels`) can teach its direction.",
+        "limit_unseen": "- Stations never seen in training are scaled with the pooled fallback scaler: "
+        "expect more false alarms there until they are in the training data.",
+        "recalibrate": "## Recalibrate when",
+        "re_drift": "- the false-alarm rate on confirmed-normal periods drifts above what validation "
+        "predicted;",
+        "re_change": "- equipment, setpoints or sensors change;",
+        "re_months": "- every few months with newly confirmed labels: rerun `centinela train` on recent "
+        "history and compare the new report with this one before deploying the new bundle.",
+        "training_period": "training period",
+    },
+    "es": {
+        "title": "# Ficha del modelo — autocodificador LSTM de Centinela",
+        "data": "## Datos",
+        "source": "- Origen: `{data}`; estaciones: {stations}; sensores: {sensors}.",
+        "split": "- Partición cronológica: entrenamiento {train} filas, validación {validation}, prueba "
+        "{test} (la validación empieza {validation_start}, la prueba {test_start}).",
+        "windows": "- Ventanas: {samples} muestras ({length}), una nueva cada {step}; una ventana es "
+        "anómala si alguna muestra está etiquetada.",
+        "assumes": "## Qué supone el modelo",
+        "assume_normal": "- Entrenado solo con ventanas normales de entrenamiento; escaladores por estación "
+        "ajustados con filas normales de entrenamiento.",
+        "assume_regime": "- Lo normal es lo que mostró el periodo de entrenamiento: un régimen nuevo (bomba "
+        "nueva, nueva consigna, demanda estacional) puntuará alto hasta reentrenar el modelo.",
+        "score": "- Puntuación: error de reconstrucción agregado con `{aggregation}` sobre la ventana, en "
+        "unidades escaladas (ver `detector.scoring.reconstruction_errors`).",
+        "calibration": "## Calibración",
+        "method": "- Método `{method}` en la partición de validación: umbral {threshold:.4f} (F1 de "
+        "validación {f1:.3f}; {windows} ventanas, {normal} normales)",
+        "extra": "; las falsas alarmas se cuentan también en {count} ventanas normales del {source}.",
+        "test": "- Prueba, nunca usada para elegir nada ({mode}): precisión {precision}, exhaustividad "
+        "{recall}, F1 {f1}, ROC-AUC {roc_auc}, AP {ap}.",
+        "strategies": "- La comparación de estrategias en validación y prueba está en `manifest.json`, "
+        "`calibration`.",
+        "limits": "## Límites conocidos",
+        "limit_few": "- Hay pocas anomalías etiquetadas; el F1 sobre unos cientos de ventanas se mueve "
+        "varios puntos cuando se pierde un evento. `centinela train --walk-forward K` muestra la dispersión "
+        "entre periodos.",
+        "limit_inside": "- Una anomalía que deja cada sensor dentro de su rango normal es invisible para un "
+        "detector de distancia a lo normal; solo las etiquetas (`--use-labels`) pueden enseñarle su "
+        "dirección.",
+        "limit_unseen": "- Las estaciones no vistas en el entrenamiento se escalan con el escalador común: "
+        "espere más falsas alarmas allí hasta incluirlas en los datos de entrenamiento.",
+        "recalibrate": "## Recalibrar cuando",
+        "re_drift": "- la tasa de falsas alarmas en periodos confirmados como normales supere lo que predijo "
+        "la validación;",
+        "re_change": "- cambien equipos, consignas o sensores;",
+        "re_months": "- cada pocos meses con nuevas etiquetas confirmadas: vuelva a ejecutar `centinela "
+        "train` con la historia reciente y compare el nuevo informe con este antes de desplegar el "
+        "nuevo bundle.",
+        "training_period": "periodo de entrenamiento",
+    },
+}
+
+
+def model_card(report: dict[str, Any], lang: str = "en") -> str:
+    """MODEL_CARD.md in ``lang``: data, assumptions, calibration, limits, and when to recalibrate.
+    (The operating-point and line sections stay in English.)"""
+    t = _CARD.get(lang, _CARD["en"])
     ae = report["models"]["autoencoder"]
     cal = report["calibration"]
     split = report["split"]
     bounds = report["split_bounds"]
     window = report["window"]
     validation = cal["validation"]
+    extra = (
+        t["extra"].format(
+            count=cal["extra_normal_windows"], source=cal.get("extra_normal_source", t["training_period"])
+        )
+        if cal.get("extra_normal_windows")
+        else "."
+    )
     lines = [
-        "# Model card — Centinela LSTM autoencoder",
+        t["title"],
         "",
-        "## Data",
-        f"- Source: `{report['data']}`; stations: {', '.join(report['stations'])}; "
-        f"sensors: {', '.join(report['sensors'])}.",
-        f"- Chronological split: train {split['train']['rows']} rows, validation "
-        f"{split['validation']['rows']}, test {split['test']['rows']} (validation starts "
-        f"{bounds['validation_start']}, test {bounds['test_start']}).",
-        f"- Windows: {window['samples']} samples ({_minutes(window.get('length'))}), a new one every "
-        f"{_minutes(window.get('step'))}; a window is anomalous if any sample is labelled.",
-        "",
-        "## What the model assumes",
-        "- Trained on normal training windows only; per-station scalers fitted on normal training rows.",
-        "- Normal is what the training period looked like: a new operating regime (new pump, new",
-        "  setpoint, seasonal demand) will score high until the model is retrained.",
-        f"- Score: reconstruction error aggregated with `{cal['aggregation']}` over the window, in",
-        "  scaled units (see `detector.scoring.reconstruction_errors`).",
-        "",
-        "## Calibration",
-        f"- Method `{cal['method']}` on the validation split: threshold {ae['threshold']:.4f} "
-        f"(validation F1 {validation['f1']:.3f}; {cal['validation_windows']} windows, "
-        f"{cal['validation_normal_windows']} normal)"
-        + (
-            f"; false alarms also counted on {cal['extra_normal_windows']} normal windows from the "
-            f"{cal.get('extra_normal_source', 'training period')}."
-            if cal.get("extra_normal_windows")
-            else "."
+        t["data"],
+        t["source"].format(
+            data=report["data"], stations=", ".join(report["stations"]), sensors=", ".join(report["sensors"])
         ),
+        t["split"].format(
+            train=split["train"]["rows"],
+            validation=split["validation"]["rows"],
+            test=split["test"]["rows"],
+            validation_start=bounds["validation_start"],
+            test_start=bounds["test_start"],
+        ),
+        t["windows"].format(
+            samples=window["samples"],
+            length=_minutes(window.get("length")),
+            step=_minutes(window.get("step")),
+        ),
+        "",
+        t["assumes"],
+        t["assume_normal"],
+        t["assume_regime"],
+        t["score"].format(aggregation=cal["aggregation"]),
+        "",
+        t["calibration"],
+        t["method"].format(
+            method=cal["method"],
+            threshold=ae["threshold"],
+            f1=validation["f1"],
+            windows=cal["validation_windows"],
+            normal=cal["validation_normal_windows"],
+        )
+        + extra,
         # Metrics are None when the test split holds no anomaly (ROC-AUC, AP undefined).
-        f"- Test, never used to choose anything ({ae['mode']}): precision {_fmt(ae['precision'])}, "
-        f"recall {_fmt(ae['recall'])}, F1 {_fmt(ae['f1'])}, ROC-AUC {_fmt(ae['roc_auc'])}, "
-        f"AP {_fmt(ae['average_precision'])}.",
-        "- The strategy comparison on validation and test is in `manifest.json`, `calibration`.",
+        t["test"].format(
+            mode=ae["mode"],
+            precision=_fmt(ae["precision"]),
+            recall=_fmt(ae["recall"]),
+            f1=_fmt(ae["f1"]),
+            roc_auc=_fmt(ae["roc_auc"]),
+            ap=_fmt(ae["average_precision"]),
+        ),
+        t["strategies"],
         *_card_operating_point(report.get("operating_point")),
         "",
-        "## Known limits",
-        "- Labelled anomalies are few; F1 on a few hundred windows moves by several points when one",
-        "  event is missed. `centinela train --walk-forward K` shows the spread over periods.",
-        "- An anomaly that keeps every sensor inside its normal range is invisible to a",
-        "  distance-from-normal detector; only labels (`--use-labels`) can teach its direction.",
-        "- Stations never seen in training are scaled with the pooled fallback scaler: expect more",
-        "  false alarms there until they are in the training data.",
+        t["limits"],
+        t["limit_few"],
+        t["limit_inside"],
+        t["limit_unseen"],
         "",
         *_card_line(report.get("line")),
-        "## Recalibrate when",
-        "- the false-alarm rate on confirmed-normal periods drifts above what validation predicted;",
-        "- equipment, setpoints or sensors change;",
-        "- every few months with newly confirmed labels: rerun `centinela train` on recent history and",
-        "  compare the new report with this one before deploying the new bundle.",
+        t["recalibrate"],
+        t["re_drift"],
+        t["re_change"],
+        t["re_months"],
     ]
     return "\n".join(lines) + "\n"
 

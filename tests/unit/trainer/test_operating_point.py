@@ -130,3 +130,10 @@ def test_the_bundle_serves_only_stations_that_need_more_than_the_shared_threshol
 
     assert served_station_thresholds(2.0, {"A": 1.5, "B": 2.0, "C": 3.1}) == {"C": 3.1}
     assert served_station_thresholds(2.0, None) == {}
+
+
+def test_the_model_card_has_every_line_in_both_languages() -> None:
+    from trainer.reports import _CARD
+
+    assert set(_CARD["es"]) == set(_CARD["en"])
+    assert all(_CARD["es"][key] != _CARD["en"][key] for key in _CARD["en"])

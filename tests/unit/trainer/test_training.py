@@ -100,7 +100,9 @@ def test_cli_writes_report_plots_bundle_and_card(seed_like_csv: Path, tmp_path: 
     assert len(report["walk_forward"]["folds"]) == 2
     assert "Métricas en prueba" in (out / "report.md").read_text()
     assert len(list((out / "plots").glob("*.png"))) == 8
-    assert "10 samples (10 min), a new one every 5 min" in (out / "MODEL_CARD.md").read_text()
+    card = (out / "MODEL_CARD.md").read_text()
+    assert card.startswith("# Ficha del modelo")  # --lang es
+    assert "10 muestras (10 min), una nueva cada 5 min" in card
     bundle = load_bundle(out / "bundle")
     assert bundle.threshold == pytest.approx(report["models"]["autoencoder"]["threshold"])
     assert "bundle written to" in outcome.output
