@@ -10,8 +10,13 @@ def committed_to_end(bootstrap: str, group: str, topic: str, *, transactional: b
     ``transactional``: ``topic`` is written in transactions (the service's internal line topic,
     ``<readings>.line``): its last offset is the last transaction's commit marker, which no consumer
     commits past, so one offset short of the end is the end. A detector with a line in its bundle
-    has finished a replay once both its readings and its line topic are committed to the end."""
-    from confluent_kafka import Consumer, TopicPartition
+    has finished a replay once both its readings and its line topic are committed to the end.
+
+    A transient Kafka error (the group coordinator moving, a timeout under load) answers False:
+    callers poll, and one such error once crashed a 15-minute ``evaluate sim`` run."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from stream.kafka_io import is_transient
 
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "log_level": 3}
@@ -24,5 +29,9 @@ def committed_to_end(bootstrap: str, group: str, topic: str, *, transactional: b
             if high > low and tp.offset < high - (1 if transactional else 0):  # empty: nothing to commit
                 return False
         return True
+    except KafkaException as error:
+        if is_transient(error):  # the coordinator moving under load: not known yet, ask again
+            return False
+        raise
     finally:
         consumer.close()
