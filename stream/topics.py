@@ -90,7 +90,10 @@ class TopicStatus:
 
 def check_topics(client_config: Mapping[str, Any], plan: Sequence[TopicSpec]) -> list[TopicStatus]:
     """Which topics of ``plan`` exist (one metadata request); ``BrokerError`` if Kafka does not answer."""
-    admin = _admin(client_config)
+    return _statuses(_admin(client_config), client_config, plan)
+
+
+def _statuses(admin: Any, client_config: Mapping[str, Any], plan: Sequence[TopicSpec]) -> list[TopicStatus]:
     metadata = _metadata(admin, client_config)
     statuses = []
     for spec in plan:
@@ -107,10 +110,10 @@ def create_topics(client_config: Mapping[str, Any], plan: Sequence[TopicSpec]) -
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-    missing = [status.spec for status in check_topics(client_config, plan) if not status.exists]
+    admin = _admin(client_config)  # one client for the check, the creation and the wait for leaders
+    missing = [status.spec for status in _statuses(admin, client_config, plan) if not status.exists]
     if not missing:
         return []
-    admin = _admin(client_config)
     wanted = [
         NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=-1, config=dict(spec.config))
         for spec in missing

@@ -225,30 +225,22 @@ def data_split(result: RunResult, path: Path) -> Path:
         scaled = result.prepared.scalers.for_station(station).transform(series.values[:, columns])
         for j, sensor in enumerate(result.prepared.sensors):
             ax.plot(series.ts[::every], scaled[::every, j], linewidth=0.6, label=sensor)
-        labelled = series.labels == 1
-        if labelled.any():
-            ax.fill_between(
-                series.ts,
-                0,
-                1,
-                where=labelled,
-                color="red",
-                alpha=0.2,
-                transform=ax.get_xaxis_transform(),
-                label=_t("labelled"),
-            )
-        unknown = series.labels == UNKNOWN_LABEL
-        if unknown.any():
-            ax.fill_between(
-                series.ts,
-                0,
-                1,
-                where=unknown,
-                color="grey",
-                alpha=0.15,
-                transform=ax.get_xaxis_transform(),
-                label=_t("label unknown"),
-            )
+        for label, colour, alpha, text in (
+            (1, "red", 0.2, "labelled"),
+            (UNKNOWN_LABEL, "grey", 0.15, "label unknown"),
+        ):
+            shaded = series.labels == label
+            if shaded.any():
+                ax.fill_between(
+                    series.ts,
+                    0,
+                    1,
+                    where=shaded,
+                    color=colour,
+                    alpha=alpha,
+                    transform=ax.get_xaxis_transform(),
+                    label=_t(text),
+                )
         for when, name in ((bounds.validation_start, "validation"), (bounds.test_start, "test")):
             ax.axvline(when, color="k", linestyle="--", linewidth=1)
             ax.text(when, 1.0, f" {_t(name)} →", transform=ax.get_xaxis_transform(), va="bottom", fontsize=8)
