@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from centinela.suites import sim_events, sim_segments
+from centinela.suites import sim_events, sim_leaks, sim_segments
 from centinela.suites.sim_balance import run_reference
 from centinela.suites.sim_live import LiveRun, live, offline_line_alerts
 from centinela.suites.sim_segments import Tally
@@ -123,6 +123,7 @@ class SeedRun:
     replay: dict[str, Any] = field(default_factory=dict)
     live_matches_offline: dict[str, Any] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    leaks: sim_leaks.LeakRun | None = None  # the seed's leak scenario (``sim_leaks``)
 
 
 def run(
@@ -226,7 +227,13 @@ def _seed(
         tick("calibrate")
         alerts = offline_line_alerts(test_frame, topology, calibration, fields_used, "offline-line")
         tick("offline_line")
-        return SeedRun(seed, result, test_start, alerts, [], "offline-line", lengths, seconds=seconds)
+        leaks = sim_leaks.run(
+            result.config, test_start, topology, calibration, fields_used, model_version="offline-line"
+        )
+        tick("leaks")
+        return SeedRun(
+            seed, result, test_start, alerts, [], "offline-line", lengths, seconds=seconds, leaks=leaks
+        )
 
     folder = out / f"seed-{seed}"
     bundle_path, calibration = _bundle(
@@ -239,6 +246,11 @@ def _seed(
         test_frame, topology, calibration, fields_used, str(served.bundle_info["model_version"])
     )
     tick("offline_line")
+    version = str(served.bundle_info["model_version"])
+    leaks = sim_leaks.run(
+        result.config, test_start, topology, calibration, fields_used, model_version=version
+    )
+    tick("leaks")
     # What was published and what the oracle raised, for anyone checking a difference.
     _write_jsonl(folder / "alerts.jsonl", served.alerts)
     _write_jsonl(folder / "oracle_segment_alerts.jsonl", oracle)
@@ -254,6 +266,7 @@ def _seed(
         replay=served.replay,
         live_matches_offline=compare_segment_alerts(served.alerts, oracle),
         seconds=seconds | {f"live_{k}": v for k, v in served.seconds.items()},
+        leaks=leaks,
     )
 
 
@@ -389,14 +402,14 @@ def truth_events(result: SimulationResult) -> list[sim_events.TruthEvent]:
     return out
 
 
-def _aware(value: Any) -> datetime:
+def aware(value: Any) -> datetime:
     stamp: datetime = np.datetime64(value, "us").astype(datetime)
     return stamp.replace(tzinfo=UTC)
 
 
 def test_events(run: SeedRun) -> list[sim_events.TruthEvent]:
     """Events that start in the test period (those under way at its start were not replayed whole)."""
-    begin = _aware(run.result.times[0]) + timedelta(minutes=run.test_start)
+    begin = aware(run.result.times[0]) + timedelta(minutes=run.test_start)
     return [e for e in truth_events(run.result) if e.start >= begin]
 
 
@@ -406,7 +419,7 @@ def window_level(result: SimulationResult, scores: list[dict[str, Any]]) -> dict
 
     if not scores:
         return {"windows": 0}
-    start = _aware(result.times[0])
+    start = aware(result.times[0])
     column = {sid: j for j, sid in enumerate(result.station_ids)}
     # Prefix sums of labels per station: a window [end - 30 min, end) is positive if any minute is.
     cumulative = np.vstack([np.zeros((1, result.label.shape[1])), np.cumsum(result.label, axis=0)])
@@ -439,7 +452,7 @@ def service_tally(run: SeedRun, size: SimSize) -> Tally:
 def station_row(run: SeedRun, alerts: list[dict[str, Any]]) -> dict[str, Any]:
     """A per-station detector's incidents judged as before the line existed (``sim_events``)."""
     events = test_events(run)
-    data_end = _aware(run.result.times[0]) + timedelta(minutes=len(run.result.times))
+    data_end = aware(run.result.times[0]) + timedelta(minutes=len(run.result.times))
     station_alerts = [a for a in alerts if a.get("kind") in ("incident", sim_events.GAP_KIND)]
     joined = sim_events.join(events, sim_events.fold_incidents(station_alerts), data_end)
     return {"events": joined.events, "false_alarms": joined.false_alarms}
@@ -551,6 +564,13 @@ def build_report(runs: list[SeedRun], size: SimSize, *, quick: bool, offline_lin
     report["events"] = events
     report["false_alarms"] = false_alarms
     report["meter_fault_detail"] = [m | {"seed": s} for s, t in tallies.items() for m in t.meter_faults]
+    leak_runs = [r for r in runs if r.leaks is not None]
+    if leak_runs:
+        # The main runs have (almost) no leaks: their own scenario answers (``sim_leaks``).
+        scenarios = [r.leaks for r in leak_runs if r.leaks is not None]
+        report["leaks"] = sim_leaks.figures(scenarios, [r.seed for r in leak_runs])
+        for r in leak_runs:
+            per_seed[str(r.seed)]["leaks"] = sim_leaks.figures([r.leaks] if r.leaks else [], [r.seed])
     return report
 
 
