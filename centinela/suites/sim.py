@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from centinela.suites import sim_events, sim_leaks, sim_segments
+from centinela.suites import sim_drift, sim_events, sim_leaks, sim_segments
 from centinela.suites.sim_balance import run_reference
 from centinela.suites.sim_live import LiveRun, live, offline_line_alerts
 from centinela.suites.sim_segments import Tally
@@ -47,6 +47,7 @@ from centinela.suites.sim_train import (
     train_service,
 )
 from detector.errors import CentinelaError
+from detector.incidents import IncidentPolicy
 
 if TYPE_CHECKING:
     from detector.line import LineCalibration
@@ -564,6 +565,18 @@ def build_report(runs: list[SeedRun], size: SimSize, *, quick: bool, offline_lin
     report["events"] = events
     report["false_alarms"] = false_alarms
     report["meter_fault_detail"] = [m | {"seed": s} for s, t in tallies.items() for m in t.meter_faults]
+    drift = {
+        str(run.seed): sim_drift.drift_figures(
+            test_events(run),
+            run.alerts,
+            {e["event_id"]: bool(e["caught"]) for e in tallies[run.seed].events},
+            IncidentPolicy().max_length,
+        )
+        for run in runs
+    }
+    report["drift"] = sim_drift.pool(list(drift.values()))
+    for seed, figures in drift.items():
+        per_seed[seed]["drift"] = figures
     leak_runs = [r for r in runs if r.leaks is not None]
     if leak_runs:
         # The main runs have (almost) no leaks: their own scenario answers (``sim_leaks``).

@@ -118,6 +118,14 @@ _TEXT: dict[str, dict[str, str]] = {
             "had reached a median {size} % of flow; false alarms {fa} per station-month."
         ),
         "leak_band": "final size {band} % of flow: {caught} of {n} caught, median {median} min",
+        "drift": (
+            "Drift faults ({n} in the test periods): longest station incident {longest} h (maximum "
+            "{limit} h; {over} over it), longest tap incident {tap} h. Thefts and leaks that started "
+            "after a drift ended at one of their stations: {after}, {caught} caught, {blocked} blocked at "
+            "their start by an incident still open from before: {verdict}."
+        ),
+        "drift_met": "target met",
+        "drift_missed": "target not met",
         "parity": "Live against the offline oracle",
         "parity_row": (
             "seed {seed}: {live} segment alerts live, {offline} offline, {only_live} only live, "
@@ -252,6 +260,14 @@ _TEXT: dict[str, dict[str, str]] = {
             "{fa} por estación-mes."
         ),
         "leak_band": "tamaño final {band} % del caudal: {caught} de {n} detectadas, mediana {median} min",
+        "drift": (
+            "Derivas de sensor ({n} en los periodos de prueba): incidente de estación más largo {longest} h "
+            "(máximo {limit} h; {over} lo superan), incidente de toma más largo {tap} h. Robos y fugas que "
+            "empezaron después de terminar una deriva en una de sus estaciones: {after}, {caught} "
+            "detectados, {blocked} bloqueados al empezar por un incidente abierto desde antes: {verdict}."
+        ),
+        "drift_met": "objetivo cumplido",
+        "drift_missed": "objetivo no cumplido",
         "parity": "En vivo frente al oráculo fuera de línea",
         "parity_row": (
             "semilla {seed}: {live} alertas de tramo en vivo, {offline} fuera de línea, {only_live} "
@@ -578,6 +594,22 @@ def render_markdown(report: Mapping[str, Any], plots: list[str], lang: str = "en
         "",
     ]
     out += _leak_lines(leaks, t)
+    drift = report.get("drift")
+    if drift:
+        out += [
+            "",
+            t["drift"].format(
+                n=drift["drift_faults"],
+                longest=_fmt(drift["longest_station_incident_hours"]),
+                limit=_fmt(drift["max_station_incident_hours"], 0),
+                over=drift["station_incidents_over_max"],
+                tap=_fmt(drift["longest_tap_incident_hours"]),
+                after=drift["extractions_after_drift"],
+                caught=drift["caught"],
+                blocked=drift["blocked_at_start"],
+                verdict=t["drift_met"] if drift["met"] else t["drift_missed"],
+            ),
+        ]
     parity = [(seed, report["per_seed"][str(seed)].get("live_matches_offline")) for seed in seeds]
     if any(p for _, p in parity):
         out += ["", f"## {t['parity']}", ""]
