@@ -167,11 +167,40 @@ def sim_section(report: Mapping[str, Any]) -> list[str]:
         lines += ["", f"False alarms per station-month, every cause (≤ 1.5): {_num(everything, 2)}."]
     smallest = report.get("smallest_tap_detected_90pct")
     lines.append(f"Smallest tap detected 90 % of the time: {_pct(smallest) if smallest else 'none'}.")
+    lines += _leak_and_drift_lines(report)
     lines.append(
         "The service is the live detector with the line (segment incidents) and the per-station "
         "autoencoder; the flow-balance reference is the suite's offline segment balance, not the service "
         "(see docs/evaluation-sim.md)."
     )
+    return lines
+
+
+def _leak_and_drift_lines(report: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    leaks = report.get("leaks") or {}
+    scenario = leaks.get("scenario")
+    if scenario and leaks.get("events"):
+        bands = ", ".join(
+            f"{band} %: {row['caught']}/{row['events']}"
+            for band, row in (leaks.get("by_final_size_pct_of_flow") or {}).items()
+        )
+        lines.append(
+            f"Leaks (own scenario, {scenario['leaks_per_segment_month']:g} per segment-month, thefts off): "
+            f"{leaks['caught']} of {leaks['events']} caught ({bands} by final size), median "
+            f"{_num(leaks.get('median_minutes_to_alarm'), 0)} min to alarm, at a median "
+            f"{_num(leaks.get('median_size_at_alarm_pct_of_flow'), 2)} % of flow; false alarms "
+            f"{_num(leaks.get('false_alarms_per_station_month'), 2)} per station-month."
+        )
+    drift = report.get("drift") or {}
+    if drift:
+        lines.append(
+            f"Drift faults: {drift['drift_faults']}; longest station incident "
+            f"{_num(drift.get('longest_station_incident_hours'), 1)} h (maximum "
+            f"{_num(drift.get('max_station_incident_hours'), 0)} h); thefts after a drift "
+            f"{drift['extractions_after_drift']}, {drift['caught']} caught, "
+            f"{drift['blocked_at_start']} blocked."
+        )
     return lines
 
 

@@ -106,3 +106,30 @@ def test_only_the_marked_part_of_the_readme_changes() -> None:
     assert updated == f"# Title\n\nintro\n\n{START}\nnew table\n{END}\n\n## After\n"
     with pytest.raises(ConfigError, match="results markers"):
         replace_section("# no markers\n", "x")
+
+
+def test_the_sim_section_gives_the_leak_scenario_and_the_drift_figures(tmp_path: Path) -> None:
+    leaks = {
+        "scenario": {"leaks_per_segment_month": 3.0},
+        "events": 26,
+        "caught": 8,
+        "median_minutes_to_alarm": 628.0,
+        "median_size_at_alarm_pct_of_flow": 1.22,
+        "false_alarms_per_station_month": 0.5,
+        "by_final_size_pct_of_flow": {
+            "<0.5": {"events": 10, "caught": 0},
+            "1-2": {"events": 12, "caught": 7},
+        },
+    }
+    drift = {
+        "drift_faults": 4,
+        "longest_station_incident_hours": 12.0,
+        "max_station_incident_hours": 12.0,
+        "extractions_after_drift": 9,
+        "caught": 8,
+        "blocked_at_start": 0,
+    }
+    write(tmp_path / "eval/sim/report.json", {"mode": "live", "seeds": [7], "leaks": leaks, "drift": drift})
+    text = render(tmp_path / "eval", tmp_path / "bench")
+    assert "8 of 26 caught (<0.5 %: 0/10, 1-2 %: 7/12 by final size), median 628 min" in text
+    assert "thefts after a drift 9, 8 caught, 0 blocked" in text
