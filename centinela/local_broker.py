@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -32,7 +33,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -976,6 +977,38 @@ class ProvidedBroker:
         return f"Kafka broker {self.version} at {self.bootstrap} ({self.source}, {how})"
 
 
+# Where the local broker moves when the default ports are taken by something else: a step of 10
+# leaves room for the controller and the secured listeners (port + 1 .. + 3).
+FALLBACK_PORTS = range(19092, 20092, 10)
+
+
+def free_ports(config: BrokerConfig, in_use: Callable[[int], bool]) -> BrokerConfig:
+    """``config``, or the first ``FALLBACK_PORTS`` choice whose ports are all free when one of its
+    ports is in use by another process (another checkout's broker, someone else's Kafka).
+
+    Only for a port nobody chose: a fresh clone on a machine that already runs a Kafka on 9092 must
+    run the demo and the tests on a broker of its own, never on that one. The choice is logged.
+    """
+    busy = [port for port in config.ports() if in_use(port)]
+    if not busy:
+        return config
+    for port in FALLBACK_PORTS:
+        candidate = dataclasses.replace(config, port=port, controller_port=None)
+        if not any(in_use(p) for p in candidate.ports()):
+            logger.warning(
+                "port %s is in use by another process (not this checkout's broker): the local broker "
+                "listens on %s instead (set %s to choose)",
+                busy[0],
+                port,
+                PORT_ENV,
+            )
+            return candidate
+    raise BrokerError(
+        f"ports {config.ports()} and every fallback in {FALLBACK_PORTS.start}..{FALLBACK_PORTS.stop} "
+        f"are in use; set {PORT_ENV} to a free port"
+    )
+
+
 @contextlib.contextmanager
 def provide(
     environ: Mapping[str, str] | None = None,
@@ -986,7 +1019,8 @@ def provide(
     """``KAFKA_BOOTSTRAP_SERVERS`` if set (checked, never started), else the local broker.
 
     The local broker is reused when it runs; otherwise it is started and, when the block ends and
-    no other user holds a lease, stopped again.
+    no other user holds a lease, stopped again. Started on the default port while another process
+    holds it (and ``CENTINELA_KAFKA_PORT`` is unset), it moves to a free port (``free_ports``).
     """
     env = os.environ if environ is None else environ
     configured = env.get(BOOTSTRAP_ENV, "").strip()
@@ -999,7 +1033,11 @@ def provide(
             started_here=False,
         )
         return
-    lease = acquire(BrokerHome.from_environment(env), config or BrokerConfig.from_environment(env))
+    home = BrokerHome.from_environment(env)
+    chosen = config or BrokerConfig.from_environment(env)
+    if config is None and not env.get(PORT_ENV, "").strip() and not status(home).running:
+        chosen = free_ports(chosen, lambda port: _port_in_use(chosen.host, port))
+    lease = acquire(home, chosen)
     try:
         yield ProvidedBroker(
             bootstrap=lease.bootstrap,

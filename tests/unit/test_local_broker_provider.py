@@ -79,3 +79,35 @@ def test_testcontainers_is_the_fallback_when_the_local_broker_cannot_run(
     with kafka_helpers.provide_broker({}) as provided:
         assert provided.source == "testcontainers"
         assert provided.bootstrap == "localhost:32768"
+
+
+def test_a_default_port_held_by_another_process_moves_the_local_broker_to_free_ports() -> None:
+    taken = {9092, 19093}  # someone's Kafka on 9092; the first fallback's controller port is taken too
+    moved = local_broker.free_ports(local_broker.BrokerConfig(), taken.__contains__)
+    assert (moved.port, moved.effective_controller_port) == (19102, 19103)
+    untouched = local_broker.BrokerConfig(port=29092)
+    assert local_broker.free_ports(untouched, lambda port: False) is untouched
+
+
+def test_no_free_fallback_names_the_setting_to_use() -> None:
+    with pytest.raises(BrokerError, match="CENTINELA_KAFKA_PORT"):
+        local_broker.free_ports(local_broker.BrokerConfig(), lambda port: True)
+
+
+def test_a_chosen_port_is_never_moved(monkeypatch: pytest.MonkeyPatch) -> None:
+    chosen: list[local_broker.BrokerConfig] = []
+
+    def record(home: local_broker.BrokerHome, config: local_broker.BrokerConfig) -> None:
+        chosen.append(config)
+        raise BrokerError("stop here")
+
+    monkeypatch.setattr(local_broker, "_port_in_use", lambda host, port: True)
+    monkeypatch.setattr(local_broker, "status", lambda home: local_broker.BrokerStatus(running=False))
+    monkeypatch.setattr(local_broker, "acquire", record)
+    for environ, port in (({"CENTINELA_KAFKA_PORT": "29092"}, 29092), ({}, None)):
+        with pytest.raises(BrokerError), local_broker.provide(environ):
+            pass
+        if port is not None:
+            assert chosen[-1].port == port
+    # Every fallback busy too: refused before anything starts, naming the setting.
+    assert len(chosen) == 1
