@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.calibration import BEST_F1_EVERY
+from trainer.calibration import BEST_F1_EVERY
 from trainer.model import FitConfig, ModelConfig
 from trainer.operating_point import FALSE_ALARM_BUDGET
 from trainer.pipeline import TrainOptions, run_training
