@@ -49,13 +49,14 @@ from bench.record import BenchResult, rate
 from centinela import local_broker
 from detector.bundle import Bundle, load_bundle
 from detector.line import LineCalibration, SegmentCalibration
-from detector.testing import LINE_SENSORS, build_keras_bundle, build_linear_bundle
+from detector.testing import LINE_SENSORS, build_linear_bundle
 from detector.topology import Topology
 from stream.kafka_io import KafkaBroker
 from stream.metrics import DetectorMetrics
 from stream.service import DetectorService
 from stream.settings import Settings
 from stream.testing import Series, interleave, normal_series
+from trainer.testing import build_keras_bundle
 
 logger = logging.getLogger(__name__)
 

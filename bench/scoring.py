@@ -22,7 +22,7 @@ import numpy as np
 from bench.record import BenchResult, rate
 from detector.onnx_graph import keras_onnx_export
 from detector.scoring import FloatArray, OnnxScorer, cpu_session
-from detector.testing import export_onnx, keras_autoencoder
+from trainer.testing import export_onnx, keras_autoencoder
 
 STEPS, SENSORS = 30, 5
 UNITS = (128, 64)
