@@ -1,7 +1,7 @@
 """Real (random-weight) LSTM autoencoders and their bundles for tests and benchmarks, without training.
 
 The model is the trainer's own (``trainer.model.build_autoencoder``) and the ONNX file its own serving
-export (``detector.onnx_graph.serving_export``), so what these bundles serve is what a trained bundle
+export (``trainer.onnx_export.serving_export``), so what these bundles serve is what a trained bundle
 serves, only with other weights. Needs TensorFlow (imported inside); several seconds. The onnx-only
 stand-ins (``build_linear_bundle``) stay in ``detector.testing``.
 """
@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from detector.bundle import write_bundle
-from detector.onnx_graph import serving_export
 from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS
 from detector.testing import FIXED_CREATED_AT, default_scalers
 from detector.windows import WindowSpec
 from trainer.model import ModelConfig, build_autoencoder
+from trainer.onnx_export import serving_export
 
 
 def keras_autoencoder(steps: int, sensors: int, units: tuple[int, int] = (128, 64), seed: int = 0) -> Any:

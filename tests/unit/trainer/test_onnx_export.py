@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detector.onnx_graph import (
+from trainer.onnx_export import (
     DIRECT,
     KERAS_EXPORT,
     UnsupportedModelError,
