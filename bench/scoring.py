@@ -3,7 +3,7 @@
 The model is the original pipeline's architecture (LSTM 128-64 encoder, RepeatVector, LSTM 64-128
 decoder, per-step Dense; 30 steps × 5 sensors) with random weights (seed 0): speed does not depend
 on the weights. It is exported as the trainer exports it (``trainer.onnx_export``: the graph written
-directly from the weights, checked against Keras) and served by ``detector.scoring.OnnxScorer``;
+directly from the weights, checked against Keras) and served by ``detector.onnx_runtime.OnnxScorer``;
 tf2onnx's graph of the same model (Keras' ``model.export(format="onnx")``) runs beside it.
 The baseline, measured in the same run, is ``model.predict`` on one window at a time,
 which is how the original pipeline scored.
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.record import BenchResult, rate
-from detector.scoring import FloatArray, OnnxScorer, cpu_session
+from detector.onnx_runtime import OnnxScorer, cpu_session
+from detector.scoring import FloatArray
 from trainer.onnx_export import keras_onnx_export
 from trainer.testing import export_onnx, keras_autoencoder
 

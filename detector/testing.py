@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from detector.bundle import write_bundle
+from detector.errors import DataError
 from detector.line.calibration import LineCalibration, SegmentCalibration
 from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS
 from detector.scaling import Scaler, StationScalers
+from detector.scoring import FloatArray, ReconstructorFactory
 from detector.topology import Topology
 from detector.windows import WindowSpec
 
@@ -54,6 +58,31 @@ def linear_onnx_model(steps: int, sensors: int, factor: float = 0.5) -> bytes:
     model.ir_version = 8  # readable by every ONNX Runtime the project allows
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
+
+
+@dataclass(frozen=True)
+class LinearReconstructor:
+    """``x_hat = factor · x``: the numpy twin of ``linear_onnx_model``, a ``Reconstructor`` that needs
+    neither ONNX nor ONNX Runtime."""
+
+    factor: float = 0.5
+
+    def reconstruct(self, x_scaled: npt.ArrayLike) -> FloatArray:
+        x = np.asarray(x_scaled, dtype=np.float32)
+        if x.ndim != 3:
+            raise DataError(f"windows must be (n, T, S), got shape {x.shape}")
+        return x * np.float32(self.factor)
+
+
+def linear_reconstructors(factor: float = 0.5) -> ReconstructorFactory:
+    """A ``load_bundle`` factory serving any bundle with ``LinearReconstructor(factor)``; the bundle's
+    ``model.onnx`` is verified (checksum) but not run. Pair it with ``build_linear_bundle(factor=...)``
+    of the same factor and the scores are the ONNX model's."""
+
+    def build(_model_path: Path, _window_shape: tuple[int, int]) -> LinearReconstructor:
+        return LinearReconstructor(factor)
+
+    return build
 
 
 def example_line(

@@ -229,6 +229,7 @@ def test_a_line_that_disagrees_with_the_bundle_is_refused_at_write(tmp_path: Pat
 def test_hot_reload_swaps_in_a_line_bundle_and_refuses_a_tampered_one(tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry
 
+    from detector.onnx_runtime import onnx_scorers
     from stream.metrics import DetectorMetrics
     from stream.reload import BundleWatcher, bundle_loader
 
@@ -236,7 +237,7 @@ def test_hot_reload_swaps_in_a_line_bundle_and_refuses_a_tampered_one(tmp_path: 
     link = tmp_path / "current"
     link.symlink_to(plain)
     metrics = DetectorMetrics(CollectorRegistry())
-    watcher = BundleWatcher(link, bundle_loader(1, 64), metrics, watch=False)
+    watcher = BundleWatcher(link, bundle_loader(onnx_scorers(1, 64)), metrics, watch=False)
     current = load_bundle(link)
     assert current.topology is None
 

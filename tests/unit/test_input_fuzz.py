@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle, load_bundle
+from detector.onnx_runtime import onnx_scorers
 from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS, REASONS, ParseFailure, ReadingParser
 from detector.testing import build_linear_bundle
 from stream.clock import ManualClock
@@ -194,7 +195,7 @@ def _dumpable(body: object) -> bool:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     path: Path = build_linear_bundle(tmp_path_factory.mktemp("fuzz") / "bundle", stations=STATIONS)
-    return load_bundle(path, threads=1)
+    return load_bundle(path, reconstructor_factory=onnx_scorers(threads=1))
 
 
 def _service(bundle: Bundle, broker: MemoryBroker, **overrides: Any) -> DetectorService:

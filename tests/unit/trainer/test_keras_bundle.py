@@ -25,7 +25,7 @@ def test_onnx_export_matches_keras_within_1e_4(tmp_path: Path) -> None:
                                 size=(64, 30, 5)), dtype=np.float32)  # fmt: skip
     scaled = bundle.scalers.transform_windows(["X"] * 64, raw)
     keras_out = model.predict(scaled, verbose=0)
-    onnx_out = bundle.scorer.reconstruct(scaled)
+    onnx_out = bundle.reconstructor.reconstruct(scaled)
     np.testing.assert_allclose(onnx_out, keras_out, atol=1e-4)
     keras_scores, _ = reconstruction_errors(scaled, keras_out, "mean")
     served = bundle.score(["X"] * 64, raw)
