@@ -84,6 +84,7 @@ def test_a_tampered_bundle_is_refused_by_the_loader_and_the_service(bundle: Path
         load_serving_bundle(settings)
 
 
+@pytest.mark.slow
 def test_detect_check_exits_non_zero_naming_the_problem(bundle: Path) -> None:
     _flip_a_byte_in_the_middle(bundle)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CENTINELA_")}

@@ -224,6 +224,7 @@ def _counted(service: DetectorService, outcome: str) -> int:
     return int(value or 0)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=EXAMPLES,
     derandomize=True,  # the same 10,500 messages on every run and every machine
@@ -265,6 +266,7 @@ def test_every_message_is_accepted_or_dead_lettered_with_a_reason(
         assert record["station_id"] in STATIONS and math.isfinite(record["score"])
 
 
+@pytest.mark.slow
 def test_the_fuzz_reached_both_outcomes_and_most_reasons() -> None:
     if not SEEN:
         pytest.skip("runs after the service fuzz in the same session")
@@ -274,6 +276,7 @@ def test_the_fuzz_reached_both_outcomes_and_most_reasons() -> None:
     assert len(reasons) >= 12, sorted(reasons)
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, derandomize=True, database=None, deadline=None)
 @given(
     raw=st.binary(max_size=MAX_BYTES * 2)
