@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup system-deps lint format test test-unit test-integration check-deploy demo bench lock clean broker-start broker-stop
+.PHONY: setup system-deps lint format test test-unit test-fast test-integration check-deploy demo bench lock clean broker-start broker-stop
 
 ## setup: create .venv with the locked versions, the Kafka jars, kcat and prometheus (idempotent)
 setup: $(STAMP) system-deps
@@ -40,6 +40,10 @@ test: setup lint
 
 test-unit: $(STAMP)
 	@bash scripts/pytest.sh tests/unit
+
+## test-fast: the unit tests not marked slow (under a minute); make test and CI still run every test
+test-fast: $(STAMP)
+	@bash scripts/pytest.sh tests/unit -m "not slow"
 
 test-integration: setup
 	@bash scripts/pytest.sh tests/integration -m integration

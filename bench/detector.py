@@ -49,13 +49,14 @@ from bench.record import BenchResult, rate
 from centinela import local_broker
 from detector.bundle import Bundle, load_bundle
 from detector.line import LineCalibration, SegmentCalibration
-from detector.testing import LINE_SENSORS, build_keras_bundle, build_linear_bundle
+from detector.testing import LINE_SENSORS, build_linear_bundle
 from detector.topology import Topology
 from stream.kafka_io import KafkaBroker
 from stream.metrics import DetectorMetrics
 from stream.service import DetectorService
 from stream.settings import Settings
 from stream.testing import Series, interleave, normal_series
+from trainer.testing import build_keras_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -280,8 +281,8 @@ def line_runs(
 ) -> tuple[list[float], list[float]]:
     """Readings/s of the linear model without and with a line in the bundle, ``REPETITIONS`` each."""
     line = bench_topology(stations)
-    plain = load_bundle(build_linear_bundle(folder / "plain6", sensors=LINE_SENSORS), threads=2)
-    lined = load_bundle(build_linear_bundle(folder / "line6", sensors=LINE_SENSORS, line=line), threads=2)
+    plain = load_bundle(build_linear_bundle(folder / "plain6", sensors=LINE_SENSORS))
+    lined = load_bundle(build_linear_bundle(folder / "line6", sensors=LINE_SENSORS, line=line))
     wire = line_readings(stations, minutes)
     without: list[float] = []
     with_line: list[float] = []
@@ -324,8 +325,8 @@ def run(quick: bool) -> BenchResult:
     messages = interleave(series, SENSORS)
     count = len(messages)
     with tempfile.TemporaryDirectory() as folder:
-        lstm = load_bundle(build_keras_bundle(Path(folder) / "lstm", units=(128, 64), seed=0), threads=2)
-        linear = load_bundle(build_linear_bundle(Path(folder) / "linear"), threads=2)
+        lstm = load_bundle(build_keras_bundle(Path(folder) / "lstm", units=(128, 64), seed=0))
+        linear = load_bundle(build_linear_bundle(Path(folder) / "linear"))
         windows = sample_windows(lstm, series)
         results: dict[str, list[float]] = {
             k: [] for k in ("bare", "e2e_r", "e2e_w", "linear_r", "score", "ratio")

@@ -33,9 +33,10 @@ import orjson
 from bench.detector import broker, topics
 from bench.record import BenchResult
 from detector.readings import format_ts
-from detector.testing import SEED_MEAN, SEED_SCALE, build_keras_bundle
+from detector.testing import SEED_MEAN, SEED_SCALE
 from detector.windows import WindowSpec
 from stream.testing import START
+from trainer.testing import build_keras_bundle
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,9 @@ from bench.detector import broker, topics
 from bench.latency import start_detector
 from bench.record import BenchResult
 from detector.readings import format_ts
-from detector.testing import SEED_MEAN, SEED_SCALE, build_keras_bundle
+from detector.testing import SEED_MEAN, SEED_SCALE
 from stream.testing import START
+from trainer.testing import build_keras_bundle
 
 logger = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 The model is the original pipeline's architecture (LSTM 128-64 encoder, RepeatVector, LSTM 64-128
 decoder, per-step Dense; 30 steps × 5 sensors) with random weights (seed 0): speed does not depend
-on the weights. It is exported as the trainer exports it (``detector.onnx_graph``: the graph written
-directly from the weights, checked against Keras) and served by ``detector.scoring.OnnxScorer``;
+on the weights. It is exported as the trainer exports it (``trainer.onnx_export``: the graph written
+directly from the weights, checked against Keras) and served by ``detector.onnx_runtime.OnnxScorer``;
 tf2onnx's graph of the same model (Keras' ``model.export(format="onnx")``) runs beside it.
 The baseline, measured in the same run, is ``model.predict`` on one window at a time,
 which is how the original pipeline scored.
@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.record import BenchResult, rate
-from detector.onnx_graph import keras_onnx_export
-from detector.scoring import FloatArray, OnnxScorer, cpu_session
-from detector.testing import export_onnx, keras_autoencoder
+from detector.onnx_runtime import OnnxScorer, cpu_session
+from detector.scoring import FloatArray
+from trainer.onnx_export import keras_onnx_export
+from trainer.testing import export_onnx, keras_autoencoder
 
 STEPS, SENSORS = 30, 5
 UNITS = (128, 64)
@@ -231,7 +232,7 @@ def run(quick: bool) -> BenchResult:
         targets={"windows_per_s_b1024": ">= 10,000", "b1024_vs_keras_b1": ">= 300"},
         notes=(
             "Original architecture (LSTM 128-64 / RepeatVector / LSTM 64-128 / TimeDistributed Dense, "
-            "30x5), random weights seed 0, the trainer's serving export (detector.onnx_graph; the "
+            "30x5), random weights seed 0, the trainer's serving export (trainer.onnx_export; the "
             "_keras_export_graph figure: Keras 3 model.export(format='onnx')), ONNX Runtime CPU with "
             "spinning off, two single-threaded sessions scoring chunks of 32 side by side (one for the "
             "_threads1 figures; _one_session_2_threads: one session with 2 intra-op threads, chunks of "

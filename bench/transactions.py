@@ -37,6 +37,7 @@ from typing import Any
 from bench.detector import broker, detector_settings, end_to_end, make_series, produce_all, topics
 from bench.record import BenchResult
 from detector.bundle import load_bundle
+from detector.onnx_runtime import onnx_scorers
 from detector.testing import build_linear_bundle
 from stream.group_progress import committed_to_end
 from stream.testing import interleave, normal_series
@@ -56,7 +57,7 @@ _QUIET = {"log_level": 3}
 
 def throughput(bootstrap: str, bundle_dir: Path, minutes: int) -> tuple[list[float], list[float]]:
     """Readings/s with and without transactions, ``REPETITIONS`` each, alternating."""
-    bundle = load_bundle(bundle_dir, threads=2, max_batch=256)
+    bundle = load_bundle(bundle_dir, reconstructor_factory=onnx_scorers(threads=2, max_batch=256))
     messages = interleave(make_series(STATIONS, minutes), SENSORS)
     exactly: list[float] = []
     at_least: list[float] = []

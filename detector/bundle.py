@@ -37,9 +37,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from detector.bundle_signature import SIGNATURE, signature_file, verify
 from detector.errors import BundleError, ConfigError, DataError
 from detector.line.calibration import LineCalibration, SegmentCalibration
+from detector.onnx_runtime import OnnxScorer
 from detector.readings import ReadingParser, SensorLimits
 from detector.scaling import Scaler, StationScalers
-from detector.scoring import AGGREGATIONS, DEFAULT_MAX_BATCH, OnnxScorer, reconstruction_errors
+from detector.scoring import AGGREGATIONS, Reconstructor, ReconstructorFactory, reconstruction_errors
 from detector.topology import Topology
 from detector.windows import WindowSpec
 
@@ -176,12 +177,13 @@ class ScoreBatch:
 
 
 class Bundle:
-    """A verified bundle, ready to score raw windows."""
+    """A verified bundle, ready to score raw windows with its model's ``Reconstructor`` (any
+    implementation of the port: ONNX Runtime in service, a numpy stand-in in tests)."""
 
-    def __init__(self, path: Path, manifest: Manifest, scorer: OnnxScorer) -> None:
+    def __init__(self, path: Path, manifest: Manifest, reconstructor: Reconstructor) -> None:
         self.path = path
         self.manifest = manifest
-        self.scorer = scorer
+        self.reconstructor = reconstructor
         self.scalers = manifest.station_scalers()
         self.window_spec = manifest.window.spec()
         self.sensors: tuple[str, ...] = tuple(manifest.sensors)
@@ -204,11 +206,12 @@ class Bundle:
         return ReadingParser(self.sensors, self.manifest.sensor_limits(), max_bytes=max_bytes)
 
     def score(self, station_ids: Sequence[str], windows_raw: npt.ArrayLike) -> ScoreBatch:
-        """Score raw (unscaled) windows ``(n, T, S)`` of any mix of stations in one batch."""
+        """Score raw (unscaled) windows ``(n, T, S)`` of any mix of stations in one batch; a model that
+        fails on the batch raises ``BundleError``."""
         scaled = self.scalers.transform_windows(station_ids, windows_raw)
         if len(scaled) == 0:
             return ScoreBatch(np.empty(0), np.empty((0, len(self.sensors))))
-        rebuilt = self.scorer.reconstruct(scaled)
+        rebuilt = self.reconstructor.reconstruct(scaled)
         scores, contributions = reconstruction_errors(
             scaled, rebuilt, self.manifest.aggregation, self.manifest.topk
         )
@@ -413,15 +416,17 @@ def load_bundle(
     path: Path | str,
     expected_sensors: Sequence[str] | None = None,
     *,
-    threads: int = 2,
-    max_batch: int = DEFAULT_MAX_BATCH,
+    reconstructor_factory: ReconstructorFactory = OnnxScorer.from_path,
     verify_key: bytes | None = None,
 ) -> Bundle:
     """Verify a bundle folder and load its serving model; ``BundleError`` says what is wrong.
 
-    The folder itself may be reached through a symlink (a ``current -> v7`` deployment); nothing
-    inside it may be one. With ``verify_key``, an unsigned bundle, or one whose ``manifest.sig`` is
-    not that key's signature of the manifest, is refused before the manifest is parsed.
+    ``reconstructor_factory`` turns the verified ``model.onnx`` and the manifest's window geometry
+    ``(T, S)`` into the bundle's ``Reconstructor`` (default: ONNX Runtime, two lanes; the service
+    passes ``detector.onnx_runtime.onnx_scorers`` built from its settings). The folder itself may be
+    reached through a symlink (a ``current -> v7`` deployment); nothing inside it may be one. With
+    ``verify_key``, an unsigned bundle, or one whose ``manifest.sig`` is not that key's signature of
+    the manifest, is refused before the manifest is parsed.
     """
     root = Path(path)
     if not root.exists():
@@ -458,28 +463,26 @@ def load_bundle(
         )
     _check_consistency(root, manifest)
     _line_of(manifest, root)
-    scorer = OnnxScorer(found[ONNX_MODEL], threads=threads, max_batch=max_batch)
-    _check_model_shape(root, scorer, manifest)
-    return Bundle(root, manifest, scorer)
-
-
-def _check_model_shape(root: Path, scorer: OnnxScorer, manifest: Manifest) -> None:
-    """The serving model must take (batch, T, S) windows of this bundle's geometry."""
-    shape = scorer.input_shape
-    steps = manifest.window.spec().samples_per_window
-    expected = (steps, len(manifest.sensors))
-    if len(shape) != 3:
-        raise BundleError(f"bundle {root}: {ONNX_MODEL} takes a {len(shape)}-d input, expected (batch, T, S)")
-    for axis, (got, want) in enumerate(zip(shape[1:], expected, strict=True), start=1):
-        if isinstance(got, int) and got != want:
-            raise BundleError(
-                f"bundle {root}: {ONNX_MODEL} input axis {axis} is {got}, the manifest implies {want}"
-            )
-    # One all-zero window (the scaled mean) through the model: right output shape, finite values.
+    window_shape = (manifest.window.spec().samples_per_window, len(manifest.sensors))
     try:
-        probe = scorer.reconstruct(np.zeros((1, *expected), dtype=np.float32))
-    except DataError as error:
+        reconstructor = reconstructor_factory(found[ONNX_MODEL], window_shape)
+    except BundleError as error:
+        raise BundleError(f"bundle {root}: {ONNX_MODEL}: {error}") from error
+    _check_model_shape(root, reconstructor, window_shape)
+    return Bundle(root, manifest, reconstructor)
+
+
+def _check_model_shape(root: Path, reconstructor: Reconstructor, window_shape: tuple[int, int]) -> None:
+    """One all-zero window (the scaled mean) through the model: right output shape, finite values."""
+    try:
+        probe = np.asarray(reconstructor.reconstruct(np.zeros((1, *window_shape), dtype=np.float32)))
+    except (BundleError, DataError) as error:
         raise BundleError(f"bundle {root}: {ONNX_MODEL} fails on one window: {error}") from error
+    if probe.shape != (1, *window_shape):
+        raise BundleError(
+            f"bundle {root}: {ONNX_MODEL} fails on one window: the model returned shape {probe.shape} "
+            f"for input {(1, *window_shape)}"
+        )
     if not np.isfinite(probe).all():
         raise BundleError(f"bundle {root}: {ONNX_MODEL} returns non-finite values for the mean window")
 

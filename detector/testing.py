@@ -1,31 +1,28 @@
-"""Small bundles and models for tests and benchmarks, built without training.
+"""Small bundles and models for tests and benchmarks, built without training or TensorFlow.
 
-Two kinds of bundle:
-
-- ``build_linear_bundle``: the serving model is a tiny hand-made ONNX graph (``x_hat = factor · x``),
-  built with the ``onnx`` package in milliseconds and without TensorFlow. Its score is a known function
-  of the input, which service tests can use to force an incident.
-- ``build_keras_bundle``: a real Keras LSTM autoencoder with random weights (fixed seed), exported
-  as the trainer exports it (``detector.onnx_graph.serving_export``); several seconds, needs
-  TensorFlow (imported inside).
+``build_linear_bundle``: the serving model is a tiny hand-made ONNX graph (``x_hat = factor · x``),
+built with the ``onnx`` package in milliseconds. Its score is a known function of the input, which
+service tests can use to force an incident. A real (random-weight) LSTM autoencoder bundle, built with
+the trainer's own model, is ``trainer.testing.build_keras_bundle``.
 """
 
 from __future__ import annotations
 
 import itertools
-import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from detector.bundle import write_bundle
+from detector.errors import DataError
 from detector.line.calibration import LineCalibration, SegmentCalibration
-from detector.onnx_graph import serving_export
 from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS
 from detector.scaling import Scaler, StationScalers
+from detector.scoring import FloatArray, ReconstructorFactory
 from detector.topology import Topology
 from detector.windows import WindowSpec
 
@@ -63,32 +60,29 @@ def linear_onnx_model(steps: int, sensors: int, factor: float = 0.5) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def keras_autoencoder(steps: int, sensors: int, units: tuple[int, int] = (128, 64), seed: int = 0) -> Any:
-    """The original pipeline's architecture: LSTM encoder, RepeatVector, LSTM decoder, per-step Dense."""
-    import keras
+@dataclass(frozen=True)
+class LinearReconstructor:
+    """``x_hat = factor · x``: the numpy twin of ``linear_onnx_model``, a ``Reconstructor`` that needs
+    neither ONNX nor ONNX Runtime."""
 
-    keras.utils.set_random_seed(seed)
-    wide, narrow = units
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(steps, sensors)),
-            keras.layers.LSTM(wide, return_sequences=True),
-            keras.layers.LSTM(narrow),
-            keras.layers.RepeatVector(steps),
-            keras.layers.LSTM(narrow, return_sequences=True),
-            keras.layers.LSTM(wide, return_sequences=True),
-            keras.layers.TimeDistributed(keras.layers.Dense(sensors)),
-        ]
-    )
-    model.compile(optimizer="adam", loss="mse")
-    return model
+    factor: float = 0.5
+
+    def reconstruct(self, x_scaled: npt.ArrayLike) -> FloatArray:
+        x = np.asarray(x_scaled, dtype=np.float32)
+        if x.ndim != 3:
+            raise DataError(f"windows must be (n, T, S), got shape {x.shape}")
+        return x * np.float32(self.factor)
 
 
-def export_onnx(model: Any, steps: int, sensors: int) -> bytes:
-    """The serving export the trainer ships (``detector.onnx_graph.serving_export``), checked on
-    64 random scaled windows (seed 0)."""
-    sample = np.random.default_rng(0).standard_normal((64, steps, sensors)).astype(np.float32)
-    return serving_export(model, sample).onnx
+def linear_reconstructors(factor: float = 0.5) -> ReconstructorFactory:
+    """A ``load_bundle`` factory serving any bundle with ``LinearReconstructor(factor)``; the bundle's
+    ``model.onnx`` is verified (checksum) but not run. Pair it with ``build_linear_bundle(factor=...)``
+    of the same factor and the scores are the ONNX model's."""
+
+    def build(_model_path: Path, _window_shape: tuple[int, int]) -> LinearReconstructor:
+        return LinearReconstructor(factor)
+
+    return build
 
 
 def example_line(
@@ -163,40 +157,3 @@ def build_linear_bundle(
         model_card="# Test bundle\n\nA linear stand-in model for tests.\n",
         created_at=FIXED_CREATED_AT,
     )
-
-
-def build_keras_bundle(
-    out_dir: Path | str,
-    *,
-    units: tuple[int, int] = (16, 8),
-    seed: int = 0,
-    threshold: float = 1.0,
-    sensors: Sequence[str] = DEFAULT_SENSORS,
-    window: WindowSpec | None = None,
-    stations: Sequence[str] = (),
-    model_version: str = "test-keras-1",
-    aggregation: str = "mean",
-) -> Path:
-    """A bundle with a small random-weight Keras LSTM autoencoder and its ONNX export (needs TensorFlow)."""
-    spec = window or WindowSpec()
-    steps, n_sensors = spec.samples_per_window, len(sensors)
-    model = keras_autoencoder(steps, n_sensors, units, seed)
-    onnx_bytes = export_onnx(model, steps, n_sensors)
-    with tempfile.TemporaryDirectory() as folder:
-        keras_path = Path(folder) / "model.keras"
-        model.save(keras_path)
-        return write_bundle(
-            out_dir,
-            onnx_model=onnx_bytes,
-            keras_model_file=keras_path,
-            model_version=model_version,
-            sensors=sensors,
-            window=spec,
-            scalers=default_scalers(n_sensors, stations),
-            aggregation=aggregation,
-            threshold=threshold,
-            calibration={"method": "fixed", "note": "test bundle, not calibrated"},
-            training={"note": f"random weights, seed {seed}"},
-            limits={name: DEFAULT_LIMITS[name] for name in sensors if name in DEFAULT_LIMITS},
-            created_at=FIXED_CREATED_AT,
-        )

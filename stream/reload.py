@@ -16,6 +16,7 @@ from pathlib import Path
 
 from detector.bundle import MANIFEST, Bundle, load_bundle
 from detector.errors import BundleError
+from detector.scoring import ReconstructorFactory
 from stream.metrics import DetectorMetrics
 
 log = logging.getLogger(__name__)
@@ -105,18 +106,18 @@ class BundleWatcher:
 
 
 def bundle_loader(
-    threads: int,
-    max_batch: int,
+    reconstructor_factory: ReconstructorFactory,
     expected_sensors: tuple[str, ...] | None = None,
     *,
     verify_key: bytes | None = None,
 ) -> Loader:
-    """Loads and verifies a bundle; with ``verify_key`` it must be signed with it (at start and at
-    every reload: a refused reload keeps the bundle being served)."""
+    """Loads and verifies a bundle, serving its model through ``reconstructor_factory``; with
+    ``verify_key`` it must be signed with it (at start and at every reload: a refused reload keeps
+    the bundle being served)."""
 
     def load(path: Path) -> Bundle:
         return load_bundle(
-            path, expected_sensors, threads=threads, max_batch=max_batch, verify_key=verify_key
+            path, expected_sensors, reconstructor_factory=reconstructor_factory, verify_key=verify_key
         )
 
     return load

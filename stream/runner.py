@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry
 from detector.bundle import Bundle
 from detector.errors import ConfigError
 from detector.line_table import MonitorFactory, line_monitor
+from detector.onnx_runtime import onnx_scorers
+from detector.scoring import ReconstructorFactory
 from detector.topology import Topology, load_topology
 from stream.clock import Clock
 from stream.health import DEFAULT_STALL_S, Health
@@ -43,12 +45,16 @@ def load_serving_bundle(settings: Settings) -> Bundle:
     """The bundle at ``bundle_path``, verified (and its line checked against ``topology`` when that
     is set); ``BundleError`` / ``ConfigError`` say why not."""
     key = bundle_verify_key(settings)
-    bundle = bundle_loader(settings.scoring_threads, settings.scoring_max_batch, verify_key=key)(
-        settings.bundle_path
-    )
+    bundle = bundle_loader(onnx_scorers_of(settings), verify_key=key)(settings.bundle_path)
     if settings.topology is not None:
         check_topology(load_topology(settings.topology), bundle, str(settings.topology))
     return bundle
+
+
+def onnx_scorers_of(settings: Settings) -> ReconstructorFactory:
+    """The scorer adapter the settings ask for: ONNX Runtime with ``scoring_threads`` lanes and calls of
+    at most ``scoring_max_batch`` windows."""
+    return onnx_scorers(settings.scoring_threads, settings.scoring_max_batch)
 
 
 def check_topology(declared: Topology, bundle: Bundle, where: str) -> None:
@@ -102,12 +108,7 @@ def run_detector(
     health = Health(stall_s=max(DEFAULT_STALL_S, 3 * settings.transaction_timeout_s))
     metrics = DetectorMetrics(registry or CollectorRegistry(), health)
     bundle = load_serving_bundle(settings)
-    loader = bundle_loader(
-        settings.scoring_threads,
-        settings.scoring_max_batch,
-        bundle.sensors,
-        verify_key=bundle_verify_key(settings),
-    )
+    loader = bundle_loader(onnx_scorers_of(settings), bundle.sensors, verify_key=bundle_verify_key(settings))
     watcher = BundleWatcher(
         settings.bundle_path,
         loader,

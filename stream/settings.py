@@ -38,7 +38,7 @@ from pydantic_settings import (
 
 from detector.errors import ConfigError
 from detector.incidents import IncidentPolicy
-from detector.scoring import DEFAULT_MAX_BATCH
+from detector.onnx_runtime import DEFAULT_MAX_BATCH
 
 ENV_PREFIX = "CENTINELA_"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
@@ -222,7 +222,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=65536, ge=256)
     scoring_threads: int = Field(default=2, ge=1, le=64)
     # Windows per ONNX Runtime call: a poll's windows are still scored in one Bundle.score call, which
-    # splits them (see detector.scoring.DEFAULT_MAX_BATCH: faster per window, and bounds ORT's arena).
+    # splits them (see detector.onnx_runtime.DEFAULT_MAX_BATCH: faster per window, and bounds ORT's arena).
     scoring_max_batch: int = Field(default=DEFAULT_MAX_BATCH, ge=1, le=100_000)
 
     @model_validator(mode="after")

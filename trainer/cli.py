@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from detector.calibration import STRATEGIES
+from trainer.calibration import STRATEGIES
 from trainer.operating_point import DEFAULT_ALARM_BUDGET, DEFAULT_MAX_NORMAL_ALARM_SHARE, FALSE_ALARM_BUDGET
 
 CALIBRATIONS = (FALSE_ALARM_BUDGET, *STRATEGIES)

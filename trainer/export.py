@@ -10,8 +10,8 @@ from typing import Any
 
 from detector.bundle import write_bundle
 from detector.errors import BundleError
-from detector.onnx_graph import ServingExport, serving_export
 from detector.readings import DEFAULT_LIMITS
+from trainer.onnx_export import ServingExport, serving_export
 from trainer.operating_point import FALSE_ALARM_BUDGET, served_station_thresholds
 from trainer.pipeline import RunResult
 

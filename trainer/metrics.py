@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detector.calibration import best_f1_every_threshold
+from trainer.calibration import best_f1_every_threshold
 from trainer.prepare import Event, WindowSet
 
 METRIC_KEYS = ("precision", "recall", "f1", "roc_auc", "average_precision")

@@ -13,7 +13,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detector.calibration import (
+from detector.errors import ConfigError, DataError
+from detector.scoring import AGGREGATIONS, reconstruction_errors
+from detector.topology import Topology
+from trainer.baselines import BASELINES, fit_baseline
+from trainer.calibration import (
     BEST_F1,
     BEST_F1_EVERY,
     STRATEGIES,
@@ -22,10 +26,6 @@ from detector.calibration import (
     calibrate,
     counts_at,
 )
-from detector.errors import ConfigError, DataError
-from detector.scoring import AGGREGATIONS, reconstruction_errors
-from detector.topology import Topology
-from trainer.baselines import BASELINES, fit_baseline
 from trainer.data import Dataset, load_csv
 from trainer.line import (
     DEFAULT_SEGMENT_BUDGET,
@@ -79,7 +79,7 @@ class TrainOptions:
     aggregation: str = "auto"
     topk: int = 5
     # An operator's budget of false alarms (per station-month) on normal validation and holdout
-    # windows; the F1-based rules (``detector.calibration.STRATEGIES``) remain by name.
+    # windows; the F1-based rules (``trainer.calibration.STRATEGIES``) remain by name.
     calibration_method: str = FALSE_ALARM_BUDGET
     alarm_budget: float = DEFAULT_ALARM_BUDGET
     max_normal_alarm_share: float = DEFAULT_MAX_NORMAL_ALARM_SHARE

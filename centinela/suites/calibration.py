@@ -6,7 +6,7 @@ arguing about it: it draws many data sets of the seed data's size from the *trai
 (its normal rows and its labelled rows, resampled with replacement, anomalies placed at the training
 split's rate), runs the issue's ceiling detector on each (per-minute mean squared z-score, maximum
 over the window), chooses the threshold on the replicate's validation split with every rule of
-``detector.calibration`` and reads F1 on the replicate's test split. Beside that: the same detector on
+``trainer.calibration`` and reads F1 on the replicate's test split. Beside that: the same detector on
 the real split, and the replicates whose best-possible test F1 is close to the real split's, which
 show what a validation-chosen threshold gives on a test split like the real one.
 
@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detector.calibration import BEST_F1_EVERY, STRATEGIES, all_strategies, best_f1_every_threshold, counts_at
 from detector.errors import DataError
+from trainer.calibration import BEST_F1_EVERY, STRATEGIES, all_strategies, best_f1_every_threshold, counts_at
 from trainer.data import Dataset, StationSeries
 from trainer.pipeline import TrainOptions
 from trainer.training import early_stopping_holdout

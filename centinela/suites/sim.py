@@ -295,8 +295,9 @@ def _bundle(
 def _line_only_bundle(source: Path, target: Path, line: tuple[Any, Any]) -> Path:
     """A copy of ``source``'s model with this seed's line and the autoencoder switched off."""
     from detector.bundle import load_bundle, write_bundle
+    from detector.onnx_runtime import onnx_scorers
 
-    bundle = load_bundle(source, threads=1)
+    bundle = load_bundle(source, reconstructor_factory=onnx_scorers(threads=1))
     manifest = bundle.manifest
     onnx = (source / "model.onnx").read_bytes()
     return write_bundle(

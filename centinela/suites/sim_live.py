@@ -58,13 +58,14 @@ def live(frame: pd.DataFrame, bundle_path: Path, bootstrap: str) -> LiveRun:
     from prometheus_client import CollectorRegistry
 
     from detector.bundle import load_bundle
+    from detector.onnx_runtime import onnx_scorers
     from replay.csv_source import SourceOptions
     from replay.producer import ReplayOptions, ensure_topic, replay_frame
     from stream.group_progress import committed_to_end
     from stream.runner import run_detector
     from stream.settings import Settings
 
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     run_id = uuid.uuid4().hex[:8]
     topics = run_topics(run_id)
     client = {"bootstrap.servers": bootstrap}

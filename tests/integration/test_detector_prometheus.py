@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from detector.bundle import load_bundle
+from detector.onnx_runtime import onnx_scorers
 from detector.testing import build_linear_bundle
 from stream.testing import interleave, normal_series, offline_alerts
 from tests.integration.detector_process import detector_settings
@@ -36,7 +37,7 @@ def test_prometheus_sees_the_alert_rate_the_detector_published(
     in_process: Any,
 ) -> None:
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     series = [
         normal_series("EST-01", 400, seed=31, anomalies=[(100, 140, 0, 6.0), (300, 330, 1, 8.0)]),
         normal_series("EST-02", 400, seed=32, anomalies=[(200, 260, 4, 7.0)]),

@@ -22,6 +22,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import load_bundle
+from detector.onnx_runtime import onnx_scorers
 from detector.testing import build_linear_bundle
 from stream.clock import ManualClock
 from stream.runner import Running, run_detector
@@ -63,7 +64,7 @@ def test_replaying_the_original_data_set_gives_the_offline_alerts(
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
 ) -> None:
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=0.6)
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     # Two stations with the same history (one shifted by a sigma-wide offset, as a second station would be).
     first = original_dataset("EST-01")
     second = Series("EST-02", first.ts, first.values * 1.001)
@@ -113,7 +114,7 @@ def test_hostile_messages_reach_the_dead_letter_topic_and_the_service_keeps_runn
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
 ) -> None:
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0, stations=("EST-01",))
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     series = [normal_series("EST-01", 300, seed=11, anomalies=[(120, 170, 0, 6.0)])]
     good = interleave(series, bundle.sensors)
     hostile: list[tuple[bytes | None, bytes | None]] = [
@@ -145,7 +146,7 @@ def test_a_silent_station_raises_data_gap(
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
 ) -> None:
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     topics = Topics(fresh_topic, partitions=1)
     clock = ManualClock(time.time())
     produce(
@@ -175,7 +176,7 @@ def test_a_new_bundle_in_the_watched_folder_is_swapped_in(
     # A deployment's layout: ``current`` is a symlink flipped atomically to the newest bundle.
     bundle_path = tmp_path / "current"
     bundle_path.symlink_to(build_linear_bundle(tmp_path / "v1", threshold=1.0, model_version="v1"))
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     topics = Topics(fresh_topic, partitions=1)
     messages = interleave([normal_series("EST-01", 200, seed=14)], bundle.sensors)
     produce(kafka_bootstrap, topics.readings, messages[:100])
@@ -197,7 +198,7 @@ def test_sighup_with_a_corrupt_bundle_keeps_the_old_model_and_sigterm_loses_noth
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
 ) -> None:
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0, model_version="good-1")
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     series = [normal_series("EST-01", 400, seed=15, anomalies=[(100, 150, 0, 6.0), (300, 340, 1, 8.0)])]
     messages = interleave(series, bundle.sensors)
     topics = Topics(fresh_topic, partitions=1)
@@ -261,7 +262,7 @@ def test_a_successor_rebuilds_from_before_the_committed_offsets_and_doubles_noth
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
 ) -> None:
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     series = [
         normal_series("EST-01", 600, seed=21, anomalies=[(150, 200, 0, 6.0), (380, 420, 2, 9.0)]),
         normal_series("EST-02", 600, seed=22, anomalies=[(390, 460, 4, 7.0)]),
@@ -347,7 +348,7 @@ def test_a_simulator_file_with_thefts_gives_the_offline_alerts(
         )
 
     # Threshold: well above the quiet windows' scores, so only the thefts open incidents.
-    probe = load_bundle(bundle_with(1.0, "probe"), threads=1)
+    probe = load_bundle(bundle_with(1.0, "probe"), reconstructor_factory=onnx_scorers(threads=1))
     from detector.windows import batch_windows
 
     quiet_scores = []
@@ -356,7 +357,7 @@ def test_a_simulator_file_with_thefts_gives_the_offline_alerts(
         windows = batch_windows(stamps, s.values[:380], probe.window_spec)
         quiet_scores += probe.score([s.station_id] * len(windows.data), windows.data).scores.tolist()
     bundle_path = bundle_with(3.0 * max(quiet_scores), "bundle")
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     reference = offline_alerts(bundle, series)
     assert any(a.kind == "incident" and a.status == "open" for a in reference)
 
@@ -374,7 +375,7 @@ def test_two_instances_share_the_partitions_and_one_leaving_loses_and_doubles_no
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
 ) -> None:
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     series = [
         normal_series(f"EST-{i:02d}", 500, seed=40 + i, anomalies=[(100 + 50 * i, 160 + 50 * i, i % 5, 7.0)])
         for i in range(6)
@@ -414,7 +415,7 @@ def test_the_state_topic_carries_an_incident_across_a_restart(
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
 ) -> None:
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     series = [
         normal_series("EST-01", 600, seed=9, anomalies=[(100, 420, 0, 6.0)]),
         normal_series("EST-02", 600),
@@ -465,7 +466,7 @@ def test_at_least_once_mode_publishes_the_same_alerts(
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
 ) -> None:
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     series = [normal_series("EST-01", 300, seed=51, anomalies=[(100, 150, 0, 6.0)])]
     topics = Topics(fresh_topic, partitions=1)
     produce(kafka_bootstrap, topics.readings, interleave(series, bundle.sensors))

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from detector.bundle import load_bundle
+from detector.onnx_runtime import onnx_scorers
 from detector.testing import build_linear_bundle
 from stream.testing import alert_ids, interleave, normal_series, offline_alerts
 from tests.integration.detector_process import detector_settings
@@ -68,7 +69,7 @@ def test_a_hostile_stream_is_dead_lettered_whole_and_the_alerts_equal_a_clean_ru
     from confluent_kafka import Producer
 
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0, stations=("EST-01", "EST-02"))
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     series = [
         normal_series("EST-01", 600, seed=41, anomalies=[(200, 260, 0, 6.0)]),
         normal_series("EST-02", 600, seed=42, anomalies=[(400, 450, 2, 8.0)]),

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from detector.bundle import load_bundle
 from detector.line.offline import line_alerts
 from detector.line_table import line_monitor
+from detector.onnx_runtime import onnx_scorers
 from detector.testing import LINE_SENSORS, build_linear_bundle
 from stream.runner import run_detector
 from tests.integration.detector_process import (
@@ -109,7 +110,7 @@ def test_two_instances_with_a_line_give_the_oracle_segment_alerts_and_one_leavin
     fake: bool,
 ) -> None:
     bundle, readings, topology = line
-    loaded = load_bundle(bundle, threads=1)
+    loaded = load_bundle(bundle, reconstructor_factory=onnx_scorers(threads=1))
     assert loaded.line_calibration is not None
     if fake:
         reference = [a.alert_id for a in fake_offline(readings, topology, loaded.model_version)]
@@ -159,7 +160,7 @@ def test_sigkills_leave_the_segment_alerts_of_an_uninterrupted_run(
     """``centinela detect`` (the real monitor), SIGKILLed twice mid-stream and restarted, against
     one uninterrupted run and the offline oracle."""
     bundle, readings, topology = line
-    loaded = load_bundle(bundle, threads=1)
+    loaded = load_bundle(bundle, reconstructor_factory=onnx_scorers(threads=1))
     assert loaded.line_calibration is not None
     oracle = line_alerts(readings, topology, loaded.line_calibration, model_version=loaded.model_version)
     last = readings[-1][1]

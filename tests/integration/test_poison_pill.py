@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from detector.bundle import MANIFEST, load_bundle, sign_bundle
 from detector.errors import BundleError
+from detector.onnx_runtime import onnx_scorers
 from detector.testing import build_linear_bundle
 from stream.runner import Running, run_detector
 from stream.testing import alert_ids, interleave, normal_series, offline_alerts
@@ -46,7 +47,7 @@ def test_a_reading_above_the_dead_letter_limit_is_stored_truncated_and_the_rest_
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
 ) -> None:
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0, stations=("EST-01",))
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     series = [normal_series("EST-01", 300, seed=21, anomalies=[(150, 200, 0, 6.0)])]
     good = interleave(series, bundle.sensors)
     # 1.04 MB, as in the issue: above the producer's default message.max.bytes (1,000,000).
@@ -81,7 +82,7 @@ def test_a_year_old_first_reading_then_current_ones_raise_a_handful_of_alerts(
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path, in_process: Any
 ) -> None:
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0, stations=("EST-01",))
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     old = normal_series("EST-01", 1, seed=22, start=now - timedelta(days=365))
     current = normal_series("EST-01", 120, seed=23, start=now - timedelta(minutes=125))
@@ -140,7 +141,7 @@ def test_a_restart_re_ingests_nothing_that_was_refused(
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path
 ) -> None:
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0, stations=("EST-01",))
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     series = normal_series("EST-01", 400, seed=24, anomalies=[(150, 200, 0, 6.0), (320, 360, 1, 8.0)])
     good = series.messages(bundle.sensors)
     unknown = normal_series("EST-77", 10, seed=25, start=series.ts[80]).messages(bundle.sensors)
@@ -210,7 +211,7 @@ def test_with_a_key_detect_refuses_an_unsigned_bundle_at_start_and_an_edited_one
     bundle_path = sign_bundle(
         build_linear_bundle(tmp_path / "signed", threshold=1.0, model_version="v1"), key.encode()
     )
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     series = [normal_series("EST-01", 300, seed=27, anomalies=[(150, 200, 0, 6.0)])]
     messages = interleave(series, bundle.sensors)
     produce(kafka_bootstrap, topics.readings, messages[:150])
@@ -268,7 +269,7 @@ def test_a_survivor_outlives_a_member_killed_inside_a_transaction(
     from confluent_kafka import Producer
 
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     series = [normal_series(f"EST-0{i}", 3000, seed=30 + i) for i in range(1, 5)]
     messages = interleave(series, bundle.sensors)
     topics = Topics(fresh_topic, partitions=2)
@@ -342,7 +343,7 @@ def test_a_new_owner_waits_out_a_dead_members_open_transaction_instead_of_exitin
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0, stations=("EST-01",))
-    bundle = load_bundle(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     series = [normal_series("EST-01", 200, seed=31, anomalies=[(100, 150, 0, 6.0)])]
     topics = Topics(fresh_topic, partitions=1)
     produce(kafka_bootstrap, topics.readings, interleave(series, bundle.sensors))

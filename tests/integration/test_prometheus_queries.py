@@ -242,6 +242,7 @@ def _simulated_file_and_bundle(folder: Path) -> tuple[Path, Path, set[str]]:
     import pandas as pd
 
     from detector.bundle import load_bundle, write_bundle
+    from detector.onnx_runtime import onnx_scorers
     from detector.scaling import Scaler, StationScalers
     from detector.testing import linear_onnx_model
     from detector.windows import WindowSpec, batch_windows
@@ -296,7 +297,7 @@ def _simulated_file_and_bundle(folder: Path) -> tuple[Path, Path, set[str]]:
             line=(topology, calibration_of(topology)),
         )
 
-    probe = load_bundle(bundle_with(1.0, "probe"), threads=1)
+    probe = load_bundle(bundle_with(1.0, "probe"), reconstructor_factory=onnx_scorers(threads=1))
     quiet_scores: list[float] = []
     for station_id, (times, values) in quiet.items():
         windows = batch_windows(times, values, probe.window_spec)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from detector.bundle import load_bundle, write_bundle
+from detector.onnx_runtime import onnx_scorers
 from detector.readings import DEFAULT_SENSORS
 from detector.scaling import Scaler, StationScalers
 from detector.testing import linear_onnx_model
@@ -116,7 +117,9 @@ def simulate_theft_line(folder: Path) -> TheftLine:
         },
         fallback=Scaler(np.zeros(len(sensors)), np.ones(len(sensors))),
     )
-    probe = load_bundle(_write_bundle(folder / "probe", scalers, threshold=1.0), threads=1)
+    probe = load_bundle(
+        _write_bundle(folder / "probe", scalers, threshold=1.0), reconstructor_factory=onnx_scorers(threads=1)
+    )
     quiet_scores: list[float] = []
     for station in result.station_ids:
         mine = (frame["station_id"] == station).to_numpy()

@@ -84,6 +84,7 @@ def test_a_tampered_bundle_is_refused_by_the_loader_and_the_service(bundle: Path
         load_serving_bundle(settings)
 
 
+@pytest.mark.slow
 def test_detect_check_exits_non_zero_naming_the_problem(bundle: Path) -> None:
     _flip_a_byte_in_the_middle(bundle)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CENTINELA_")}
@@ -229,6 +230,7 @@ def test_a_line_that_disagrees_with_the_bundle_is_refused_at_write(tmp_path: Pat
 def test_hot_reload_swaps_in_a_line_bundle_and_refuses_a_tampered_one(tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry
 
+    from detector.onnx_runtime import onnx_scorers
     from stream.metrics import DetectorMetrics
     from stream.reload import BundleWatcher, bundle_loader
 
@@ -236,7 +238,7 @@ def test_hot_reload_swaps_in_a_line_bundle_and_refuses_a_tampered_one(tmp_path: 
     link = tmp_path / "current"
     link.symlink_to(plain)
     metrics = DetectorMetrics(CollectorRegistry())
-    watcher = BundleWatcher(link, bundle_loader(1, 64), metrics, watch=False)
+    watcher = BundleWatcher(link, bundle_loader(onnx_scorers(1, 64)), metrics, watch=False)
     current = load_bundle(link)
     assert current.topology is None
 

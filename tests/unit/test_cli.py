@@ -18,6 +18,7 @@ def test_version_prints_the_installed_version() -> None:
     assert result.output.strip() == f"centinela {__version__}"
 
 
+@pytest.mark.slow
 def test_help_lists_subcommands_without_importing_tensorflow() -> None:
     code = (
         "import sys; from typer.testing import CliRunner; from centinela.cli import app; "

@@ -89,6 +89,7 @@ def test_alert_rules_are_valid(tools: list[str]) -> None:
     _run(["promtool", "check", "rules", *map(str, RULE_FILES)])
 
 
+@pytest.mark.slow
 def test_alert_rule_unit_tests_pass(tools: list[str]) -> None:
     assert RULE_TEST_FILES
     result = _run(["promtool", "test", "rules", *map(str, RULE_TEST_FILES)])
@@ -319,6 +320,7 @@ def test_alert_rules_scrape_the_job_prometheus_configures() -> None:
     assert jobs == {dashboards.DETECTOR_JOB}
 
 
+@pytest.mark.slow
 def test_compose_file_is_valid_with_defaults_and_with_env_example(tools: list[str], tmp_path: Path) -> None:
     empty_env = tmp_path / "empty.env"
     empty_env.write_text("")
@@ -332,6 +334,7 @@ def test_compose_file_is_valid_with_defaults_and_with_env_example(tools: list[st
     assert set(services) == SERVICES
 
 
+@pytest.mark.slow
 def test_compose_rejects_a_broken_file(tools: list[str], tmp_path: Path) -> None:
     """The validation above can fail: an unknown key in a copy of the file is refused."""
     broken = tmp_path / "docker-compose.yml"
@@ -356,6 +359,7 @@ def composecheck() -> Path:
     return ROOT / built.stdout.strip()
 
 
+@pytest.mark.slow
 def test_compose_v2_loader_accepts_the_file_and_refuses_a_broken_one(
     composecheck: Path, tmp_path: Path
 ) -> None:

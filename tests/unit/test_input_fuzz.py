@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle, load_bundle
+from detector.onnx_runtime import onnx_scorers
 from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS, REASONS, ParseFailure, ReadingParser
 from detector.testing import build_linear_bundle
 from stream.clock import ManualClock
@@ -194,7 +195,7 @@ def _dumpable(body: object) -> bool:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     path: Path = build_linear_bundle(tmp_path_factory.mktemp("fuzz") / "bundle", stations=STATIONS)
-    return load_bundle(path, threads=1)
+    return load_bundle(path, reconstructor_factory=onnx_scorers(threads=1))
 
 
 def _service(bundle: Bundle, broker: MemoryBroker, **overrides: Any) -> DetectorService:
@@ -223,6 +224,7 @@ def _counted(service: DetectorService, outcome: str) -> int:
     return int(value or 0)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=EXAMPLES,
     derandomize=True,  # the same 10,500 messages on every run and every machine
@@ -264,6 +266,7 @@ def test_every_message_is_accepted_or_dead_lettered_with_a_reason(
         assert record["station_id"] in STATIONS and math.isfinite(record["score"])
 
 
+@pytest.mark.slow
 def test_the_fuzz_reached_both_outcomes_and_most_reasons() -> None:
     if not SEEN:
         pytest.skip("runs after the service fuzz in the same session")
@@ -273,6 +276,7 @@ def test_the_fuzz_reached_both_outcomes_and_most_reasons() -> None:
     assert len(reasons) >= 12, sorted(reasons)
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, derandomize=True, database=None, deadline=None)
 @given(
     raw=st.binary(max_size=MAX_BYTES * 2)

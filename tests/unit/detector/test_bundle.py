@@ -21,7 +21,15 @@ from detector.bundle import (
 from detector.errors import BundleError
 from detector.line.calibration import LineCalibration, SegmentCalibration
 from detector.readings import DEFAULT_SENSORS, ParseFailure, Reading
-from detector.testing import LINE_SENSORS, SEED_MEAN, build_linear_bundle, default_scalers, linear_onnx_model
+from detector.testing import (
+    LINE_SENSORS,
+    SEED_MEAN,
+    LinearReconstructor,
+    build_linear_bundle,
+    default_scalers,
+    linear_onnx_model,
+    linear_reconstructors,
+)
 from detector.topology import Topology
 from detector.windows import WindowSpec
 
@@ -310,6 +318,35 @@ def test_model_with_the_wrong_output_shape(tmp_path: Path) -> None:
     (bundle / MANIFEST).write_text(json.dumps(fields))
     with pytest.raises(BundleError, match=r"fails on one window: the model returned shape \(1, 30, 1\)"):
         load_bundle(bundle)
+
+
+def test_a_bundle_scores_through_any_reconstructor(linear_bundle: Path) -> None:
+    served = load_bundle(linear_bundle)
+    stand_in = load_bundle(linear_bundle, reconstructor_factory=linear_reconstructors(0.5))
+    assert isinstance(stand_in.reconstructor, LinearReconstructor)
+    raw = np.random.default_rng(5).normal(SEED_MEAN, 5.0, size=(9, 30, 5))
+    stations = ["EST-01"] * 9
+    expected = served.score(stations, raw)
+    got = stand_in.score(stations, raw)
+    np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-5)
+    np.testing.assert_allclose(got.contributions, expected.contributions, rtol=1e-5, atol=1e-9)
+
+
+def test_a_reconstructor_that_answers_another_shape_is_refused_at_load(linear_bundle: Path) -> None:
+    class OneSensor:
+        def reconstruct(self, x_scaled: object) -> np.ndarray:
+            return np.asarray(x_scaled, dtype=np.float32)[..., :1]
+
+    with pytest.raises(BundleError, match=r"fails on one window: the model returned shape \(1, 30, 1\)"):
+        load_bundle(linear_bundle, reconstructor_factory=lambda _path, _shape: OneSensor())
+
+
+def test_a_factory_refusal_names_the_bundle(linear_bundle: Path) -> None:
+    def refuse(_path: Path, shape: tuple[int, int]) -> LinearReconstructor:
+        raise BundleError(f"no model for {shape}")
+
+    with pytest.raises(BundleError, match=r"model.onnx: no model for \(30, 5\)"):
+        load_bundle(linear_bundle, reconstructor_factory=refuse)
 
 
 # -- the line (topology + segment calibration) -------------------------------------------------

@@ -53,29 +53,29 @@ def calibrated_bundle(
 def test_a_signed_bundle_loads_with_its_key_and_without_one(tmp_path: Path) -> None:
     root = calibrated_bundle(tmp_path / "b")
     assert (root / SIGNATURE).exists()
-    assert load_bundle(root, threads=1, verify_key=KEY).model_version == "trained-1"
-    assert load_bundle(root, threads=1).model_version == "trained-1"
+    assert load_bundle(root, verify_key=KEY).model_version == "trained-1"
+    assert load_bundle(root).model_version == "trained-1"
 
 
 def test_an_unsigned_bundle_is_refused_when_a_key_is_set(tmp_path: Path) -> None:
     root = build_linear_bundle(tmp_path / "b")
     with pytest.raises(BundleError, match=r"unsigned \(no manifest.sig\)"):
-        load_bundle(root, threads=1, verify_key=KEY)
+        load_bundle(root, verify_key=KEY)
     sign_bundle(root, KEY)
-    assert load_bundle(root, threads=1, verify_key=KEY)
+    assert load_bundle(root, verify_key=KEY)
 
 
 def test_an_edited_manifest_is_refused_naming_the_signature(tmp_path: Path) -> None:
     root = calibrated_bundle(tmp_path / "b")
     edit_manifest(root, threshold=0.6)  # plausible, but not what was signed
     with pytest.raises(BundleError, match="the manifest was edited after it was signed"):
-        load_bundle(root, threads=1, verify_key=KEY)
+        load_bundle(root, verify_key=KEY)
 
 
 def test_a_bundle_signed_with_another_key_is_refused_naming_both_key_ids(tmp_path: Path) -> None:
     root = calibrated_bundle(tmp_path / "b")
     with pytest.raises(BundleError, match=f"another key .*{key_id(KEY)}.*{key_id(OTHER)}") as caught:
-        load_bundle(root, threads=1, verify_key=OTHER)
+        load_bundle(root, verify_key=OTHER)
     assert KEY.decode() not in str(caught.value) and OTHER.decode() not in str(caught.value)
 
 
@@ -83,7 +83,7 @@ def test_a_garbled_signature_file_is_refused(tmp_path: Path) -> None:
     root = calibrated_bundle(tmp_path / "b")
     (root / SIGNATURE).write_bytes(b"not json")
     with pytest.raises(BundleError, match=r"manifest\.sig is not valid JSON"):
-        load_bundle(root, threads=1, verify_key=KEY)
+        load_bundle(root, verify_key=KEY)
 
 
 def test_a_threshold_a_thousand_times_off_the_calibration_is_refused_without_a_key(tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ def test_a_threshold_a_thousand_times_off_the_calibration_is_refused_without_a_k
     with pytest.raises(
         BundleError, match=r"implausible threshold 592.8: the calibration recorded 0.44..0.71"
     ):
-        load_bundle(root, threads=1)
+        load_bundle(root)
     with pytest.raises(BundleError, match="implausible threshold"):
         calibrated_bundle(tmp_path / "c", threshold=592.8)  # nor can one be written
 
@@ -103,11 +103,11 @@ def test_limits_of_1e12_are_refused_without_a_key(tmp_path: Path) -> None:
     manifest["limits"]["flow"] = {"low": 0.0, "high": 1e12}
     (root / MANIFEST).write_bytes(orjson.dumps(manifest))
     with pytest.raises(BundleError, match=r"implausible limits.flow.high 1e\+12"):
-        load_bundle(root, threads=1)
+        load_bundle(root)
 
 
 def test_hand_made_bundles_without_recorded_thresholds_are_not_judged(tmp_path: Path) -> None:
-    assert load_bundle(build_linear_bundle(tmp_path / "b", threshold=1e6), threads=1).threshold == 1e6
+    assert load_bundle(build_linear_bundle(tmp_path / "b", threshold=1e6)).threshold == 1e6
 
 
 def test_a_key_is_long_enough_and_never_named_in_the_error() -> None:

@@ -171,6 +171,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(
@@ -226,6 +227,7 @@ def parse_id(station_id: str) -> Reading | ParseFailure:
     return ReadingParser().parse(orjson.dumps({**GOOD, "station_id": station_id}))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(_VALID_ID, _CONTROL, st.sampled_from(["suffix", "prefix", "inside"]))
 def test_a_station_id_with_a_control_or_space_character_anywhere_is_refused(

@@ -32,7 +32,7 @@ def bundle(tmp_path: Path, station_thresholds: dict[str, float]) -> Path:
 
 
 def test_a_station_s_own_threshold_is_served_and_others_keep_the_shared_one(tmp_path: Path) -> None:
-    served = load_bundle(bundle(tmp_path, {"EST-02": 5.0}), threads=1)
+    served = load_bundle(bundle(tmp_path, {"EST-02": 5.0}))
     assert served.threshold_for("EST-02") == 5.0
     assert served.threshold_for("EST-01") == served.threshold == 2.0
 

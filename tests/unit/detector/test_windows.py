@@ -290,6 +290,7 @@ def arrival_orders(draw: st.DrawFn) -> tuple[list[int], list[int]]:
     return offsets, arrivals
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(arrival_orders())
 def test_any_arrival_order_within_lateness_gives_the_batch_windows(

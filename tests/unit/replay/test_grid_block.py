@@ -185,6 +185,7 @@ numbers = st.one_of(
 stations = st.one_of(st.sampled_from(["EST-01", "EST-02", "a", "Z9_.:-"]), st.text(min_size=0, max_size=8))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(
@@ -221,6 +222,7 @@ plain_numbers = st.tuples(
 plain_stations = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,10}", fullmatch=True)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(

@@ -126,6 +126,7 @@ def test_delivery_errors_are_reported(tmp_path: Path) -> None:
     assert summary.first_delivery_error == "boom"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start_method", [None, "fork", "forkserver"])
 def test_helper_process_gives_the_same_batches(tmp_path: Path, start_method: str | None) -> None:
     path = simulator_csv(tmp_path)

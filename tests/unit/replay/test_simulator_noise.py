@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -35,6 +36,7 @@ def test_ar1_is_continuous_across_its_blocks() -> None:
     assert at_block_edges.mean() < 2 * jumps.mean()
 
 
+@pytest.mark.slow
 def test_drift_grows_like_a_random_walk() -> None:
     walks = drift(np.random.default_rng(2), 43_200, 200, 0.01)
     assert 0.007 < np.std(walks[-1] - walks[0]) < 0.013

@@ -21,6 +21,7 @@ from tests.unit.replay.simulator_helpers import busy_config, busy_result
 FILES = ("readings.csv", "events.csv", "scenario.json", "topology.toml")
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     config = busy_config()
     for name, seed in (("a", config.seed), ("b", config.seed), ("c", config.seed + 1)):
@@ -83,6 +84,7 @@ def test_original_layout_is_one_station_in_the_seed_columns(tmp_path: Path) -> N
     assert frame["label"].sum() == result.label[result.present[:, 2], 2].sum()
 
 
+@pytest.mark.slow
 def test_cli_writes_four_files_a_plot_and_a_summary(tmp_path: Path) -> None:
     runner = CliRunner()
     args = ["simulate", "--stations", "3", "--days", "2", "--seed", "5", "--out", str(tmp_path)]

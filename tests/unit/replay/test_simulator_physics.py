@@ -124,6 +124,7 @@ def test_nominal_operating_point_matches_the_seed_data_set() -> None:
     assert 350 < means["power"] < 450
 
 
+@pytest.mark.slow
 def test_denser_product_raises_pressure_and_power() -> None:
     result = simulate(perfect(SimulationConfig(stations=3, days=8, seed=9)))
     batches = [e for e in result.events if e.subtype == "batch_change" and e.station == 0]

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle, load_bundle
-from detector.testing import build_linear_bundle
+from detector.testing import build_linear_bundle, linear_reconstructors
 from stream.clock import ManualClock
 from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics
@@ -33,7 +33,8 @@ def bundle_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def bundle(bundle_path: Path) -> Bundle:
-    return load_bundle(bundle_path, threads=1)
+    # The numpy twin of the bundle's linear model: the service's tests need no ONNX Runtime.
+    return load_bundle(bundle_path, reconstructor_factory=linear_reconstructors(0.5))
 
 
 def settings(**overrides: object) -> Settings:

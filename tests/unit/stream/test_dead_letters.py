@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +36,7 @@ def test_the_limit_is_the_smallest_known_and_never_absurdly_small() -> None:
     assert usable_limit(10, None) == MIN_LIMIT
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     key=st.none() | st.binary(max_size=20_000),

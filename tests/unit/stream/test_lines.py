@@ -15,6 +15,7 @@ from detector.bundle import Bundle, load_bundle
 from detector.incidents import Alert
 from detector.line.offline import line_alerts
 from detector.line_table import line_monitor
+from detector.onnx_runtime import onnx_scorers
 from stream.clock import ManualClock
 from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics
@@ -48,7 +49,7 @@ def readings(result: Any) -> list[Reading]:
 @pytest.fixture
 def bundle(tmp_path: Path, result: Any) -> Bundle:
     folder = line_bundle(tmp_path / "line", topology_of(result), result.station_ids)
-    return load_bundle(folder, threads=1)
+    return load_bundle(folder, reconstructor_factory=onnx_scorers(threads=1))
 
 
 def feed(broker: MemoryBroker, readings: Sequence[Reading], partitions: int) -> None:
@@ -144,7 +145,7 @@ def test_a_station_incident_at_a_tapped_segment_names_the_tap(
 ) -> None:
     # A threshold every window crosses: each station sits in one incident, updated every 15 minutes.
     folder = line_bundle(tmp_path / "touchy", topology_of(result), result.station_ids, threshold=1e-9)
-    bundle = load_bundle(folder, threads=1)
+    bundle = load_bundle(folder, reconstructor_factory=onnx_scorers(threads=1))
     broker = MemoryBroker(topic=TOPIC, partitions=3)
     made = service(broker, bundle, fake=True, max_batch=100)
     for first in range(0, len(readings), 30):  # live: ten minutes at a time, each handled as it comes
@@ -188,7 +189,8 @@ def test_without_a_line_no_segment_state_is_kept(tmp_path: Path, readings: list[
     from tests.unit.stream.lines import LINE_SENSORS
 
     plain = load_bundle(
-        build_linear_bundle(tmp_path / "plain", sensors=LINE_SENSORS, threshold=50.0), threads=1
+        build_linear_bundle(tmp_path / "plain", sensors=LINE_SENSORS, threshold=50.0),
+        reconstructor_factory=onnx_scorers(threads=1),
     )
     broker = MemoryBroker(topic=TOPIC, partitions=1, state_topic=STATE)
     feed(broker, readings[:300], partitions=1)

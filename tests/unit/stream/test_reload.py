@@ -6,6 +6,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle, load_bundle
+from detector.onnx_runtime import onnx_scorers
 from detector.testing import build_linear_bundle
 from detector.windows import WindowSpec
 from stream.metrics import DetectorMetrics
@@ -22,7 +23,9 @@ class Ticker:
 
 def watcher_for(path: Path, ticker: Ticker) -> tuple[BundleWatcher, DetectorMetrics]:
     metrics = DetectorMetrics(CollectorRegistry())
-    return BundleWatcher(path, bundle_loader(1, 64), metrics, interval_s=5, monotonic=ticker), metrics
+    return BundleWatcher(
+        path, bundle_loader(onnx_scorers(1, 64)), metrics, interval_s=5, monotonic=ticker
+    ), metrics
 
 
 def flip(link: Path, target: Path) -> None:
@@ -94,12 +97,12 @@ def test_with_a_key_an_unsigned_or_edited_bundle_is_refused_at_reload_and_the_se
     from detector.bundle import MANIFEST, sign_bundle
 
     key = b"s" * 32
-    served = load_bundle(sign_bundle(build_linear_bundle(tmp_path / "v1"), key), threads=1, verify_key=key)
+    served = load_bundle(sign_bundle(build_linear_bundle(tmp_path / "v1"), key), verify_key=key)
     link = tmp_path / "current"
     link.symlink_to(served.path)
     metrics = DetectorMetrics(CollectorRegistry())
     watcher = BundleWatcher(
-        link, bundle_loader(1, 64, verify_key=key), metrics, interval_s=5, monotonic=Ticker()
+        link, bundle_loader(onnx_scorers(1, 64), verify_key=key), metrics, interval_s=5, monotonic=Ticker()
     )
 
     flip(link, build_linear_bundle(tmp_path / "unsigned", model_version="v2"))

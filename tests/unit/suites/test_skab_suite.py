@@ -4,9 +4,12 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from centinela.suites import skab
 
 
+@pytest.mark.slow
 def test_quick_mode_writes_the_report_in_seconds(skab_root: Path, tmp_path: Path) -> None:
     started = time.perf_counter()
     report = skab.run(tmp_path / "en", quick=True, lang="en", data_dir=skab_root)
@@ -21,6 +24,7 @@ def test_quick_mode_writes_the_report_in_seconds(skab_root: Path, tmp_path: Path
     assert "Outlier detection" in (tmp_path / "en" / "report.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_spanish_report(skab_root: Path, tmp_path: Path) -> None:
     skab.run(tmp_path / "es", quick=True, lang="es", data_dir=skab_root)
     text = (tmp_path / "es" / "report.md").read_text(encoding="utf-8")

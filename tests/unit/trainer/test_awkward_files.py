@@ -170,6 +170,7 @@ def test_the_awkward_file_trains_and_reports_each_workaround(tmp_path: Path) -> 
     assert load_bundle(out / "bundle").sensors == ("flow", "pressure", "power")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep_unknown", [False, True])
 def test_unknown_windows_are_trained_on_only_when_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_unknown: bool

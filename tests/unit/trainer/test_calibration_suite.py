@@ -11,9 +11,9 @@ from centinela.suites import calibration
 from centinela.suites.calibration import ORACLE, StudyConfig, draw_replicate, study, training_rows
 from centinela.suites.calibration_report import render_markdown
 from centinela.suites.seed import SEED_DATA
-from detector.calibration import STRATEGIES
 from detector.errors import DataError
 from tests.unit.trainer.conftest import synthetic_csv
+from trainer.calibration import STRATEGIES
 from trainer.data import Dataset, load_csv
 
 CONFIG = StudyConfig(replicates=25, seed=3)

@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from detector.line import LineCalibration
 from replay.simulator import SimulationConfig, simulate
@@ -11,6 +12,7 @@ from tests.unit.detector.line.simline import topology_of
 from trainer.line_calibration import _limit_for_budget, calibrate_line
 
 
+@pytest.mark.slow
 def test_calibration_learns_every_segment_and_says_how_the_limit_was_chosen() -> None:
     result = simulate(SimulationConfig(stations=4, days=6, seed=1004))
     topology = topology_of(result)
@@ -33,6 +35,7 @@ def test_calibration_learns_every_segment_and_says_how_the_limit_was_chosen() ->
     assert again == calibration
 
 
+@pytest.mark.slow
 def test_a_tighter_budget_never_lowers_a_limit() -> None:
     result = simulate(SimulationConfig(stations=3, days=5, seed=1005))
     topology = topology_of(result)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.calibration import BEST_F1_EVERY
+from trainer.calibration import BEST_F1_EVERY
 from trainer.model import FitConfig, ModelConfig
 from trainer.operating_point import FALSE_ALARM_BUDGET
 from trainer.pipeline import TrainOptions, run_training
@@ -22,6 +22,7 @@ def tiny_options(data: Path, **changes: object) -> TrainOptions:
     return TrainOptions(**fields)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers() -> None:
     from trainer.training import train_autoencoder
 
@@ -40,6 +41,7 @@ def test_same_seed_same_numbers() -> None:
     assert not np.array_equal(rebuilt, rebuilt_other_seed)
 
 
+@pytest.mark.slow
 def test_models_modes_and_metrics(seed_like_csv: Path) -> None:
     result = run_training(tiny_options(seed_like_csv, use_labels=True, advanced_models=True))
     assert set(result.models) == {
@@ -120,6 +122,7 @@ def test_sweep_runs_trials_in_spawned_processes_and_resumes(seed_like_csv: Path,
     assert again.ran == 0 and again.resumed == 1
 
 
+@pytest.mark.slow
 def test_use_labels_without_training_labels_is_refused(tmp_path: Path) -> None:
     from detector.errors import DataError
     from tests.unit.trainer.conftest import synthetic_csv

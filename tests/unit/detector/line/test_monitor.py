@@ -206,6 +206,7 @@ def test_a_drifting_flow_meter_is_named_not_taken_for_a_tap_next_door() -> None:
     assert drift and drift[0].station_id == "EST-02" and drift[0].sensor == "flow"
 
 
+@pytest.mark.slow
 def test_a_pump_stop_holds_the_next_segment_through_the_downstream_recovery() -> None:
     def longest_hold(result: SimulationResult) -> dict[str, int]:
         topology = topology_of(result)
@@ -281,6 +282,7 @@ def test_the_local_pressure_step_is_learned_for_every_segment() -> None:
         assert all(0.02 < sigma < 1.0 for sigma in segment.pressure_step_sigma_bar)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("cut", "evidence"), [(330, "step"), (345, "step"), (400, "step"), (345, "confirmed_step")]
 )

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.calibration import (
+from detector.errors import ConfigError, DataError
+from trainer.calibration import (
     BEST_F1,
     BEST_F1_EVERY,
     STRATEGIES,
@@ -14,7 +15,6 @@ from detector.calibration import (
     iqr_threshold,
     mad_threshold,
 )
-from detector.errors import ConfigError, DataError
 
 
 def test_counts_and_scores() -> None:

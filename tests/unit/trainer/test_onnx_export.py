@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detector.onnx_graph import (
+from trainer.onnx_export import (
     DIRECT,
     KERAS_EXPORT,
     UnsupportedModelError,
@@ -56,7 +56,7 @@ def test_trainer_architecture_is_written_directly_and_matches_keras() -> None:
 def test_dynamic_batch_and_one_window_give_the_same_reconstruction() -> None:
     import onnxruntime as ort
 
-    from detector.testing import keras_autoencoder
+    from trainer.testing import keras_autoencoder
 
     model = with_nonzero_weights(keras_autoencoder(STEPS, SENSORS, (16, 8), seed=0))
     session = ort.InferenceSession(autoencoder_onnx(read_keras_autoencoder(model)))
