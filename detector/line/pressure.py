@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from detector.line.calibration import SegmentCalibration
+from detector.line.packing import pack, pack_pairs, unpack, unpack_pairs
 from detector.topology import Segment
 
 G = 9.81
@@ -290,7 +291,7 @@ class PressureTrack:
         return {
             "offset": self.offset,
             "recent": list(self.recent),
-            "cumulative": list(self.cumulative),
+            "cumulative": pack(self.cumulative),
             "step_z": self.step_z,
             "flows": list(self.flows),
             "frozen_offset": self.frozen_offset,
@@ -300,7 +301,7 @@ class PressureTrack:
             "z": self.z,
             "friction_bar": None if math.isnan(self.friction_bar) else self.friction_bar,
             "density": self.density,
-            "parcels": [list(p) for p in self.parcels],
+            "parcels": pack_pairs(self.parcels),
             "mass": self.mass,
         }
 
@@ -308,7 +309,7 @@ class PressureTrack:
         self.offset = _opt(data["offset"])
         self.recent = deque((float(v) for v in data["recent"]), maxlen=MEAN_MINUTES)
         # A snapshot from before the step test holds no history: it starts empty.
-        self.cumulative = deque((float(v) for v in data.get("cumulative", (0.0,))), maxlen=STEP_HISTORY + 1)
+        self.cumulative = deque(unpack(data.get("cumulative", [0.0])), maxlen=STEP_HISTORY + 1)
         self.step_z = float(data.get("step_z", 0.0))
         self.flows = deque((float(v) for v in data["flows"]), maxlen=STEADY_MINUTES)
         self.frozen_offset = _opt(data["frozen_offset"])
@@ -319,7 +320,7 @@ class PressureTrack:
         friction = data["friction_bar"]
         self.friction_bar = math.nan if friction is None else float(friction)
         self.density = _opt(data["density"])
-        self.parcels = [[float(a), float(b)] for a, b in data["parcels"]]
+        self.parcels = unpack_pairs(data["parcels"])
         self.mass = float(data["mass"])
 
 

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from detector.line.calibration import SegmentCalibration
+from detector.line.packing import pack, unpack
 from detector.line.pressure import PressureTrack
 from detector.topology import Segment
 
@@ -471,7 +472,7 @@ class SegmentState:
             "step_hold": self.step_hold,
             "queue": [list(entry) for entry in self.queue],
             "cum": self.cum,
-            "ring": list(self.ring),
+            "ring": pack(self.ring),
             "cusum": self.cusum,
             "cusum_start": self.cusum_start,
             "statistic": self.statistic,
@@ -496,7 +497,7 @@ class SegmentState:
         self.step_hold = int(data["step_hold"])
         self.queue = deque((float(a), float(b)) for a, b in data["queue"])
         self.cum = float(data["cum"])
-        self.ring = deque((float(v) for v in data["ring"]), maxlen=self._longest + 1)
+        self.ring = deque(unpack(data["ring"]), maxlen=self._longest + 1)
         self.cusum = float(data["cusum"])
         self.cusum_start = int(data["cusum_start"])
         self.statistic = float(data["statistic"])
