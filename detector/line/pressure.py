@@ -117,9 +117,17 @@ class PressureTrack:
         self.z = 0.0
         self.step_z = 0.0
         self.flows.append(flow_up)
-        pressure = _get(up, self._pressure)
-        suction = _get(down, self._suction_down)
-        if pressure is None or suction is None or self.density is None or not usable:
+        pressure = None if up is None else up.get(self._pressure)
+        suction = None if down is None else down.get(self._suction_down)
+        # ``x != x``: NaN (an empty cell), tested without a call per value (hot loop).
+        if (
+            pressure is None
+            or suction is None
+            or pressure != pressure  # noqa: PLR0124 - NaN test
+            or suction != suction  # noqa: PLR0124 - NaN test
+            or self.density is None
+            or not usable
+        ):
             self.recent.clear()
             self._clear_history()
             return 0.0
@@ -180,7 +188,9 @@ class PressureTrack:
                 break
             split = cumulative[-1 - k]
             before = (split - cumulative[-1 - k - STEP_BASE_MINUTES]) / STEP_BASE_MINUTES
-            best = max(best, (before - (newest - split) / k) / sigma)
+            z = (before - (newest - split) / k) / sigma
+            if z > best:  # noqa: PLR1730 - max(best, z) exactly (NaN included), no call
+                best = z
         return best
 
     def _steady(self, flow: float) -> bool:
@@ -189,45 +199,50 @@ class PressureTrack:
         return (max(self.flows) - min(self.flows)) <= STEADY_CHANGE * flow
 
     def _track_batches(self, up: Mapping[str, float] | None, flow_up: float) -> None:
-        suction = _get(up, self._suction_up)
-        level = _get(up, self._level_up)
-        if suction is not None and level is not None and level > 0.5:
-            measured = suction * 1e5 / (G * (level + NOZZLE_M))
-            if 500.0 < measured < 1100.0:
-                if self.density is None:
-                    self.density = measured
-                else:
-                    self.density += (measured - self.density) / DENSITY_MINUTES
-        if self.density is None:
+        density = self.density
+        if up is not None:
+            suction = up.get(self._suction_up)
+            level = up.get(self._level_up)
+            # No NaN test needed: a NaN level fails ``> 0.5``, a NaN suction the density's range.
+            if suction is not None and level is not None and level > 0.5:
+                measured = suction * 1e5 / (G * (level + NOZZLE_M))
+                if 500.0 < measured < 1100.0:
+                    if density is None:
+                        density = measured
+                    else:
+                        density += (measured - density) / DENSITY_MINUTES
+                    self.density = density
+        if density is None:
             return
         parcels = self.parcels
-        entering = max(flow_up, 0.0) / 60.0
+        entering = (0.0 if flow_up < 0.0 else flow_up) / 60.0  # max(flow_up, 0.0), NaN included
         if not parcels:
-            parcels.append([self._volume, self.density])
-            self.mass = self._volume * self.density
+            parcels.append([self._volume, density])
+            self.mass = self._volume * density
             return
         last = parcels[-1]
-        if abs(last[1] - self.density) < 2.0 or len(parcels) >= PARCELS:
+        if abs(last[1] - density) < 2.0 or len(parcels) >= PARCELS:
             total = last[0] + entering
             if total > 0:
-                last[1] = (last[0] * last[1] + entering * self.density) / total
+                last[1] = (last[0] * last[1] + entering * density) / total
             last[0] = total
         else:
-            parcels.append([entering, self.density])
+            parcels.append([entering, density])
         # ``mass`` (sum of volume x density) is kept as a running total: no sum over the parcels.
-        self.mass += entering * self.density
+        mass = self.mass + entering * density
         excess = entering
         while excess > 0 and parcels:
             oldest = parcels[0]
             if oldest[0] <= excess and len(parcels) > 1:
                 excess -= oldest[0]
-                self.mass -= oldest[0] * oldest[1]
+                mass -= oldest[0] * oldest[1]
                 parcels.pop(0)
             else:
-                take = min(excess, oldest[0])
+                take = oldest[0] if oldest[0] < excess else excess  # min(excess, oldest[0]) exactly
                 oldest[0] -= take
-                self.mass -= take * oldest[1]
+                mass -= take * oldest[1]
                 excess = 0.0
+        self.mass = mass
 
     def segment_density(self) -> float:
         if not self.parcels:
