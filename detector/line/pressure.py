@@ -134,7 +134,7 @@ class PressureTrack:
         rho = self.segment_density()
         r = rho / RHO_REF
         d = (rho - RHO_REF) / 100.0
-        qn = (max(flow_up, 0.0) / Q_REF) ** FRICTION_EXPONENT
+        qn = ((0.0 if flow_up < 0.0 else flow_up) / Q_REF) ** FRICTION_EXPONENT  # max(flow_up, 0.0)
         y = pressure - suction
         if self.trace is not None:
             self.trace.append((minute, y, r, qn, d, flow_up))
@@ -161,12 +161,20 @@ class PressureTrack:
         if self._confirm:
             # A step back to the usual level (a throttling valve reopening) is no evidence: the
             # residual must also sit below its slowly tracked offset by as much.
-            self.step_z = max(0.0, min(self.step_z, self.drop / self._step_floor))
+            # max(0.0, min(step_z, confirmed)) exactly, NaN included, without two calls per minute
+            confirmed = self.drop / self._step_floor
+            step_z = confirmed if confirmed < self.step_z else self.step_z
+            self.step_z = step_z if step_z > 0.0 else 0.0
         if frozen and active:
             self.drop_sum += self.drop
             self.drop_n += 1
         if not frozen:
-            innovation = max(-OFFSET_CLIP_BAR, min(OFFSET_CLIP_BAR, residual - self.offset))
+            innovation = residual - self.offset
+            # max(-clip, min(clip, innovation)) exactly, NaN included, without two calls per minute
+            if not innovation < OFFSET_CLIP_BAR:
+                innovation = OFFSET_CLIP_BAR
+            elif not innovation > -OFFSET_CLIP_BAR:
+                innovation = -OFFSET_CLIP_BAR
             self.offset += innovation / OFFSET_MINUTES
         return self.step_z if self._stepping else self.z
 
@@ -194,9 +202,10 @@ class PressureTrack:
         return best
 
     def _steady(self, flow: float) -> bool:
-        if flow < MIN_FLOW_SHARE * Q_REF or len(self.flows) < STEADY_MINUTES:
+        flows = self.flows
+        if flow < MIN_FLOW_SHARE * Q_REF or len(flows) < STEADY_MINUTES:
             return False
-        return (max(self.flows) - min(self.flows)) <= STEADY_CHANGE * flow
+        return (max(flows) - min(flows)) <= STEADY_CHANGE * flow
 
     def _track_batches(self, up: Mapping[str, float] | None, flow_up: float) -> None:
         density = self.density
