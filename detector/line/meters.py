@@ -84,8 +84,9 @@ class MeterCheck:
                 jumped = abs(value - ref) > LEVEL_JUMP_M * self.since_ref
             else:
                 relative = abs(value - ref) / max(abs(ref), 50.0)
-                echoed = pressure_change is None or pressure_change >= 0.25 * relative
-                jumped = relative > FLOW_JUMP and not echoed
+                jumped = (
+                    relative > FLOW_JUMP and pressure_change is not None and pressure_change < 0.25 * relative
+                )
             if jumped:
                 self.spike_minutes += 1
                 if self.spike_minutes <= SPIKE_MINUTES:
