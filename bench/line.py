@@ -16,6 +16,9 @@ of ``bench.detector.bench_topology``: ``bench.detector.STATIONS`` stations, one-
   of the detection itself. Both raise the same alerts (checked).
 - ``segment_step_share``: the share of ``readings_per_s``'s time spent in ``SegmentState.step``
   (timed in a separate run; the detection statistic's own cost).
+- ``state_record_bytes``: the mean size of a line's state record (one per line and batch that moved
+  it, the same transaction as the batch's offsets in the service); ``state_bytes_per_reading``: all
+  of them over the readings (compare: a reading's own message is about 200 bytes).
 
 Times are CPU seconds of this process (``time.process_time``), not wall time: the work is one
 thread of pure Python, and on a shared machine wall time mostly measures the neighbours.
@@ -64,8 +67,17 @@ def parsed_rows(topology: Topology, minutes: int) -> list[Row]:
 
 def table_run(topology: Topology, calibration: LineCalibration, rows: Sequence[Row]) -> tuple[float, int]:
     """Seconds of the service's line work over ``rows`` in batches of ``BATCH``, and the alerts."""
+    seconds, alerts, _ = table_run_with_state(topology, calibration, rows)
+    return seconds, alerts
+
+
+def table_run_with_state(
+    topology: Topology, calibration: LineCalibration, rows: Sequence[Row]
+) -> tuple[float, int, list[int]]:
+    """``table_run``, and the size (bytes) of every line state record it wrote."""
     table = LineTable(topology, calibration, model_version="bench", idle_timeout_s=1e9)
     written: dict[str, bytes] = {}
+    sizes: list[int] = []
     alerts = 0
     started = time.process_time()
     for first in range(0, len(rows), BATCH):
@@ -82,7 +94,8 @@ def table_run(topology: Topology, calibration: LineCalibration, rows: Sequence[R
             assert value is not None
             if value != written.get(line_id):
                 written[line_id] = value
-    return time.process_time() - started, alerts
+                sizes.append(len(value))
+    return time.process_time() - started, alerts, sizes
 
 
 def monitor_run(topology: Topology, calibration: LineCalibration, rows: Sequence[Row]) -> tuple[float, int]:
@@ -139,7 +152,7 @@ def run(quick: bool) -> BenchResult:
     table_s: list[float] = []
     monitor_s: list[float] = []
     for _ in range(REPETITIONS):
-        seconds, table_alerts = table_run(topology, calibration, rows)
+        seconds, table_alerts, state_sizes = table_run_with_state(topology, calibration, rows)
         table_s.append(seconds)
         seconds, monitor_alerts = monitor_run(topology, calibration, rows)
         monitor_s.append(seconds)
@@ -153,6 +166,8 @@ def run(quick: bool) -> BenchResult:
             "readings_per_s": table_rate,
             "us_per_reading": 1e6 / table_rate,
             "segment_step_share": step_share(topology, calibration, rows),
+            "state_record_bytes": statistics.mean(state_sizes),
+            "state_bytes_per_reading": sum(state_sizes) / len(rows),
         },
         baseline={"monitor_only_per_s": monitor_rate},
         ratio={"table_vs_monitor_only": table_rate / monitor_rate},

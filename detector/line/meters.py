@@ -19,7 +19,6 @@ A stuck or silent meter degrades every segment that reads it; a spike only masks
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,10 +76,21 @@ class MeterCheck:
         if self.repeats + 1 >= STUCK_MINUTES[self.role] and self.changing > NOISY:
             return None, "stuck"
         ref = self.ref
-        if ref is not None and self._jumped(ref, value, pressure_change):
-            self.spike_minutes += 1
-            if self.spike_minutes <= SPIKE_MINUTES:
-                return None, "spike"
+        if ref is not None:
+            # Jumped (inline: once per meter and minute)? A level further than a tank can move; a
+            # flow by more than FLOW_JUMP that the discharge pressure does not echo (a real change
+            # of pumped flow moves the friction loss too; a meter spike does not).
+            if self.role == "tank_level":
+                jumped = abs(value - ref) > LEVEL_JUMP_M * self.since_ref
+            else:
+                relative = abs(value - ref) / max(abs(ref), 50.0)
+                jumped = (
+                    relative > FLOW_JUMP and pressure_change is not None and pressure_change < 0.25 * relative
+                )
+            if jumped:
+                self.spike_minutes += 1
+                if self.spike_minutes <= SPIKE_MINUTES:
+                    return None, "spike"
         self.spike_minutes = 0
         self.ref = value
         self.since_ref = 0
@@ -88,15 +98,6 @@ class MeterCheck:
 
     def _spike_fault(self) -> str | None:
         return "spike" if self.spike_minutes else None
-
-    def _jumped(self, ref: float, value: float, pressure_change: float | None) -> bool:
-        if self.role == "tank_level":
-            return abs(value - ref) > LEVEL_JUMP_M * self.since_ref
-        relative = abs(value - ref) / max(abs(ref), 50.0)
-        if relative <= FLOW_JUMP:
-            return False
-        # A real change of pumped flow moves the discharge pressure too; a meter spike does not.
-        return pressure_change is not None and pressure_change < 0.25 * relative
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -125,17 +126,26 @@ class StationMeters:
 
     def observe(self, row: Mapping[str, float] | None) -> tuple[dict[str, float], dict[str, str]]:
         """(the row with masked meters removed, {field: fault} of the meters at fault now)."""
-        pressure = None if row is None else _clean(row.get(self.pressure_field))
-        change = None
-        if pressure is not None and self.last_pressure is not None:
-            change = abs(pressure - self.last_pressure) / max(abs(self.last_pressure), 1.0)
-        if pressure is not None:
-            self.last_pressure = pressure
-        cleaned: dict[str, float] = {} if row is None else {k: v for k, v in row.items() if not math.isnan(v)}
         faults: dict[str, str] = {}
+        if row is None:
+            for name, check in self.checks.items():
+                fault = check.observe(None, None)[1]
+                if fault is not None:
+                    faults[name] = fault
+            return {}, faults
+        # ``v == v`` is False only for NaN (an empty cell): the test without a call per value.
+        cleaned = {k: v for k, v in row.items() if v == v}  # noqa: PLR0124 - NaN test
+        pressure = cleaned.get(self.pressure_field)
+        change = None
+        if pressure is not None:
+            pressure = float(pressure)
+            last = self.last_pressure
+            if last is not None:
+                change = abs(pressure - last) / max(abs(last), 1.0)
+            self.last_pressure = pressure
         for name, check in self.checks.items():
-            value = None if row is None else _clean(row.get(name))
-            usable, fault = check.observe(value, change)
+            value = cleaned.get(name)
+            usable, fault = check.observe(None if value is None else float(value), change)
             if usable is None:
                 cleaned.pop(name, None)
             if fault is not None:
@@ -153,9 +163,3 @@ class StationMeters:
             check.restore(data["checks"][name])
         value = data["last_pressure"]
         self.last_pressure = None if value is None else float(value)
-
-
-def _clean(value: float | None) -> float | None:
-    if value is None or math.isnan(value):
-        return None
-    return float(value)

@@ -237,7 +237,16 @@ class LineMonitor:
 
     def advance(self) -> list[Alert]:
         alerts: list[Alert] = []
+        lateness = self.lateness_minutes
         for line in self._lines.values():
+            # Nothing due, the usual case (the service advances after every reading): the next
+            # minute is within the lateness and not every station has it yet. ``_advance_line``
+            # would stop at once; this saves its call.
+            due = line.next
+            if due is not None and line.newest is not None and due > line.newest - lateness:
+                rows = line.pending.get(due)
+                if rows is None or len(rows) < len(line.stations):
+                    continue
             self._advance_line(line, final=False, out=alerts)
         return alerts
 

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from detector.line.calibration import SegmentCalibration
+from detector.line.packing import pack, pack_pairs, unpack, unpack_pairs
 from detector.topology import Segment
 
 G = 9.81
@@ -116,16 +117,24 @@ class PressureTrack:
         self.z = 0.0
         self.step_z = 0.0
         self.flows.append(flow_up)
-        pressure = _get(up, self._pressure)
-        suction = _get(down, self._suction_down)
-        if pressure is None or suction is None or self.density is None or not usable:
+        pressure = None if up is None else up.get(self._pressure)
+        suction = None if down is None else down.get(self._suction_down)
+        # ``x != x``: NaN (an empty cell), tested without a call per value (hot loop).
+        if (
+            pressure is None
+            or suction is None
+            or pressure != pressure  # noqa: PLR0124 - NaN test
+            or suction != suction  # noqa: PLR0124 - NaN test
+            or self.density is None
+            or not usable
+        ):
             self.recent.clear()
             self._clear_history()
             return 0.0
         rho = self.segment_density()
         r = rho / RHO_REF
         d = (rho - RHO_REF) / 100.0
-        qn = (max(flow_up, 0.0) / Q_REF) ** FRICTION_EXPONENT
+        qn = ((0.0 if flow_up < 0.0 else flow_up) / Q_REF) ** FRICTION_EXPONENT  # max(flow_up, 0.0)
         y = pressure - suction
         if self.trace is not None:
             self.trace.append((minute, y, r, qn, d, flow_up))
@@ -152,12 +161,20 @@ class PressureTrack:
         if self._confirm:
             # A step back to the usual level (a throttling valve reopening) is no evidence: the
             # residual must also sit below its slowly tracked offset by as much.
-            self.step_z = max(0.0, min(self.step_z, self.drop / self._step_floor))
+            # max(0.0, min(step_z, confirmed)) exactly, NaN included, without two calls per minute
+            confirmed = self.drop / self._step_floor
+            step_z = confirmed if confirmed < self.step_z else self.step_z
+            self.step_z = step_z if step_z > 0.0 else 0.0
         if frozen and active:
             self.drop_sum += self.drop
             self.drop_n += 1
         if not frozen:
-            innovation = max(-OFFSET_CLIP_BAR, min(OFFSET_CLIP_BAR, residual - self.offset))
+            innovation = residual - self.offset
+            # max(-clip, min(clip, innovation)) exactly, NaN included, without two calls per minute
+            if not innovation < OFFSET_CLIP_BAR:
+                innovation = OFFSET_CLIP_BAR
+            elif not innovation > -OFFSET_CLIP_BAR:
+                innovation = -OFFSET_CLIP_BAR
             self.offset += innovation / OFFSET_MINUTES
         return self.step_z if self._stepping else self.z
 
@@ -179,54 +196,62 @@ class PressureTrack:
                 break
             split = cumulative[-1 - k]
             before = (split - cumulative[-1 - k - STEP_BASE_MINUTES]) / STEP_BASE_MINUTES
-            best = max(best, (before - (newest - split) / k) / sigma)
+            z = (before - (newest - split) / k) / sigma
+            if z > best:  # noqa: PLR1730 - max(best, z) exactly (NaN included), no call
+                best = z
         return best
 
     def _steady(self, flow: float) -> bool:
-        if flow < MIN_FLOW_SHARE * Q_REF or len(self.flows) < STEADY_MINUTES:
+        flows = self.flows
+        if flow < MIN_FLOW_SHARE * Q_REF or len(flows) < STEADY_MINUTES:
             return False
-        return (max(self.flows) - min(self.flows)) <= STEADY_CHANGE * flow
+        return (max(flows) - min(flows)) <= STEADY_CHANGE * flow
 
     def _track_batches(self, up: Mapping[str, float] | None, flow_up: float) -> None:
-        suction = _get(up, self._suction_up)
-        level = _get(up, self._level_up)
-        if suction is not None and level is not None and level > 0.5:
-            measured = suction * 1e5 / (G * (level + NOZZLE_M))
-            if 500.0 < measured < 1100.0:
-                if self.density is None:
-                    self.density = measured
-                else:
-                    self.density += (measured - self.density) / DENSITY_MINUTES
-        if self.density is None:
+        density = self.density
+        if up is not None:
+            suction = up.get(self._suction_up)
+            level = up.get(self._level_up)
+            # No NaN test needed: a NaN level fails ``> 0.5``, a NaN suction the density's range.
+            if suction is not None and level is not None and level > 0.5:
+                measured = suction * 1e5 / (G * (level + NOZZLE_M))
+                if 500.0 < measured < 1100.0:
+                    if density is None:
+                        density = measured
+                    else:
+                        density += (measured - density) / DENSITY_MINUTES
+                    self.density = density
+        if density is None:
             return
         parcels = self.parcels
-        entering = max(flow_up, 0.0) / 60.0
+        entering = (0.0 if flow_up < 0.0 else flow_up) / 60.0  # max(flow_up, 0.0), NaN included
         if not parcels:
-            parcels.append([self._volume, self.density])
-            self.mass = self._volume * self.density
+            parcels.append([self._volume, density])
+            self.mass = self._volume * density
             return
         last = parcels[-1]
-        if abs(last[1] - self.density) < 2.0 or len(parcels) >= PARCELS:
+        if abs(last[1] - density) < 2.0 or len(parcels) >= PARCELS:
             total = last[0] + entering
             if total > 0:
-                last[1] = (last[0] * last[1] + entering * self.density) / total
+                last[1] = (last[0] * last[1] + entering * density) / total
             last[0] = total
         else:
-            parcels.append([entering, self.density])
+            parcels.append([entering, density])
         # ``mass`` (sum of volume x density) is kept as a running total: no sum over the parcels.
-        self.mass += entering * self.density
+        mass = self.mass + entering * density
         excess = entering
         while excess > 0 and parcels:
             oldest = parcels[0]
             if oldest[0] <= excess and len(parcels) > 1:
                 excess -= oldest[0]
-                self.mass -= oldest[0] * oldest[1]
+                mass -= oldest[0] * oldest[1]
                 parcels.pop(0)
             else:
-                take = min(excess, oldest[0])
+                take = oldest[0] if oldest[0] < excess else excess  # min(excess, oldest[0]) exactly
                 oldest[0] -= take
-                self.mass -= take * oldest[1]
+                mass -= take * oldest[1]
                 excess = 0.0
+        self.mass = mass
 
     def segment_density(self) -> float:
         if not self.parcels:
@@ -290,7 +315,7 @@ class PressureTrack:
         return {
             "offset": self.offset,
             "recent": list(self.recent),
-            "cumulative": list(self.cumulative),
+            "cumulative": pack(self.cumulative),
             "step_z": self.step_z,
             "flows": list(self.flows),
             "frozen_offset": self.frozen_offset,
@@ -300,7 +325,7 @@ class PressureTrack:
             "z": self.z,
             "friction_bar": None if math.isnan(self.friction_bar) else self.friction_bar,
             "density": self.density,
-            "parcels": [list(p) for p in self.parcels],
+            "parcels": pack_pairs(self.parcels),
             "mass": self.mass,
         }
 
@@ -308,7 +333,7 @@ class PressureTrack:
         self.offset = _opt(data["offset"])
         self.recent = deque((float(v) for v in data["recent"]), maxlen=MEAN_MINUTES)
         # A snapshot from before the step test holds no history: it starts empty.
-        self.cumulative = deque((float(v) for v in data.get("cumulative", (0.0,))), maxlen=STEP_HISTORY + 1)
+        self.cumulative = deque(unpack(data.get("cumulative", [0.0])), maxlen=STEP_HISTORY + 1)
         self.step_z = float(data.get("step_z", 0.0))
         self.flows = deque((float(v) for v in data["flows"]), maxlen=STEADY_MINUTES)
         self.frozen_offset = _opt(data["frozen_offset"])
@@ -319,7 +344,7 @@ class PressureTrack:
         friction = data["friction_bar"]
         self.friction_bar = math.nan if friction is None else float(friction)
         self.density = _opt(data["density"])
-        self.parcels = [[float(a), float(b)] for a, b in data["parcels"]]
+        self.parcels = unpack_pairs(data["parcels"])
         self.mass = float(data["mass"])
 
 

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from detector.line.calibration import SegmentCalibration
+from detector.line.packing import pack, unpack
 from detector.line.pressure import PressureTrack
 from detector.topology import Segment
 
@@ -139,6 +140,12 @@ class SegmentState:
         self._windows = calibration.windows
         self._sigma = calibration.window_sigma_m3
         self._longest = max(self._windows)
+        # Per window, what the test's loop needs, worked out once: (window, sigma, the drift's
+        # allowance over it, whether the pressure step spans it). Same expressions as before.
+        self._window_terms = tuple(
+            (window, sigma, calibration.drift_m3h * window / 60.0, window <= PRESSURE_SHORT_MINUTES)
+            for window, sigma in zip(self._windows, self._sigma, strict=True)
+        )
         # Gains on the upstream flow change at minute offsets -1, 0, +1, +2 (see skew_* fields).
         self._gains = (
             calibration.skew_gain_lag1,
@@ -165,9 +172,8 @@ class SegmentState:
         self.step_hold = 0
         self.step_started = False  # this minute's evaluation saw a step (read by the monitor)
         self.last_dfu = 0.0
-        self.queue: list[
-            tuple[float, float]
-        ] = []  # (balance before skew, upstream flow change) not yet settled
+        # (balance before skew, upstream flow change) not yet settled
+        self.queue: deque[tuple[float, float]] = deque()
         self.cum = 0.0
         self.ring: deque[float] = deque([0.0], maxlen=self._longest + 1)
         self.cusum = 0.0
@@ -196,8 +202,16 @@ class SegmentState:
         """Evaluate ``minute`` (epoch minutes); ``degraded`` names a meter fault that holds the test."""
         self.minute = minute
         self.step_started = False
-        fu = _value(up, self._flow_up)
-        fd = _value(down, self._flow_down)
+        # The rows hold floats already (the monitor builds them); a missing row reads as an empty one.
+        up_row = _NO_ROW if up is None else up
+        down_row = _NO_ROW if down is None else down
+        fu = up_row.get(self._flow_up)
+        # NaN (an empty cell) reads as missing; ``x != x`` is the NaN test without a call (hot loop).
+        if fu is not None and fu != fu:  # noqa: PLR0124 - NaN test
+            fu = None
+        fd = down_row.get(self._flow_down)
+        if fd is not None and fd != fd:  # noqa: PLR0124 - NaN test
+            fd = None
         if fu is None or fd is None:
             self.missing_flow += 1
             if self.missing_flow > FILL_FORWARD_MINUTES or self.last_fu is None or self.last_fd is None:
@@ -214,14 +228,15 @@ class SegmentState:
         if self.degraded is not None:
             self._restart()
         balance = fu - fd
-        level = _value(down, self._level_down)
-        if self._area is not None and level is not None:
-            if self.last_level is not None:
-                balance -= self._area * (level - self.last_level) * 60.0
-            self.last_level = level
-        pu = _value(up, self._pressure_up)
-        ps = _value(down, self._suction_down)
-        if pu is not None and ps is not None:
+        if self._area is not None:
+            level = down_row.get(self._level_down)
+            if level is not None and level == level:  # noqa: PLR0124 - NaN test
+                if self.last_level is not None:
+                    balance -= self._area * (level - self.last_level) * 60.0
+                self.last_level = level
+        pu = up_row.get(self._pressure_up)
+        ps = down_row.get(self._suction_down)
+        if pu is not None and ps is not None and pu == pu and ps == ps:  # noqa: PLR0124 - NaN test
             pbar = 0.5 * (pu + ps)
             if self.last_pbar is not None:
                 balance -= self._pack * (pbar - self.last_pbar) * 60.0
@@ -267,15 +282,18 @@ class SegmentState:
         # minute t is settled (and tested) once minute t + lead has arrived.
         queue = self.queue
         queue.append((balance, dfu))
-        if len(queue) <= self._lead:
+        lead = self._lead
+        if len(queue) <= lead:
             return None
-        raw, change = queue.pop(0)
-        later = [entry[1] for entry in queue]
+        raw, change = queue.popleft()
+        # ``queue`` now holds the ``lead`` minutes after the settled one (their flow changes).
         gains = self._gains
         balance = raw - gains[1] * change - gains[0] * self.last_dfu
-        for k, gain in enumerate(gains[2:], start=1):
-            if gain and k <= len(later):
-                balance -= gain * later[k - 1]
+        if lead:
+            if gains[2]:
+                balance -= gains[2] * queue[0][1]
+            if lead > 1 and gains[3]:
+                balance -= gains[3] * queue[1][1]
         self.last_dfu = change
         self.balance = balance
         residual = balance - self.bias
@@ -283,7 +301,13 @@ class SegmentState:
         self.ring.append(self.cum)
         self._test(residual, pressure_z)
         if self.incident is None and max(self.statistic, self.gain) < 0.5 * self.cal.limit:
-            self.bias += max(-BIAS_CLIP_M3H, min(BIAS_CLIP_M3H, balance - self.bias)) / BIAS_MINUTES
+            innovation = balance - self.bias
+            # max(-clip, min(clip, innovation)), NaN included, without two calls per minute
+            if not innovation < BIAS_CLIP_M3H:
+                innovation = BIAS_CLIP_M3H
+            elif not innovation > -BIAS_CLIP_M3H:
+                innovation = -BIAS_CLIP_M3H
+            self.bias += innovation / BIAS_MINUTES
         return self._decide(minute)
 
     def hold_after_neighbour_step(self, minutes: int) -> None:
@@ -301,7 +325,7 @@ class SegmentState:
         self.last_level = None
         self.last_pbar = None
         self.last_dfu = 0.0
-        self.queue = []
+        self.queue = deque()
         self.ring = deque([self.cum], maxlen=self._longest + 1)
         self.cusum = 0.0
         self.pressure.restart()
@@ -321,17 +345,18 @@ class SegmentState:
         best, best_window = -math.inf, 0
         short, short_window = -math.inf, 0  # the best over the windows the pressure step spans
         gain = 0.0
-        for window, sigma in zip(self._windows, self._sigma, strict=True):
+        for window, sigma, allowance, spanned in self._window_terms:
             if window > available:
                 break
             excess = newest - ring[-1 - window]
-            allowance = cal.drift_m3h * window / 60.0
             z = (excess - allowance) / sigma
             if z > best:
                 best, best_window = z, window
-            if window <= PRESSURE_SHORT_MINUTES and z > short:
+            if spanned and z > short:
                 short, short_window = z, window
-            gain = max(gain, (-excess - allowance) / sigma)
+            loss = (-excess - allowance) / sigma
+            if loss > gain:  # noqa: PLR1730 - max(gain, loss) exactly (NaN included), no call
+                gain = loss
         self.gain = gain
         if best_window == 0:
             best = 0.0
@@ -447,7 +472,7 @@ class SegmentState:
             "step_hold": self.step_hold,
             "queue": [list(entry) for entry in self.queue],
             "cum": self.cum,
-            "ring": list(self.ring),
+            "ring": pack(self.ring),
             "cusum": self.cusum,
             "cusum_start": self.cusum_start,
             "statistic": self.statistic,
@@ -470,9 +495,9 @@ class SegmentState:
         self.missing_flow = int(data["missing_flow"])
         self.last_dfu = float(data["last_dfu"])
         self.step_hold = int(data["step_hold"])
-        self.queue = [(float(a), float(b)) for a, b in data["queue"]]
+        self.queue = deque((float(a), float(b)) for a, b in data["queue"])
         self.cum = float(data["cum"])
-        self.ring = deque((float(v) for v in data["ring"]), maxlen=self._longest + 1)
+        self.ring = deque(unpack(data["ring"]), maxlen=self._longest + 1)
         self.cusum = float(data["cusum"])
         self.cusum_start = int(data["cusum_start"])
         self.statistic = float(data["statistic"])
@@ -490,6 +515,9 @@ class SegmentState:
 def fused(balance_z: float, pressure_z: float, weight: float, cap: float = PRESSURE_CAP) -> float:
     """Balance and pressure evidence in one z; the pressure's share is capped at ``cap`` sigma."""
     return (balance_z + weight * min(pressure_z, cap)) / math.sqrt(1.0 + weight * weight)
+
+
+_NO_ROW: Mapping[str, float] = {}
 
 
 def _value(row: Mapping[str, float] | None, name: str) -> float | None:

@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import pytest
 from detector.incidents import Alert
 from detector.line import LineCalibration, LineMonitor, SegmentCalibration
 from detector.line.offline import line_alerts
+from detector.line.packing import unpack, unpack_pairs
 from detector.line.pressure import STEP_HISTORY, STEP_MINUTES, PressureTrack
 from detector.line.segment import NEXT_SEGMENT_HOLD_MINUTES
 from detector.topology import Topology
@@ -309,6 +311,48 @@ def test_a_restored_monitor_with_pressure_evidence_continues_with_the_same_alert
     state = json.loads(json.dumps(before.snapshot()))
     after = LineMonitor(topology, calibration, model_version="m", clock=lambda: FIXED)
     after.restore(state)
+    for station, ts, values in stream[split:]:
+        after.add(station, ts, values)
+        alerts.extend(after.advance())
+    alerts.extend(after.flush())
+    assert [(a.alert_id, a.status, a.estimate, a.evidence) for a in alerts] == [
+        (a.alert_id, a.status, a.estimate, a.evidence) for a in whole
+    ]
+
+
+def _as_plain_lists(state: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot as written before its float sequences were packed (plain JSON lists)."""
+    for line in state["lines"].values():
+        for segment in line["segments"].values():
+            segment["ring"] = unpack(segment["ring"])
+            pressure = segment["pressure"]
+            pressure["cumulative"] = unpack(pressure["cumulative"])
+            pressure["parcels"] = unpack_pairs(pressure["parcels"])
+    return state
+
+
+def test_a_snapshot_from_before_the_packing_restores_and_continues_with_the_same_alerts() -> None:
+    result = quiet_line(Event.theft(0, 300, 420, 0.03, position=0.2), noise=1.0, days=1.0, seed=11)
+    topology = topology_of(result)
+    calibration = _pressure_calibration("confirmed_step")
+    stream = list(readings(result))
+    whole = line_alerts(stream, topology, calibration, model_version="m")
+    assert _taps(whole)
+    split = 345 * len(result.station_ids) + 1  # the tap open, the pressure history and parcels full
+    before = LineMonitor(topology, calibration, model_version="m", clock=lambda: FIXED)
+    alerts: list[Alert] = []
+    for station, ts, values in stream[:split]:
+        before.add(station, ts, values)
+        alerts.extend(before.advance())
+    packed = json.loads(json.dumps(before.snapshot()))
+    old = _as_plain_lists(json.loads(json.dumps(packed)))
+    segment = next(iter(old["lines"].values()))["segments"]["EST-01>EST-02"]
+    assert len(segment["ring"]) > 100 and len(segment["pressure"]["cumulative"]) > 10
+    assert segment["pressure"]["parcels"]
+    assert len(json.dumps(packed)) < 0.8 * len(json.dumps(old))
+    after = LineMonitor(topology, calibration, model_version="m", clock=lambda: FIXED)
+    after.restore(old)
+    assert after.snapshot() == packed  # the same state, whichever way it was written
     for station, ts, values in stream[split:]:
         after.add(station, ts, values)
         alerts.extend(after.advance())
