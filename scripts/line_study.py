@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from detector.incidents import Alert
+from detector.line.calibration import DEFAULT_WINDOWS
 from detector.line.offline import line_alerts
 from detector.topology import Topology
 from replay.simulator import SimulationConfig, SimulationResult, simulate
@@ -114,8 +115,9 @@ def variant_options(variant: str) -> dict[str, Any]:
 
     ``windows`` (the balance alone), ``cusum``, ``fused`` (the drop against the offset, weight 1,
     cap 4, no gate), ``step[:w=W][:cap=C][:gate=G][:share=S]`` (the local pressure step; defaults
-    w=1, cap=20, gate=1, share=0.3 of the budget) and ``cstep[...]`` (the same with the step
-    confirmed by the drop against the slow offset: the default calibration).
+    w=1, cap=20, gate=1, share=0.3 of the budget; ``long=W1+W2`` appends balance windows of W1, W2
+    minutes) and ``cstep[...]`` (the same with the step confirmed by the drop against the slow
+    offset: the default calibration).
     """
     name, *params = variant.split(":")
     if name in ("windows", "cusum") and not params:
@@ -129,12 +131,17 @@ def variant_options(variant: str) -> dict[str, Any]:
         }
     if name in ("step", "cstep"):
         values = {"w": 1.0, "cap": 20.0, "gate": 1.0, "share": 0.3}
+        windows = DEFAULT_WINDOWS
         for param in params:
             key, _, value = param.partition("=")
+            if key == "long":  # longer balance windows appended, e.g. long=320+640
+                windows = DEFAULT_WINDOWS + tuple(int(w) for w in value.split("+"))
+                continue
             if key not in values:
                 raise SystemExit(f"variant {variant!r}: unknown parameter {key!r}")
             values[key] = float(value)
         return {
+            "windows": windows,
             "pressure_weight": values["w"],
             "pressure_evidence": "step" if name == "step" else "confirmed_step",
             "pressure_cap": values["cap"],

@@ -33,7 +33,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from detector.line.calibration import LineCalibration, SegmentCalibration
+from detector.line.calibration import (
+    DEFAULT_WINDOWS,
+    LineCalibration,
+    SegmentCalibration,
+    default_window_sigma,
+)
 from detector.line.monitor import LineMonitor
 from detector.line.pressure import (
     MEAN_MINUTES,
@@ -91,6 +96,7 @@ def calibrate_line(
     pressure_cap: float = FUSED_PRESSURE_CAP,
     pressure_gate: float = PRESSURE_GATE,
     pressure_budget_share: float = PRESSURE_BUDGET_SHARE,
+    windows: tuple[int, ...] = DEFAULT_WINDOWS,
 ) -> LineCalibration:
     """Thresholds for every segment of ``topology`` from normal history.
 
@@ -102,7 +108,8 @@ def calibrate_line(
     (the residual's local step, see ``detector/line/pressure.py``), "confirmed_step" (the step as far
     as the drop against the slow offset confirms it) or "drop" (against the offset),
     its share capped at ``pressure_cap`` sigma, counted where the balance's z exceeds ``pressure_gate``,
-    with ``pressure_budget_share`` of the budget (the balance test keeps the rest).
+    with ``pressure_budget_share`` of the budget (the balance test keeps the rest). ``windows``: the
+    balance test's windows (minutes, increasing).
     """
     if budget_per_segment_month <= 0:
         raise ValueError("budget_per_segment_month must be positive")
@@ -110,9 +117,17 @@ def calibrate_line(
         raise ValueError("pressure_budget_share must be between 0 and 1")
     if pressure_evidence not in ("drop", "step", "confirmed_step"):
         raise ValueError(f"pressure_evidence {pressure_evidence!r} is not drop, step or confirmed_step")
+    if not windows or list(windows) != sorted(set(windows)) or windows[0] < 1:
+        raise ValueError(f"windows {windows!r} must be positive minutes in increasing order")
     base = LineCalibration(
         {
-            s.segment_id: SegmentCalibration(s.segment_id, limit=TRACE_LIMIT, method=method)
+            s.segment_id: SegmentCalibration(
+                s.segment_id,
+                limit=TRACE_LIMIT,
+                method=method,
+                windows=tuple(windows),
+                window_sigma_m3=default_window_sigma(tuple(windows)),
+            )
             for s in topology.segments
         },
         budget_per_segment_month,

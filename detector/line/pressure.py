@@ -54,6 +54,16 @@ STEP_MINUTES: tuple[int, ...] = (5, 10, 20)  # the local step test's recent span
 STEP_BASE_MINUTES = 30  # the span before them that is the reference
 STEP_HISTORY = STEP_BASE_MINUTES + STEP_MINUTES[-1]
 MIN_REFERENCE_MINUTES = 10  # steady minutes before an onset that make a local reference for the drop
+# The incident stays "active" until its 30-minute balance rate falls below half its highest, about
+# 15 minutes after the extraction stops; the rate estimate leaves those minutes out, and so must the
+# drop (the pressure is back at its usual level in them): the last drops are held this long before
+# they count, and are dropped once the extraction has stopped.
+DROP_SETTLE_MINUTES = 15
+# Once the extraction has stopped the residual is back at its usual level: the drop measured then
+# (against the reference before the onset) is how far that reference has moved since (batches,
+# friction drift). With this many such minutes the location reads the drop against the mean of the
+# two references (before the onset and after the stop) rather than the first alone.
+MIN_AFTER_MINUTES = 10
 
 
 class PressureTrack:
@@ -90,6 +100,9 @@ class PressureTrack:
         self.frozen_offset: float | None = None
         self.drop_sum = 0.0  # drops summed over the incident's active minutes (for the location)
         self.drop_n = 0
+        self.drop_pending: deque[float] = deque()  # the last DROP_SETTLE_MINUTES active drops
+        self.after_sum = 0.0  # drops summed over the minutes since the extraction stopped
+        self.after_n = 0
         self.drop = 0.0
         self.z = 0.0
         self.friction_bar = math.nan
@@ -166,8 +179,10 @@ class PressureTrack:
             step_z = confirmed if confirmed < self.step_z else self.step_z
             self.step_z = step_z if step_z > 0.0 else 0.0
         if frozen and active:
-            self.drop_sum += self.drop
-            self.drop_n += 1
+            self.count_drop(self.drop)
+        elif frozen:
+            self.after_sum += self.drop
+            self.after_n += 1
         if not frozen:
             innovation = residual - self.offset
             # max(-clip, min(clip, innovation)) exactly, NaN included, without two calls per minute
@@ -177,6 +192,15 @@ class PressureTrack:
                 innovation = -OFFSET_CLIP_BAR
             self.offset += innovation / OFFSET_MINUTES
         return self.step_z if self._stepping else self.z
+
+    def count_drop(self, drop: float) -> None:
+        """One active minute's drop towards the location (held ``DROP_SETTLE_MINUTES`` first)."""
+        pending = self.drop_pending
+        pending.append(drop)
+        self.after_sum, self.after_n = 0.0, 0  # still extracting: no "after" yet
+        if len(pending) > DROP_SETTLE_MINUTES:
+            self.drop_sum += pending.popleft()
+            self.drop_n += 1
 
     def _clear_history(self) -> None:
         if len(self.cumulative) > 1:
@@ -277,24 +301,40 @@ class PressureTrack:
             span = min(STEP_BASE_MINUTES, held - since)
             self.frozen_offset = (cumulative[-1 - since] - cumulative[-1 - since - span]) / span
         self.drop_sum, self.drop_n = 0.0, 0
+        self.drop_pending.clear()
+        self.after_sum, self.after_n = 0.0, 0
 
     def release(self) -> None:
         self.frozen_offset = None
         self.drop_sum, self.drop_n = 0.0, 0
+        self.drop_pending.clear()
+        self.after_sum, self.after_n = 0.0, 0
 
-    def location(self, rate_m3h: float, flow_up: float | None) -> tuple[float, float] | None:
-        """(km from upstream, 1-sigma km) from the pressure drop against the balance's rate."""
+    def location(
+        self, rate_m3h: float, flow_up: float | None, *, stopped: bool = False
+    ) -> tuple[float, float] | None:
+        """(km from upstream, 1-sigma km) from the pressure drop against the balance's rate.
+
+        ``stopped``: the extraction has stopped (the incident is no longer active), so the drops of
+        its last ``DROP_SETTLE_MINUTES`` active minutes (after the stop) are left out, as the rate
+        estimate leaves them out.
+        """
         if self.frozen_offset is None or rate_m3h <= 0 or not flow_up:
             return None
         if math.isnan(self.friction_bar) or self.friction_bar <= 0:
             return None
-        if self.drop_n:
+        pending = self.drop_pending
+        if self.drop_n and (stopped or not pending):
             drop = self.drop_sum / self.drop_n
+        elif self.drop_n or pending:
+            drop = (self.drop_sum + sum(pending)) / (self.drop_n + len(pending))
         elif self.recent:
             drop = self.drop
         else:
             return None
-        full = FRICTION_EXPONENT * self.friction_bar * rate_m3h / flow_up  # drop if the tap were at km 0
+        if stopped and self.after_n >= MIN_AFTER_MINUTES:
+            drop -= 0.5 * self.after_sum / self.after_n  # against the mean of the two references
+        full = full_drop_bar(self.friction_bar, rate_m3h, flow_up)  # drop if the tap were at km 0
         share = drop / full  # = 1 - x
         x = min(max(1.0 - share, 0.0), 1.0)
         length = self.segment.length_km
@@ -322,6 +362,9 @@ class PressureTrack:
             "drop": self.drop,
             "drop_sum": self.drop_sum,
             "drop_n": self.drop_n,
+            "drop_pending": list(self.drop_pending),
+            "after_sum": self.after_sum,
+            "after_n": self.after_n,
             "z": self.z,
             "friction_bar": None if math.isnan(self.friction_bar) else self.friction_bar,
             "density": self.density,
@@ -340,12 +383,28 @@ class PressureTrack:
         self.drop = float(data["drop"])
         self.drop_sum = float(data["drop_sum"])
         self.drop_n = int(data["drop_n"])
+        # A snapshot from before the settling rule has every active drop in the sum already.
+        self.drop_pending = deque(float(v) for v in data.get("drop_pending", ()))
+        self.after_sum = float(data.get("after_sum", 0.0))
+        self.after_n = int(data.get("after_n", 0))
         self.z = float(data["z"])
         friction = data["friction_bar"]
         self.friction_bar = math.nan if friction is None else float(friction)
         self.density = _opt(data["density"])
         self.parcels = unpack_pairs(data["parcels"])
         self.mass = float(data["mass"])
+
+
+def full_drop_bar(friction_bar: float, rate_m3h: float, flow_m3h: float) -> float:
+    """The upstream pressure drop (bar) a tap of ``rate_m3h`` would cause at km 0 of the segment.
+
+    The pipe beyond a tap at fraction ``x`` carries ``(1 - e) Q`` (``e`` = rate / flow), so its
+    friction falls from ``(1 - x) F`` to ``(1 - x) F (1 - e)^n``: the drop is ``(1 - x) F (1 - (1 -
+    e)^n)``. The linear form ``n e F`` overstates it by 2 % at e = 5 % and 6 % at e = 15 %, which
+    put large taps too far downstream.
+    """
+    share = min(max(rate_m3h / flow_m3h, 0.0), 1.0)
+    return friction_bar * (1.0 - math.pow(1.0 - share, FRICTION_EXPONENT))
 
 
 def _get(row: Mapping[str, float] | None, name: str) -> float | None:

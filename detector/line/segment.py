@@ -404,7 +404,7 @@ class SegmentState:
 
     def _location(self, incident: TapIncident) -> tuple[float, float] | None:
         rate, _ = self.estimate(incident)
-        return self.pressure.location(rate, self.last_fu)
+        return self.pressure.location(rate, self.last_fu, stopped=incident.last_active < self.minute)
 
     def _onset_lag(self) -> int:
         """The changepoint: the lag (minutes) whose standardised cumulative excess is largest."""

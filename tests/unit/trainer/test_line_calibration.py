@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from detector.line import LineCalibration
+from detector.line.calibration import default_window_sigma
 from replay.simulator import SimulationConfig, simulate
-from tests.unit.detector.line.simline import topology_of
+from tests.unit.detector.line.simline import quiet_line, topology_of
 from trainer.line_calibration import _limit_for_budget, calibrate_line
 
 
@@ -61,3 +62,19 @@ def test_one_odd_peak_does_not_set_the_limit() -> None:
     assert 4.0 <= limit < 8.0
     tighter, _ = _limit_for_budget(statistic, normal, 0.25)
     assert tighter > limit
+
+
+def test_the_balance_windows_are_a_choice_and_each_gets_its_own_spread() -> None:
+    result = quiet_line(days=1.0, noise=1.0, seed=11)
+    topology = topology_of(result)
+    longer = (5, 10, 20, 40, 80, 160, 320)
+    calibration = calibrate_line(result.frame, topology, windows=longer)
+    for segment in calibration.segments.values():
+        assert segment.windows == longer
+        assert len(segment.window_sigma_m3) == len(longer) and min(segment.window_sigma_m3) > 0
+        # Learned, not the untrained defaults.
+        assert segment.window_sigma_m3 != default_window_sigma(longer)
+    assert LineCalibration.from_dict(calibration.to_dict()) == calibration
+    for bad in ((), (10, 5), (0, 5), (5, 5, 10)):
+        with pytest.raises(ValueError, match="windows"):
+            calibrate_line(result.frame, topology, windows=bad)

@@ -16,7 +16,14 @@ from detector.incidents import Alert
 from detector.line import LineCalibration, LineMonitor, SegmentCalibration
 from detector.line.offline import line_alerts
 from detector.line.packing import unpack, unpack_pairs
-from detector.line.pressure import STEP_HISTORY, STEP_MINUTES, PressureTrack
+from detector.line.pressure import (
+    DROP_SETTLE_MINUTES,
+    MIN_AFTER_MINUTES,
+    STEP_HISTORY,
+    STEP_MINUTES,
+    PressureTrack,
+    full_drop_bar,
+)
 from detector.line.segment import NEXT_SEGMENT_HOLD_MINUTES
 from detector.topology import Topology
 from replay.simulator import Event, SimulationResult
@@ -399,3 +406,67 @@ def test_a_calibration_without_the_pressure_step_fields_still_loads() -> None:
     assert math.isinf(loaded.pressure_gate)
     gated = replace(loaded, pressure_step_sigma_bar=(0.3, 0.3, 0.3), pressure_gate=1.0)
     assert SegmentCalibration.from_dict(json.loads(json.dumps(gated.to_dict()))) == gated
+
+
+def test_the_full_drop_follows_the_friction_beyond_the_tap_not_its_linear_form() -> None:
+    # Small taps: the linear form n * e * F; a 15 % tap: F (1 - 0.85^1.8), 6 % below it.
+    assert full_drop_bar(2.0, 1.0, 500.0) == pytest.approx(2.0 * 1.8 * 0.002, rel=2e-3)
+    assert full_drop_bar(2.0, 75.0, 500.0) == pytest.approx(2.0 * (1 - 0.85**1.8))
+    assert full_drop_bar(2.0, 75.0, 500.0) < 0.95 * 2.0 * 1.8 * 0.15
+    assert full_drop_bar(2.0, 0.0, 500.0) == 0.0
+
+
+def _located_track(drops: list[float]) -> PressureTrack:
+    calibration = _pressure_calibration()
+    topology = topology_of(quiet_line(days=0.1))
+    segment = topology.segments[0]
+    track = PressureTrack(segment, calibration.segment(segment.segment_id))
+    track.frozen_offset, track.friction_bar = 0.0, 2.0
+    for drop in drops:
+        track.count_drop(drop)
+    return track
+
+
+def test_the_location_leaves_out_the_minutes_after_the_extraction_stopped() -> None:
+    # 60 minutes of a 5 % tap at x = 0.4, then the 15 minutes the incident stays active after the
+    # stop (the pressure is back): those must not pull the drop down once the extraction stopped.
+    drop = (1 - 0.4) * full_drop_bar(2.0, 25.0, 500.0)
+    track = _located_track([drop] * 60 + [0.0] * DROP_SETTLE_MINUTES)
+    stopped = track.location(25.0, 500.0, stopped=True)
+    running = track.location(25.0, 500.0)
+    assert stopped is not None and running is not None
+    length = track.segment.length_km
+    assert stopped[0] == pytest.approx(0.4 * length)
+    assert running[0] > 0.45 * length  # the same minutes counted as extraction put it downstream
+    # Early in an incident the held drops are all there is: they count.
+    early = _located_track([drop] * 5).location(25.0, 500.0, stopped=True)
+    assert early is not None and early[0] == pytest.approx(0.4 * length)
+
+
+def test_a_pressure_snapshot_without_held_drops_still_restores() -> None:
+    track = _located_track([0.3] * 20)
+    state = json.loads(json.dumps(track.to_dict()))
+    del state["drop_pending"]
+    other = _located_track([])
+    other.restore(state)
+    assert other.drop_n == 5 and not other.drop_pending
+
+
+def test_the_location_reads_the_drop_against_the_references_before_and_after() -> None:
+    # The residual's usual level fell 0.2 bar during a long incident (a batch crossing): after the
+    # stop the drop against the reference before the onset reads 0.2, and the tap's minutes are
+    # read against the mean of the two references.
+    drop = (1 - 0.4) * full_drop_bar(2.0, 25.0, 500.0)
+    track = _located_track([drop + 0.1] * 60 + [0.0] * DROP_SETTLE_MINUTES)
+    length = track.segment.length_km
+    before = track.location(25.0, 500.0, stopped=True)
+    for _ in range(MIN_AFTER_MINUTES):
+        track.after_sum += 0.2
+        track.after_n += 1
+    after = track.location(25.0, 500.0, stopped=True)
+    assert before is not None and after is not None
+    assert before[0] < 0.38 * length
+    assert after[0] == pytest.approx(0.4 * length)
+    # A new active minute means the extraction goes on: the "after" minutes were a lull.
+    track.count_drop(drop + 0.1)
+    assert track.after_n == 0
