@@ -64,6 +64,7 @@ def reference_alerts(
     return {a["alert_id"]: comparable(a) for a in alerts}
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("same_instance", [False, True], ids=["new-instance-id", "same-instance-id"])
 def test_three_sigkills_leave_exactly_the_reference_alerts(  # noqa: PLR0917 - fixtures
     kafka_bootstrap: str,
