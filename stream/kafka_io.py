@@ -583,9 +583,20 @@ class KafkaBroker:
         self._subscribe()
 
     def rewind(self) -> None:
-        """After an aborted transaction: re-position every partition at its committed offset (rebuilding)."""
+        """After an aborted transaction: re-position every partition at its committed offset (rebuilding).
+
+        Callbacks librdkafka holds are served first: after an outage past the session timeout, the
+        lost session's revocation waits for the application, and until it is served the group
+        coordinator is asked nothing — ``committed`` timed out for minutes (seen on a loaded
+        machine). A revocation served here leaves nothing to rewind: the next assignment rebuilds."""
         from confluent_kafka import KafkaException, TopicPartition
 
+        if not self._assignment:
+            return
+        pending = self._consumer.poll(0)  # a reading taken here is re-read from its committed offset
+        problem = None if pending is None else pending.error()
+        if problem is not None and self._fatal_and_handled(problem):
+            return
         if not self._assignment:
             return
         partitions = [TopicPartition(topic, partition) for topic, partition in self._assignment]
@@ -598,7 +609,7 @@ class KafkaBroker:
 
     # -- reading ---------------------------------------------------------------------------
     def consume(self, max_messages: int, timeout_s: float) -> Sequence[SourceMessage]:
-        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka import KafkaException
 
         if self._fatal is not None:
             raise BrokerError(f"Kafka fatal error, the client cannot go on: {self._fatal}")
@@ -624,17 +635,25 @@ class KafkaBroker:
         self._mark_up()
         for message in messages:
             problem = message.error()
-            if problem is None or problem.code() == KafkaError._PARTITION_EOF:
-                continue
-            # A consumer's fatal error arrives as a message with code _FATAL, not through error_cb,
-            # and that error is not flagged fatal(): checking fatal() alone let a fenced detector
-            # poll nothing, alive and silent, for as long as it ran.
-            if problem.code() == KafkaError._FATAL or problem.fatal():
-                if self._fenced_by_own_rejoin():
-                    self._rejoin(problem.str())
-                    return ()
-                raise BrokerError(f"Kafka fatal error, the client cannot go on: {problem.str()}")
+            if problem is not None and self._fatal_and_handled(problem):
+                return ()
         return cast("Sequence[SourceMessage]", messages)
+
+    def _fatal_and_handled(self, problem: Any) -> bool:
+        """Whether ``problem`` (a message's error) was the consumer's fatal error, recovered from by
+        :meth:`_rejoin`; a fatal error that is not our own fence raises ``BrokerError``.
+
+        A consumer's fatal error arrives as a message with code _FATAL, not through error_cb, and
+        that error is not flagged fatal(): checking fatal() alone let a fenced detector poll
+        nothing, alive and silent, for as long as it ran."""
+        from confluent_kafka import KafkaError
+
+        if problem.code() != KafkaError._FATAL and not problem.fatal():
+            return False
+        if not self._fenced_by_own_rejoin():
+            raise BrokerError(f"Kafka fatal error, the client cannot go on: {problem.str()}")
+        self._rejoin(problem.str())
+        return True
 
     def lag(self) -> dict[int, int]:
         from confluent_kafka import KafkaException, TopicPartition

@@ -362,3 +362,40 @@ def test_a_fence_soon_after_an_outage_is_our_own_and_a_late_one_is_not(
                 broker.consume(10, 0.01)
     finally:
         broker.close()
+
+
+class LostSessionConsumer(FencedConsumer):
+    """A consumer whose session librdkafka gave up while the service sat in a transaction: the
+    revocation waits in its queue for the next poll, and ``committed`` would time out until then."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        super().__init__()
+        self.broker = broker
+        self.asked_committed = False
+
+    def poll(self, timeout: float) -> object:
+        from confluent_kafka import TopicPartition
+
+        self.broker._on_lost(self, [TopicPartition("readings", 0)])
+        return None
+
+    def committed(self, partitions: object, timeout: float) -> object:
+        self.asked_committed = True
+        raise AssertionError("committed asked before the lost session's revocation was served")
+
+
+def test_a_rewind_serves_a_waiting_revocation_before_asking_for_committed_offsets() -> None:
+    broker = broker_with(FakeClock())
+    listener = Revocations()
+    broker._listener = listener  # type: ignore[assignment]
+    broker._consumer.close()
+    lost = LostSessionConsumer(broker)
+    broker._consumer = lost
+    broker._assignment = [("readings", 0)]
+    try:
+        broker.rewind()
+        assert not lost.asked_committed
+        assert broker._assignment == [] and broker._session_lost
+        assert listener.calls == [[("readings", 0)]]
+    finally:
+        broker.close()
