@@ -8,11 +8,14 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS_DIR = Path(os.environ.get("CENTINELA_BENCH_RESULTS", "bench/results"))
+# Told ``(done, of)`` after each repetition of ``median_of`` (``centinela bench``'s progress bar).
+repetition_done: ContextVar[Callable[[int, int], None] | None] = ContextVar("repetition_done", default=None)
 
 
 def cpu_model() -> str:
@@ -26,8 +29,16 @@ def cpu_model() -> str:
 
 
 def median_of(repetitions: int, measure: Callable[[], float]) -> float:
-    """Median of ``repetitions`` calls of ``measure`` (at least 3, per MEASURE.md)."""
-    return statistics.median(measure() for _ in range(max(3, repetitions)))
+    """Median of ``repetitions`` calls of ``measure`` (at least 3, per MEASURE.md); each one done is
+    told to ``repetition_done`` when set."""
+    count = max(3, repetitions)
+    told = repetition_done.get()
+    values = []
+    for done in range(1, count + 1):
+        values.append(measure())
+        if told is not None:
+            told(done, count)
+    return statistics.median(values)
 
 
 def rate(count: int, seconds: float) -> float:

@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.record import RESULTS_DIR, BenchResult
+from bench.record import RESULTS_DIR, BenchResult, repetition_done
+from centinela.progress import progress_board
 from detector.errors import ConfigError
 
 # Every benchmark of MEASURE.md, in the order `all` runs them; a module under bench/ each.
@@ -92,8 +93,18 @@ def register(app: typer.Typer) -> None:
         """Run a benchmark: prints a table and writes bench/results/NAME.json (and RESULTS.md for all)."""
         console = Console()
         names = available() if name == "all" else [name]
-        for each in names:
-            run_one(each, quick, console)
+        with progress_board() as board:
+            benchmarks = board.add("bench", len(names))
+            repetitions = board.add("repetitions", None)
+            token = repetition_done.set(lambda done, of: repetitions.update(completed=done, total=of))
+            try:
+                for index, each in enumerate(names):
+                    benchmarks.update(label=f"bench {each} ({index + 1} of {len(names)})")
+                    repetitions.update(completed=0, total=0)
+                    run_one(each, quick, console)
+                    benchmarks.advance()
+            finally:
+                repetition_done.reset(token)
         if name == "all":
             summary = RESULTS_DIR / "RESULTS.md"
             summary.write_text(results_markdown())

@@ -142,6 +142,11 @@ class KafkaBroker:
         self._now = now
         self._down_since: float | None = None
         self._fatal: str | None = None  # the first fatal error a client reported (error_cb)
+        # Set when librdkafka gave up our group session (on_lost), or when an outage ended (its
+        # monotonic time): a fence that follows closely is our own rejoin's (see _rejoin).
+        self._session_lost = False
+        self._outage_ended_at: float | None = None
+        self._topics: list[str] = []
         self._next_probe = 0.0
         self._delivery_failures: list[str] = []
         self._listener: AssignmentListener | None = None
@@ -192,6 +197,7 @@ class KafkaBroker:
             producer_config["transactional.id"] = settings.transactional_id
             producer_config["transaction.timeout.ms"] = int(settings.transaction_timeout_s * 1000)
         self._producer_config = producer_config
+        self._consumer_config = consumer_config
         try:
             self._consumer = Consumer(consumer_config)
             self._producer = Producer(producer_config)
@@ -225,6 +231,17 @@ class KafkaBroker:
         if self._down_since is not None:
             log.info("Kafka reachable again after %.1f s", self._now() - self._down_since)
             self._down_since = None
+            self._outage_ended_at = self._now()
+
+    def _fenced_by_own_rejoin(self) -> bool:
+        """Whether a fence now most likely answers our own rejoin: librdkafka gave the session up
+        (on_lost), or the cluster is or was unreachable within the last session timeout (the fence
+        is seen once the broker answers again; on_lost does not always come first)."""
+        if self._session_lost or self._down_since is not None:
+            return True
+        session_s = float(self._consumer_config.get("session.timeout.ms", 45_000)) / 1000
+        ended = self._outage_ended_at
+        return ended is not None and self._now() - ended < session_s
 
     def healthy(self) -> bool:
         """False while the cluster is unreachable. When readings stop with it, nothing else would
@@ -246,7 +263,6 @@ class KafkaBroker:
     def start(self, listener: AssignmentListener, rebuild_horizon_ms: int, line_topic: str = "") -> None:
         """Subscribe (to the line topic too, creating it when missing); with exactly-once, also register
         the transactional id (fencing a previous holder)."""
-        from confluent_kafka import KafkaException
 
         self._listener = listener
         self._horizon_ms = rebuild_horizon_ms
@@ -256,7 +272,13 @@ class KafkaBroker:
         self._dlq_limit = self._read_dead_letter_limit()
         if self._exactly_once:
             self._init_transactions()
-        topics = [self._topic, line_topic] if line_topic else [self._topic]
+        self._topics = [self._topic, line_topic] if line_topic else [self._topic]
+        self._subscribe()
+
+    def _subscribe(self) -> None:
+        from confluent_kafka import KafkaException
+
+        topics = self._topics
         try:
             self._consumer.subscribe(
                 topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -513,6 +535,9 @@ class KafkaBroker:
         return states
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        if consumer is not self._consumer:  # a fenced consumer being closed (_rejoin): not ours now
+            consumer.unassign()
+            return
         revoked = [(tp.topic, tp.partition) for tp in partitions]
         log.info("revoked partitions %s", revoked)
         if self._listener is not None:
@@ -522,12 +547,56 @@ class KafkaBroker:
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         log.warning("lost partitions %s (session timed out)", [(tp.topic, tp.partition) for tp in partitions])
+        if consumer is self._consumer:
+            self._session_lost = True
         self._on_revoke(consumer, partitions)
 
+    def _rejoin(self, reason: str) -> None:
+        """A new consumer in place of one fenced by its own rejoin after a long outage.
+
+        librdkafka times a static member's session out on its side when no heartbeat succeeds for
+        ``session.timeout.ms`` (45 s) — a broker outage that long, e.g. a broker restart on a loaded
+        machine — then rejoins and the broker answers FENCED_INSTANCE_ID, a fatal error
+        (librdkafka#3437): no other instance is involved. A new consumer with the same instance id
+        takes the membership back, as a restarted process would; its partitions are rebuilt from
+        their committed offsets by the next assignment. A fence with no outage or session loss
+        before it is another instance's and stays fatal (``consume``)."""
+        from confluent_kafka import Consumer
+
+        log.warning(
+            "Kafka consumer fenced after an outage or a lost session (%s); a new consumer rejoins as %s",
+            reason,
+            self._settings.instance_id,
+        )
+        self._session_lost = False
+        self._outage_ended_at = None
+        if self._listener is not None and self._assignment:
+            self._listener.revoked(self._assignment)
+        self._assignment = []
+        fenced = self._consumer
+        # Closing a fenced consumer can wait on its coordinator; nothing of ours waits for it.
+        threading.Thread(target=fenced.close, name="close-fenced-consumer", daemon=True).start()
+        try:
+            self._consumer = Consumer(self._consumer_config)
+        except Exception as error:  # KafkaException: as at start
+            raise BrokerError(f"cannot create a new Kafka consumer: {error}") from error
+        self._subscribe()
+
     def rewind(self) -> None:
-        """After an aborted transaction: re-position every partition at its committed offset (rebuilding)."""
+        """After an aborted transaction: re-position every partition at its committed offset (rebuilding).
+
+        Callbacks librdkafka holds are served first: after an outage past the session timeout, the
+        lost session's revocation waits for the application, and until it is served the group
+        coordinator is asked nothing — ``committed`` timed out for minutes (seen on a loaded
+        machine). A revocation served here leaves nothing to rewind: the next assignment rebuilds."""
         from confluent_kafka import KafkaException, TopicPartition
 
+        if not self._assignment:
+            return
+        pending = self._consumer.poll(0)  # a reading taken here is re-read from its committed offset
+        problem = None if pending is None else pending.error()
+        if problem is not None and self._fatal_and_handled(problem):
+            return
         if not self._assignment:
             return
         partitions = [TopicPartition(topic, partition) for topic, partition in self._assignment]
@@ -540,7 +609,7 @@ class KafkaBroker:
 
     # -- reading ---------------------------------------------------------------------------
     def consume(self, max_messages: int, timeout_s: float) -> Sequence[SourceMessage]:
-        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka import KafkaException
 
         if self._fatal is not None:
             raise BrokerError(f"Kafka fatal error, the client cannot go on: {self._fatal}")
@@ -566,9 +635,25 @@ class KafkaBroker:
         self._mark_up()
         for message in messages:
             problem = message.error()
-            if problem is not None and problem.code() != KafkaError._PARTITION_EOF and problem.fatal():
-                raise BrokerError(f"consume from {self._topic} failed: {problem.str()}")
+            if problem is not None and self._fatal_and_handled(problem):
+                return ()
         return cast("Sequence[SourceMessage]", messages)
+
+    def _fatal_and_handled(self, problem: Any) -> bool:
+        """Whether ``problem`` (a message's error) was the consumer's fatal error, recovered from by
+        :meth:`_rejoin`; a fatal error that is not our own fence raises ``BrokerError``.
+
+        A consumer's fatal error arrives as a message with code _FATAL, not through error_cb, and
+        that error is not flagged fatal(): checking fatal() alone let a fenced detector poll
+        nothing, alive and silent, for as long as it ran."""
+        from confluent_kafka import KafkaError
+
+        if problem.code() != KafkaError._FATAL and not problem.fatal():
+            return False
+        if not self._fenced_by_own_rejoin():
+            raise BrokerError(f"Kafka fatal error, the client cannot go on: {problem.str()}")
+        self._rejoin(problem.str())
+        return True
 
     def lag(self) -> dict[int, int]:
         from confluent_kafka import KafkaException, TopicPartition

@@ -543,6 +543,24 @@ _CARD: dict[str, dict[str, str]] = {
         "re_months": "- every few months with newly confirmed labels: rerun `centinela train` on recent "
         "history and compare the new report with this one before deploying the new bundle.",
         "training_period": "training period",
+        "op_unchecked": "- Operating point not checked: the test split held no normal window.",
+        "op_accepted": "accepted",
+        "op_rejected": "**REJECTED** (bundle marked `operating_point.accepted = false`)",
+        "op_check": "- Operating point {verdict}: {alarming} of {normal} normal test windows ({share:.1f} %, "
+        "allowed {allowed:g} %) at or above the threshold, {alarms} alarm(s).",
+        "line_title": "## Line (segment tap detection)",
+        "line_segment": "{name} ({km:g} km, limit {limit})",
+        "line_topology": "- Topology `{topology}`: line(s) {lines}; stations {stations}; segments "
+        "{segments}.",
+        "line_calibrated": "- Each segment's sequential test on the level-compensated flow balance was "
+        "calibrated on the training and validation periods ({start} to {end}, {rows} rows, {excluded} "
+        "labelled rows left out) to {budget:g} false alarm(s) per segment-month; figures in "
+        "`manifest.json`, `line.calibration`.",
+        "line_topology_change": "- The bundle's topology is the one the service balances with: a change of "
+        "stations, tank areas,\n  meters or pipe (length, diameter) needs a new topology file and a "
+        "retrained bundle.",
+        "line_meters": "- Recalibrate the segments when a flow or level meter is replaced or recalibrated: "
+        "its offset\n  is part of the segment's learned bias.",
     },
     "es": {
         "title": "# Ficha del modelo — autocodificador LSTM de Centinela",
@@ -584,13 +602,32 @@ _CARD: dict[str, dict[str, str]] = {
         "train` con la historia reciente y compare el nuevo informe con este antes de desplegar el "
         "nuevo bundle.",
         "training_period": "periodo de entrenamiento",
+        "op_unchecked": "- Punto de operación sin comprobar: la partición de prueba no tenía ninguna ventana "
+        "normal.",
+        "op_accepted": "aceptado",
+        "op_rejected": "**RECHAZADO** (bundle marcado `operating_point.accepted = false`)",
+        "op_check": "- Punto de operación {verdict}: {alarming} de {normal} ventanas normales de prueba "
+        "({share:.1f} %, permitido {allowed:g} %) en el umbral o por encima, {alarms} alarma(s).",
+        "line_title": "## Línea (detección de tomas por tramo)",
+        "line_segment": "{name} ({km:g} km, límite {limit})",
+        "line_topology": "- Topología `{topology}`: línea(s) {lines}; estaciones {stations}; tramos "
+        "{segments}.",
+        "line_calibrated": "- La prueba secuencial de cada tramo sobre el balance de caudal compensado por "
+        "nivel se calibró en los periodos de entrenamiento y validación ({start} a {end}, {rows} filas, "
+        "{excluded} filas etiquetadas excluidas) a {budget:g} falsa(s) alarma(s) por tramo y mes; cifras "
+        "en `manifest.json`, `line.calibration`.",
+        "line_topology_change": "- La topología del bundle es la que el servicio usa para el balance: un "
+        "cambio de estaciones, áreas de tanque,\n  medidores o tubería (longitud, diámetro) requiere un "
+        "archivo de topología nuevo y reentrenar el bundle.",
+        "line_meters": "- Recalibre los tramos cuando se reemplace o recalibre un medidor de caudal o de "
+        "nivel: su desvío\n  forma parte del sesgo aprendido del tramo.",
     },
 }
 
 
 def model_card(report: dict[str, Any], lang: str = "en") -> str:
-    """MODEL_CARD.md in ``lang``: data, assumptions, calibration, limits, and when to recalibrate.
-    (The operating-point and line sections stay in English.)"""
+    """MODEL_CARD.md in ``lang``: data, assumptions, calibration, the operating-point check, the line
+    section (with a topology), limits, and when to recalibrate; every line in ``lang``."""
     t = _CARD.get(lang, _CARD["en"])
     ae = report["models"]["autoencoder"]
     cal = report["calibration"]
@@ -649,14 +686,14 @@ def model_card(report: dict[str, Any], lang: str = "en") -> str:
             ap=_fmt(ae["average_precision"]),
         ),
         t["strategies"],
-        *_card_operating_point(report.get("operating_point")),
+        *_card_operating_point(report.get("operating_point"), lang),
         "",
         t["limits"],
         t["limit_few"],
         t["limit_inside"],
         t["limit_unseen"],
         "",
-        *_card_line(report.get("line")),
+        *_card_line(report.get("line"), lang),
         t["recalibrate"],
         t["re_drift"],
         t["re_change"],
@@ -665,45 +702,52 @@ def model_card(report: dict[str, Any], lang: str = "en") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _card_operating_point(check: dict[str, Any] | None) -> list[str]:
-    """The model card's line on the threshold's check on never-fitted normal windows."""
+def _card_operating_point(check: dict[str, Any] | None, lang: str = "en") -> list[str]:
+    """The model card's line on the threshold's check on never-fitted normal windows, in ``lang``."""
     if not check:
         return []
+    t = _CARD.get(lang, _CARD["en"])
     if not check["checked"]:
-        return ["- Operating point not checked: the test split held no normal window."]
-    verdict = (
-        "accepted"
-        if check["acceptable"]
-        else "**REJECTED** (bundle marked `operating_point.accepted = false`)"
-    )
+        return [t["op_unchecked"]]
     return [
-        f"- Operating point {verdict}: {check['alarming_windows']} of {check['normal_windows']} normal test "
-        f"windows ({100 * check['share']:.1f} %, allowed {100 * check['max_share']:g} %) at or above the "
-        f"threshold, {check['alarms']} alarm(s)."
+        t["op_check"].format(
+            verdict=t["op_accepted"] if check["acceptable"] else t["op_rejected"],
+            alarming=check["alarming_windows"],
+            normal=check["normal_windows"],
+            share=100 * check["share"],
+            allowed=100 * check["max_share"],
+            alarms=check["alarms"],
+        )
     ]
 
 
-def _card_line(line: dict[str, Any] | None) -> list[str]:
-    """The model card's line section (nothing without a topology)."""
+def _card_line(line: dict[str, Any] | None, lang: str = "en") -> list[str]:
+    """The model card's line section in ``lang`` (nothing without a topology)."""
     if not line:
         return []
+    t = _CARD.get(lang, _CARD["en"])
     on = line["calibrated_on"]
     segments = ", ".join(
-        f"{name} ({seg['length_km']:g} km, limit {_fmt(seg['calibration'].get('limit'))})"
+        t["line_segment"].format(name=name, km=seg["length_km"], limit=_fmt(seg["calibration"].get("limit")))
         for name, seg in line["segments"].items()
     )
     return [
-        "## Line (segment tap detection)",
-        f"- Topology `{line['topology']}`: line(s) {', '.join(line['lines'])}; stations "
-        f"{', '.join(on['stations'])}; segments {segments}.",
-        f"- Each segment's sequential test on the level-compensated flow balance was calibrated on the "
-        f"training and validation periods ({on['start']} to {on['end']}, {on['rows']} rows, "
-        f"{on['excluded_labelled_rows']} labelled rows left out) to {line['budget_per_segment_month']:g} "
-        "false alarm(s) per segment-month; figures in `manifest.json`, `line.calibration`.",
-        "- The bundle's topology is the one the service balances with: a change of stations, tank areas,",
-        "  meters or pipe (length, diameter) needs a new topology file and a retrained bundle.",
-        "- Recalibrate the segments when a flow or level meter is replaced or recalibrated: its offset",
-        "  is part of the segment's learned bias.",
+        t["line_title"],
+        t["line_topology"].format(
+            topology=line["topology"],
+            lines=", ".join(line["lines"]),
+            stations=", ".join(on["stations"]),
+            segments=segments,
+        ),
+        t["line_calibrated"].format(
+            start=on["start"],
+            end=on["end"],
+            rows=on["rows"],
+            excluded=on["excluded_labelled_rows"],
+            budget=line["budget_per_segment_month"],
+        ),
+        *t["line_topology_change"].split("\n"),
+        *t["line_meters"].split("\n"),
         "",
     ]
 

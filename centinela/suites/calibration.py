@@ -300,8 +300,7 @@ def run(out: Path, quick: bool = False, lang: str = "en", data: Path | None = No
     """Run the study on the seed data set; write report.json, report.md and plots/ under ``out``."""
     import json
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from centinela.progress import progress_board
     from centinela.suites.calibration_report import render_markdown, write_plots
     from centinela.suites.seed import SEED_DATA
     from detector.errors import ConfigError
@@ -325,15 +324,13 @@ def run(out: Path, quick: bool = False, lang: str = "en", data: Path | None = No
         # A study of the F1-based rules on the seed data: the trainer's F1 default before the budget.
         else TrainOptions(data=source, calibration_method=BEST_F1_EVERY)
     )
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-    ) as progress:
-        task = progress.add_task("calibration study", total=config.replicates)
-        report = study(dataset, config, on_replicate=lambda: progress.advance(task))
-        count = QUICK_AUTOENCODER_REPLICATES if quick else AUTOENCODER_REPLICATES
-        task = progress.add_task("autoencoder replicates", total=count)
+    count = QUICK_AUTOENCODER_REPLICATES if quick else AUTOENCODER_REPLICATES
+    with progress_board() as board:
+        replicates = board.add("calibration: study replicates", config.replicates)
+        report = study(dataset, config, on_replicate=replicates.advance)
+        autoencoders = board.add("calibration: autoencoder replicates", count)
         report["autoencoder"] = autoencoder_check(
-            dataset, config, count, trained, on_replicate=lambda: progress.advance(task)
+            dataset, config, count, trained, on_replicate=autoencoders.advance
         )
     report["quick"] = quick
     out.mkdir(parents=True, exist_ok=True)

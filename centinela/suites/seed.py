@@ -18,6 +18,7 @@ ORIGINAL_CONFIGURATION = "original_configuration"
 
 def run(out: Path, quick: bool = False, lang: str = "en", data: Path | None = None) -> dict[str, Any]:
     """Train on the seed data set, evaluate every detector, write report.json, report.md and plots/."""
+    from centinela.progress import progress_board
     from detector.scoring import reconstruction_errors
     from trainer.calibration import BEST_F1_EVERY
     from trainer.model import FitConfig, ModelConfig
@@ -42,7 +43,14 @@ def run(out: Path, quick: bool = False, lang: str = "en", data: Path | None = No
         advanced_models=True,
         calibration_method=BEST_F1_EVERY,
     )
-    result = run_training(options)
+    with progress_board() as board:
+        epochs = board.add("seed: epochs", fit.epochs)
+        result = run_training(
+            options,
+            on_epoch=lambda epoch, total, _logs: epochs.update(completed=epoch, total=total),
+            on_stage=board.note,
+        )
+        epochs.update(completed=result.trained.epochs_run, total=result.trained.epochs_run)
     prepared = result.prepared
 
     def mean_scores(split: str) -> Any:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from centinela.progress import progress_board
 from centinela.suites.skab_data import (
     ANOMALY_FREE_FILE,
     LABELLED_FILES,
@@ -142,8 +143,16 @@ def run(out: Path, quick: bool, lang: str = "en", data_dir: Path | None = None) 
     names = QUICK_FILES if quick else LABELLED_FILES
     files = load_benchmark(root, names)
     config = DetectorConfig()
-    calibration = calibrate_factor(files, config)
-    detections = [detect_file(file, config, calibration.factor) for file in files]
+    with progress_board() as board:
+        grid = board.add(
+            "skab: calibrating the factor", 0 if config.factor is not None else len(config.factor_grid)
+        )
+        calibration = calibrate_factor(files, config, on_factor=grid.advance)
+        detecting = board.add("skab: files", len(files))
+        detections = []
+        for file in files:
+            detections.append(detect_file(file, config, calibration.factor))
+            detecting.advance()
     ours = score_detections(detections)
     recomputed = recompute_published(files, load_published_predictions(root))
 

@@ -12,7 +12,7 @@ quiet spell too). Nothing looks at row positions, timestamps or test labels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -158,11 +158,18 @@ class Calibration:
     rule: str
 
 
-def calibrate_factor(files: Sequence[SkabFile], config: DetectorConfig) -> Calibration:
-    """The smallest grid factor whose forward false-alarm share is within the target."""
+def calibrate_factor(
+    files: Sequence[SkabFile], config: DetectorConfig, on_factor: Callable[[], None] | None = None
+) -> Calibration:
+    """The smallest grid factor whose forward false-alarm share is within the target;
+    ``on_factor`` is called after each factor of the grid is tried (progress)."""
     if config.factor is not None:
         return Calibration(config.factor, {}, "fixed by configuration")
-    table = {factor: forward_false_alarm_pct(files, config, factor) for factor in config.factor_grid}
+    table: dict[float, float] = {}
+    for factor in config.factor_grid:
+        table[factor] = forward_false_alarm_pct(files, config, factor)
+        if on_factor is not None:
+            on_factor()
     within = [factor for factor, far in table.items() if far <= config.target_forward_far_pct]
     chosen = min(within) if within else max(config.factor_grid)
     rule = (

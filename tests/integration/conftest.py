@@ -48,6 +48,14 @@ from tests.integration.polling import wait_for
 logger = logging.getLogger(__name__)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here rather than in pyproject.toml: the marker belongs to these tests and to
+    # scripts/faults-under-load.sh, which runs them beside a CPU hog.
+    config.addinivalue_line(
+        "markers", "faults: a fault-tolerance test (SIGKILL, failover, broker outage), also run under load"
+    )
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(request: pytest.FixtureRequest) -> Iterator[ProvidedBroker]:
     stack = contextlib.ExitStack()

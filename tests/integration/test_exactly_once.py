@@ -64,7 +64,15 @@ def reference_alerts(
     return {a["alert_id"]: comparable(a) for a in alerts}
 
 
-@pytest.mark.parametrize("same_instance", [False, True], ids=["new-instance-id", "same-instance-id"])
+# Under load (scripts/faults-under-load.sh) only the supervisor's case: the new-instance-id variant
+# took 2.7 min there, and a dead member's session waited out is the failover survivor test's case too.
+@pytest.mark.parametrize(
+    "same_instance",
+    [
+        pytest.param(False, id="new-instance-id"),
+        pytest.param(True, id="same-instance-id", marks=pytest.mark.faults),
+    ],
+)
 def test_three_sigkills_leave_exactly_the_reference_alerts(  # noqa: PLR0917 - fixtures
     kafka_bootstrap: str,
     fresh_topic: TopicFactory,

@@ -28,7 +28,7 @@ from tests.integration.own_broker import OwnBroker
 from tests.integration.polling import wait_for
 from tests.integration.theft_replay import replay, simulate_theft_line
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
 
 
 @pytest.fixture

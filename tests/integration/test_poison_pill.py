@@ -260,6 +260,7 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_survivor_outlives_a_member_killed_inside_a_transaction(
     kafka_bootstrap: str, fresh_topic: TopicFactory, fresh_group: str, tmp_path: Path
 ) -> None:

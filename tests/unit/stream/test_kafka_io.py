@@ -249,3 +249,153 @@ def test_a_fenced_static_member_stops_at_the_next_consume_instead_of_idling() ->
             broker.consume(10, 0.01)
     finally:
         broker.close()
+
+
+class FencedConsumer:
+    """A consumer whose next poll hands over librdkafka's fatal error as it does for a consumer:
+    a message with code _FATAL (whose error is not flagged fatal), never through error_cb."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def poll(self, timeout: float) -> object:
+        from confluent_kafka import KafkaError
+
+        error = KafkaError(
+            KafkaError._FATAL,
+            "Fatal error: Broker: Static consumer fenced by other consumer with same group.instance.id",
+        )
+
+        class Message:
+            def error(self) -> KafkaError:
+                return error
+
+        return Message()
+
+    def consume(self, num_messages: int, timeout: float) -> list[object]:
+        return []
+
+    def unassign(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class Revocations:
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+
+    def assigned(self, partitions: object) -> set[int]:
+        return set()
+
+    def revoked(self, partitions: object) -> None:
+        self.calls.append(partitions)
+
+
+def test_a_fatal_consumer_error_message_stops_consume() -> None:
+    """The fatal error of a fenced member comes as a _FATAL message; it ends the service with the
+    reason (before, ``fatal()`` was False on it and the detector polled nothing, alive, silent)."""
+    broker = broker_with(FakeClock())
+    real = broker._consumer
+    broker._consumer = FencedConsumer()
+    try:
+        with pytest.raises(BrokerError, match=r"Kafka fatal error.*Static consumer fenced"):
+            broker.consume(10, 0.01)
+    finally:
+        broker._consumer = real
+        broker.close()
+
+
+def test_a_fence_after_our_own_session_timed_out_rejoins_with_a_new_consumer() -> None:
+    """After librdkafka gave the session up (on_lost, a broker outage past session.timeout.ms), the
+    fence is our own rejoin's (librdkafka#3437): a new consumer takes the membership back, once."""
+    from confluent_kafka import TopicPartition
+
+    broker = broker_with(FakeClock())
+    listener = Revocations()
+    broker._listener = listener  # type: ignore[assignment]
+    broker._topics = ["readings"]
+    real = broker._consumer
+    real.close()
+    fenced = FencedConsumer()
+    broker._consumer = fenced
+    broker._assignment = [("readings", 0)]
+    try:
+        broker._on_lost(fenced, [TopicPartition("readings", 0)])
+        assert broker.consume(10, 0.01) == ()
+        assert fenced.closed.wait(5), "the fenced consumer was not closed"
+        assert broker._consumer is not fenced and broker._assignment == []
+        assert listener.calls == [[("readings", 0)]]  # revoked once, rebuilt at the next assignment
+        assert not broker._session_lost
+        # A second fence with no session lost and no outage before it is another instance's: fatal.
+        fresh, broker._consumer = broker._consumer, FencedConsumer()
+        fresh.close()
+        broker._down_since = None  # the unit-test bootstrap (port 1) reports itself down meanwhile
+        with pytest.raises(BrokerError, match="Kafka fatal error"):
+            broker.consume(10, 0.01)
+    finally:
+        broker.close()
+
+
+@pytest.mark.parametrize(("ended_s_ago", "rejoins"), [(10.0, True), (60.0, False)])
+def test_a_fence_soon_after_an_outage_is_our_own_and_a_late_one_is_not(
+    ended_s_ago: float, rejoins: bool
+) -> None:
+    """on_lost does not always come before the fence: an outage that ended within the session
+    timeout (45 s) also makes it ours; one that ended longer ago leaves it fatal."""
+    clock = FakeClock()
+    broker = broker_with(clock)
+    broker._topics = ["readings"]
+    broker._consumer.close()
+    broker._consumer = FencedConsumer()
+    try:
+        broker._down_since = 0.0
+        clock.now = 100.0
+        broker._mark_up()
+        clock.now += ended_s_ago
+        if rejoins:
+            assert broker.consume(10, 0.01) == ()
+            assert not isinstance(broker._consumer, FencedConsumer)
+        else:
+            with pytest.raises(BrokerError, match="Kafka fatal error"):
+                broker.consume(10, 0.01)
+    finally:
+        broker.close()
+
+
+class LostSessionConsumer(FencedConsumer):
+    """A consumer whose session librdkafka gave up while the service sat in a transaction: the
+    revocation waits in its queue for the next poll, and ``committed`` would time out until then."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        super().__init__()
+        self.broker = broker
+        self.asked_committed = False
+
+    def poll(self, timeout: float) -> object:
+        from confluent_kafka import TopicPartition
+
+        self.broker._on_lost(self, [TopicPartition("readings", 0)])
+        return None
+
+    def committed(self, partitions: object, timeout: float) -> object:
+        self.asked_committed = True
+        raise AssertionError("committed asked before the lost session's revocation was served")
+
+
+def test_a_rewind_serves_a_waiting_revocation_before_asking_for_committed_offsets() -> None:
+    broker = broker_with(FakeClock())
+    listener = Revocations()
+    broker._listener = listener  # type: ignore[assignment]
+    broker._consumer.close()
+    lost = LostSessionConsumer(broker)
+    broker._consumer = lost
+    broker._assignment = [("readings", 0)]
+    try:
+        broker.rewind()
+        assert not lost.asked_committed
+        assert broker._assignment == [] and broker._session_lost
+        assert listener.calls == [[("readings", 0)]]
+    finally:
+        broker.close()
