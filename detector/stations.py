@@ -1,7 +1,8 @@
 """The service's station table: which readings are admitted, which windows close, and when.
 
-Pure: no Kafka, no metrics. The live loop hands every parsed reading to ``StationTable.admit`` and
-publishes what comes back; the rules live here so they are unit-tested without a broker:
+Pure: no Kafka, no metrics. ``detector.engine.Engine`` hands every parsed reading to
+``StationTable.admit`` and decides what the closed windows become; the rules live here so they are
+unit-tested without a broker:
 
 - **admission**: a reading stamped more than ``max_future_s`` ahead of its arrival is refused
   (``future_timestamp``: one bad clock would push the station's watermark into the future); a key
