@@ -1,19 +1,14 @@
 """The detector loop, transport only: poll, hand each message to the core, publish, commit.
 
 Every decision between two Kafka calls is ``detector.engine.Engine``'s. One iteration (``step``):
-
-1. ``consume`` up to ``max_batch`` messages. A reading goes to ``Engine.admit`` (a refusal becomes a
-   dead letter), one below its partition's committed offset to ``Engine.rebuild`` (state only: the
-   previous owner already published it), a line record to ``Engine.add_line_record``.
-2. ``Engine.close_idle``; the windows of ``Engine.work()`` are scored in one ``Bundle.score`` call;
-   ``Engine.finish`` returns the batch's outputs by kind (alert, score, state, line), which this
-   module maps to topics.
-3. Dead letters, then the core's records, are produced and committed together with the offsets of
-   the readings and line partitions (one Kafka transaction with exactly-once); metrics move once,
-   after the commit. An aborted transaction drops all state and re-reads from the committed offsets.
-
-This module keeps only the transport bookkeeping: the partitions held, the offsets committed, which
-readings partitions are being rebuilt, the broker's health and lag.
+``consume`` up to ``max_batch`` messages; each reading to ``Engine.admit`` (a refusal becomes a dead
+letter), or to ``Engine.rebuild`` when it lies below its partition's committed offset (the previous
+owner already published it), each line record to ``Engine.add_line_record``; ``Engine.close_idle``;
+the windows of ``Engine.work()`` scored in one ``Bundle.score`` call; ``Engine.finish`` returns the
+outputs by kind, mapped here to topics. Dead letters and outputs are produced and committed with
+the consumed offsets in one Kafka transaction; metrics move once, after the commit. An aborted
+transaction drops all state and re-reads from the committed offsets. What stays here: the
+partitions held, the offsets committed, which partitions are being rebuilt, broker health and lag.
 """
 
 from __future__ import annotations
@@ -25,10 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from detector.bundle import FORMAT_VERSION, Bundle
-from detector.engine import ALERT, LINE, SCORE, STATE, Engine, EngineSettings, OutputKind
+from detector.engine import ALERT, LINE, SCORE, STATE, Engine, OutputKind
 from detector.errors import BrokerError
 from detector.line_table import LineTable, MonitorFactory, line_monitor
-from detector.records import EMPTY, FUTURE_TIMESTAMP, KEY_MISMATCH, STATION_SILENT, UNKNOWN_STATION
 from detector.stations import StationTable
 from stream.clock import Clock, SystemClock
 from stream.metrics import DetectorMetrics
@@ -37,30 +31,7 @@ from stream.ports import Assigned, Broker, Mark, Partition, SourceMessage, Trans
 from stream.reload import BundleWatcher
 from stream.settings import Settings
 
-__all__ = [
-    "EMPTY",
-    "FUTURE_TIMESTAMP",
-    "KEY_MISMATCH",
-    "STATION_SILENT",
-    "UNKNOWN_STATION",
-    "DetectorService",
-]
-
 log = logging.getLogger(__name__)
-
-
-def engine_settings(settings: Settings) -> EngineSettings:
-    """The core's rules as the service's settings set them."""
-    return EngineSettings(
-        idle_timeout_s=settings.idle_timeout_s,
-        max_future_s=settings.max_future_s,
-        max_gap_windows_s=settings.max_gap_windows_s,
-        refuse_unknown_stations=not settings.accept_unknown_stations,
-        max_message_bytes=settings.max_message_bytes,
-        policy=settings.incident.policy(),
-        score_records=bool(settings.topics.scores),
-        state_records=bool(settings.topics.state),
-    )
 
 
 class DetectorService:
@@ -83,7 +54,7 @@ class DetectorService:
         self.clock = clock or SystemClock()
         self.engine = Engine(
             bundle,
-            engine_settings(settings),
+            settings.engine_settings(),
             clock=lambda: datetime.fromtimestamp(self.clock.now(), UTC),
             monitor_factory=monitor_factory,
         )
@@ -125,12 +96,6 @@ class DetectorService:
     def rebuild_horizon(self) -> timedelta:
         return self.engine.rebuild_horizon()
 
-    def open_incidents(self) -> int:
-        return self.engine.open_incidents()
-
-    def station_count(self) -> int:
-        return len(self.engine.stations)
-
     # -- assignment (called by the broker adapter, inside consume) ---------------------------
     def assigned(self, partitions: Sequence[Assigned]) -> set[Partition]:
         held, committed, line = self._held, self._committed, self.line_topic
@@ -162,7 +127,7 @@ class DetectorService:
         self.engine.drop({p for t, p in partitions if t != line}, {p for t, p in partitions if t == line})
         for key in partitions:
             self._committed.pop(key, None)
-        self.metrics.open_incidents.set(self.open_incidents())
+        self.metrics.open_incidents.set(self.engine.open_incidents())
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -265,7 +230,7 @@ class DetectorService:
         for key, mark in batch.marks.items():
             self._committed[key] = mark.next_offset
         self.engine.committed(batch.decided)
-        self.metrics.count_batch(batch, self.clock.now(), self.open_incidents())
+        self.metrics.count_batch(batch, self.clock.now(), self.engine.open_incidents())
 
     def _housekeeping(self) -> None:
         now = self._monotonic()
