@@ -169,6 +169,7 @@ class Engine:
                 1, math.ceil(settings.max_gap_windows_s / bundle.window_spec.step.total_seconds())
             ),
         )
+        self._place = self.stations.admit  # bound once: called per reading
 
     def use(self, bundle: Bundle) -> None:
         """Score with ``bundle`` from now on (a hot reload); windows, state and the line stay."""
@@ -206,7 +207,7 @@ class Engine:
         reading = self._parse(raw)
         if reading.__class__ is ParseFailure:
             return reading  # type: ignore[return-value]
-        closed = self.stations.admit(reading, key, partition, arrival_s)  # type: ignore[arg-type]
+        closed = self._place(reading, key, partition, arrival_s)  # type: ignore[arg-type]
         if closed.__class__ is Refusal:
             return closed  # type: ignore[return-value]
         if closed:

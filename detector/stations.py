@@ -137,11 +137,22 @@ class StationTable:
         self, reading: Reading, key: bytes | None, partition: int, arrival_s: float
     ) -> list[ClosedWindow] | Refusal:
         """Place one reading; the windows it closed (usually none), or why it was refused."""
-        station = self._admission(reading, key, partition, arrival_s, arrival_s)
-        if station.__class__ is Refusal:
-            return station  # type: ignore[return-value]
-        buffer = station.buffer  # type: ignore[union-attr]
         ts, values = reading.ts, reading.values
+        station = self._stations.get(reading.station_id)
+        # The usual case, a known station with its own key and a sane stamp, without the call to
+        # ``_admission`` (the one rule; it decides every other case).
+        if (
+            station is not None
+            and (key is None or key == station.key)
+            and ts.timestamp() <= arrival_s + self._max_future_s
+        ):
+            station.last_arrival = arrival_s
+        else:
+            admitted = self._admission(reading, key, partition, arrival_s, arrival_s)
+            if admitted.__class__ is Refusal:
+                return admitted  # type: ignore[return-value]
+            station = admitted  # type: ignore[assignment]
+        buffer = station.buffer  # type: ignore[union-attr]
         outcome = buffer.add(ts, list(values.values()))
         if outcome is _ACCEPTED:
             self._accepted += 1

@@ -180,14 +180,15 @@ class DetectorService:
         """The hot path: each message to the core; a few hundred ns of our own per message."""
         engine, dlq = self.engine, self.settings.topics.dlq
         admit, rebuild_until, line_topic = engine.admit, self._rebuild_until, self.line_topic
-        last: dict[Partition, SourceMessage] = {}
+        last: dict[int, SourceMessage] = {}  # readings partition -> its last message at or past the commit
+        last_line: dict[int, SourceMessage] = {}
         rebuilt = 0
         for message in messages:
             if message.error() is not None:
                 continue
             partition = message.partition() or 0
             if line_topic and message.topic() == line_topic:
-                last[(line_topic, partition)] = message
+                last_line[partition] = message
                 why = engine.add_line_record(message.key(), message.value(), partition, now)
                 if why is not None:
                     log.warning("line record %s/%s skipped: %s", partition, message.offset(), why)
@@ -196,15 +197,17 @@ class DetectorService:
                 engine.rebuild(message.value(), message.key(), partition, now, message.timestamp()[1])
                 rebuilt += 1
                 continue
-            # Only offsets at or past the committed one move the commit.
-            last[(message.topic() or "", partition)] = message
+            last[partition] = message
             refused = admit(message.value(), message.key(), partition, now, message.timestamp()[1])
             if refused is not None:
                 batch.dead_letter(dlq, message, refused.reason, refused.detail)
-        for key, message in last.items():
-            batch.marks[key] = Mark((message.offset() or 0) + 1, message.timestamp()[1])
-            if key[0] != line_topic:
-                rebuild_until.pop(key[1], None)  # past the committed offset: rebuilding is over
+        for partition, message in last.items():
+            batch.marks[(message.topic() or "", partition)] = Mark(
+                (message.offset() or 0) + 1, message.timestamp()[1]
+            )
+            rebuild_until.pop(partition, None)  # past the committed offset: rebuilding is over
+        for partition, message in last_line.items():
+            batch.marks[(line_topic, partition)] = Mark((message.offset() or 0) + 1, message.timestamp()[1])
         if rebuilt:
             # Counted now: a batch of re-read messages alone publishes and commits nothing.
             self.metrics.rebuilt_readings.inc(rebuilt)
