@@ -1,9 +1,10 @@
 """From closed windows and their scores to alerts and score records; and the links between events.
 
-Pure: no topic names, no Kafka. ``decide`` is the step after scoring: every closed window, in the
-order it closed (event-time order per station), goes through the incident tracker: a scored window
-through ``observe``, an unscorable one (or a silent station's) through ``gap``. Windows re-read to
-rebuild state move the tracker and the station's last score but publish nothing.
+Pure: no topic names, no Kafka; ``detector.engine.Engine`` calls it. ``decide`` is the step after
+scoring: every closed window, in the order it closed (event-time order per station), goes through
+the incident tracker: a scored window through ``observe``, an unscorable one (or a silent
+station's) through ``gap``. Windows re-read to rebuild state move the tracker and the station's
+last score but publish nothing.
 
 Linking: a tap on a segment also disturbs the stations at its ends, so their autoencoder may open
 an incident for the same event. ``link_station_alerts`` puts the open tap incidents of a segment

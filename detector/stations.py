@@ -1,7 +1,8 @@
 """The service's station table: which readings are admitted, which windows close, and when.
 
-Pure: no Kafka, no metrics. The live loop hands every parsed reading to ``StationTable.admit`` and
-publishes what comes back; the rules live here so they are unit-tested without a broker:
+Pure: no Kafka, no metrics. ``detector.engine.Engine`` hands every parsed reading to
+``StationTable.admit`` and decides what the closed windows become; the rules live here so they are
+unit-tested without a broker:
 
 - **admission**: a reading stamped more than ``max_future_s`` ahead of its arrival is refused
   (``future_timestamp``: one bad clock would push the station's watermark into the future); a key
@@ -136,11 +137,22 @@ class StationTable:
         self, reading: Reading, key: bytes | None, partition: int, arrival_s: float
     ) -> list[ClosedWindow] | Refusal:
         """Place one reading; the windows it closed (usually none), or why it was refused."""
-        station = self._admission(reading, key, partition, arrival_s, arrival_s)
-        if station.__class__ is Refusal:
-            return station  # type: ignore[return-value]
-        buffer = station.buffer  # type: ignore[union-attr]
         ts, values = reading.ts, reading.values
+        station = self._stations.get(reading.station_id)
+        # The usual case, a known station with its own key and a sane stamp, without the call to
+        # ``_admission`` (the one rule; it decides every other case).
+        if (
+            station is not None
+            and (key is None or key == station.key)
+            and ts.timestamp() <= arrival_s + self._max_future_s
+        ):
+            station.last_arrival = arrival_s
+        else:
+            admitted = self._admission(reading, key, partition, arrival_s, arrival_s)
+            if admitted.__class__ is Refusal:
+                return admitted  # type: ignore[return-value]
+            station = admitted  # type: ignore[assignment]
+        buffer = station.buffer  # type: ignore[union-attr]
         outcome = buffer.add(ts, list(values.values()))
         if outcome is _ACCEPTED:
             self._accepted += 1

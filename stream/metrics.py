@@ -255,29 +255,30 @@ class DetectorMetrics:
 
     def count_batch(self, batch: Outbox, published_s: float, open_incidents: int) -> None:
         """Move the counters by what a committed batch did (once, after its commit)."""
-        for outcome, count in batch.outcomes.items():
+        decided = batch.decided
+        for outcome, count in decided.outcomes.items():
             if count:
                 self.readings.labels(outcome=outcome).inc(count)
         for reason, count in batch.dead.items():
             self.readings.labels(outcome="invalid").inc(count)
             self.dead_letters.labels(reason=reason).inc(count)
-        if batch.scored:
-            self.windows_scored.inc(batch.scored)
-        if batch.line_readings:
-            self.line_readings.inc(batch.line_readings)
-        if batch.off_line:
-            self.off_line_readings.inc(batch.off_line)
-        for reason, count in batch.skipped.items():
+        if decided.scored:
+            self.windows_scored.inc(decided.scored)
+        if decided.line_readings:
+            self.line_readings.inc(decided.line_readings)
+        if decided.off_line:
+            self.off_line_readings.inc(decided.off_line)
+        for reason, count in decided.skipped.items():
             self.windows_skipped.labels(reason=reason).inc(count)
         if batch.scoring_s is not None:
             self.scoring_seconds.observe(batch.scoring_s)
-            self.batch_windows.observe(batch.scored)
-        if batch.latencies_ms:
+            self.batch_windows.observe(decided.scored)
+        if decided.latencies_ms:
             published_ms = published_s * 1000.0
-            for produced_ms in batch.latencies_ms:
+            for produced_ms in decided.latencies_ms:
                 self.decision_latency.observe(max(0.0, (published_ms - produced_ms) / 1000.0))
-        if batch.alerts:
-            for alert in batch.alerts:
+        if decided.alerts:
+            for alert in decided.alerts:
                 self.alerts.labels(kind=alert.kind, status=alert.status, severity=alert.severity).inc()
             self.open_incidents.set(open_incidents)
         self.transactions.labels(outcome="committed").inc()

@@ -1,8 +1,9 @@
 """What one iteration of the loop publishes (in one transaction with its offsets), and what it counts.
 
-``Outbox`` gathers the outgoing records of a batch (alerts, score records, dead letters, state
-records, line records) as ``Outgoing`` values, the offsets to commit per source partition, and the
-counts the metrics move by once the transaction is committed (never before: an aborted batch is
+``Outbox`` gathers a batch's dead letters (``Outgoing`` values, with the headers that say why and
+where from), what the core decided (``detector.engine.Outputs``: alerts, score records, state
+records, line records, and the counts), the offsets to commit per source partition and the scoring
+time. The metrics move by it once the transaction is committed (never before: an aborted batch is
 re-read, and would otherwise be counted twice).
 """
 
@@ -10,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from detector.decisions import Pending
-from detector.incidents import Alert
+from detector.engine import Outputs
 from stream.ports import Headers, Mark, Partition, SourceMessage
 
 
@@ -41,35 +41,23 @@ def dead_letter_headers(message: SourceMessage, reason: str, detail: str) -> Hea
 
 @dataclass(slots=True)
 class Outbox:
-    """One batch: what it publishes, the offsets it commits, and the counts for after the commit."""
+    """One batch: what it publishes (dead letters first, then the core's records), the offsets it
+    commits, and the counts for after the commit."""
 
-    windows: list[Pending] = field(default_factory=list)
-    outputs: list[Outgoing] = field(default_factory=list)
+    dead_letters: list[Outgoing] = field(default_factory=list)
+    decided: Outputs = field(default_factory=Outputs)
     marks: dict[Partition, Mark] = field(default_factory=dict)  # (topic, partition) -> what to commit
-    outcomes: dict[str, int] = field(default_factory=dict)
-    dead: dict[str, int] = field(default_factory=dict)
-    alerts: list[Alert] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
-    scored: int = 0
-    latencies_ms: list[int] = field(default_factory=list)
+    dead: dict[str, int] = field(default_factory=dict)  # dead letters by reason
     scoring_s: float | None = None
-    off_line: int = 0  # accepted readings of stations the topology does not know
-    line_readings: int = 0  # readings fed to a line monitor
-
-    def add(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Headers | None = None,
-        partition: int | None = None,
-    ) -> None:
-        self.outputs.append(Outgoing(topic, key, value, headers, partition))
 
     def dead_letter(self, topic: str, message: SourceMessage, reason: str, detail: str) -> None:
-        self.outputs.append(
+        self.dead_letters.append(
             Outgoing(
                 topic, message.key(), message.value() or b"", dead_letter_headers(message, reason, detail)
             )
         )
         self.dead[reason] = self.dead.get(reason, 0) + 1
+
+    def empty(self) -> bool:
+        """Nothing to publish and no offset to commit (an idle poll, a batch of re-read readings)."""
+        return not (self.dead_letters or self.decided.records or self.marks)

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -39,6 +39,9 @@ from pydantic_settings import (
 from detector.errors import ConfigError
 from detector.incidents import IncidentPolicy
 from detector.onnx_runtime import DEFAULT_MAX_BATCH
+
+if TYPE_CHECKING:
+    from detector.engine import EngineSettings
 
 ENV_PREFIX = "CENTINELA_"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
@@ -260,6 +263,21 @@ class Settings(BaseSettings):
     @property
     def transactional_id(self) -> str:
         return f"{self.group_id}.{self.instance_id}"
+
+    def engine_settings(self) -> EngineSettings:
+        """The core's rules (``detector.engine.Engine``) as these settings set them."""
+        from detector.engine import EngineSettings
+
+        return EngineSettings(
+            idle_timeout_s=self.idle_timeout_s,
+            max_future_s=self.max_future_s,
+            max_gap_windows_s=self.max_gap_windows_s,
+            refuse_unknown_stations=not self.accept_unknown_stations,
+            max_message_bytes=self.max_message_bytes,
+            policy=self.incident.policy(),
+            score_records=bool(self.topics.scores),
+            state_records=bool(self.topics.state),
+        )
 
 
 @contextmanager

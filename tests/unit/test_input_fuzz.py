@@ -27,11 +27,12 @@ from prometheus_client import CollectorRegistry
 from detector.bundle import Bundle, load_bundle
 from detector.onnx_runtime import onnx_scorers
 from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS, REASONS, ParseFailure, ReadingParser
+from detector.records import EMPTY, FUTURE_TIMESTAMP, KEY_MISMATCH, UNKNOWN_STATION
 from detector.testing import build_linear_bundle
 from stream.clock import ManualClock
 from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics
-from stream.service import EMPTY, FUTURE_TIMESTAMP, KEY_MISMATCH, UNKNOWN_STATION, DetectorService
+from stream.service import DetectorService
 from stream.settings import Settings
 
 MESSAGES_PER_EXAMPLE = 50
