@@ -15,6 +15,7 @@ from detector.bundle import Bundle, ScoreBatch, load_bundle
 from detector.engine import ALERT, LINE, SCORE, STATE, Engine, EngineSettings, Outputs
 from detector.incidents import Alert, SegmentRef, alert_id, incident_id
 from detector.line import LineCalibration, SegmentCalibration, SegmentView
+from detector.onnx_runtime import onnx_scorers
 from detector.readings import ParseFailure, format_ts
 from detector.records import encode_line_readings, line_state_key
 from detector.stations import Refusal
@@ -59,7 +60,7 @@ def of(out: Outputs, kind: str) -> list[tuple[bytes, bytes | None, int | None]]:
 @pytest.fixture
 def bundle(tmp_path: Path) -> Bundle:
     folder = build_linear_bundle(tmp_path / "b", stations=("EST-01", "EST-02"), threshold=1.0)
-    return load_bundle(folder, threads=1)
+    return load_bundle(folder, reconstructor_factory=onnx_scorers(threads=1))
 
 
 # -- admission ----------------------------------------------------------------------------------
@@ -249,7 +250,7 @@ def line_bundle(tmp_path: Path) -> Bundle:
     folder = build_linear_bundle(
         tmp_path / "line", sensors=LINE_SENSORS, stations=("EST-01", "EST-02"), line=(topo, calibration)
     )
-    return load_bundle(folder, threads=1)
+    return load_bundle(folder, reconstructor_factory=onnx_scorers(threads=1))
 
 
 def line_engine(bundle: Bundle, **settings: Any) -> Engine:
@@ -297,7 +298,12 @@ def test_line_records_that_are_not_ours_are_refused_with_the_reason(line_bundle:
     assert "not in the bundle's topology" in (engine.add_line_record(b"L9", good, 0, T0_S) or "")
     assert "not a line record" in (engine.add_line_record(b"L1", b"\x00garbage", 0, T0_S) or "")
     assert engine.add_line_record(b"\xff\xfe", good, 0, T0_S)  # a key that is not UTF-8
-    no_line = Engine(load_bundle(build_linear_bundle(line_bundle.path.parent / "plain"), threads=1))
+    no_line = Engine(
+        load_bundle(
+            build_linear_bundle(line_bundle.path.parent / "plain"),
+            reconstructor_factory=onnx_scorers(threads=1),
+        )
+    )
     assert no_line.add_line_record(b"L1", good, 0, T0_S) == "no key or value"
     assert engine.finish(T0_S, None).line_readings == 0  # nothing refused reached the monitor
     assert engine.add_line_record(b"L1", good, 0, T0_S) is None
