@@ -129,7 +129,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "parity": "Live against the offline oracle",
         "parity_row": (
             "seed {seed}: {live} segment alerts live, {offline} offline, {only_live} only live, "
-            "{only_offline} only offline: {verdict}."
+            "{only_offline} only offline (and {at_end} only offline at the data's end, decided by the "
+            "oracle's final flush, which the live service decides once later readings arrive): {verdict}."
         ),
         "same": "the same",
         "differ": "they differ",
@@ -271,7 +272,9 @@ _TEXT: dict[str, dict[str, str]] = {
         "parity": "En vivo frente al oráculo fuera de línea",
         "parity_row": (
             "semilla {seed}: {live} alertas de tramo en vivo, {offline} fuera de línea, {only_live} "
-            "solo en vivo, {only_offline} solo fuera de línea: {verdict}."
+            "solo en vivo, {only_offline} solo fuera de línea (y {at_end} solo fuera de línea al final de "
+            "los datos, decididas por el vaciado final del oráculo, que el servicio en vivo decide al llegar "
+            "lecturas posteriores): {verdict}."
         ),
         "same": "iguales",
         "differ": "difieren",
@@ -617,7 +620,8 @@ def render_markdown(report: Mapping[str, Any], plots: list[str], lang: str = "en
             if check:
                 verdict = t["same"] if check["same"] else t["differ"]
                 counts = {k: check[k] for k in ("live", "offline", "only_live", "only_offline")}
-                out.append("- " + t["parity_row"].format(seed=seed, verdict=verdict, **counts))
+                at_end = check.get("only_offline_at_end", 0)
+                out.append("- " + t["parity_row"].format(seed=seed, verdict=verdict, at_end=at_end, **counts))
     if len(seeds) > 1:
         keys = list(report["targets"])
         out += ["", f"## {t['seed_table']}", ""]
