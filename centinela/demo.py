@@ -251,13 +251,19 @@ def _removed_after(client: dict[str, str], topics: list[str]) -> Iterator[None]:
         typer.echo(f"  removed the demo's {len(topics)} topics")
 
 
-def _print_scorecard(card: Scorecard) -> None:
+def _print_scorecard(card: Scorecard, *, line: bool = False) -> None:
+    """The station incidents against the true events. ``line``: the segment incidents follow (their
+    own table), so these tables say they judge the per-station autoencoder alone: a newcomer must
+    not read "MISSED" here for a theft the line caught."""
     from rich.console import Console
     from rich.table import Table
 
     # Wide enough for the tables even when the output goes to a file or a narrow CI log.
     console = Console(width=max(140, Console().width))
-    incidents = Table(title="Incidents raised by the detector (alerts topic)")
+    alone = "per-station autoencoder alone (equipment anomalies); the line's segment incidents follow"
+    incidents = Table(
+        title="Incidents raised by the detector (alerts topic)", caption=alone if line else None
+    )
     for column in (
         "station",
         "opened (window end)",
@@ -277,7 +283,14 @@ def _print_scorecard(card: Scorecard) -> None:
             ", ".join(row.top_sensors),
         )
     console.print(incidents)
-    events = Table(title="True events in the replayed period")
+    events = Table(
+        title="True events in the replayed period"
+        + (
+            ", judged against the station incidents above only (the line's catches: next tables)"
+            if line
+            else ""
+        )
+    )
     for column in ("event", "type", "where", "start", "size", "caught", "time to alarm"):
         events.add_column(column)
     for event in card.events:
@@ -292,7 +305,8 @@ def _print_scorecard(card: Scorecard) -> None:
         )
     console.print(events)
     console.print(
-        f"caught {card.caught} of {card.expected} thefts/leaks, missed {card.missed}, "
+        ("per-station autoencoder alone: " if line else "")
+        + f"caught {card.caught} of {card.expected} thefts/leaks, missed {card.missed}, "
         f"false alarms {card.false_alarms}, data gaps {card.data_gaps}"
         + (
             f", median time to alarm {card.median_minutes_to_alarm:.0f} min"
@@ -482,7 +496,7 @@ def run_demo(plan: DemoPlan) -> Scorecard | None:
     station_alerts = [a for a in alerts if a.get("kind") not in SEGMENT_KINDS]
     card = score_incidents(station_alerts, events, since=test_start) if events is not None else None
     if card is not None:
-        _print_scorecard(card)
+        _print_scorecard(card, line=topology is not None)
         (plan.out / "scorecard.json").write_text(json.dumps(card.to_json(), indent=2, default=str) + "\n")
     if events is not None and topology is not None:
         segments = segment_scorecard(alerts, events, topology, since=test_start)

@@ -28,6 +28,8 @@ def test_the_demo_runs_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "True events in the replayed period" in result.stdout
+    # With a line, the station tables say they judge the autoencoder alone (the line's catches follow).
+    assert "per-station autoencoder alone: caught" in result.stdout
     assert "centinela_windows_scored_total" in result.stdout
     # The line: the bundle carries the simulated line's topology, and segment incidents are shown
     # beside the true thefts of their segment.
