@@ -216,7 +216,7 @@ def test_train_with_a_topology_end_to_end(tmp_path: Path) -> None:
     assert report["options"]["segment_budget"] == 0.5
     assert "Línea: calibración por tramo" in (out / "report.md").read_text()
     assert (out / "plots" / "line_balance.png").stat().st_size > 0
-    assert "## Line (segment tap detection)" in (out / "MODEL_CARD.md").read_text()
+    assert "## Línea (detección de tomas por tramo)" in (out / "MODEL_CARD.md").read_text()  # --lang es
 
 
 def test_the_balance_aligns_stations_whose_clocks_are_seconds_apart(tmp_path: Path) -> None:
