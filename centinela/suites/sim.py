@@ -600,13 +600,12 @@ def build_report(runs: list[SeedRun], size: SimSize, *, quick: bool, offline_lin
     report["drift"] = sim_drift.pool(list(drift.values()))
     for seed, figures in drift.items():
         per_seed[seed]["drift"] = figures
-    leak_runs = [r for r in runs if r.leaks is not None]
-    if leak_runs:
+    scenarios = {r.seed: r.leaks for r in runs if r.leaks is not None}
+    if scenarios:
         # The main runs have (almost) no leaks: their own scenario answers (``sim_leaks``).
-        scenarios = [r.leaks for r in leak_runs if r.leaks is not None]
-        report["leaks"] = sim_leaks.figures(scenarios, [r.seed for r in leak_runs])
-        for r in leak_runs:
-            per_seed[str(r.seed)]["leaks"] = sim_leaks.figures([r.leaks] if r.leaks else [], [r.seed])
+        report["leaks"] = sim_leaks.figures(list(scenarios.values()), list(scenarios))
+        for leak_seed, leaks in scenarios.items():
+            per_seed[str(leak_seed)]["leaks"] = sim_leaks.figures([leaks], [leak_seed])
     return report
 
 
