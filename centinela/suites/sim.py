@@ -48,6 +48,7 @@ from centinela.suites.sim_train import (
 )
 from detector.errors import CentinelaError
 from detector.incidents import IncidentPolicy
+from detector.line.monitor import LATENESS_MINUTES
 
 if TYPE_CHECKING:
     from detector.line import LineCalibration
@@ -360,8 +361,8 @@ def compare_segment_alerts(
 
 
 # The minutes at the end of the data the oracle's flush decides and the live service does not yet:
-# the monitor's lateness (2 minutes) and the minute it closes.
-END_MINUTES = 3
+# the monitor's lateness and the minute it closes.
+END_MINUTES = LATENESS_MINUTES + 1
 
 
 def _data_end(result: SimulationResult) -> datetime:
