@@ -46,11 +46,11 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from bench.record import BenchResult, rate
-from centinela import local_broker
 from detector.bundle import Bundle, load_bundle
 from detector.line import LineCalibration, SegmentCalibration
 from detector.testing import LINE_SENSORS, build_linear_bundle
 from detector.topology import Topology
+from devtools import broker as local_broker
 from stream.kafka_io import KafkaBroker
 from stream.metrics import DetectorMetrics
 from stream.service import DetectorService

@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.record import RESULTS_DIR, BenchResult, repetition_done
-from centinela.progress import progress_board
 from detector.errors import ConfigError
+from devtools.progress import progress_board
 
 # Every benchmark of MEASURE.md, in the order `all` runs them; a module under bench/ each.
 BENCHMARKS = (

@@ -28,11 +28,11 @@ COMMAND_MODULES = (
     "replay.cli",
     "stream.cli",
     "stream.topics_cli",
-    "centinela.broker_cli",
+    "devtools.cli",
     "centinela.evaluate_cli",
     "centinela.bench_cli",
-    "centinela.results",
-    "centinela.dashboards",
+    "devtools.results",
+    "devtools.dashboards",
 )
 
 

@@ -433,8 +433,8 @@ def _print_segments(segments: dict[str, Any]) -> None:
 
 
 def run_demo(plan: DemoPlan) -> Scorecard | None:
-    from centinela import local_broker
     from centinela.scorecard import score_incidents
+    from devtools import broker as local_broker
     from stream.alerts_view import committed_alerts
     from stream.settings import kafka_client_config, load_settings
     from stream.topics import create_topics, topic_plan

@@ -18,8 +18,8 @@ ORIGINAL_CONFIGURATION = "original_configuration"
 
 def run(out: Path, quick: bool = False, lang: str = "en", data: Path | None = None) -> dict[str, Any]:
     """Train on the seed data set, evaluate every detector, write report.json, report.md and plots/."""
-    from centinela.progress import progress_board
     from detector.scoring import reconstruction_errors
+    from devtools.progress import progress_board
     from trainer.calibration import BEST_F1_EVERY
     from trainer.model import FitConfig, ModelConfig
     from trainer.pipeline import UNSUPERVISED, TrainOptions, evaluate_detector, run_training

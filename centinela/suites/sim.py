@@ -138,8 +138,8 @@ def run(
     size: SimSize | None = None,
 ) -> dict[str, Any]:
     """Run every seed and write report.json, report.md and plots/ to ``out``."""
-    from centinela import local_broker
     from centinela.suites.sim_report import write_outputs
+    from devtools import broker as local_broker
 
     chosen = size or (QUICK if quick else FULL)
     if seeds:

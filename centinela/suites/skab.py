@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from centinela.progress import progress_board
 from centinela.suites.skab_data import (
     ANOMALY_FREE_FILE,
     LABELLED_FILES,
@@ -42,6 +41,7 @@ from centinela.suites.skab_leaderboard import PRINTED, Scored, recompute_publish
 from centinela.suites.skab_metrics import confusion
 from centinela.suites.skab_report import render_markdown
 from detector.errors import ConfigError
+from devtools.progress import progress_board
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from centinela import local_broker
 from detector.errors import CentinelaError
+from devtools import broker as local_broker
 from stream.clock import ManualClock
 from stream.runner import Running, run_detector
 from stream.settings import Settings

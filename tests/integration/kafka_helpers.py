@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from centinela import local_broker
-from centinela.local_broker import BOOTSTRAP_ENV, ProvidedBroker
 from detector.errors import BrokerError, CentinelaError
+from devtools import broker as local_broker
+from devtools.broker import BOOTSTRAP_ENV, ProvidedBroker
 
 PROBE_TIMEOUT_S = 10.0
 # Where the session's broker line is kept for the terminal summary (tests/conftest.py).

@@ -31,7 +31,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from centinela import dashboards
+from devtools import dashboards
 from tests.integration.local_ports import free_port
 from tests.integration.polling import wait_for
 from tests.integration.prometheus_server import Prometheus, running_prometheus, wait_for_scrapes

@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from centinela import local_broker, local_tls
-from centinela.local_broker import BrokerConfig, BrokerHome, BrokerStatus
 from detector.errors import BrokerError
 from detector.testing import build_linear_bundle
+from devtools import broker as local_broker
+from devtools import tls as local_tls
+from devtools.broker import BrokerConfig, BrokerHome, BrokerStatus
 from stream.runner import run_detector
 from stream.settings import Settings
 from tests.integration.kafka_helpers import TopicFactory, unique_name

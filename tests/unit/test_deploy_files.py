@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from centinela import dashboards
+from devtools import dashboards
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -195,7 +195,7 @@ def test_rules_name_only_metrics_of_the_contract() -> None:
 
 
 def test_dashboards_match_their_generator() -> None:
-    assert dashboards.stale_dashboards() == [], "run `python -m centinela.dashboards` and commit the JSON"
+    assert dashboards.stale_dashboards() == [], "run `python -m devtools.dashboards` and commit the JSON"
 
 
 def test_dashboards_check_flags_an_edited_or_missing_file(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from centinela import local_broker, local_tls
-from centinela.local_broker import BrokerConfig, BrokerStatus
 from detector.errors import BrokerError, ConfigError
+from devtools import broker as local_broker
+from devtools import tls as local_tls
+from devtools.broker import BrokerConfig, BrokerStatus
 
 TEMPLATE = (local_broker.DEPLOY_DIR / "server.properties.template").read_text()
 SECURE_TEMPLATE = (local_broker.DEPLOY_DIR / "secure.properties.template").read_text()
@@ -139,7 +140,7 @@ def test_client_config_points_at_the_secured_listeners(material: local_tls.TlsMa
 
 
 def test_status_line_names_secret_files_not_secrets(material: local_tls.TlsMaterial) -> None:
-    from centinela import broker_cli
+    from devtools import cli as broker_cli
 
     status = BrokerStatus(
         running=True, pid=1, port=19092, sasl_port=19094, ssl_port=19095, tls_dir=str(material.folder)

@@ -7,7 +7,7 @@ under one home folder (``.cache/kafka`` at the repository root, or ``CENTINELA_K
 - ``libs/`` the jars, with ``.stamp`` holding the hash of the pom they came from;
 - ``data/`` the log directory; ``server.properties`` rendered from the template;
 - ``broker.pid``, ``broker.json`` (port, version, start time) and ``broker.log`` (its output);
-- ``tls/`` with ``--secure``: a throwaway CA, certificates and password files (``centinela.local_tls``).
+- ``tls/`` with ``--secure``: a throwaway CA, certificates and password files (``devtools.tls``).
 
 ``--secure`` adds a SASL_SSL listener (SCRAM-SHA-512 and PLAIN over TLS) and an SSL listener that
 requires a client certificate, next to the loopback PLAINTEXT one (docs/security.md).
@@ -41,8 +41,8 @@ from string import Template
 
 import psutil
 
-from centinela import local_tls
 from detector.errors import BrokerError, ConfigError
+from devtools import tls as local_tls
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from centinela import local_broker, local_tls
+from devtools import broker as local_broker
+from devtools import tls as local_tls
 
 
 def _home() -> local_broker.BrokerHome:
