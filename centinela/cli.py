@@ -30,7 +30,7 @@ COMMAND_MODULES = (
     "stream.topics_cli",
     "devtools.cli",
     "centinela.evaluate_cli",
-    "centinela.bench_cli",
+    "bench.cli",
     "devtools.results",
     "devtools.dashboards",
 )

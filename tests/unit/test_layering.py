@@ -44,8 +44,6 @@ ALLOWED = {
 }
 # Arrows still there until another change lands; each is checked by its own strict xfail below.
 PENDING = {("replay", "stream")}
-# Arrows this branch removes move by move (bench's CLI leaves ``centinela``).
-MOVING = {("centinela", "bench")}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -89,12 +87,7 @@ def test_stream_and_trainer_do_not_import_each_other() -> None:
 
 
 def test_nothing_imports_bench() -> None:
-    wrong = [
-        f"{f} imports {n}"
-        for p in OURS - {"bench"}
-        for f, n in arrows(p)
-        if n.split(".")[0] == "bench" and (p, "bench") not in MOVING
-    ]
+    wrong = [f"{f} imports {n}" for p in OURS - {"bench"} for f, n in arrows(p) if n.split(".")[0] == "bench"]
     assert not wrong, "\n".join(wrong)
 
 
@@ -118,13 +111,13 @@ def test_every_package_imports_only_what_it_stands_on() -> None:
     for package, allowed in ALLOWED.items():
         for path, name in sorted(arrows(package)):
             top = name.split(".")[0]
-            if top not in allowed and (package, top) not in PENDING | MOVING:
+            if top not in allowed and (package, top) not in PENDING:
                 wrong.append(f"{path} imports {name}")
     assert not wrong, "\n".join(wrong)
 
 
 def test_no_cycle_between_packages() -> None:
-    graph = {package: imported_packages(package) - {t for p, t in MOVING if p == package} for package in OURS}
+    graph = {package: imported_packages(package) for package in OURS}
     visiting: list[str] = []
     done: set[str] = set()
 

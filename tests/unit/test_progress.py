@@ -63,8 +63,8 @@ def test_bench_counts_the_benchmarks_it_runs(monkeypatch: pytest.MonkeyPatch, tm
     import typer
     from typer.testing import CliRunner
 
+    from bench import cli as bench_cli
     from bench.record import median_of
-    from centinela import bench_cli
     from devtools import progress
 
     screen = io.StringIO()
