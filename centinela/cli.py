@@ -29,7 +29,7 @@ COMMAND_MODULES = (
     "stream.cli",
     "stream.topics_cli",
     "devtools.cli",
-    "centinela.evaluate_cli",
+    "evaluation.cli",
     "bench.cli",
     "devtools.results",
     "devtools.dashboards",

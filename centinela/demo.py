@@ -29,7 +29,7 @@ import typer
 from detector.errors import CentinelaError
 
 if TYPE_CHECKING:
-    from centinela.scorecard import Scorecard
+    from evaluation.scorecard import Scorecard
 
 log = logging.getLogger(__name__)
 
@@ -320,9 +320,9 @@ def segment_scorecard(
     alerts: list[dict[str, Any]], events_csv: Path, topology_path: Path, since: datetime
 ) -> dict[str, Any]:
     """Segment incidents with their estimates beside the true events of the replayed period (the
-    sim suite's rules: ``centinela.suites.sim_segments``)."""
-    from centinela.suites import sim_segments
+    sim suite's rules: ``evaluation.suites.sim_segments``)."""
     from detector.topology import load_topology
+    from evaluation.suites import sim_segments
 
     topology = load_topology(topology_path)
     lengths = {segment.segment_id: segment.length_km for segment in topology.segments}
@@ -433,8 +433,8 @@ def _print_segments(segments: dict[str, Any]) -> None:
 
 
 def run_demo(plan: DemoPlan) -> Scorecard | None:
-    from centinela.scorecard import score_incidents
     from devtools import broker as local_broker
+    from evaluation.scorecard import score_incidents
     from stream.alerts_view import committed_alerts
     from stream.settings import kafka_client_config, load_settings
     from stream.topics import create_topics, topic_plan

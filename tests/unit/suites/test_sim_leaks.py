@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from centinela.suites import sim_leaks
-from centinela.suites.sim_leaks import LeakRun
-from centinela.suites.sim_report import _leak_lines
-from centinela.suites.sim_segments import Tally
+from evaluation.suites import sim_leaks
+from evaluation.suites.sim_leaks import LeakRun
+from evaluation.suites.sim_report import _leak_lines
+from evaluation.suites.sim_segments import Tally
 from tests.unit.suites.test_sim_segments import judge, tap_alert, theft
 
 
@@ -52,6 +52,6 @@ def test_a_run_without_the_scenario_keeps_the_short_line() -> None:
 
 
 def _texts(lang: str) -> dict[str, str]:
-    from centinela.suites import sim_report
+    from evaluation.suites import sim_report
 
     return sim_report._TEXT[lang]

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from centinela.suites.sim_events import (
+from evaluation.suites.sim_events import (
     FALSE_ALARM_CAUSES,
     GRACE,
     TruthEvent,

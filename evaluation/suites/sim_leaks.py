@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from centinela.suites import sim_segments
-from centinela.suites.sim_events import DAYS_PER_MONTH, quantile
-from centinela.suites.sim_segments import Tally
+from evaluation.suites import sim_segments
+from evaluation.suites.sim_events import DAYS_PER_MONTH, quantile
+from evaluation.suites.sim_segments import Tally
 
 if TYPE_CHECKING:
     from detector.line import LineCalibration
@@ -66,8 +66,8 @@ def run(
     model_version: str,
 ) -> LeakRun:
     """Simulate the leak scenario of ``config``'s line and judge the test period's segment alerts."""
-    from centinela.suites.sim import truth_events
-    from centinela.suites.sim_live import offline_line_alerts
+    from evaluation.suites.sim import truth_events
+    from evaluation.suites.sim_live import offline_line_alerts
     from replay.simulator import simulate
 
     result = simulate(leak_config(config, test_start))

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from centinela.suites.skab_data import SENSORS, TRAIN_ROWS, SkabFile
 from detector.errors import ConfigError
 from detector.scoring import reconstruction_errors
+from evaluation.suites.skab_data import SENSORS, TRAIN_ROWS, SkabFile
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

@@ -31,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from centinela.suites import sim_drift, sim_events, sim_leaks, sim_segments
-from centinela.suites.sim_balance import run_reference
-from centinela.suites.sim_live import LiveRun, live, offline_line_alerts
-from centinela.suites.sim_segments import Tally
-from centinela.suites.sim_train import (
+from detector.errors import CentinelaError
+from detector.incidents import IncidentPolicy
+from evaluation.suites import sim_drift, sim_events, sim_leaks, sim_segments
+from evaluation.suites.sim_balance import run_reference
+from evaluation.suites.sim_live import LiveRun, live, offline_line_alerts
+from evaluation.suites.sim_segments import Tally
+from evaluation.suites.sim_train import (
     FIT_SEED,
     ModelSize,
     budget_threshold,
@@ -46,8 +48,6 @@ from centinela.suites.sim_train import (
     sensors,
     train_service,
 )
-from detector.errors import CentinelaError
-from detector.incidents import IncidentPolicy
 
 if TYPE_CHECKING:
     from detector.line import LineCalibration
@@ -138,8 +138,8 @@ def run(
     size: SimSize | None = None,
 ) -> dict[str, Any]:
     """Run every seed and write report.json, report.md and plots/ to ``out``."""
-    from centinela.suites.sim_report import write_outputs
     from devtools import broker as local_broker
+    from evaluation.suites.sim_report import write_outputs
 
     chosen = size or (QUICK if quick else FULL)
     if seeds:

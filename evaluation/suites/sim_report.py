@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from centinela.suites.sim_events import quantile
+from evaluation.suites.sim_events import quantile
 
 _TEXT: dict[str, dict[str, str]] = {
     "en": {

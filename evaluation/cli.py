@@ -11,7 +11,7 @@ import typer
 
 from detector.errors import ConfigError
 
-# A module under centinela/suites/ each, with ``run(out: Path, quick: bool, lang: str) -> dict``.
+# A module under evaluation/suites/ each, with ``run(out: Path, quick: bool, lang: str) -> dict``.
 SUITES = ("seed", "skab", "sim", "calibration")
 
 
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Evaluate a detector on a suite and write report.json, report.md and plots/."""
-        module_name = f"centinela.suites.{suite}"
+        module_name = f"evaluation.suites.{suite}"
         if suite not in SUITES or importlib.util.find_spec(module_name) is None:
             raise ConfigError(f"unknown or unavailable suite {suite!r}; suites: {', '.join(SUITES)}")
         extra: dict[str, Any] = {}

@@ -300,10 +300,10 @@ def run(out: Path, quick: bool = False, lang: str = "en", data: Path | None = No
     """Run the study on the seed data set; write report.json, report.md and plots/ under ``out``."""
     import json
 
-    from centinela.suites.calibration_report import render_markdown, write_plots
-    from centinela.suites.seed import SEED_DATA
     from detector.errors import ConfigError
     from devtools.progress import progress_board
+    from evaluation.suites.calibration_report import render_markdown, write_plots
+    from evaluation.suites.seed import SEED_DATA
     from trainer.data import load_csv
     from trainer.model import FitConfig, ModelConfig
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from centinela.suites.skab_data import TRAIN_ROWS
-from centinela.suites.skab_detector import FileDetection
+from evaluation.suites.skab_data import TRAIN_ROWS
+from evaluation.suites.skab_detector import FileDetection
 
 _LABELS = {
     "en": {

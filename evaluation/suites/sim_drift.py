@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from centinela.suites.sim_events import TruthEvent, _ts
+from evaluation.suites.sim_events import TruthEvent, _ts
 
 EXTRACTIONS = ("theft", "leak")
 

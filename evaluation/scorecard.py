@@ -1,6 +1,6 @@
 """The demo's scorecard: incidents from the alerts topic set beside the simulator's true events.
 
-The rules are the sim suite's (``centinela.suites.sim_events``), so the demo and ``centinela evaluate
+The rules are the sim suite's (``evaluation.suites.sim_events``), so the demo and ``centinela evaluate
 sim`` count the same way: a theft or leak is caught when an incident on one of its stations opens
 between its start and its end plus an hour (the downstream flow of a tapped segment takes about that
 long to settle); every other incident is a false alarm. This module only reads the simulator's
@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from centinela.suites import sim_events
+from evaluation.suites import sim_events
 
 # Listed but never a detection target: operations the line is expected to do.
 ROUTINE = ("transient", "maintenance")

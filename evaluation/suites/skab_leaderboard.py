@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from centinela.suites.skab_data import PublishedRows, SkabFile
-from centinela.suites.skab_metrics import (
+from evaluation.suites.skab_data import PublishedRows, SkabFile
+from evaluation.suites.skab_metrics import (
     Confusion,
     FileEvents,
     NabTally,

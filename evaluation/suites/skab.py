@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from centinela.suites.skab_data import (
+from detector.errors import ConfigError
+from devtools.progress import progress_board
+from evaluation.suites.skab_data import (
     ANOMALY_FREE_FILE,
     LABELLED_FILES,
     SENSORS,
@@ -28,7 +30,7 @@ from centinela.suites.skab_data import (
     load_file,
     load_published_predictions,
 )
-from centinela.suites.skab_detector import (
+from evaluation.suites.skab_detector import (
     DetectorConfig,
     FileDetection,
     NormalModel,
@@ -37,11 +39,9 @@ from centinela.suites.skab_detector import (
     hold_alarms,
     sensor_columns,
 )
-from centinela.suites.skab_leaderboard import PRINTED, Scored, recompute_published, score_predictions
-from centinela.suites.skab_metrics import confusion
-from centinela.suites.skab_report import render_markdown
-from detector.errors import ConfigError
-from devtools.progress import progress_board
+from evaluation.suites.skab_leaderboard import PRINTED, Scored, recompute_published, score_predictions
+from evaluation.suites.skab_metrics import confusion
+from evaluation.suites.skab_report import render_markdown
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def run(out: Path, quick: bool, lang: str = "en", data_dir: Path | None = None) 
     out.mkdir(parents=True, exist_ok=True)
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
-    from centinela.suites.skab_plots import plot_comparison, plot_file
+    from evaluation.suites.skab_plots import plot_comparison, plot_file
 
     bars = {"ours": {"f1": ours.confusion.f1, "far": ours.confusion.far, "mar": ours.confusion.mar}}
     bars.update(
