@@ -17,7 +17,7 @@ The model is the original architecture (LSTM 128-64 autoencoder, random weights,
 model, which shows what the service costs when scoring is nearly free.
 
 With a topology (issue 18): the same stations grouped into lines of ``LINE_STATIONS`` in series,
-their readings those of a simulated line (``replay.simulator``, normal operation, one line's data
+their readings those of a simulated line (``simulator``, normal operation, one line's data
 under every line's names), the linear model.
 ``readings_per_s_line`` is the detector with that line in its bundle (every reading also forwarded
 to the internal line topic, read back and balanced by the line monitors, all exactly-once);
@@ -258,7 +258,7 @@ def line_readings(stations: Sequence[str], minutes: int) -> list[tuple[bytes, by
     event-time order: a balance that behaves as on a real line, not independent noise."""
     import orjson
 
-    from replay.simulator import SimulationConfig, simulate
+    from simulator import SimulationConfig, simulate
 
     result = simulate(SimulationConfig(stations=LINE_STATIONS, days=minutes / 1440, seed=1001))
     times = result.times.astype("datetime64[s]").astype(np.int64).tolist()

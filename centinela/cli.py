@@ -23,7 +23,7 @@ from detector.errors import CentinelaError
 # Order is the order of the help screen.
 COMMAND_MODULES = (
     "centinela.demo",
-    "replay.simulate_cli",
+    "simulator.cli",
     "trainer.cli",
     "replay.cli",
     "stream.cli",

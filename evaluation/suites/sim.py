@@ -52,8 +52,8 @@ from evaluation.suites.sim_train import (
 if TYPE_CHECKING:
     from detector.line import LineCalibration
     from detector.topology import Topology
-    from replay.simulator import SimulationConfig
-    from replay.simulator.result import SimulationResult
+    from simulator import SimulationConfig
+    from simulator.result import SimulationResult
 
 __all__ = ["FULL", "QUICK", "SEEDS", "SimSize", "budget_threshold", "run"]
 
@@ -194,7 +194,7 @@ class _GivenBroker:
 def simulation_config(size: SimSize, seed: int) -> SimulationConfig:
     """The simulated line of one seed: ``train + test`` days, thefts often enough to fill the bands,
     line pack and clock skew on (``REALISM``)."""
-    from replay.simulator import SimulationConfig
+    from simulator import SimulationConfig
 
     config = SimulationConfig(
         stations=size.stations, days=size.train_days + size.test_days, seed=seed, **REALISM
@@ -210,7 +210,7 @@ def _seed(
     seed: int, size: SimSize, out: Path, bootstrap: str | None, switched_off_ae: Path | None
 ) -> SeedRun:
     """One seed: simulate, calibrate, (train, serve live), collect alerts."""
-    from replay.simulator import simulate
+    from simulator import simulate
 
     seconds: dict[str, float] = {}
     tick = _stopwatch(seconds)

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from replay.simulator.result import SimulationResult
+    from simulator.result import SimulationResult
 
 MEAN_MINUTES = 30
 STEP_MINUTES = 5

@@ -29,7 +29,7 @@ from evaluation.suites.sim_segments import Tally
 if TYPE_CHECKING:
     from detector.line import LineCalibration
     from detector.topology import Topology
-    from replay.simulator import SimulationConfig
+    from simulator import SimulationConfig
 
 LEAK_RATE = 3.0  # leaks per segment-month: about 25 leaks per seed over 60 test days on 6 stations
 # Final leak size, in percent of the line's flow (the simulator draws 0.2 to 2 %, log-uniform).
@@ -68,7 +68,7 @@ def run(
     """Simulate the leak scenario of ``config``'s line and judge the test period's segment alerts."""
     from evaluation.suites.sim import truth_events
     from evaluation.suites.sim_live import offline_line_alerts
-    from replay.simulator import simulate
+    from simulator import simulate
 
     result = simulate(leak_config(config, test_start))
     alerts = offline_line_alerts(result.frame, topology, calibration, fields, model_version)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from detector.line import LineCalibration
     from detector.topology import Topology
-    from replay.simulator.result import SimulationResult
+    from simulator.result import SimulationResult
     from trainer.pipeline import RunResult
 
 FIT_SEED = 42
@@ -50,7 +50,7 @@ class ModelSize:
 
 
 def sensors() -> tuple[str, ...]:
-    from replay.simulator import SENSORS
+    from simulator import SENSORS
 
     return tuple(SENSORS)
 

@@ -309,8 +309,8 @@ def test_a_simulator_file_with_thefts_gives_the_offline_alerts(
     from detector.scaling import Scaler, StationScalers
     from detector.testing import linear_onnx_model
     from detector.windows import WindowSpec
-    from replay.simulator import SimulationConfig, simulate
-    from replay.simulator.event import Event
+    from simulator import SimulationConfig, simulate
+    from simulator.event import Event
 
     config = SimulationConfig(
         stations=3,

@@ -246,9 +246,9 @@ def _simulated_file_and_bundle(folder: Path) -> tuple[Path, Path, set[str]]:
     from detector.scaling import Scaler, StationScalers
     from detector.testing import linear_onnx_model
     from detector.windows import WindowSpec, batch_windows
-    from replay.simulator import SimulationConfig, simulate
-    from replay.simulator.event import Event
-    from replay.simulator.writer import write_outputs
+    from simulator import SimulationConfig, simulate
+    from simulator.event import Event
+    from simulator.writer import write_outputs
     from tests.unit.stream.lines import calibration_of, topology_of
 
     result = simulate(

@@ -113,9 +113,9 @@ def test_the_whole_file_replays_the_same_bytes_with_and_without_it(
 ) -> None:
     from replay.disorder import DisorderOptions
     from replay.prepare import prepare_file
-    from replay.simulator.engine import simulate
-    from replay.simulator.scenario import SimulationConfig
-    from replay.simulator.writer import write_outputs
+    from simulator.engine import simulate
+    from simulator.scenario import SimulationConfig
+    from simulator.writer import write_outputs
 
     path = write_outputs(simulate(SimulationConfig(stations=5, days=1, seed=3)), tmp_path / "sim").readings
 

@@ -291,8 +291,8 @@ def test_events_csv_and_the_simulation_give_the_same_truth() -> None:
     positions and volumes, so both judge alike."""
     from evaluation.suites.sim import truth_events
     from evaluation.suites.sim_train import line_topology
-    from replay.simulator import SimulationConfig, simulate
-    from replay.simulator.writer import events_csv
+    from simulator import SimulationConfig, simulate
+    from simulator.writer import events_csv
 
     result = simulate(
         SimulationConfig(stations=3, days=2, seed=1001).with_rates(theft_per_segment_month=60.0)

@@ -26,7 +26,7 @@ from detector.line.pressure import (
 )
 from detector.line.segment import NEXT_SEGMENT_HOLD_MINUTES
 from detector.topology import Topology
-from replay.simulator import Event, SimulationResult
+from simulator import Event, SimulationResult
 from trainer.line_calibration import _local_steps, calibrate_line
 
 from .simline import Reading, quiet_line, readings, topology_of

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from replay.simulator import Event, SimulationConfig, simulate
-from tests.unit.replay.simulator_helpers import perfect, with_scripted
+from simulator import Event, SimulationConfig, simulate
+from tests.unit.simulator.simulator_helpers import perfect, with_scripted
 
 THEFT_START, THEFT_END = 600, 960
 PLATEAU = slice(900, 955)  # long after the level loops settled, before the closing ramp

@@ -12,10 +12,10 @@ import pandas as pd
 
 from detector.errors import ConfigError
 from detector.topology import TOPOLOGY_FORMAT, Topology
-from replay.simulator.clock import as_read
-from replay.simulator.event import Event
-from replay.simulator.line import Line
-from replay.simulator.scenario import SENSORS, SimulationConfig
+from simulator.clock import as_read
+from simulator.event import Event
+from simulator.line import Line
+from simulator.scenario import SENSORS, SimulationConfig
 
 Array = npt.NDArray[np.float64]
 

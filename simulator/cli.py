@@ -17,7 +17,7 @@ from detector.errors import ConfigError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from replay.simulator.engine import Progress
+    from simulator.engine import Progress
 
 
 def parse_start(text: str) -> datetime:
@@ -138,8 +138,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from replay.simulator import EventRates, SimulationConfig, simulate
-        from replay.simulator.writer import LAYOUTS, write_outputs
+        from simulator import EventRates, SimulationConfig, simulate
+        from simulator.writer import LAYOUTS, write_outputs
 
         if layout not in LAYOUTS:
             raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)}")
@@ -177,7 +177,7 @@ def register(app: typer.Typer) -> None:
         finished = time.perf_counter()
         plot_path: Path | None = None
         if plot:
-            from replay.simulator.plots import plot_segment as draw
+            from simulator.plots import plot_segment as draw
 
             plot_path = draw(result, out / "plot_segment.png", segment=plot_segment, days=plot_days)
 

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from replay.simulator.batches import PRODUCTS, BatchState
-from replay.simulator.line import (
+from simulator.batches import PRODUCTS, BatchState
+from simulator.line import (
     SETTLE_OUT_MIN_BAR,
     Hydraulics,
     Line,
@@ -41,7 +41,7 @@ from replay.simulator.line import (
     segment_resistance,
     segment_static_bar,
 )
-from replay.simulator.scenario import SimulationConfig
+from simulator.scenario import SimulationConfig
 
 Array = npt.NDArray[np.float64]
 

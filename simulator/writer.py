@@ -12,10 +12,10 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.errors import ConfigError, DataError
-from replay.simulator import csv_bytes
-from replay.simulator.linepack import line_pack_record
-from replay.simulator.result import EVENTS_COLUMNS, READINGS_COLUMNS, SimulationResult
-from replay.simulator.scenario import SENSORS, scenario_json
+from simulator import csv_bytes
+from simulator.linepack import line_pack_record
+from simulator.result import EVENTS_COLUMNS, READINGS_COLUMNS, SimulationResult
+from simulator.scenario import SENSORS, scenario_json
 
 Layout = Literal["multi", "original"]
 LAYOUTS: tuple[str, ...] = ("multi", "original")

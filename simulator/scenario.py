@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from detector.errors import ConfigError
-from replay.simulator.event import Event
+from simulator.event import Event
 
 SENSORS: tuple[str, ...] = (
     "flow",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from replay.simulator.scenario import SensorNoise
+from simulator.scenario import SensorNoise
 
 Array = npt.NDArray[np.float64]
 

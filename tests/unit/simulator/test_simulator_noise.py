@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from replay.simulator import SENSORS, SimulationConfig, simulate
-from replay.simulator.csv_bytes import join_row, numbers
-from replay.simulator.noise import ar1, drift
-from tests.unit.replay.simulator_helpers import perfect
+from simulator import SENSORS, SimulationConfig, simulate
+from simulator.csv_bytes import join_row, numbers
+from simulator.noise import ar1, drift
+from tests.unit.simulator.simulator_helpers import perfect
 
 
 def test_perfect_instruments_read_the_truth() -> None:

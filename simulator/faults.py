@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
-from replay.simulator.event import ALL_SENSORS, Event
+from simulator.event import ALL_SENSORS, Event
 
 Array = npt.NDArray[np.float64]
 

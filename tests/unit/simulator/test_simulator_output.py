@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from centinela.cli import app
 from detector.errors import ConfigError
 from detector.topology import load_topology
-from replay.simulator import EVENTS_COLUMNS, READINGS_COLUMNS, SimulationConfig, simulate
-from replay.simulator.writer import ORIGINAL_COLUMNS, write_outputs
-from tests.unit.replay.simulator_helpers import busy_config, busy_result
+from simulator import EVENTS_COLUMNS, READINGS_COLUMNS, SimulationConfig, simulate
+from simulator.writer import ORIGINAL_COLUMNS, write_outputs
+from tests.unit.simulator.simulator_helpers import busy_config, busy_result
 
 FILES = ("readings.csv", "events.csv", "scenario.json", "topology.toml")
 

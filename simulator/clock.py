@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from replay.simulator.noise import ar1
+from simulator.noise import ar1
 
 Offsets = npt.NDArray[np.int32]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from detector.errors import ConfigError
-from replay.simulator.event import Event
-from replay.simulator.result import SimulationResult
+from simulator.event import Event
+from simulator.result import SimulationResult
 
 COLOURS = {
     "theft": "#d62728",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from functools import cache
 
-from replay.simulator import Event, SimulationConfig, SimulationResult, simulate
+from simulator import Event, SimulationConfig, SimulationResult, simulate
 
 
 def busy_config() -> SimulationConfig:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from replay.simulator import SimulationConfig
-from replay.simulator.event import LABELLED_TYPES
-from replay.simulator.events import draw_events
-from tests.unit.replay.simulator_helpers import busy_result
+from simulator import SimulationConfig
+from simulator.event import LABELLED_TYPES
+from simulator.events import draw_events
+from tests.unit.simulator.simulator_helpers import busy_result
 
 
 def test_labels_cover_exactly_the_theft_and_leak_spans_on_both_ends_of_the_segment() -> None:

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from replay.simulator.line import Line
+from simulator.line import Line
 
 Array = npt.NDArray[np.float64]
 

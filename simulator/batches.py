@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from replay.simulator.event import Event
-from replay.simulator.line import Line
-from replay.simulator.scenario import SimulationConfig
+from simulator.event import Event
+from simulator.line import Line
+from simulator.scenario import SimulationConfig
 
 Array = npt.NDArray[np.float64]
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from replay.simulator.scenario import SimulationConfig
+from simulator.scenario import SimulationConfig
 
 Array = npt.NDArray[np.float64]
 

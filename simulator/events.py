@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from replay.simulator.event import ALL_SENSORS, PRIORITY, Event
-from replay.simulator.scenario import SENSORS, SimulationConfig
+from simulator.event import ALL_SENSORS, PRIORITY, Event
+from simulator.scenario import SENSORS, SimulationConfig
 
 Array = npt.NDArray[np.float64]
 

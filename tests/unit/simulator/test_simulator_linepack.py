@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from replay.simulator import Event, SimulationConfig, simulate
-from replay.simulator.batches import PRODUCTS
-from replay.simulator.line import draw_line
-from replay.simulator.linepack import (
+from simulator import Event, SimulationConfig, simulate
+from simulator.batches import PRODUCTS
+from simulator.line import draw_line
+from simulator.linepack import (
     MAX_PACK_RATE,
     line_pack_record,
     pack_target_m3h,
     wall_compressibility_per_gpa,
 )
-from replay.simulator.writer import write_outputs
-from tests.unit.replay.simulator_helpers import perfect, with_scripted
+from simulator.writer import write_outputs
+from tests.unit.simulator.simulator_helpers import perfect, with_scripted
 
 STOP_START, STOP_END = 400, 430  # station EST-02 stands for 30 minutes
 

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from replay.csv_source import CsvSource, SourceOptions
-from replay.simulator import SENSORS, SimulationConfig, SimulationResult, simulate
-from replay.simulator.clock import as_read, draw_offsets, snap_to_minutes
-from replay.simulator.writer import write_outputs
+from simulator import SENSORS, SimulationConfig, SimulationResult, simulate
+from simulator.clock import as_read, draw_offsets, snap_to_minutes
+from simulator.writer import write_outputs
 from trainer.data import load_csv
 
 

@@ -11,16 +11,16 @@ from datetime import UTC
 import numpy as np
 import numpy.typing as npt
 
-from replay.simulator.batches import BatchState, simulate_batches
-from replay.simulator.cascade import CascadeResult, run_cascade
-from replay.simulator.clock import draw_offsets
-from replay.simulator.events import Drivers, build_drivers, draw_events, number_events, paint_rows
-from replay.simulator.faults import apply_faults
-from replay.simulator.line import Hydraulics, Line, draw_line, product_temperature, solve_hydraulics
-from replay.simulator.linepack import MAX_PACK_RATE, PackModel, mean_pressure_bar, pack_target_m3h
-from replay.simulator.noise import ar1, measure, quantise
-from replay.simulator.result import SimulationResult
-from replay.simulator.scenario import SENSORS, SimulationConfig
+from simulator.batches import BatchState, simulate_batches
+from simulator.cascade import CascadeResult, run_cascade
+from simulator.clock import draw_offsets
+from simulator.events import Drivers, build_drivers, draw_events, number_events, paint_rows
+from simulator.faults import apply_faults
+from simulator.line import Hydraulics, Line, draw_line, product_temperature, solve_hydraulics
+from simulator.linepack import MAX_PACK_RATE, PackModel, mean_pressure_bar, pack_target_m3h
+from simulator.noise import ar1, measure, quantise
+from simulator.result import SimulationResult
+from simulator.scenario import SENSORS, SimulationConfig
 
 logger = logging.getLogger(__name__)
 
