@@ -397,4 +397,6 @@ def test_detector_image_runs_unprivileged_without_tensorflow() -> None:
     assert "COPY --from=build " in detector_stage  # the stage without the train extra
     build_stage = dockerfile.split("AS build\n", 1)[1].split("FROM ", 1)[0]
     assert "[train]" not in build_stage
+    copied = set(re.findall(r"^COPY (\w+) ", build_stage, re.MULTILINE))
+    assert copied == {"centinela", "detector", "trainer", "stream", "replay", "simulator"}
     assert "-c constraints.txt" in build_stage
