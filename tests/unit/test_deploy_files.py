@@ -398,3 +398,15 @@ def test_detector_image_runs_unprivileged_without_tensorflow() -> None:
     build_stage = dockerfile.split("AS build\n", 1)[1].split("FROM ", 1)[0]
     assert "[train]" not in build_stage
     assert "-c constraints.txt" in build_stage
+
+
+def test_the_image_copies_every_package_that_is_installed() -> None:
+    # A package added to pyproject.toml but not copied into the build stage installs nothing: the
+    # image would fail at its first import (kafkakit, which stream and replay import, was one).
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    installed = {name.rstrip("*") for name in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, flags=re.MULTILINE))
+    assert installed and installed <= copied, f"not copied into the image: {sorted(installed - copied)}"
