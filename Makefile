@@ -39,14 +39,14 @@ test: setup lint
 	@bash scripts/pytest.sh tests
 
 test-unit: $(STAMP)
-	@bash scripts/pytest.sh tests/unit
+	@bash scripts/pytest.sh tests/unit tests/contract -m "not integration"
 
 ## test-fast: the unit tests not marked slow (under a minute); make test and CI still run every test
 test-fast: $(STAMP)
-	@bash scripts/pytest.sh tests/unit -m "not slow"
+	@bash scripts/pytest.sh tests/unit tests/contract -m "not slow and not integration"
 
 test-integration: setup
-	@bash scripts/pytest.sh tests/integration -m integration
+	@bash scripts/pytest.sh tests/integration tests/contract -m integration
 
 ## check-deploy: promtool checks and unit tests of the rules, compose validation, dashboards in step
 check-deploy: $(STAMP)

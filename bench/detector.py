@@ -80,26 +80,17 @@ def broker() -> Iterator[str]:
 
 @contextmanager
 def topics(bootstrap: str, partitions: int, *names: str) -> Iterator[list[str]]:
-    """Fresh topics (``partitions`` for the first, 1 for the rest), deleted afterwards."""
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+    """Fresh topics (``partitions`` for the first, 1 for the rest), led, deleted afterwards."""
+    from kafkakit.admin import delete_topics, ensure_topic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, **_QUIET})
+    client = {"bootstrap.servers": bootstrap, **_QUIET}
     made = [f"bench-{name}-{uuid.uuid4().hex[:8]}" for name in names]
-    wanted = [
-        NewTopic(t, num_partitions=partitions if i == 0 else 1, replication_factor=1)
-        for i, t in enumerate(made)
-    ]
-    for future in admin.create_topics(wanted, operation_timeout=30).values():
-        future.result(timeout=60)
-    time.sleep(1.0)  # leaders settle
+    for i, topic in enumerate(made):
+        ensure_topic(client, topic, partitions if i == 0 else 1, timeout_s=30.0)
     try:
         yield made
     finally:
-        for future in admin.delete_topics(made, operation_timeout=30).values():
-            try:
-                future.result(timeout=60)
-            except Exception as error:  # cleanup only: the figures are already measured
-                logger.warning("could not delete a bench topic: %s", error)
+        delete_topics(client, made, timeout_s=30.0)  # cleanup only: a failure is logged, not raised
 
 
 def produce_all(bootstrap: str, topic: str, messages: Sequence[tuple[bytes, bytes]]) -> None:

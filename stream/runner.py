@@ -22,12 +22,13 @@ from detector.line_table import MonitorFactory, line_monitor
 from detector.onnx_runtime import onnx_scorers
 from detector.scoring import ReconstructorFactory
 from detector.topology import Topology, load_topology
+from kafkakit.config import kafka_client_config
 from stream.clock import Clock
 from stream.health import DEFAULT_STALL_S, Health
 from stream.metrics import DetectorMetrics, serve
 from stream.reload import BundleWatcher, bundle_loader
 from stream.service import DetectorService
-from stream.settings import Settings, bundle_verify_key, describe, kafka_client_config
+from stream.settings import Settings, bundle_verify_key, describe
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def run_detector(
     monitor_factory: MonitorFactory = line_monitor,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``): finish the batch in hand, publish, commit, close."""
-    from stream.kafka_check import check_connection
+    from kafkakit.check import check_connection
     from stream.kafka_io import KafkaBroker
     from stream.topics import require_topics, topic_plan
 

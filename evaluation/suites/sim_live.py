@@ -59,9 +59,10 @@ def live(frame: pd.DataFrame, bundle_path: Path, bootstrap: str) -> LiveRun:
 
     from detector.bundle import load_bundle
     from detector.onnx_runtime import onnx_scorers
+    from kafkakit.admin import delete_topics, ensure_topic
+    from kafkakit.read import committed_to_end
     from replay.csv_source import SourceOptions
-    from replay.producer import ReplayOptions, ensure_topic, replay_frame
-    from stream.group_progress import committed_to_end
+    from replay.producer import ReplayOptions, replay_frame
     from stream.runner import run_detector
     from stream.settings import Settings
 
@@ -126,7 +127,7 @@ def live(frame: pd.DataFrame, bundle_path: Path, bootstrap: str) -> LiveRun:
     seconds["detect"] = time.perf_counter() - detecting
     alerts = read_topic(bootstrap, topics["alerts"])
     scores = read_topic(bootstrap, topics["scores"]) if "scores" in topics else []
-    dead = read_topic(bootstrap, topics["dlq"], settle_s=0.3)
+    dead = read_topic(bootstrap, topics["dlq"])
     delete_topics(client, run_topic_names(client, f"centinela.eval-sim.{run_id}.") or list(topics.values()))
     info = {
         "model_version": bundle.model_version,
@@ -158,40 +159,20 @@ def _wait(condition: Callable[[], bool], timeout_s: float, thread: threading.Thr
     raise CentinelaError(f"the detector did not process every reading within {timeout_s:g} s")
 
 
-def read_topic(
-    bootstrap: str, topic: str, settle_s: float = 1.0, timeout_s: float = 120.0
-) -> list[dict[str, Any]]:
-    """Every committed message of ``topic`` (read_committed), decoded."""
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 120.0) -> list[dict[str, Any]]:
+    """Every committed message of ``topic`` (read_committed, to its end), decoded."""
     import orjson
-    from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"centinela-eval-sim-reader-{uuid.uuid4().hex[:8]}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        out: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout_s
-        quiet_since = time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < settle_s:
-            batch = [m for m in consumer.consume(5000, 0.2) if m.error() is None]
-            if batch:
-                for message in batch:
-                    value = message.value()
-                    try:
-                        out.append(orjson.loads(value) if value else {})
-                    except orjson.JSONDecodeError:
-                        out.append({"raw": True})  # dead letters keep the original bytes
-                quiet_since = time.monotonic()
-        return out
-    finally:
-        consumer.close()
+    from kafkakit.read import read_to_end
+
+    out: list[dict[str, Any]] = []
+    for message in read_to_end(bootstrap, topic, timeout_s=timeout_s):
+        value = message.value()
+        try:
+            out.append(orjson.loads(value) if value else {})
+        except orjson.JSONDecodeError:
+            out.append({"raw": True})  # dead letters keep the original bytes
+    return out
 
 
 def run_topic_names(client: Mapping[str, str], prefix: str) -> list[str]:
@@ -204,17 +185,6 @@ def run_topic_names(client: Mapping[str, str], prefix: str) -> list[str]:
         log.info("could not list topics: %s", error)
         return []
     return sorted(name for name in names if name.startswith(prefix))
-
-
-def delete_topics(client: Mapping[str, str], topics: list[str]) -> None:
-    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
-
-    admin = AdminClient({"log_level": 4, **client})
-    for future in admin.delete_topics(topics, operation_timeout=15).values():
-        try:
-            future.result(timeout=15)
-        except Exception as error:  # a leftover (or never created) topic is harmless; say so and go on
-            log.info("could not delete topic: %s", error)
 
 
 # -- the offline line oracle ----------------------------------------------------------------------

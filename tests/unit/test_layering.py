@@ -42,8 +42,6 @@ ALLOWED = {
     "evaluation": BELOW_THE_TOOLS,
     "centinela": OURS - {"centinela"},
 }
-# Arrows still there until another change lands; each is checked by its own strict xfail below.
-PENDING = {("replay", "stream")}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -101,7 +99,6 @@ def test_only_the_composition_root_imports_evaluation() -> None:
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.xfail(strict=True, reason="kafkakit move pending")
 def test_replay_does_not_import_stream() -> None:
     assert "stream" not in imported_packages("replay")
 
@@ -111,7 +108,7 @@ def test_every_package_imports_only_what_it_stands_on() -> None:
     for package, allowed in ALLOWED.items():
         for path, name in sorted(arrows(package)):
             top = name.split(".")[0]
-            if top not in allowed and (package, top) not in PENDING:
+            if top not in allowed:
                 wrong.append(f"{path} imports {name}")
     assert not wrong, "\n".join(wrong)
 

@@ -172,7 +172,7 @@ def test_every_pass_counts_its_bad_rows_but_names_them_once(tmp_path: Path) -> N
 
 def test_an_unreachable_broker_is_a_broker_error() -> None:
     from detector.errors import BrokerError
-    from replay.producer import ensure_topic
+    from kafkakit.admin import ensure_topic
 
     # Port 1 on loopback refuses at once: no network needed, and the answer comes within the timeout.
     with pytest.raises(BrokerError, match="cannot reach Kafka"):

@@ -211,7 +211,7 @@ def test_a_transient_error_past_the_deadline_ends_the_process_naming_it(
 def test_a_fatal_or_unknown_error_is_not_retried() -> None:
     from confluent_kafka import KafkaError
 
-    from stream.kafka_io import is_transient
+    from kafkakit.errors import is_transient
 
     assert is_transient(kafka_exception(KafkaError.UNSTABLE_OFFSET_COMMIT))
     assert is_transient(kafka_exception(KafkaError.NOT_COORDINATOR))

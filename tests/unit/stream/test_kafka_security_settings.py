@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from detector.errors import BrokerError, ConfigError
-from stream.kafka_check import check_connection
-from stream.settings import describe, kafka_client_config, load_settings
+from kafkakit.check import check_connection
+from kafkakit.config import kafka_client_config
+from stream.settings import describe, load_settings
 
 
 def test_passwords_are_read_from_files_and_never_described(
