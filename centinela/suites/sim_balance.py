@@ -52,7 +52,7 @@ def _tapped(result: SimulationResult, segment: int, minutes: int) -> npt.NDArray
 
 def run_reference(result: SimulationResult, test_start: int) -> tuple[list[dict[str, Any]], float]:
     """Alerts (as the alerts topic's JSON) of the balance detector on the test period, and its threshold."""
-    from detector.incidents import IncidentTracker
+    from detector.incidents import IncidentTracker, WindowVerdict
 
     minutes = len(result.times)
     ends = np.arange(STEP_MINUTES, minutes + 1, STEP_MINUTES)  # window [end - 30, end) on the 5-min grid
@@ -78,14 +78,10 @@ def run_reference(result: SimulationResult, test_start: int) -> tuple[list[dict[
                 continue
             # Attributed to the segment's downstream station, where the tap's flow goes missing.
             station = result.station_ids[s + 1]
-            for alert in tracker.observe(
-                station,
-                end,
-                end - timedelta(minutes=MEAN_MINUTES),
-                max(value, 0.0),
-                threshold,
-                {"flow_balance": 1.0},
-                MODEL_VERSION,
-            ):
+            start_of_mean = end - timedelta(minutes=MEAN_MINUTES)
+            verdict = WindowVerdict(
+                station, start_of_mean, end, threshold, MODEL_VERSION, max(value, 0.0), {"flow_balance": 1.0}
+            )
+            for alert in tracker.observe(verdict):
                 alerts.append(alert.model_dump(mode="json", by_alias=True))
     return alerts, threshold
