@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from detector.clock import SYSTEM_CLOCK, WallClock
 from detector.errors import ConfigError, DataError
 from detector.readings import format_ts
 
@@ -271,16 +272,11 @@ def _counts_as_above(state: _StationState, policy: IncidentPolicy, score: float,
     return score >= state.rearm_level
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class IncidentTracker:
     """Per-station incident and data-gap state; feed it windows in event-time order per station."""
 
-    def __init__(
-        self, policy: IncidentPolicy | None = None, clock: Callable[[], datetime] = _utc_now
-    ) -> None:
+    def __init__(self, policy: IncidentPolicy | None = None, clock: WallClock = SYSTEM_CLOCK) -> None:
+        """``clock`` stamps each alert's ``emitted_at``; every rule runs on event time alone."""
         self.policy = policy or IncidentPolicy()
         self._clock = clock
         self._stations: dict[str, _StationState] = {}
@@ -455,6 +451,6 @@ class IncidentTracker:
             severity=severity,
             contributions=[] if score is None else ranked_contributions(verdict.contributions),
             model_version=verdict.model_version,
-            emitted_at=self._clock(),
+            emitted_at=self._clock.now(),
             reason=reason,
         )

@@ -52,6 +52,7 @@ def _tapped(result: SimulationResult, segment: int, minutes: int) -> npt.NDArray
 
 def run_reference(result: SimulationResult, test_start: int) -> tuple[list[dict[str, Any]], float]:
     """Alerts (as the alerts topic's JSON) of the balance detector on the test period, and its threshold."""
+    from detector.clock import ManualClock
     from detector.incidents import IncidentTracker, WindowVerdict
 
     minutes = len(result.times)
@@ -67,7 +68,7 @@ def run_reference(result: SimulationResult, test_start: int) -> tuple[list[dict[
     threshold = float(pooled.max()) if pooled.size else float("inf")
 
     start = np.datetime64(result.times[0], "us").astype(datetime).replace(tzinfo=UTC)
-    tracker = IncidentTracker(clock=lambda: start)
+    tracker = IncidentTracker(clock=ManualClock(start))  # emitted_at: the data's start, not the wall
     alerts: list[dict[str, Any]] = []
     in_test = ends > test_start + MEAN_MINUTES
     for index in np.flatnonzero(in_test):

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detector.clock import ManualClock
 from detector.errors import ConfigError, DataError
 from detector.incidents import Alert, IncidentPolicy, IncidentTracker, WindowVerdict, alert_id
 
@@ -33,7 +34,7 @@ def feed(
 
 
 def tracker(**policy: object) -> IncidentTracker:
-    return IncidentTracker(IncidentPolicy(**policy), clock=lambda: NOW)  # type: ignore[arg-type]
+    return IncidentTracker(IncidentPolicy(**policy), clock=ManualClock(NOW))  # type: ignore[arg-type]
 
 
 def test_one_window_above_opens_and_two_below_hysteresis_close() -> None:
