@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from detector.clock import ManualClock
 from detector.errors import ConfigError, DataError
 from detector.incidents import Alert, IncidentPolicy, IncidentTracker, WindowVerdict, alert_id
+from tests.property_depth import examples
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 STEP = timedelta(minutes=5)
@@ -181,7 +182,7 @@ def test_observe_refuses_an_unscored_window_naming_the_station() -> None:
         tracker().observe(window("EST-07", T0))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(st.one_of(st.floats(min_value=0.0, max_value=5.0), st.none()), max_size=60),
     st.integers(min_value=1, max_value=3),

@@ -163,6 +163,7 @@ def test_every_pass_counts_its_bad_rows_but_names_them_once(tmp_path: Path) -> N
     assert [row.line for row in summary.rejects] == [6]
 
 
+@pytest.mark.slow  # waits out its 1 s timeout
 def test_an_unreachable_broker_is_a_broker_error() -> None:
     from detector.errors import BrokerError
     from replay.producer import ensure_topic

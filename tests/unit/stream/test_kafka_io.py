@@ -28,6 +28,7 @@ def test_clients_build_without_touching_the_network() -> None:
         broker.close()
 
 
+@pytest.mark.slow  # waits out librdkafka's timeouts (2 s)
 def test_an_unreachable_cluster_fails_start_with_a_broker_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from stream import kafka_io
 

@@ -168,6 +168,7 @@ def test_repeated_client_log_lines_are_let_through_once_a_minute_with_their_coun
     assert shown.getMessage().endswith("(+50 repeats in the last 60 s)")
 
 
+@pytest.mark.slow  # 2 s of a real detector against no Kafka
 def test_sigterm_while_kafka_does_not_answer_stops_the_detector_in_seconds(tmp_path: Path) -> None:
     import threading
     import time
