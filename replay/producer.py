@@ -28,12 +28,13 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from detector.clock import SYSTEM_CLOCK, MonotonicClock
 from detector.errors import BrokerError, ConfigError
 from kafkakit.admin import ensure_topic
 from kafkakit.errors import kafka_errors
 from replay.csv_source import FrameSource, RejectedRow, SourceOptions
 from replay.disorder import DisorderOptions
-from replay.pacing import Clock, MonotonicClock, Pacer
+from replay.pacing import Pacer
 from replay.prepare import PreparedBlock, inline_or_process, prepare
 
 logger = logging.getLogger(__name__)
@@ -205,12 +206,11 @@ def run(
     sink: Sink,
     *,
     speed: float | None,
-    clock: Clock | None = None,
+    clock: MonotonicClock = SYSTEM_CLOCK,
     on_block: Callable[[PreparedBlock], None] | None = None,
     flush_timeout_s: float = 60.0,
 ) -> ReplaySummary:
     """Send every prepared batch through ``sink`` on the pacer's schedule, then flush and sum up."""
-    clock = clock or MonotonicClock()
     pacer = Pacer(speed, clock)
     summary = ReplaySummary()
     reasons: Counter[str] = Counter()
@@ -263,7 +263,7 @@ def _send_batch(  # noqa: PLR0917 - a private helper of run()'s hot loop
     schedule: Any,
     pacer: Pacer,
     sink: Sink,
-    clock: Clock,
+    clock: MonotonicClock,
     marks: list[float],
 ) -> None:
     start, n = 0, len(values)
@@ -273,7 +273,7 @@ def _send_batch(  # noqa: PLR0917 - a private helper of run()'s hot loop
             sink.wait(min(due.wait_s, 0.1))
             continue
         stop = min(due.stop, start + SEND_SLICE)
-        now = clock.now()
+        now = clock.monotonic()
         if marks:
             marks[1:] = [now]
         else:

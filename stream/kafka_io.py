@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, cast
 
+from detector.clock import SYSTEM_CLOCK, MonotonicClock
 from detector.errors import BrokerError
 from detector.records import line_of_state_key
 from kafkakit.admin import ensure_topic
@@ -97,7 +98,7 @@ class KafkaBroker:
     """``Broker`` over confluent-kafka; build it with ``KafkaBroker(settings)``."""
 
     def __init__(
-        self, settings: Settings, *, now: Any = time.monotonic, stop: threading.Event | None = None
+        self, settings: Settings, *, clock: MonotonicClock = SYSTEM_CLOCK, stop: threading.Event | None = None
     ) -> None:
         """``stop`` (set by SIGTERM/SIGINT) interrupts waits on an unresponsive Kafka."""
         from confluent_kafka import Consumer, Producer
@@ -105,7 +106,7 @@ class KafkaBroker:
         self._settings = settings
         self._stop = stop or threading.Event()
         self._topic = settings.topics.readings
-        self._now = now
+        self._now = clock.monotonic
         self._down_since: float | None = None
         self._fatal: str | None = None  # the first fatal error a client reported (error_cb)
         # Set when librdkafka gave up our group session (on_lost), or when an outage ended (its

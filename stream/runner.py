@@ -17,13 +17,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle
+from detector.clock import SYSTEM_CLOCK, WallClock
 from detector.errors import ConfigError
 from detector.line_table import MonitorFactory, line_monitor
 from detector.onnx_runtime import onnx_scorers
 from detector.scoring import ReconstructorFactory
 from detector.topology import Topology, load_topology
 from kafkakit.config import kafka_client_config
-from stream.clock import Clock
 from stream.health import DEFAULT_STALL_S, Health
 from stream.metrics import DetectorMetrics, serve
 from stream.reload import BundleWatcher, bundle_loader
@@ -95,7 +95,7 @@ def run_detector(
     *,
     stop: threading.Event | None = None,
     registry: CollectorRegistry | None = None,
-    clock: Clock | None = None,
+    clock: WallClock = SYSTEM_CLOCK,
     on_start: Callable[[Running], None] | None = None,
     monitor_factory: MonitorFactory = line_monitor,
 ) -> None:

@@ -52,7 +52,8 @@ def _tapped(result: SimulationResult, segment: int, minutes: int) -> npt.NDArray
 
 def run_reference(result: SimulationResult, test_start: int) -> tuple[list[dict[str, Any]], float]:
     """Alerts (as the alerts topic's JSON) of the balance detector on the test period, and its threshold."""
-    from detector.incidents import IncidentTracker
+    from detector.clock import ManualClock
+    from detector.incidents import IncidentTracker, WindowVerdict
 
     minutes = len(result.times)
     ends = np.arange(STEP_MINUTES, minutes + 1, STEP_MINUTES)  # window [end - 30, end) on the 5-min grid
@@ -67,7 +68,7 @@ def run_reference(result: SimulationResult, test_start: int) -> tuple[list[dict[
     threshold = float(pooled.max()) if pooled.size else float("inf")
 
     start = np.datetime64(result.times[0], "us").astype(datetime).replace(tzinfo=UTC)
-    tracker = IncidentTracker(clock=lambda: start)
+    tracker = IncidentTracker(clock=ManualClock(start))  # emitted_at: the data's start, not the wall
     alerts: list[dict[str, Any]] = []
     in_test = ends > test_start + MEAN_MINUTES
     for index in np.flatnonzero(in_test):
@@ -78,14 +79,10 @@ def run_reference(result: SimulationResult, test_start: int) -> tuple[list[dict[
                 continue
             # Attributed to the segment's downstream station, where the tap's flow goes missing.
             station = result.station_ids[s + 1]
-            for alert in tracker.observe(
-                station,
-                end,
-                end - timedelta(minutes=MEAN_MINUTES),
-                max(value, 0.0),
-                threshold,
-                {"flow_balance": 1.0},
-                MODEL_VERSION,
-            ):
+            start_of_mean = end - timedelta(minutes=MEAN_MINUTES)
+            verdict = WindowVerdict(
+                station, start_of_mean, end, threshold, MODEL_VERSION, max(value, 0.0), {"flow_balance": 1.0}
+            )
+            for alert in tracker.observe(verdict):
                 alerts.append(alert.model_dump(mode="json", by_alias=True))
     return alerts, threshold
