@@ -260,12 +260,12 @@ def test_dashboards_name_no_datasource_but_the_variable_default() -> None:
 
 
 def test_segment_panels_show_open_taps_and_degraded_balances() -> None:
-    overview_queries = [q.expr for q in dashboards.panel_queries(dashboards.overview())]
+    overview_queries = [q.expr for q in dashboards.panel_queries(dashboards.build(dashboards.OVERVIEW))]
     assert any(
         "centinela_segment_incident_open" in expr and "centinela_segment_degraded" in expr
         for expr in overview_queries
     )
-    line = dashboards.line()
+    line = dashboards.build(dashboards.LINE)
     queries = list(dashboards.panel_queries(line))
     used = " ".join(q.expr for q in queries)
     for metric in (
@@ -297,7 +297,7 @@ def test_segment_status_tiles_map_every_state() -> None:
 
 
 def test_station_board_filters_every_query_by_the_station_variable() -> None:
-    board = dashboards.station()
+    board = dashboards.build(dashboards.STATION)
     exprs = [
         query.expr for query in dashboards.panel_queries(board) if not query.panel.startswith("variable")
     ]
