@@ -30,6 +30,7 @@ RENDERERS: dict[str, Renderer] = {
     "sim": lambda report, plots, lang: sim_report.render_markdown(report, list(plots), lang),
     "skab": skab_report.render_markdown,
     "training": lambda report, plots, lang: reports.render_markdown(report, lang, list(plots)),
+    "model_card": lambda report, plots, lang: reports.model_card(report, lang),
 }
 CASES = sorted(path.stem for path in GOLDEN.glob("*.json"))
 
