@@ -54,7 +54,7 @@ def test_the_report_is_the_golden_one(name: str, lang: str) -> None:
     assert rendered(name, lang) == expected
 
 
-TEMPLATE_FOLDERS = [ROOT / "evaluation" / "suites" / "templates"]
+TEMPLATE_FOLDERS = [ROOT / "evaluation" / "suites" / "templates", ROOT / "trainer" / "templates"]
 
 
 def template_pairs() -> list[tuple[Path, Path]]:
