@@ -3,10 +3,11 @@
 The JSON files are generated so every panel has the same datasource, units and layout rules, and so
 the PromQL of every panel can be listed (:func:`panel_queries`) and checked against a real
 Prometheus by the integration tests. Each board is a :class:`Board` row whose panels are a table of
-:class:`Panel` rows (kind, title, description, queries, grid position, unit, colour steps); one
+:class:`Panel` rows (kind, title, description, queries, size, unit, colour steps); one
 builder, :func:`build`, turns a board into JSON, and what is the same for every panel of a kind
 (stat and bar gauge queries are instant, a time series has its legend as a table) is a rule of the
-builder, not repeated in the rows. Every panel queries the board's ``$datasource`` variable, whose
+builder, not repeated in the rows; so is where a panel goes (:func:`layout`: its size and the panels
+before it decide). Every panel queries the board's ``$datasource`` variable, whose
 default is the data source docker-compose provisions, so the same files are provisioned by compose
 and imported as they are into any other Grafana (docs/deploy.md). Edit this module, never the JSON;
 ``--check`` fails when the committed files differ from what this module writes.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,9 @@ DETECTOR_JOB = "centinela"
 GREEN, YELLOW, ORANGE, RED, BLUE = "green", "yellow", "orange", "red", "blue"
 
 Json = dict[str, Any]
+Size = tuple[int, int]  # w, h in Grafana's grid units
 Grid = tuple[int, int, int, int]  # x, y, w, h on Grafana's 24-column grid
+GRID_COLUMNS = 24
 Steps = tuple[tuple[float | None, str], ...]  # (lower bound, colour); None is the base step
 
 # Colour steps the boards share.
@@ -73,7 +76,7 @@ class Panel:
     title: str
     description: str
     queries: tuple[Query, ...]
-    grid: Grid
+    size: Size  # where it goes follows from the sizes before it (layout)
     unit: str = "short"
     thresholds: Steps = PLAIN
     mappings: tuple[Json, ...] = ()
@@ -84,9 +87,9 @@ class Panel:
     no_value: str | None = None  # what the panel says when its query returns nothing
     content: str = ""  # text panels only
 
-    def at(self, grid: Grid) -> Panel:
-        """The same panel placed elsewhere (a panel two boards share)."""
-        return replace(self, grid=grid)
+    def sized(self, width: int, height: int) -> Panel:
+        """The same panel in another size (a panel two boards share)."""
+        return replace(self, size=(width, height))
 
 
 @dataclass(frozen=True)
@@ -171,8 +174,25 @@ def _thresholds(steps: Steps) -> Json:
     return {"mode": "absolute", "steps": [{"value": value, "color": color} for value, color in steps]}
 
 
-def _render_panel(panel: Panel, panel_id: int) -> Json:
-    x, y, w, h = panel.grid
+def layout(sizes: Sequence[Size]) -> list[Grid]:
+    """Where each panel goes, in table order: as high as it fits, then as far left (the gravity
+    Grafana applies itself), so a board's table gives sizes and never coordinates.
+
+    Raises ValueError for a width outside 1..24 or a height below 1.
+    """
+    tops = [0] * GRID_COLUMNS  # the first free row of each column
+    placed = []
+    for width, height in sizes:
+        if not (0 < width <= GRID_COLUMNS and height > 0):
+            raise ValueError(f"panel size {width}x{height}: width must be 1..{GRID_COLUMNS}, height >= 1")
+        y, x = min((max(tops[x : x + width]), x) for x in range(GRID_COLUMNS - width + 1))
+        tops[x : x + width] = [y + height] * width
+        placed.append((x, y, width, height))
+    return placed
+
+
+def _render_panel(panel: Panel, panel_id: int, grid: Grid) -> Json:
+    x, y, w, h = grid
     body: Json = {
         "id": panel_id,
         "type": panel.kind,
@@ -255,7 +275,12 @@ def build(board: Board) -> Json:
         ],
         "annotations": {"list": []},
         "templating": {"list": [DATASOURCE_VARIABLE, *board.variables]},
-        "panels": [_render_panel(panel, i + 1) for i, panel in enumerate(board.panels)],
+        "panels": [
+            _render_panel(panel, i + 1, grid)
+            for i, (panel, grid) in enumerate(
+                zip(board.panels, layout([panel.size for panel in board.panels]), strict=True)
+            )
+        ],
     }
 
 
@@ -282,7 +307,7 @@ SEGMENT_STATUS_MAPPINGS = (
 )
 NO_LINE = "no line topology in the bundle"
 
-# Panels on more than one board; each board places them with Panel.at.
+# Panels on more than one board, in their overview size (Panel.sized gives another).
 SEGMENT_TILES = Panel(
     "stat",
     "Segments",
@@ -290,7 +315,7 @@ SEGMENT_TILES = Panel(
     "the segment's balance is held because a flow or level meter is faulty or a station is silent "
     "(the segment cannot see a tap then).",
     (Query(SEGMENT_STATUS, "{{segment}}"),),
-    (0, 0, 0, 0),
+    (16, 5),
     thresholds=STATUS_STEPS,
     mappings=SEGMENT_STATUS_MAPPINGS,
     options=STAT_WITH_NAMES,
@@ -301,7 +326,7 @@ OPEN_TAPS = Panel(
     "Open tap incidents",
     "Segments with a tap incident open now.",
     (Query("sum(max by (segment) (centinela_segment_incident_open))"),),
-    (0, 0, 0, 0),
+    (4, 5),
     thresholds=RED_FROM_1,
     no_value=NO_LINE,
 )
@@ -310,7 +335,7 @@ DEGRADED_SEGMENTS = Panel(
     "Degraded segments",
     "Segments whose balance is held (blind to taps) now.",
     (Query("sum(max by (segment) (centinela_segment_degraded))"),),
-    (0, 0, 0, 0),
+    (4, 5),
     thresholds=ORANGE_FROM_1,
     no_value=NO_LINE,
 )
@@ -319,7 +344,7 @@ DETECTORS_UP = Panel(
     "Detectors up",
     "Detector instances Prometheus scrapes successfully.",
     (Query(f'sum(up{{job="{DETECTOR_JOB}"}})'),),
-    (0, 0, 0, 0),
+    (4, 4),
     thresholds=GREEN_FROM_1,
 )
 
@@ -334,7 +359,7 @@ OVERVIEW = Board(
             "Every station the detectors know: INCIDENT while an incident is open, NO DATA after 15 minutes "
             "without a new reading.",
             (Query(STATION_STATUS, "{{station}}"),),
-            (0, 0, 16, 8),
+            (16, 8),
             thresholds=STATUS_STEPS,
             mappings=STATION_STATUS_MAPPINGS,
             options=STAT_WITH_NAMES,
@@ -344,7 +369,7 @@ OVERVIEW = Board(
             "Open incidents",
             "Incidents open now, all stations and segments.",
             (Query("sum(centinela_open_incidents)"),),
-            (16, 0, 4, 4),
+            (4, 4),
             thresholds=RED_FROM_1,
         ),
         Panel(
@@ -352,28 +377,28 @@ OVERVIEW = Board(
             "Stations reporting",
             "Stations with at least one reading since the detectors started.",
             (Query("count(max by (station) (centinela_last_reading_timestamp_seconds))"),),
-            (20, 0, 4, 4),
+            (4, 4),
             thresholds=INFO,
         ),
-        DETECTORS_UP.at((16, 4, 4, 4)),
+        DETECTORS_UP,
         Panel(
             "stat",
             "Kafka",
             "Whether every detector reaches the Kafka cluster.",
             (Query("min(centinela_broker_up)"),),
-            (20, 4, 4, 4),
+            (4, 4),
             mappings=(value_map((0, "LOST", RED), (1, "OK", GREEN)),),
             thresholds=GREEN_FROM_1,
         ),
-        SEGMENT_TILES.at((0, 8, 16, 5)),
-        OPEN_TAPS.at((16, 8, 4, 5)),
-        DEGRADED_SEGMENTS.at((20, 8, 4, 5)),
+        SEGMENT_TILES,
+        OPEN_TAPS,
+        DEGRADED_SEGMENTS,
         Panel(
             "state-timeline",
             "Incidents",
             "When each station had an incident open.",
             (Query("max by (station) (centinela_incident_open)", "{{station}}"),),
-            (0, 13, 24, 7),
+            (24, 7),
             thresholds=RED_FROM_1,
             mappings=INCIDENT_MAPPINGS,
         ),
@@ -383,7 +408,7 @@ OVERVIEW = Board(
             "Incident openings and closings per station in the last hour (an incident is two). "
             "The CentinelaStationAlertRateHigh alert compares 6 hours of this with the station's week.",
             (Query("max by (station) (changes(centinela_incident_open[1h]))", "{{station}}"),),
-            (0, 20, 12, 8),
+            (12, 8),
             decimals=0,
         ),
         Panel(
@@ -397,14 +422,14 @@ OVERVIEW = Board(
                     "{{kind}} {{severity}}",
                 ),
             ),
-            (12, 20, 12, 8),
+            (12, 8),
         ),
         Panel(
             "bargauge",
             "Data freshness",
             "Age of each station's newest reading. Readings come every minute; 15 minutes is a gap.",
             (Query("min by (station) (centinela_data_freshness_seconds)", "{{station}}"),),
-            (0, 28, 12, 9),
+            (12, 9),
             unit="s",
             thresholds=FRESHNESS_STEPS,
         ),
@@ -413,7 +438,7 @@ OVERVIEW = Board(
             "Score / threshold per station",
             "Each station's latest window score over its threshold: above 1 the window looks abnormal.",
             (Query("max by (station) (centinela_score / centinela_threshold)", "{{station}}"),),
-            (12, 28, 12, 9),
+            (12, 9),
             thresholds=RED_FROM_1,
             custom=DASHED_THRESHOLDS,
         ),
@@ -457,7 +482,7 @@ STATION = Board(
                 Query(_station_series("max", "centinela_score"), "score"),
                 Query(_station_series("max", "centinela_threshold"), "threshold"),
             ),
-            (0, 0, 24, 9),
+            (24, 9),
             overrides=(
                 {
                     "matcher": {"id": "byName", "options": "threshold"},
@@ -473,7 +498,7 @@ STATION = Board(
             "Incident",
             "When this station had an incident open.",
             (Query(_station_series("max", "centinela_incident_open"), "incident"),),
-            (0, 9, 24, 3),
+            (24, 3),
             thresholds=RED_FROM_1,
             mappings=INCIDENT_MAPPINGS,
             options={"showValue": "never", "mergeValues": True, "legend": {"showLegend": False}},
@@ -487,7 +512,7 @@ STATION = Board(
                     f"max(centinela_score{{{STATION_SELECTOR}}} / centinela_threshold{{{STATION_SELECTOR}}})"
                 ),
             ),
-            (0, 12, 6, 4),
+            (6, 4),
             decimals=2,
             thresholds=RED_FROM_1,
         ),
@@ -496,7 +521,7 @@ STATION = Board(
             "Incident changes in range",
             "Openings and closings of incidents in the time range shown.",
             (Query(f"max(changes(centinela_incident_open{{{STATION_SELECTOR}}}[$__range]))"),),
-            (6, 12, 6, 4),
+            (6, 4),
             thresholds=INFO,
         ),
         Panel(
@@ -504,7 +529,7 @@ STATION = Board(
             "Data freshness",
             "Age of the station's newest reading.",
             (Query(_station_series("min", "centinela_data_freshness_seconds")),),
-            (12, 12, 6, 4),
+            (6, 4),
             unit="s",
             thresholds=FRESHNESS_STEPS,
         ),
@@ -513,7 +538,7 @@ STATION = Board(
             "Newest reading",
             "Event time of the newest reading from this station.",
             (Query(_station_series("max", "centinela_last_reading_timestamp_seconds") + " * 1000"),),
-            (18, 12, 6, 4),
+            (6, 4),
             unit="dateTimeAsIso",
             thresholds=INFO,
             options=_stat_options(color_mode="none"),
@@ -525,7 +550,7 @@ STATION = Board(
             "(open or update); kept after the incident closes. Empty until the station "
             "has had an incident on the detector that serves it now.",
             (Query(STATION_CONTRIBUTION, "{{sensor}}"),),
-            (0, 16, 10, 8),
+            (10, 8),
             unit="percentunit",
             thresholds=INFO,
             options={**BARGAUGE_OPTIONS, "minVizHeight": 10, "maxVizHeight": 300},
@@ -536,7 +561,7 @@ STATION = Board(
             "The same shares over time: a step at each incident alert (open, then updates). Between "
             "incidents the lines hold the last incident's shares.",
             (Query(STATION_CONTRIBUTION, "{{sensor}}"),),
-            (10, 16, 14, 8),
+            (14, 8),
             unit="percentunit",
             custom={"drawStyle": "line", "lineInterpolation": "stepAfter", "fillOpacity": 10},
         ),
@@ -577,15 +602,15 @@ LINE = Board(
     "The segments of the line: flow balance, the sequential test against its limit, tap incidents, "
     "degraded balances and meter faults.",
     (
-        SEGMENT_TILES.at((0, 0, 16, 6)),
-        OPEN_TAPS.at((16, 0, 4, 3)),
-        DEGRADED_SEGMENTS.at((20, 0, 4, 3)),
+        SEGMENT_TILES.sized(16, 6),
+        OPEN_TAPS.sized(4, 3),
+        DEGRADED_SEGMENTS.sized(4, 3),
         Panel(
             "stat",
             "Tap alerts in range",
             "Tap incidents opened in the time range shown, all segments.",
             (Query(_opened_in_range("tap")),),
-            (16, 3, 4, 3),
+            (4, 3),
             decimals=0,
             thresholds=RED_FROM_1,
             no_value="0",
@@ -595,7 +620,7 @@ LINE = Board(
             "Meter faults in range",
             "Flow or level meter faults (stuck, spiking, drifting, silent) opened in the time range shown.",
             (Query(_opened_in_range("meter_fault")),),
-            (20, 3, 4, 3),
+            (4, 3),
             decimals=0,
             thresholds=ORANGE_FROM_1,
             no_value="0",
@@ -606,7 +631,7 @@ LINE = Board(
             "Each segment's latest level-compensated balance: flow in at the upstream station minus flow out "
             "downstream, corrected for the tanks and line pack. A tap shows as a lasting positive balance.",
             (Query(_segment_series("centinela_segment_balance_m3h"), "{{segment}}"),),
-            (0, 6, 12, 9),
+            (12, 9),
             unit="flowcmh",
         ),
         Panel(
@@ -621,7 +646,7 @@ LINE = Board(
                     "{{segment}}",
                 ),
             ),
-            (12, 6, 12, 9),
+            (12, 9),
             thresholds=RED_FROM_1,
             custom=DASHED_THRESHOLDS,
         ),
@@ -634,7 +659,7 @@ LINE = Board(
                 Query(_segment_series("centinela_segment_statistic"), "{{segment}} statistic"),
                 Query(_segment_series("centinela_segment_limit"), "{{segment}} limit"),
             ),
-            (0, 15, 12, 8),
+            (12, 8),
             overrides=({"matcher": {"id": "byRegexp", "options": ".* limit"}, "properties": [DASHED_LINE]},),
         ),
         Panel(
@@ -648,14 +673,14 @@ LINE = Board(
                     "{{kind}} {{severity}}",
                 ),
             ),
-            (12, 15, 12, 8),
+            (12, 8),
         ),
         Panel(
             "state-timeline",
             "Tap incidents",
             "When each segment had a tap incident open.",
             (Query(_segment_series("centinela_segment_incident_open"), "{{segment}}"),),
-            (0, 23, 24, 6),
+            (24, 6),
             thresholds=RED_FROM_1,
             mappings=(value_map((0, "normal", GREEN), (1, "tap", RED)),),
         ),
@@ -665,7 +690,7 @@ LINE = Board(
             "When each segment's balance was held (a meter fault or a silent station): no tap can be seen "
             "on the segment then.",
             (Query(_segment_series("centinela_segment_degraded"), "{{segment}}"),),
-            (0, 29, 24, 6),
+            (24, 6),
             thresholds=ORANGE_FROM_1,
             mappings=(value_map((0, "watched", GREEN), (1, "degraded", ORANGE)),),
         ),
@@ -694,7 +719,7 @@ SERVICE = Board(
             "Readings per second by outcome",
             "Readings consumed: accepted, late (beyond the allowed lateness), duplicate, invalid.",
             (Query(_per_second("centinela_readings_total", "outcome"), "{{outcome}}"),),
-            (0, 0, 12, 8),
+            (12, 8),
             unit="reqps",
         ),
         Panel(
@@ -705,7 +730,7 @@ SERVICE = Board(
                 Query(_per_second("centinela_windows_scored_total"), "scored"),
                 Query(_per_second("centinela_windows_skipped_total", "reason"), "skipped: {{reason}}"),
             ),
-            (12, 0, 12, 8),
+            (12, 8),
             unit="ops",
         ),
         Panel(
@@ -713,23 +738,23 @@ SERVICE = Board(
             "Consumer lag per partition",
             "Readings waiting on each partition of the readings topic.",
             (Query("max by (partition) (centinela_consumer_lag)", "partition {{partition}}"),),
-            (0, 8, 12, 8),
+            (12, 8),
         ),
         Panel(
             "stat",
             "Total lag",
             "Readings waiting on all partitions.",
             (Query("sum(max by (partition) (centinela_consumer_lag))"),),
-            (12, 8, 4, 4),
+            (4, 4),
             thresholds=((None, GREEN), (1000, ORANGE)),
         ),
-        DETECTORS_UP.at((16, 8, 4, 4)),
+        DETECTORS_UP,
         Panel(
             "stat",
             "Kafka",
             "Detectors that reach the Kafka cluster, of those scraped.",
             (Query("sum(centinela_broker_up)"),),
-            (20, 8, 4, 4),
+            (4, 4),
             thresholds=GREEN_FROM_1,
         ),
         Panel(
@@ -737,7 +762,7 @@ SERVICE = Board(
             "Model version",
             "The model bundle each detector serves.",
             (Query("max by (model_version, format_version) (centinela_model_info)", "{{model_version}}"),),
-            (12, 12, 6, 4),
+            (6, 4),
             options=_stat_options(text_mode="name", color_mode="none"),
         ),
         Panel(
@@ -748,7 +773,7 @@ SERVICE = Board(
                 Query("sum(increase(centinela_model_reloads_total[1h]))", "reloads"),
                 Query("sum(increase(centinela_model_reload_failures_total[1h]))", "failures"),
             ),
-            (18, 12, 6, 4),
+            (6, 4),
             decimals=0,
             thresholds=INFO,
             options=_stat_options(text_mode="value_and_name", color_mode="none"),
@@ -761,7 +786,7 @@ SERVICE = Board(
                 Query(_quantile(q, "centinela_decision_latency_seconds"), f"p{round(q * 100)}")
                 for q in (0.5, 0.95, 0.99)
             ),
-            (0, 16, 12, 8),
+            (12, 8),
             unit="s",
         ),
         Panel(
@@ -778,7 +803,7 @@ SERVICE = Board(
                     "windows per batch",
                 ),
             ),
-            (12, 16, 12, 8),
+            (12, 8),
             unit="s",
             overrides=(
                 {
@@ -795,7 +820,7 @@ SERVICE = Board(
             "Dead letters per second by reason",
             "Readings sent to the dead-letter topic; each one's headers say the reason and the source.",
             (Query(_per_second("centinela_dead_letters_total", "reason"), "{{reason}}"),),
-            (0, 24, 12, 8),
+            (12, 8),
             unit="ops",
         ),
         Panel(
@@ -803,7 +828,7 @@ SERVICE = Board(
             "Alerts per second by status",
             "Alerts written to the alerts topic: open, update, close.",
             (Query(_per_second("centinela_alerts_total", "status"), "{{status}}"),),
-            (12, 24, 12, 8),
+            (12, 8),
             unit="ops",
         ),
         Panel(
@@ -811,7 +836,7 @@ SERVICE = Board(
             "Kafka transactions per second by outcome",
             "Each batch's alerts and offsets commit in one transaction; aborted ones are re-read, not lost.",
             (Query(_per_second("centinela_transactions_total", "outcome"), "{{outcome}}"),),
-            (0, 32, 12, 8),
+            (12, 8),
             unit="ops",
         ),
         Panel(
@@ -820,7 +845,7 @@ SERVICE = Board(
             "Readings read again to rebuild windows after partitions moved between detectors "
             "(nothing is published for them).",
             (Query(_per_second("centinela_rebuilt_readings_total"), "re-read"),),
-            (12, 32, 12, 8),
+            (12, 8),
             unit="reqps",
         ),
     ),
