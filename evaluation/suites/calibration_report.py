@@ -8,128 +8,10 @@ from typing import Any
 
 import numpy as np
 
-_TEXT: dict[str, dict[str, str]] = {
-    "en": {
-        "title": "How far a threshold chosen on validation carries to test (seed data set)",
-        "quick": "**Quick mode**: {n} replicates only; the full run draws 1,000.",
-        "method": (
-            "Method: {n} data sets of {rows} one-minute rows are drawn from the **training split only** "
-            "of `{data}` ({normal} normal and {anomalous} labelled rows, in z-units, resampled with "
-            "replacement; each row anomalous with the training rate {rate:.2%}). Each is split 60/20/20 "
-            "and windowed 30/5 like the original; the detector is the issue's ceiling (per-minute mean "
-            "squared z-score against the normal training rows, maximum over the window). Every "
-            "rule chooses its threshold on the replicate's validation split (false alarms also counted on "
-            "the last 10 % of normal training windows, as the trainer does) and is read on the "
-            "replicate's test split. `best_possible` is the best threshold of the test windows themselves."
-        ),
-        "table": "Test F1 over the replicates",
-        "rule": "rule",
-        "mean": "mean",
-        "share": "share ≥ {target:g}",
-        "real": "real split",
-        "alike": (
-            "Replicates whose best-possible test F1 is within ±{within:g} of the real split's "
-            "({oracle:.3f}): {n}. On those, a threshold from validation gives:"
-        ),
-        "rank": (
-            "The real split (same detector, same rules) is harder than most: its best-possible test F1 "
-            "{oracle:.3f} is reached or beaten by {above_oracle:.0%} of replicates, and its F1 with the "
-            "default rule, {calibrated:.3f}, by {above_calibrated:.0%}."
-        ),
-        "alike_none": "No replicate's best-possible test F1 came within ±{within:g} of the real split's.",
-        "reading": (
-            "Reading: the target F1 {target:g} is met on {share:.0%} of replicates with the default rule "
-            "(`{rule}`), and by the best test threshold itself on {oracle_share:.0%}. The gap between "
-            "`best_possible` and the rules is what a validation split of this size costs; the spread "
-            "(p10-p90) is what one test split of this size can say."
-        ),
-        "ae_title": "The autoencoder on the same replicates",
-        "ae_intro": (
-            "The trainer itself (default architecture and settings, calibration `{method}`) on the first "
-            "{n} replicates above, beside the ceiling detector on the same data. The autoencoder meets "
-            "F1 ≥ {target:g} on {share:.0%} of them. Replicates with no anomaly in validation or test "
-            "are left out."
-        ),
-        "ae_header": (
-            "| replicate | autoencoder F1 | autoencoder best possible | autoencoder AP | ceiling F1 | "
-            "ceiling best possible |"
-        ),
-        "ae_mean": "**mean**",
-        "plots": "Plots",
-    },
-    "es": {
-        "title": "Qué tan bien se traslada a prueba un umbral elegido en validación (datos semilla)",
-        "quick": "**Modo rápido**: solo {n} réplicas; la corrida completa genera 1 000.",
-        "method": (
-            "Método: se generan {n} conjuntos de {rows} filas de un minuto **solo a partir del tramo de "
-            "entrenamiento** de `{data}` ({normal} filas normales y {anomalous} etiquetadas, en unidades "
-            "z, remuestreadas con reemplazo; cada fila es anómala con la tasa de entrenamiento "
-            "{rate:.2%}). Cada uno se divide 60/20/20 y en ventanas 30/5 como el original; el detector es "
-            "el techo del issue (media por minuto de los z cuadrados frente a las filas normales de "
-            "entrenamiento, máximo sobre la ventana). Cada regla elige su umbral en la validación de la "
-            "réplica (las falsas alarmas también se cuentan en el último 10 % de ventanas normales de "
-            "entrenamiento, como hace el entrenador) y se mide en la prueba de la réplica. "
-            "`best_possible` es el mejor umbral de las propias ventanas de prueba."
-        ),
-        "table": "F1 de prueba sobre las réplicas",
-        "rule": "regla",
-        "mean": "media",
-        "share": "fracción ≥ {target:g}",
-        "real": "división real",
-        "alike": (
-            "Réplicas cuyo mejor F1 posible en prueba queda a ±{within:g} del de la división real "
-            "({oracle:.3f}): {n}. En ellas, un umbral elegido en validación da:"
-        ),
-        "rank": (
-            "La división real (mismo detector, mismas reglas) es más difícil que la mayoría: su mejor F1 "
-            "posible en prueba, {oracle:.3f}, lo alcanza o supera el {above_oracle:.0%} de las réplicas, "
-            "y su F1 con la regla por defecto, {calibrated:.3f}, el {above_calibrated:.0%}."
-        ),
-        "alike_none": "Ninguna réplica quedó a ±{within:g} del mejor F1 posible de la división real.",
-        "reading": (
-            "Lectura: la meta F1 {target:g} se alcanza en el {share:.0%} de las réplicas con la regla por "
-            "defecto (`{rule}`), y con el mejor umbral de la propia prueba en el {oracle_share:.0%}. La "
-            "distancia entre `best_possible` y las reglas es lo que cuesta una validación de este tamaño; "
-            "la dispersión (p10-p90) es lo que puede decir una sola prueba de este tamaño."
-        ),
-        "ae_title": "El autoencoder en las mismas réplicas",
-        "ae_intro": (
-            "El propio entrenador (arquitectura y ajustes por defecto, calibración `{method}`) en las "
-            "primeras {n} réplicas de arriba, junto al detector techo con los mismos datos. El "
-            "autoencoder alcanza F1 ≥ {target:g} en el {share:.0%} de ellas. Se omiten las réplicas sin "
-            "anomalías en validación o prueba."
-        ),
-        "ae_header": (
-            "| réplica | F1 autoencoder | mejor posible autoencoder | AP autoencoder | F1 techo | "
-            "mejor posible techo |"
-        ),
-        "ae_mean": "**media**",
-        "plots": "Gráficas",
-    },
-}
+from trainer.report_templates import load_sections
 
-_PLOT_TEXT: dict[str, dict[str, str]] = {
-    "en": {
-        "f1": "test F1",
-        "replicates": "replicates",
-        "target": "target {target:g}",
-        "real": "real split: {rule}",
-        "oracle": "best possible on test",
-        "calibrated": "threshold from validation ({rule})",
-        "distribution": "Test F1 over {n} replicates drawn from the training split",
-        "scatter": "Each replicate: what calibration gave vs what the test split allowed",
-    },
-    "es": {
-        "f1": "F1 de prueba",
-        "replicates": "réplicas",
-        "target": "meta {target:g}",
-        "real": "división real: {rule}",
-        "oracle": "mejor posible en prueba",
-        "calibrated": "umbral de validación ({rule})",
-        "distribution": "F1 de prueba sobre {n} réplicas generadas del tramo de entrenamiento",
-        "scatter": "Cada réplica: lo que dio la calibración frente a lo que permitía la prueba",
-    },
-}
+# The prose, one file per language: templates/calibration.<lang>.md and calibration_plots.<lang>.md.
+_PACKAGE = "evaluation.suites"
 
 
 def _rows(table: Mapping[str, Mapping[str, float]], real: Mapping[str, float] | None) -> list[str]:
@@ -177,7 +59,7 @@ def _autoencoder_lines(check: Mapping[str, Any] | None, text: Mapping[str, str],
 
 
 def render_markdown(report: Mapping[str, Any], lang: str, plots: Sequence[str]) -> str:
-    text = _TEXT[lang]
+    text = load_sections(_PACKAGE, "calibration", lang)
     source = report["source"]
     target = report["target_f1"]
     header = (
@@ -250,7 +132,7 @@ def write_plots(report: Mapping[str, Any], folder: Path, lang: str) -> list[Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    words = _PLOT_TEXT[lang]
+    words = load_sections(_PACKAGE, "calibration_plots", lang)
     folder.mkdir(parents=True, exist_ok=True)
     rule, target = report["default_rule"], report["target_f1"]
     calibrated = np.asarray(report["per_replicate"][rule])

@@ -12,288 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.suites.sim_events import quantile
+from trainer.report_templates import load_sections
 
-_TEXT: dict[str, dict[str, str]] = {
-    "en": {
-        "title": "Centinela on simulated pipeline data: the line-aware service",
-        "quick": (
-            "**Quick mode** (CI sizes): a handful of events; these figures say the chain works, not how well."
-        ),
-        "path": "Path: {path}. {broker}.",
-        "sizes": (
-            "Per seed ({seeds}): one simulated line of {stations} stations, {rate:g} thefts per "
-            "segment-month; the first {train_days:g} days calibrate the segment detector and "
-            "train the per-station autoencoder (LSTM {units}, {epochs} epochs max; trained on "
-            "seeds {ae_seeds}), the next {test_days:g} days are judged. Simulator realism: {realism}."
-        ),
-        "rules": (
-            "Rules: a theft or leak is caught when a `tap` incident on its own segment opens after its start "
-            "and at most 1 h after its end; time to alarm = the incident's first decision minute − the "
-            "theft's start. Volume comes from the incident's last alert (its close alert), location from "
-            "its last alert that carried one. "
-            "Every other tap incident is a false alarm, classified by what was under way when it opened; "
-            "the service's station (autoencoder) incidents count as false alarms too unless linked to a "
-            "tap incident or opened during a tap on their station. Normal operation = unexplained, "
-            "transient and maintenance."
-        ),
-        "targets": "Targets (pooled over the seeds)",
-        "target": "target",
-        "value": "value",
-        "met": "met",
-        "per_seed": "per seed",
-        "yes": "yes",
-        "no": "no",
-        "t_taps_ge_2pct_detected": "taps ≥ 2 % of flow caught",
-        "t_taps_ge_2pct_30min_detected": "taps ≥ 2 % lasting ≥ 30 min caught",
-        "t_thefts_ge_8m3_detected": "thefts taking ≥ 8 m³ caught",
-        "t_median_minutes_to_alarm_ge_2pct": "median minutes to alarm, taps ≥ 2 %",
-        "t_false_alarms_per_station_month": "false alarms per station-month, normal operation",
-        "t_location_median_error_pct_of_segment": "location, median error, % of segment",
-        "t_volume_median_abs_error_pct": "volume, median absolute error, %",
-        "all_causes": "False alarms per station-month, every cause: {value} (target ≤ {target}: {met}).",
-        "gaps": "Where a target is not met",
-        "all_met": "Every target is met.",
-        "gap_detect": (
-            "**{name}**: {value} against {target}, {short} short ({missed} of {n} missed). The missed ones: "
-            "median size {size} % of flow, median {minutes} min long, median true volume {volume} m³; "
-            "{under4} of them took under 4 m³."
-        ),
-        "gap_median": (
-            "**{name}**: {value} min against ≤ {target}, {over} min over; p90 {p90} min. By band: {bands}."
-        ),
-        "gap_false": (
-            "**{name}**: {value} against ≤ {target}, {over} over. Tap incidents by cause: {tap}; station "
-            "incidents by cause: {station}. Tap false alarms by segment (every cause): {segments}."
-        ),
-        "gap_estimate": (
-            "**{name}**: {value} % against ≤ {target} %, {over} points over; p90 {p90} % ({n} caught thefts)."
-        ),
-        "gap_ends": " {ends} of the {n} location estimates sit at an end of the segment (within 1 %).",
-        "gap_none": "**{name}**: nothing to judge (no caught theft or no event in this class).",
-        "rows": "Service, autoencoder alone and the offline reference",
-        "row": "row",
-        "r_service": "service (line + autoencoder, headline)",
-        "r_autoencoder": "per-station autoencoder alone (same live run)",
-        "r_reference": "reference: the suite's offline segment flow balance",
-        "detect2": "taps ≥ 2 % caught",
-        "median2": "median min (≥ 2 %)",
-        "false_month": "false / station-month (normal)",
-        "false_all": "false / station-month (all)",
-        "bands": "Thefts by size band (service)",
-        "band": "band, % of flow",
-        "volumes": "Thefts by extracted volume (service)",
-        "vband": "true volume, m³",
-        "events": "thefts",
-        "caught": "caught",
-        "rate": "detection rate",
-        "median": "median min to alarm",
-        "p90": "p90 min to alarm",
-        "ae_rate": "autoencoder rate",
-        "ref_rate": "reference rate",
-        "causes": "False alarms by cause",
-        "cause": "cause",
-        "tap": "tap incidents",
-        "station": "station incidents",
-        "meters": "Meter faults (simulated flow and level sensor faults)",
-        "meters_text": (
-            "{n} flow/level faults; {reported} raised a `meter_fault` on the right station and sensor; "
-            "{with_tap} saw a tap alarm on one of their segments while on; {spurious} meter_fault "
-            "incidents matched no simulated fault."
-        ),
-        "subtype": "fault",
-        "faults": "faults",
-        "reported": "reported",
-        "estimates": "Location and volume estimates (caught thefts)",
-        "estimates_text": (
-            "Location: median error {loc} % of the segment's length, p90 {loc90} % ({nloc} estimates). "
-            "Volume: median absolute error {vol} %, p90 {vol90} % ({nvol} estimates); rate: median "
-            "absolute error {rate} %. Volume and rate: the incident's last alert (its close alert); "
-            "location: its last alert that carried one."
-        ),
-        "leaks": "Leaks: {caught} of {n} caught, median {median} min to alarm.",
-        "leak_scenario": (
-            "Leaks (their own scenario: each seed's line with thefts off and {rate:g} leaks per "
-            "segment-month, growing to 0.2-2 % of flow over 6-72 h; offline through the seed's line "
-            "calibration): {caught} of {n} caught, median {median} min to alarm (p90 {p90}), when the leak "
-            "had reached a median {size} % of flow; false alarms {fa} per station-month."
-        ),
-        "leak_band": "final size {band} % of flow: {caught} of {n} caught, median {median} min",
-        "drift": (
-            "Drift faults ({n} in the test periods): longest station incident {longest} h (maximum "
-            "{limit} h; {over} over it), longest tap incident {tap} h. Thefts and leaks that started "
-            "after a drift ended at one of their stations: {after}, {caught} caught, {blocked} blocked at "
-            "their start by an incident still open from before: {verdict}."
-        ),
-        "drift_met": "target met",
-        "drift_missed": "target not met",
-        "parity": "Live against the offline oracle",
-        "parity_row": (
-            "seed {seed}: {live} segment alerts live, {offline} offline, {only_live} only live, "
-            "{only_offline} only offline (and {at_end} only offline at the data's end, decided by the "
-            "oracle's final flush, which the live service decides once later readings arrive): {verdict}."
-        ),
-        "same": "the same",
-        "differ": "they differ",
-        "seed_table": "Targets per seed",
-        "seed": "seed",
-        "detail": "Caught thefts (first 40)",
-        "event": "event",
-        "segment": "segment",
-        "size": "size, %",
-        "delay": "min to alarm",
-        "true_km": "true km",
-        "est_km": "est. km",
-        "true_vol": "true m³",
-        "est_vol": "est. m³",
-        "plots": "Plots",
-        "seconds": "Run time: {s} s.",
-        "none": "—",
-    },
-    "es": {
-        "title": "Centinela con datos simulados de ducto: el servicio consciente de la línea",
-        "quick": (
-            "**Modo rápido** (tamaños de CI): pocos eventos; estas cifras dicen que la cadena funciona, "
-            "no cuán bien."
-        ),
-        "path": "Ruta: {path}. {broker}.",
-        "sizes": (
-            "Por semilla ({seeds}): una línea simulada de {stations} estaciones, {rate:g} tomas por "
-            "tramo-mes; los primeros {train_days:g} días calibran el detector de tramos y entrenan "
-            "el autocodificador por estación (LSTM {units}, {epochs} épocas máx.; entrenado en "
-            "las semillas {ae_seeds}), los "
-            "{test_days:g} días siguientes se evalúan. Realismo del simulador: {realism}."
-        ),
-        "rules": (
-            "Reglas: una toma o fuga se detecta si un incidente `tap` en su propio tramo se abre tras su "
-            "inicio y a lo sumo 1 h después de su fin; tiempo de alarma = primer minuto de decisión del "
-            "incidente − inicio de la toma. El volumen viene de la última alerta del incidente (su cierre), "
-            "la ubicación de su última alerta que la traía. Todo otro incidente tap es falsa alarma, "
-            "clasificada por lo que ocurría al "
-            "abrirse; los incidentes de estación (autocodificador) del servicio también cuentan como falsas "
-            "alarmas salvo que estén enlazados a un incidente tap o se abran durante una toma en su "
-            "estación. Operación normal = sin explicación, transitorio y mantenimiento."
-        ),
-        "targets": "Metas (todas las semillas juntas)",
-        "target": "meta",
-        "value": "valor",
-        "met": "cumplida",
-        "per_seed": "por semilla",
-        "yes": "sí",
-        "no": "no",
-        "t_taps_ge_2pct_detected": "tomas ≥ 2 % del flujo detectadas",
-        "t_taps_ge_2pct_30min_detected": "tomas ≥ 2 % de ≥ 30 min detectadas",
-        "t_thefts_ge_8m3_detected": "robos de ≥ 8 m³ detectados",
-        "t_median_minutes_to_alarm_ge_2pct": "mediana de minutos a la alarma, tomas ≥ 2 %",
-        "t_false_alarms_per_station_month": "falsas alarmas por estación-mes, operación normal",
-        "t_location_median_error_pct_of_segment": "ubicación, error mediano, % del tramo",
-        "t_volume_median_abs_error_pct": "volumen, error absoluto mediano, %",
-        "all_causes": "Falsas alarmas por estación-mes, todas las causas: {value} (meta ≤ {target}: {met}).",
-        "gaps": "Dónde no se cumple una meta",
-        "all_met": "Se cumplen todas las metas.",
-        "gap_detect": (
-            "**{name}**: {value} frente a {target}, faltan {short} ({missed} de {n} sin detectar). Las no "
-            "detectadas: tamaño mediano {size} % del flujo, duración mediana {minutes} min, volumen real "
-            "mediano {volume} m³; {under4} de ellas tomaron menos de 4 m³."
-        ),
-        "gap_median": (
-            "**{name}**: {value} min frente a ≤ {target}, {over} min de más; p90 {p90} min. "
-            "Por banda: {bands}."
-        ),
-        "gap_false": (
-            "**{name}**: {value} frente a ≤ {target}, {over} de más. Incidentes tap por causa: {tap}; "
-            "incidentes de estación por causa: {station}. Falsas alarmas tap por tramo (todas las "
-            "causas): {segments}."
-        ),
-        "gap_estimate": (
-            "**{name}**: {value} % frente a ≤ {target} %, {over} puntos de más; p90 {p90} % ({n} robos "
-            "detectados)."
-        ),
-        "gap_ends": (
-            " {ends} de las {n} ubicaciones estimadas quedan en un extremo del tramo (a menos de 1 %)."
-        ),
-        "gap_none": "**{name}**: nada que evaluar (ningún robo detectado o ningún evento de esta clase).",
-        "rows": "Servicio, autocodificador solo y la referencia fuera de línea",
-        "row": "fila",
-        "r_service": "servicio (línea + autocodificador, principal)",
-        "r_autoencoder": "autocodificador por estación solo (misma corrida en vivo)",
-        "r_reference": "referencia: balance de flujo del tramo de la suite, fuera de línea",
-        "detect2": "tomas ≥ 2 % detectadas",
-        "median2": "mediana min (≥ 2 %)",
-        "false_month": "falsas / estación-mes (normal)",
-        "false_all": "falsas / estación-mes (todas)",
-        "bands": "Robos por banda de tamaño (servicio)",
-        "band": "banda, % del flujo",
-        "volumes": "Robos por volumen extraído (servicio)",
-        "vband": "volumen real, m³",
-        "events": "robos",
-        "caught": "detectados",
-        "rate": "tasa de detección",
-        "median": "mediana min a alarma",
-        "p90": "p90 min a alarma",
-        "ae_rate": "tasa autocodificador",
-        "ref_rate": "tasa referencia",
-        "causes": "Falsas alarmas por causa",
-        "cause": "causa",
-        "tap": "incidentes tap",
-        "station": "incidentes de estación",
-        "meters": "Fallas de medidor (fallas simuladas de sensores de flujo y nivel)",
-        "meters_text": (
-            "{n} fallas de flujo/nivel; {reported} levantaron un `meter_fault` en la estación y el sensor "
-            "correctos; {with_tap} coincidieron con una alarma tap en uno de sus tramos; {spurious} "
-            "incidentes meter_fault no corresponden a ninguna falla simulada."
-        ),
-        "subtype": "falla",
-        "faults": "fallas",
-        "reported": "reportadas",
-        "estimates": "Estimaciones de ubicación y volumen (robos detectados)",
-        "estimates_text": (
-            "Ubicación: error mediano {loc} % de la longitud del tramo, p90 {loc90} % ({nloc} estimaciones). "
-            "Volumen: error absoluto mediano {vol} %, p90 {vol90} % ({nvol} estimaciones); caudal: error "
-            "absoluto mediano {rate} %. Volumen y caudal: la última alerta del incidente (su cierre); "
-            "ubicación: su última alerta que la traía."
-        ),
-        "leaks": "Fugas: {caught} de {n} detectadas, mediana {median} min a la alarma.",
-        "leak_scenario": (
-            "Fugas (escenario propio: la línea de cada semilla sin robos y con {rate:g} fugas por "
-            "tramo-mes, que crecen hasta 0,2-2 % del caudal en 6-72 h; fuera de línea con la calibración "
-            "de la línea de cada semilla): {caught} de {n} detectadas, mediana {median} min a la alarma "
-            "(p90 {p90}), cuando la fuga llegaba a una mediana de {size} % del caudal; falsas alarmas "
-            "{fa} por estación-mes."
-        ),
-        "leak_band": "tamaño final {band} % del caudal: {caught} de {n} detectadas, mediana {median} min",
-        "drift": (
-            "Derivas de sensor ({n} en los periodos de prueba): incidente de estación más largo {longest} h "
-            "(máximo {limit} h; {over} lo superan), incidente de toma más largo {tap} h. Robos y fugas que "
-            "empezaron después de terminar una deriva en una de sus estaciones: {after}, {caught} "
-            "detectados, {blocked} bloqueados al empezar por un incidente abierto desde antes: {verdict}."
-        ),
-        "drift_met": "objetivo cumplido",
-        "drift_missed": "objetivo no cumplido",
-        "parity": "En vivo frente al oráculo fuera de línea",
-        "parity_row": (
-            "semilla {seed}: {live} alertas de tramo en vivo, {offline} fuera de línea, {only_live} "
-            "solo en vivo, {only_offline} solo fuera de línea (y {at_end} solo fuera de línea al final de "
-            "los datos, decididas por el vaciado final del oráculo, que el servicio en vivo decide al llegar "
-            "lecturas posteriores): {verdict}."
-        ),
-        "same": "iguales",
-        "differ": "difieren",
-        "seed_table": "Metas por semilla",
-        "seed": "semilla",
-        "detail": "Robos detectados (primeros 40)",
-        "event": "evento",
-        "segment": "tramo",
-        "size": "tamaño, %",
-        "delay": "min a alarma",
-        "true_km": "km real",
-        "est_km": "km est.",
-        "true_vol": "m³ reales",
-        "est_vol": "m³ est.",
-        "plots": "Gráficas",
-        "seconds": "Tiempo de ejecución: {s} s.",
-        "none": "—",
-    },
-}
+# The prose, one file per language: templates/sim.<lang>.md and sim_plots.<lang>.md. A language
+# without templates reads English.
+_PACKAGE = "evaluation.suites"
+_LANGUAGES = ("en", "es")
+
+
+def words(template: str, lang: str) -> Mapping[str, str]:
+    """The sections of ``templates/<template>.<lang>.md``; English for a language it has none in."""
+    return load_sections(_PACKAGE, template, lang if lang in _LANGUAGES else "en")
+
 
 PERCENT_TARGETS = ("taps_ge_2pct_detected", "taps_ge_2pct_30min_detected", "thefts_ge_8m3_detected")
 SUBSET_OF = {
@@ -303,7 +33,7 @@ SUBSET_OF = {
 }
 
 
-def _leak_lines(leaks: dict[str, Any], t: dict[str, str]) -> list[str]:
+def _leak_lines(leaks: dict[str, Any], t: Mapping[str, str]) -> list[str]:
     """The leak figures: the leak scenario's when the run had one, else the main runs' leaks."""
     median = _fmt(leaks["median_minutes_to_alarm"], 0)
     scenario = leaks.get("scenario")
@@ -488,7 +218,7 @@ def _band_table(
 
 
 def render_markdown(report: Mapping[str, Any], plots: list[str], lang: str = "en") -> str:
-    t = _TEXT.get(lang, _TEXT["en"])
+    t = words("sim", lang)
     sizes = report["sizes"]
     seeds = report["seeds"]
     first = report["per_seed"].get(str(seeds[0]), {}) if seeds else {}
@@ -656,47 +386,10 @@ def render_markdown(report: Mapping[str, Any], plots: list[str], lang: str = "en
     return "\n".join(out) + "\n"
 
 
-# Axis labels and legends of the plots, per report language.
-_PLOT_TEXT: dict[str, dict[str, str]] = {
-    "en": {
-        "band_x": "theft size band, % of flow",
-        "detected_y": "detected, %",
-        "volume_x": "true extracted volume, m³",
-        "size_x": "theft size, % of flow",
-        "minutes_y": "minutes to alarm (missed at 0)",
-        "location_x": "true location, % of segment from upstream",
-        "location_y": "estimated location, % of segment",
-        "true_volume_x": "true volume, m³",
-        "volume_y": "estimated volume, m³ (last alert)",
-        "caught": "caught",
-        "missed": "missed",
-        "service": "service",
-        "autoencoder": "autoencoder",
-        "reference_flow_balance": "reference flow balance",
-    },
-    "es": {
-        "band_x": "banda de tamaño de la toma, % del caudal",
-        "detected_y": "detectadas, %",
-        "volume_x": "volumen extraído real, m³",
-        "size_x": "tamaño de la toma, % del caudal",
-        "minutes_y": "minutos hasta la alarma (no detectadas en 0)",
-        "location_x": "ubicación real, % del tramo desde aguas arriba",
-        "location_y": "ubicación estimada, % del tramo",
-        "true_volume_x": "volumen real, m³",
-        "volume_y": "volumen estimado, m³ (última alerta)",
-        "caught": "detectada",
-        "missed": "no detectada",
-        "service": "servicio",
-        "autoencoder": "autocodificador",
-        "reference_flow_balance": "balance de caudal de referencia",
-    },
-}
-
-
 def write_plots(report: Mapping[str, Any], out: Path, lang: str = "en") -> list[Path]:
     """detection_by_band, detection_by_volume, time_to_alarm, location_estimates, volume_estimates,
     labelled in ``lang``."""
-    labels = _PLOT_TEXT.get(lang, _PLOT_TEXT["en"])
+    labels = words("sim_plots", lang)
     import matplotlib
 
     matplotlib.use("Agg")

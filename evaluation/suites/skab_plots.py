@@ -9,32 +9,10 @@ import numpy as np
 
 from evaluation.suites.skab_data import TRAIN_ROWS
 from evaluation.suites.skab_detector import FileDetection
+from trainer.report_templates import load_sections
 
-_LABELS = {
-    "en": {
-        "score": "score (log scale)",
-        "threshold": "threshold",
-        "anomaly": "labelled anomaly",
-        "alarm": "alarm",
-        "train": "training rows",
-        "row": "row",
-        "bars": "SKAB, test parts of {n} files; published rows: all 34 (F1 higher is better; FAR, MAR lower)",
-        "ours": "Centinela",
-    },
-    "es": {
-        "score": "puntaje (escala log)",
-        "threshold": "umbral",
-        "anomaly": "anomalía etiquetada",
-        "alarm": "alarma",
-        "train": "filas de entrenamiento",
-        "row": "fila",
-        "bars": (
-            "SKAB, partes de prueba de {n} archivos; filas publicadas: los 34 (F1 más alto es mejor; FAR, "
-            "MAR más bajos)"
-        ),
-        "ours": "Centinela",
-    },
-}
+# The labels, one file per language: templates/skab_plots.<lang>.md.
+_PACKAGE = "evaluation.suites"
 
 
 def _pyplot() -> object:
@@ -49,7 +27,7 @@ def _pyplot() -> object:
 def plot_file(detection: FileDetection, path: Path, lang: str) -> None:
     """Score, threshold, labelled anomaly (shaded) and alarms of one file."""
     plt = _pyplot()
-    words = _LABELS[lang]
+    words = load_sections(_PACKAGE, "skab_plots", lang)
     rows = np.arange(detection.file.rows)
     figure, axis = plt.subplots(figsize=(10, 3.2))  # type: ignore[attr-defined]
     axis.semilogy(rows, np.maximum(detection.scores, 1e-3), lw=0.8, color="tab:blue", label=words["score"])
@@ -87,7 +65,7 @@ def plot_file(detection: FileDetection, path: Path, lang: str) -> None:
 def plot_comparison(rows: Mapping[str, Mapping[str, float]], files: int, path: Path, lang: str) -> None:
     """Grouped bars: F1 (×100), FAR and MAR (%) for us and each published algorithm."""
     plt = _pyplot()
-    words = _LABELS[lang]
+    words = load_sections(_PACKAGE, "skab_plots", lang)
     names: Sequence[str] = list(rows)
     positions = np.arange(len(names))
     width = 0.27

@@ -5,170 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_TEXT: dict[str, dict[str, str]] = {
-    "en": {
-        "title": "Centinela on the Skoltech Anomaly Benchmark (SKAB)",
-        "data": (
-            "Data: SKAB v0.9 (Katser & Kozitsin, Kaggle 2020, DOI 10.34740/KAGGLE/DSV/1693952; "
-            "https://github.com/waico/SKAB), GPL-3.0, read in place from `{root}`."
-        ),
-        "quick": "**Quick mode**: only {n} files; these numbers are not comparable with the leaderboard.",
-        "protocol": (
-            "Protocol (the current leaderboard's): each file on its own; its first 400 rows train, the "
-            "rest is test; point-wise TP/FP/FN/TN summed over all files, then F1, FAR (false-positive "
-            "rate) and MAR (miss rate), in percent. No test labels and no row positions are used by the "
-            "detector."
-        ),
-        "method": (
-            "Method: per file, a Gaussian model of normal operation of the sensors {sensors} (standardised "
-            "on the training rows, causal {w}-sample moving mean), scored as reconstruction error against "
-            "the normal mean in the whitened metric (`detector.scoring.reconstruction_errors`); threshold "
-            "= {factor:g} × the largest training score; alarms held {hold} samples."
-        ),
-        "outliers": "Outlier detection (test parts)",
-        "algorithm": "Algorithm",
-        "printed": "printed",
-        "recomputed": "recomputed by our code",
-        "ours": "**Centinela (ours)**",
-        "target": "Target: F1 ≥ {f1} with FAR and MAR both < {far} %. Met: **{met}**.",
-        "yes": "yes",
-        "no": "no",
-        "events": "Events (each labelled anomaly segment: caught or not, delay to the first alarm inside it)",
-        "caught": "segments caught",
-        "raised": "of them by an alarm raised inside",
-        "median_delay": "median delay, s",
-        "p90_delay": "p90 delay, s",
-        "false_runs": "false-alarm runs",
-        "nab": "Changepoint detection (SKAB's NAB, 60 s windows)",
-        "missed": "missed CPs",
-        "fps": "FP CPs",
-        "calibration": "How the threshold was chosen (no test labels)",
-        "calibration_rule": "Rule: {rule}. Chosen factor: **{factor:g}**.",
-        "factor": "factor",
-        "forward_far": "alarms on unseen training rows, %",
-        "normal_far": (
-            "False alarms on normal data at the chosen factor: {fwd} % of unseen training rows; {af} % on "
-            "the anomaly-free record cut into 1,150-row pieces run under the protocol (a different "
-            "operating regime with 2.6 h of thermal and vibration drift, so a pessimistic figure)."
-        ),
-        "honesty": (
-            "What was chosen on what. The factor is chosen by the rule above on training rows only. The "
-            "other settings (sensors without the two temperatures, {w}-sample smoothing, {hold}-sample "
-            "hold, ridge) are fixed constants, argued in docs/evaluation-skab.md; they were settled while "
-            "looking at test results of a handful of alternatives, as SKAB's own notebooks chose their "
-            "multipliers. The table below shows how the test results move with them."
-        ),
-        "sensitivity": "Sensitivity (computed with test labels after the fact; not used to choose anything)",
-        "variant": "variant",
-        "baselines": "Trivial baselines (same metric code)",
-        "baseline_all": "flag every test row",
-        "baseline_pos": "flag test rows 570–969 (uses row position: forbidden, shown as a warning)",
-        "baseline_note": (
-            "Point-wise scores reward long alarms: flagging everything already gives F1 0.70, and a "
-            "row-position rule beats every published method. Read F1 beside FAR, events and NAB."
-        ),
-        "per_file": "Per file",
-        "file": "file",
-        "threshold": "threshold",
-        "delay": "delay, s",
-        "plots": "Plots",
-        "notes": "Notes",
-        "note_mscred": (
-            "MSCRED's recomputation differs slightly from its printed row because its notebook compared "
-            "predictions with labels one row off; T-squared's printed missed/FP CPs are stale in SKAB's "
-            "README; LSTM-VAE has no published predictions. Every other published row is reproduced "
-            "exactly."
-        ),
-        "seconds": "Run time: {s} s.",
-    },
-    "es": {
-        "title": "Centinela en el Skoltech Anomaly Benchmark (SKAB)",
-        "data": (
-            "Datos: SKAB v0.9 (Katser y Kozitsin, Kaggle 2020, DOI 10.34740/KAGGLE/DSV/1693952; "
-            "https://github.com/waico/SKAB), GPL-3.0, leídos en su lugar desde `{root}`."
-        ),
-        "quick": (
-            "**Modo rápido**: solo {n} archivos; estas cifras no son comparables con la tabla publicada."
-        ),
-        "protocol": (
-            "Protocolo (el de la tabla publicada vigente): cada archivo por separado; sus primeras 400 "
-            "filas entrenan y el resto es prueba; VP/FP/FN/VN puntuales sumados sobre todos los archivos y "
-            "luego F1, FAR (tasa de falsas alarmas) y MAR (tasa de omisión), en porcentaje. El detector no "
-            "usa etiquetas de prueba ni la posición de las filas."
-        ),
-        "method": (
-            "Método: por archivo, un modelo gaussiano de operación normal de los sensores {sensors} "
-            "(estandarizados con las filas de entrenamiento, media móvil causal de {w} muestras), puntuado "
-            "como error de reconstrucción respecto a la media normal en la métrica blanqueada "
-            "(`detector.scoring.reconstruction_errors`); umbral = {factor:g} × el mayor puntaje de "
-            "entrenamiento; alarmas sostenidas {hold} muestras."
-        ),
-        "outliers": "Detección de anomalías (partes de prueba)",
-        "algorithm": "Algoritmo",
-        "printed": "publicado",
-        "recomputed": "recalculado con nuestro código",
-        "ours": "**Centinela (nuestro)**",
-        "target": "Meta: F1 ≥ {f1} con FAR y MAR ambos < {far} %. Cumplida: **{met}**.",
-        "yes": "sí",
-        "no": "no",
-        "events": (
-            "Eventos (cada segmento anómalo etiquetado: detectado o no, demora hasta la primera alarma "
-            "dentro)"
-        ),
-        "caught": "segmentos detectados",
-        "raised": "de ellos por una alarma iniciada dentro",
-        "median_delay": "demora mediana, s",
-        "p90_delay": "demora p90, s",
-        "false_runs": "rachas de falsa alarma",
-        "nab": "Detección de puntos de cambio (NAB de SKAB, ventanas de 60 s)",
-        "missed": "PC omitidos",
-        "fps": "PC falsos",
-        "calibration": "Cómo se eligió el umbral (sin etiquetas de prueba)",
-        "calibration_rule": "Regla: {rule}. Factor elegido: **{factor:g}**.",
-        "factor": "factor",
-        "forward_far": "alarmas en filas de entrenamiento no vistas, %",
-        "normal_far": (
-            "Falsas alarmas en datos normales con el factor elegido: {fwd} % de las filas de entrenamiento "
-            "no vistas; {af} % en el registro sin anomalías cortado en trozos de 1.150 filas bajo el "
-            "protocolo (otro régimen de operación, con 2,6 h de deriva térmica y de vibración: una cifra "
-            "pesimista)."
-        ),
-        "honesty": (
-            "Qué se eligió con qué. El factor se elige con la regla de arriba usando solo filas de "
-            "entrenamiento. Los demás ajustes (sensores sin las dos temperaturas, suavizado de {w} "
-            "muestras, sostén de {hold} muestras, ridge) son constantes fijas, justificadas en "
-            "docs/evaluation-skab.md; se fijaron mirando resultados de prueba de unas pocas alternativas, "
-            "como los cuadernos de SKAB eligieron sus multiplicadores. La tabla siguiente muestra cómo "
-            "cambian los resultados con ellos."
-        ),
-        "sensitivity": (
-            "Sensibilidad (calculada con etiquetas de prueba a posteriori; no se usó para elegir nada)"
-        ),
-        "variant": "variante",
-        "baselines": "Líneas base triviales (mismo código de métricas)",
-        "baseline_all": "marcar todas las filas de prueba",
-        "baseline_pos": (
-            "marcar las filas de prueba 570–969 (usa la posición: prohibido, se muestra como advertencia)"
-        ),
-        "baseline_note": (
-            "Las métricas puntuales premian alarmas largas: marcar todo ya da F1 0,70 y una regla por "
-            "posición supera a todos los métodos publicados. Lea F1 junto a FAR, eventos y NAB."
-        ),
-        "per_file": "Por archivo",
-        "file": "archivo",
-        "threshold": "umbral",
-        "delay": "demora, s",
-        "plots": "Gráficos",
-        "notes": "Notas",
-        "note_mscred": (
-            "El recálculo de MSCRED difiere un poco de su fila publicada porque su cuaderno comparó "
-            "predicciones con etiquetas desplazadas una fila; los PC omitidos/falsos publicados de "
-            "T-squared están desactualizados en el README de SKAB; LSTM-VAE no tiene predicciones "
-            "publicadas. Todas las demás filas publicadas se reproducen exactamente."
-        ),
-        "seconds": "Tiempo de ejecución: {s} s.",
-    },
-}
+from trainer.report_templates import load_sections
+
+# The prose, one file per language: templates/skab.<lang>.md.
+_PACKAGE = "evaluation.suites"
 
 
 def _num(value: object) -> str:
@@ -191,7 +31,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
 
 def render_markdown(report: Mapping[str, Any], plots: Sequence[str], lang: str) -> str:
     """The human-readable report; every number comes from ``report``."""
-    t = _TEXT[lang]
+    t = load_sections(_PACKAGE, "skab", lang)
     ours, published, settings = report["ours"], report["published"], report["settings"]
     lines = [f"# {t['title']}", "", t["data"].format(root=report["data_dir"]), ""]
     if report["quick"]:

@@ -198,6 +198,27 @@ def test_dashboards_match_their_generator() -> None:
     assert dashboards.stale_dashboards() == [], "run `python -m devtools.dashboards` and commit the JSON"
 
 
+def test_a_panel_goes_as_high_as_it_fits_then_as_far_left() -> None:
+    # A wide tile beside two stacked columns of small ones, then a full-width row under them all.
+    sizes = [(16, 8), (4, 4), (4, 4), (4, 4), (4, 4), (24, 3), (10, 2), (14, 5)]
+    assert dashboards.layout(sizes) == [
+        (0, 0, 16, 8),
+        (16, 0, 4, 4),
+        (20, 0, 4, 4),
+        (16, 4, 4, 4),
+        (20, 4, 4, 4),
+        (0, 8, 24, 3),
+        (0, 11, 10, 2),
+        (10, 11, 14, 5),
+    ]
+
+
+@pytest.mark.parametrize("size", [(0, 4), (25, 4), (4, 0)])
+def test_a_panel_size_off_the_grid_is_refused(size: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match=r"width must be 1\.\.24"):
+        dashboards.layout([size])
+
+
 def test_dashboards_check_flags_an_edited_or_missing_file(tmp_path: Path) -> None:
     written = dashboards.write_dashboards(tmp_path)
     assert dashboards.stale_dashboards(tmp_path) == []
@@ -260,12 +281,12 @@ def test_dashboards_name_no_datasource_but_the_variable_default() -> None:
 
 
 def test_segment_panels_show_open_taps_and_degraded_balances() -> None:
-    overview_queries = [q.expr for q in dashboards.panel_queries(dashboards.overview())]
+    overview_queries = [q.expr for q in dashboards.panel_queries(dashboards.build(dashboards.OVERVIEW))]
     assert any(
         "centinela_segment_incident_open" in expr and "centinela_segment_degraded" in expr
         for expr in overview_queries
     )
-    line = dashboards.line()
+    line = dashboards.build(dashboards.LINE)
     queries = list(dashboards.panel_queries(line))
     used = " ".join(q.expr for q in queries)
     for metric in (
@@ -297,7 +318,7 @@ def test_segment_status_tiles_map_every_state() -> None:
 
 
 def test_station_board_filters_every_query_by_the_station_variable() -> None:
-    board = dashboards.station()
+    board = dashboards.build(dashboards.STATION)
     exprs = [
         query.expr for query in dashboards.panel_queries(board) if not query.panel.startswith("variable")
     ]

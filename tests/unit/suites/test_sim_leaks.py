@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from evaluation.suites import sim_leaks
@@ -51,7 +53,7 @@ def test_a_run_without_the_scenario_keeps_the_short_line() -> None:
     assert line == ["Leaks: 0 of 0 caught, median — min to alarm."]
 
 
-def _texts(lang: str) -> dict[str, str]:
+def _texts(lang: str) -> Mapping[str, str]:
     from evaluation.suites import sim_report
 
-    return sim_report._TEXT[lang]
+    return sim_report.words("sim", lang)
