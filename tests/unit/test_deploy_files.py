@@ -437,3 +437,7 @@ def test_the_image_copies_every_package_that_is_installed() -> None:
     needed = installed - developer_only
     assert needed and needed <= copied, f"not copied into the image: {sorted(needed - copied)}"
     assert not developer_only & copied
+    # BuildKit reads only what the .dockerignore beside the Dockerfile lets into the context.
+    ignore = (ROOT / "deploy" / "Dockerfile.dockerignore").read_text(encoding="utf-8")
+    let_in = set(re.findall(r"^!(\w+)/$", ignore, flags=re.MULTILINE))
+    assert copied <= let_in, f"copied but kept out of the build context: {sorted(copied - let_in)}"
