@@ -34,19 +34,21 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## test: the one command: install what is missing, lint, unit and integration tests
+## test: the one command: install what is missing, lint, unit and integration tests (every test,
+## slow ones included, property tests at full depth: the fuzz profile of tests/property_depth.py)
 test: setup lint
-	@bash scripts/pytest.sh tests
+	@bash scripts/pytest.sh tests --hypothesis-profile=fuzz
 
 test-unit: $(STAMP)
-	@bash scripts/pytest.sh tests/unit
+	@bash scripts/pytest.sh tests/unit tests/contract -m "not integration" --hypothesis-profile=fuzz
 
-## test-fast: the unit tests not marked slow (under a minute); make test and CI still run every test
+## test-fast: the unit tests not marked slow, property tests at a fifth of their depth (under a
+## minute); make test and CI still run every test at full depth
 test-fast: $(STAMP)
-	@bash scripts/pytest.sh tests/unit -m "not slow"
+	@bash scripts/pytest.sh tests/unit tests/contract -m "not slow and not integration" --hypothesis-profile=fast
 
 test-integration: setup
-	@bash scripts/pytest.sh tests/integration -m integration
+	@bash scripts/pytest.sh tests/integration tests/contract -m integration
 
 ## check-deploy: promtool checks and unit tests of the rules, compose validation, dashboards in step
 check-deploy: $(STAMP)

@@ -17,7 +17,7 @@ The model is the original architecture (LSTM 128-64 autoencoder, random weights,
 model, which shows what the service costs when scoring is nearly free.
 
 With a topology (issue 18): the same stations grouped into lines of ``LINE_STATIONS`` in series,
-their readings those of a simulated line (``replay.simulator``, normal operation, one line's data
+their readings those of a simulated line (``simulator``, normal operation, one line's data
 under every line's names), the linear model.
 ``readings_per_s_line`` is the detector with that line in its bundle (every reading also forwarded
 to the internal line topic, read back and balanced by the line monitors, all exactly-once);
@@ -46,11 +46,11 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from bench.record import BenchResult, rate
-from centinela import local_broker
 from detector.bundle import Bundle, load_bundle
 from detector.line import LineCalibration, SegmentCalibration
 from detector.testing import LINE_SENSORS, build_linear_bundle
 from detector.topology import Topology
+from devtools import broker as local_broker
 from stream.kafka_io import KafkaBroker
 from stream.metrics import DetectorMetrics
 from stream.service import DetectorService
@@ -80,26 +80,17 @@ def broker() -> Iterator[str]:
 
 @contextmanager
 def topics(bootstrap: str, partitions: int, *names: str) -> Iterator[list[str]]:
-    """Fresh topics (``partitions`` for the first, 1 for the rest), deleted afterwards."""
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+    """Fresh topics (``partitions`` for the first, 1 for the rest), led, deleted afterwards."""
+    from kafkakit.admin import delete_topics, ensure_topic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, **_QUIET})
+    client = {"bootstrap.servers": bootstrap, **_QUIET}
     made = [f"bench-{name}-{uuid.uuid4().hex[:8]}" for name in names]
-    wanted = [
-        NewTopic(t, num_partitions=partitions if i == 0 else 1, replication_factor=1)
-        for i, t in enumerate(made)
-    ]
-    for future in admin.create_topics(wanted, operation_timeout=30).values():
-        future.result(timeout=60)
-    time.sleep(1.0)  # leaders settle
+    for i, topic in enumerate(made):
+        ensure_topic(client, topic, partitions if i == 0 else 1, timeout_s=30.0)
     try:
         yield made
     finally:
-        for future in admin.delete_topics(made, operation_timeout=30).values():
-            try:
-                future.result(timeout=60)
-            except Exception as error:  # cleanup only: the figures are already measured
-                logger.warning("could not delete a bench topic: %s", error)
+        delete_topics(client, made, timeout_s=30.0)  # cleanup only: a failure is logged, not raised
 
 
 def produce_all(bootstrap: str, topic: str, messages: Sequence[tuple[bytes, bytes]]) -> None:
@@ -258,7 +249,7 @@ def line_readings(stations: Sequence[str], minutes: int) -> list[tuple[bytes, by
     event-time order: a balance that behaves as on a real line, not independent noise."""
     import orjson
 
-    from replay.simulator import SimulationConfig, simulate
+    from simulator import SimulationConfig, simulate
 
     result = simulate(SimulationConfig(stations=LINE_STATIONS, days=minutes / 1440, seed=1001))
     times = result.times.astype("datetime64[s]").astype(np.int64).tolist()

@@ -15,8 +15,8 @@ import uuid
 
 from bench.record import BenchResult, Stopwatch, rate
 from bench.topics import create_bench_topic, delete_bench_topic
-from centinela import local_broker
 from detector.errors import BrokerError
+from devtools import broker as local_broker
 
 logger = logging.getLogger(__name__)
 

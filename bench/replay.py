@@ -35,8 +35,8 @@ import pandas as pd
 
 from bench.record import BenchResult, Stopwatch, rate
 from bench.topics import create_bench_topic, delete_bench_topic
-from centinela import local_broker
 from detector.errors import BrokerError
+from devtools import broker as local_broker
 from replay.csv_source import SourceOptions
 from replay.disorder import DisorderOptions
 from replay.prepare import prepare_file

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from bench.record import BenchResult, median_of
-from replay.simulator import SimulationConfig, simulate
-from replay.simulator.writer import write_outputs
+from simulator import SimulationConfig, simulate
+from simulator.writer import write_outputs
 
 TARGET_SECONDS = 60.0
 

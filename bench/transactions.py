@@ -39,7 +39,7 @@ from bench.record import BenchResult
 from detector.bundle import load_bundle
 from detector.onnx_runtime import onnx_scorers
 from detector.testing import build_linear_bundle
-from stream.group_progress import committed_to_end
+from kafkakit.read import committed_to_end
 from stream.testing import interleave, normal_series
 
 logger = logging.getLogger(__name__)

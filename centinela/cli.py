@@ -23,16 +23,16 @@ from detector.errors import CentinelaError
 # Order is the order of the help screen.
 COMMAND_MODULES = (
     "centinela.demo",
-    "replay.simulate_cli",
+    "simulator.cli",
     "trainer.cli",
     "replay.cli",
     "stream.cli",
     "stream.topics_cli",
-    "centinela.broker_cli",
-    "centinela.evaluate_cli",
-    "centinela.bench_cli",
-    "centinela.results",
-    "centinela.dashboards",
+    "devtools.cli",
+    "evaluation.cli",
+    "bench.cli",
+    "devtools.results",
+    "devtools.dashboards",
 )
 
 
@@ -76,9 +76,17 @@ def _root(
     configure_logging(logging.DEBUG if verbose else level_from_environment(logging.INFO))
 
 
+def _installed(name: str) -> bool:
+    """Whether module ``name`` is there; the detector image leaves out bench, devtools and evaluation."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # its package is missing, not only the module
+        return False
+
+
 def _register_all() -> None:
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:
+        if not _installed(name):
             continue
         module = importlib.import_module(name)
         module.register(app)

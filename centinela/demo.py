@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -29,9 +28,8 @@ import typer
 from detector.errors import CentinelaError
 
 if TYPE_CHECKING:
-    from centinela.scorecard import Scorecard
+    from evaluation.scorecard import Scorecard
 
-log = logging.getLogger(__name__)
 
 SENSORS = ("flow", "pressure", "pump_rpm", "tank_level", "power", "suction_pressure", "temperature")
 SEGMENT_KINDS = ("tap", "meter_fault")
@@ -210,39 +208,19 @@ def _metric_lines(port: int) -> list[str]:
 
 def _wait_until_consumed(client: dict[str, Any], topic: str, group: str, timeout_s: float) -> None:
     """Block until the detector's group has committed every offset of the readings topic."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-    from confluent_kafka.admin import AdminClient
+    from kafkakit.read import committed_to_end
 
-    admin = AdminClient(dict(client))
-    metadata = admin.list_topics(topic, timeout=10)
-    partitions = [TopicPartition(topic, p) for p in metadata.topics[topic].partitions]
-    from confluent_kafka import Consumer
-
-    probe = Consumer({**client, "group.id": f"{group}-probe"})
-    try:
-        ends = {tp.partition: probe.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
-    finally:
-        probe.close()
     deadline = time.monotonic() + timeout_s
-    behind = sum(ends.values())
-    while time.monotonic() < deadline:
-        try:
-            request = [ConsumerGroupTopicPartitions(group, partitions)]
-            result = admin.list_consumer_group_offsets(request)[group].result(timeout=10)
-            committed = {tp.partition: max(tp.offset, 0) for tp in result.topic_partitions}
-            behind = sum(max(0, end - committed.get(p, 0)) for p, end in ends.items())
-            if behind == 0:
-                return
-        except KafkaException as error:  # the coordinator may be busy loading; ask again
-            log.debug("committed offsets not available yet: %s", error)
+    while not committed_to_end(client, group, topic):  # a transient Kafka error answers "not yet"
+        if time.monotonic() >= deadline:
+            raise CentinelaError(f"the detector did not consume {topic} within {timeout_s:.0f} s")
         time.sleep(1.0)
-    raise CentinelaError(f"the detector did not consume {topic} within {timeout_s:.0f} s ({behind} behind)")
 
 
 @contextmanager
 def _removed_after(client: dict[str, str], topics: list[str]) -> Iterator[None]:
     """Delete ``topics`` on the way out (also after a failure or Ctrl-C): a demo leaves no topics."""
-    from stream.topics import delete_topics
+    from kafkakit.admin import delete_topics
 
     try:
         yield
@@ -320,9 +298,9 @@ def segment_scorecard(
     alerts: list[dict[str, Any]], events_csv: Path, topology_path: Path, since: datetime
 ) -> dict[str, Any]:
     """Segment incidents with their estimates beside the true events of the replayed period (the
-    sim suite's rules: ``centinela.suites.sim_segments``)."""
-    from centinela.suites import sim_segments
+    sim suite's rules: ``evaluation.suites.sim_segments``)."""
     from detector.topology import load_topology
+    from evaluation.suites import sim_segments
 
     topology = load_topology(topology_path)
     lengths = {segment.segment_id: segment.length_km for segment in topology.segments}
@@ -433,10 +411,11 @@ def _print_segments(segments: dict[str, Any]) -> None:
 
 
 def run_demo(plan: DemoPlan) -> Scorecard | None:
-    from centinela import local_broker
-    from centinela.scorecard import score_incidents
+    from devtools import broker as local_broker
+    from evaluation.scorecard import score_incidents
+    from kafkakit.config import kafka_client_config
     from stream.alerts_view import committed_alerts
-    from stream.settings import kafka_client_config, load_settings
+    from stream.settings import load_settings
     from stream.topics import create_topics, topic_plan
 
     plan.out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from detector.bundle import ScoreBatch
-from detector.incidents import Alert, IncidentTracker
+from detector.incidents import Alert, IncidentTracker, WindowVerdict
 from detector.records import STATION_SILENT, encode_score
 from detector.windows import ClosedWindow
 
@@ -109,7 +109,8 @@ def decide(
             score = values[position]
             contributions = dict(zip(sensors, shares[position], strict=True))
             position += 1
-            alerts = tracker.observe(station_id, window.end, start, score, threshold, contributions, version)
+            verdict = WindowVerdict(station_id, start, window.end, threshold, version, score, contributions)
+            alerts = tracker.observe(verdict)
             skip = None
             if not item.rebuild:
                 out.scored += 1
@@ -119,7 +120,7 @@ def decide(
             score = None
             skip = window.skip_reason or "unscorable"
             reason = STATION_SILENT if item.silent else skip
-            alerts = tracker.gap(station_id, start, window.end, reason, version, threshold)
+            alerts = tracker.gap(WindowVerdict(station_id, start, window.end, threshold, version), reason)
             if not item.rebuild:
                 out.skipped[skip] = out.skipped.get(skip, 0) + 1
         out.items.append(Decision(station_id, alerts, score, skip, record, item.produced_ms, item.rebuild))

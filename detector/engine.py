@@ -32,15 +32,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from detector.bundle import Bundle, ScoreBatch
+from detector.clock import SYSTEM_CLOCK, WallClock
 from detector.decisions import (
     Model,
     Pending,
@@ -124,10 +125,6 @@ class Outputs:
     line_readings: int = 0  # readings fed to a line monitor
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Engine:
     """Station and segment state of the partitions this instance holds, and every decision on it."""
 
@@ -136,7 +133,7 @@ class Engine:
         bundle: Bundle,
         settings: EngineSettings | None = None,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: WallClock = SYSTEM_CLOCK,
         monitor_factory: MonitorFactory = line_monitor,
     ) -> None:
         """``clock``: wall time of the alerts' ``emitted_at``; rules take ``now_s`` with each call."""
@@ -149,7 +146,7 @@ class Engine:
                 bundle.line_calibration,
                 model_version=bundle.model_version,
                 idle_timeout_s=settings.idle_timeout_s,
-                clock=clock,
+                clock=clock.now,
                 monitor_factory=monitor_factory,
             )
         self._written: dict[str, bytes] = {}  # last state record written per key (station or line)

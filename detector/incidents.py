@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from detector.clock import SYSTEM_CLOCK, WallClock
 from detector.errors import ConfigError, DataError
 from detector.readings import format_ts
 
@@ -181,6 +182,21 @@ def ranked_contributions(contributions: Mapping[str, float]) -> list[Contributio
     return [Contribution(sensor=name, share=float(share)) for name, share in ordered]
 
 
+@dataclass(frozen=True, slots=True)
+class WindowVerdict:
+    """One station's window as the tracker judges it: its bounds (aware, ``start`` < ``end``), the
+    threshold and model version it was judged by, and its score (None: the window could not be
+    scored) with each sensor's share of it (empty for an unscored window)."""
+
+    station_id: str
+    start: datetime
+    end: datetime
+    threshold: float
+    model_version: str
+    score: float | None = None
+    contributions: Mapping[str, float] = field(default_factory=dict)
+
+
 _SEVERITY_RANK = {"none": 0, "low": 1, "medium": 2, "high": 3}
 
 
@@ -256,16 +272,11 @@ def _counts_as_above(state: _StationState, policy: IncidentPolicy, score: float,
     return score >= state.rearm_level
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class IncidentTracker:
     """Per-station incident and data-gap state; feed it windows in event-time order per station."""
 
-    def __init__(
-        self, policy: IncidentPolicy | None = None, clock: Callable[[], datetime] = _utc_now
-    ) -> None:
+    def __init__(self, policy: IncidentPolicy | None = None, clock: WallClock = SYSTEM_CLOCK) -> None:
+        """``clock`` stamps each alert's ``emitted_at``; every rule runs on event time alone."""
         self.policy = policy or IncidentPolicy()
         self._clock = clock
         self._stations: dict[str, _StationState] = {}
@@ -283,47 +294,28 @@ class IncidentTracker:
         return state is not None and state.gap is not None
 
     # -- events ----------------------------------------------------------------------------
-    def observe(  # noqa: PLR0917 - positional order fixed by docs/contracts.md
-        self,
-        station_id: str,
-        window_end: datetime,
-        window_start: datetime,
-        score: float,
-        threshold: float,
-        contributions: Mapping[str, float],
-        model_version: str,
-    ) -> list[Alert]:
+    def observe(self, verdict: WindowVerdict) -> list[Alert]:
         """One scored window in; the alerts it causes out (often none).
 
         A non-finite score (a model fed values it can't handle) is not evidence of health or of an
-        incident: it is reported as a data gap with reason ``score_not_finite``.
+        incident: it is reported as a data gap with reason ``score_not_finite``. A verdict without
+        a score is a caller's error (``ValueError``): an unscored window goes to ``gap``.
         """
-        if not math.isfinite(score):
-            return self.gap(
-                station_id, window_start, window_end, "score_not_finite", model_version, threshold
+        score = verdict.score
+        if score is None:
+            raise ValueError(
+                f"observe needs a scored window (station {verdict.station_id!r}, end "
+                f"{format_ts(verdict.end)} has score None); report an unscored one with gap()"
             )
-        policy = self.policy
-        state = self._stations.get(station_id) or _StationState()
+        if not math.isfinite(score):
+            return self.gap(verdict, "score_not_finite")
+        policy, threshold, window_end = self.policy, verdict.threshold, verdict.end
+        state = self._stations.get(verdict.station_id) or _StationState()
         alerts: list[Alert] = []
-        ranked = ranked_contributions(contributions)
 
         if state.gap is not None:
-            alerts.append(
-                self._alert(
-                    "data_gap",
-                    "close",
-                    station_id,
-                    state.gap,
-                    window_start,
-                    window_end,
-                    None,
-                    threshold,
-                    state.gap.peak,
-                    [],
-                    model_version,
-                    "data_resumed",
-                )
-            )
+            gap = state.gap
+            alerts.append(self._alert(verdict, "data_gap", "close", gap, gap.peak, reason="data_resumed"))
             state.gap = None
 
         above = score >= threshold
@@ -333,49 +325,17 @@ class IncidentTracker:
             above = _counts_as_above(state, policy, score, threshold)
             state.recent = ((state.recent << 1) | int(above)) & ((1 << policy.n) - 1)
             if above and state.recent.bit_count() >= policy.k:
-                episode = _Episode(
-                    incident_id(station_id, "incident", window_end, model_version),
-                    window_end,
-                    severity,
-                    score,
-                )
+                opened = incident_id(verdict.station_id, "incident", window_end, verdict.model_version)
+                episode = _Episode(opened, window_end, severity, score)
                 state.incident = episode
                 state.recent = 0
-                alerts.append(
-                    self._alert(
-                        "incident",
-                        "open",
-                        station_id,
-                        episode,
-                        window_start,
-                        window_end,
-                        score,
-                        threshold,
-                        severity,
-                        ranked,
-                        model_version,
-                        None if state.rearm_level is None else "above_drift_level",
-                    )
-                )
+                reason = None if state.rearm_level is None else "above_drift_level"
+                alerts.append(self._alert(verdict, "incident", "open", episode, severity, reason=reason))
                 state.rearm_level = None
         elif score < threshold * policy.hysteresis:
             episode.below += 1
             if episode.below >= policy.close_after:
-                alerts.append(
-                    self._alert(
-                        "incident",
-                        "close",
-                        station_id,
-                        episode,
-                        window_start,
-                        window_end,
-                        score,
-                        threshold,
-                        episode.peak,
-                        ranked,
-                        model_version,
-                    )
-                )
+                alerts.append(self._alert(verdict, "incident", "close", episode, episode.peak))
                 state.incident = None
         else:
             episode.below = 0
@@ -383,108 +343,40 @@ class IncidentTracker:
                 episode.peak = severity
             if above and window_end - episode.last_report >= policy.update_every:
                 episode.last_report = window_end
-                alerts.append(
-                    self._alert(
-                        "incident",
-                        "update",
-                        station_id,
-                        episode,
-                        window_start,
-                        window_end,
-                        score,
-                        threshold,
-                        severity,
-                        ranked,
-                        model_version,
-                    )
-                )
+                alerts.append(self._alert(verdict, "incident", "update", episode, severity))
         if state.incident is not None and state.incident is episode:
-            alerts.extend(
-                self._end_if_too_long(
-                    state, station_id, window_start, window_end, score, threshold, ranked, model_version
-                )
-            )
+            alerts.extend(self._end_if_too_long(state, verdict, score))
 
-        self._keep(station_id, state)
+        self._keep(verdict.station_id, state)
         return alerts
 
-    def _end_if_too_long(  # noqa: PLR0917 - private: one window's fields, as observe has them
-        self,
-        state: _StationState,
-        station_id: str,
-        window_start: datetime,
-        window_end: datetime,
-        score: float,
-        threshold: float,
-        ranked: list[Contribution],
-        model_version: str,
-    ) -> list[Alert]:
+    def _end_if_too_long(self, state: _StationState, verdict: WindowVerdict, score: float) -> list[Alert]:
         """Close the open incident once it has lasted ``max_length``; re-arm above its peak."""
         episode = state.incident
         max_length = self.policy.max_length
         if episode is None:
             return []
         episode.peak_score = max(episode.peak_score, score)
-        if max_length is None or window_end - episode.opened_at < max_length:
+        if max_length is None or verdict.end - episode.opened_at < max_length:
             return []
         state.incident = None
         state.recent = 0
-        state.rearm_level = max(threshold, episode.peak_score * self.policy.rearm_margin)
+        state.rearm_level = max(verdict.threshold, episode.peak_score * self.policy.rearm_margin)
         state.quiet = 0
-        return [
-            self._alert(
-                "incident",
-                "close",
-                station_id,
-                episode,
-                window_start,
-                window_end,
-                score,
-                threshold,
-                episode.peak,
-                ranked,
-                model_version,
-                "max_length",
-            )
-        ]
+        return [self._alert(verdict, "incident", "close", episode, episode.peak, reason="max_length")]
 
-    def gap(  # noqa: PLR0917 - positional order fixed by docs/contracts.md
-        self,
-        station_id: str,
-        window_start: datetime,
-        window_end: datetime,
-        reason: str,
-        model_version: str,
-        threshold: float = 0.0,
-    ) -> list[Alert]:
-        """A window that could not be scored (``reason`` says why); opens a data gap, or extends the
-        open one silently: one ``data_gap`` alert per gap (and its close) whatever its length, so a
-        long silence or a jump in event time cannot raise an alert per ``update_every`` of it."""
-        state = self._stations.get(station_id) or _StationState()
+    def gap(self, verdict: WindowVerdict, reason: str) -> list[Alert]:
+        """A window that could not be scored (``reason`` says why; ``verdict.score`` and its
+        contributions are ignored); opens a data gap, or extends the open one silently: one
+        ``data_gap`` alert per gap (and its close) whatever its length, so a long silence or a jump
+        in event time cannot raise an alert per ``update_every`` of it."""
+        state = self._stations.get(verdict.station_id) or _StationState()
         alerts: list[Alert] = []
-        episode = state.gap
-        if episode is None:
-            episode = _Episode(
-                incident_id(station_id, "data_gap", window_end, model_version), window_end, "low"
-            )
-            state.gap = episode
-            alerts.append(
-                self._alert(
-                    "data_gap",
-                    "open",
-                    station_id,
-                    episode,
-                    window_start,
-                    window_end,
-                    None,
-                    threshold,
-                    "low",
-                    [],
-                    model_version,
-                    reason,
-                )
-            )
-        self._keep(station_id, state)
+        if state.gap is None:
+            opened = incident_id(verdict.station_id, "data_gap", verdict.end, verdict.model_version)
+            state.gap = _Episode(opened, verdict.end, "low")
+            alerts.append(self._alert(verdict, "data_gap", "open", state.gap, reason=reason))
+        self._keep(verdict.station_id, state)
         return alerts
 
     # -- state -----------------------------------------------------------------------------
@@ -534,34 +426,31 @@ class IncidentTracker:
         else:
             self._stations[station_id] = state
 
-    def _alert(  # noqa: PLR0917 - private: every field of one alert, in wire order
+    def _alert(
         self,
+        verdict: WindowVerdict,
         kind: Kind,
         status: Status,
-        station_id: str,
         episode: _Episode,
-        window_start: datetime,
-        window_end: datetime,
-        score: float | None,
-        threshold: float,
-        severity: Severity,
-        contributions: list[Contribution],
-        model_version: str,
+        severity: Severity = "low",
+        *,
         reason: str | None = None,
     ) -> Alert:
+        """One alert about ``verdict``'s window; a data_gap alert carries no score nor contributions."""
+        score = None if kind == "data_gap" else verdict.score
         return Alert(
-            alert_id=alert_id(station_id, kind, status, window_end, model_version),
+            alert_id=alert_id(verdict.station_id, kind, status, verdict.end, verdict.model_version),
             incident_id=episode.incident_id,
             kind=kind,
             status=status,
-            station_id=station_id,
-            window_start=window_start,
-            window_end=window_end,
+            station_id=verdict.station_id,
+            window_start=verdict.start,
+            window_end=verdict.end,
             score=None if score is None else float(score),
-            threshold=float(threshold),
+            threshold=float(verdict.threshold),
             severity=severity,
-            contributions=contributions,
-            model_version=model_version,
-            emitted_at=self._clock(),
+            contributions=[] if score is None else ranked_contributions(verdict.contributions),
+            model_version=verdict.model_version,
+            emitted_at=self._clock.now(),
             reason=reason,
         )

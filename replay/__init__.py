@@ -1,1 +1,1 @@
-"""Replay CSV into Kafka, and simulate multi-station pipeline telemetry with labelled events."""
+"""Replay CSV into Kafka (the simulator, which writes such CSV, is the ``simulator`` package)."""

@@ -142,16 +142,17 @@ def register(app: typer.Typer) -> None:
         """Stream a CSV of readings into Kafka, keyed by station; labels and event ids are never sent."""
         from rich.console import Console
 
+        from kafkakit.check import check_connection
+        from kafkakit.config import kafka_client_config
         from replay.csv_source import SourceOptions
         from replay.disorder import DisorderOptions
         from replay.pacing import parse_speed
         from replay.producer import ReplayOptions, replay_csv
-        from stream.kafka_check import check_connection
-        from stream.settings import kafka_client_config, load_settings
+        from replay.settings import load_replay_settings
 
         if not path.is_file():  # before Kafka: a typo in the file name is not a broker problem
             raise ConfigError(f"{path}: no such file")
-        settings = load_settings(config)
+        settings = load_replay_settings(config)
         options = ReplayOptions(
             source=SourceOptions(
                 sensors=parse_sensors(sensors),

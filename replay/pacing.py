@@ -11,30 +11,18 @@ maximum of event time, so the clock never has to wait for the past.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from detector.clock import SYSTEM_CLOCK, MonotonicClock
 from detector.errors import ConfigError
 
 _NS = 1_000_000_000
 # Readings due within this much of now go together: waking for every reading at 10,000 readings per
 # second of wall time would cost more than it is worth, and 2 ms is far inside the ±2 % promise.
 DEFAULT_GRANULARITY_S = 0.002
-
-
-class Clock(Protocol):
-    def now(self) -> float:
-        """Seconds on a monotonic clock."""
-        ...
-
-
-class MonotonicClock:
-    def now(self) -> float:
-        return time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -64,12 +52,15 @@ class Pacer:
     """Holds the origin of a run; ``speed=None`` releases everything at once."""
 
     def __init__(
-        self, speed: float | None, clock: Clock | None = None, granularity_s: float = DEFAULT_GRANULARITY_S
+        self,
+        speed: float | None,
+        clock: MonotonicClock = SYSTEM_CLOCK,
+        granularity_s: float = DEFAULT_GRANULARITY_S,
     ) -> None:
         if speed is not None and not speed > 0:
             raise ConfigError("speed must be positive")
         self.speed = speed
-        self.clock = clock or MonotonicClock()
+        self.clock = clock
         self.granularity_s = granularity_s
         self._origin_event_ns: int | None = None
         self._origin_s = 0.0
@@ -102,7 +93,7 @@ class Pacer:
             return Due(n, 0.0)
         if self.speed is None:
             return Due(n, 0.0)
-        now = self.clock.now()
+        now = self.clock.monotonic()
         if self._origin_event_ns is None:
             self._origin_event_ns = int(schedule[start])
             self._origin_s = now

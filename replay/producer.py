@@ -7,6 +7,7 @@ Python API (used by the CLI, the tests, the demo and the evaluation)::
                          {"bootstrap.servers": "127.0.0.1:9092"})
     print(summary.delivered, summary.delivery_errors, summary.readings_per_s)
 
+The topic is created with ``options.partitions`` when missing (``kafkakit.admin.ensure_topic``).
 ``replay_frame(df, ...)`` does the same for a DataFrame with the same columns as a file.
 
 The producer is idempotent (``acks=all``), lingers and compresses; it asks librdkafka for delivery
@@ -27,10 +28,13 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from detector.clock import SYSTEM_CLOCK, MonotonicClock
 from detector.errors import BrokerError, ConfigError
+from kafkakit.admin import ensure_topic
+from kafkakit.errors import kafka_errors
 from replay.csv_source import FrameSource, RejectedRow, SourceOptions
 from replay.disorder import DisorderOptions
-from replay.pacing import Clock, MonotonicClock, Pacer
+from replay.pacing import Pacer
 from replay.prepare import PreparedBlock, inline_or_process, prepare
 
 logger = logging.getLogger(__name__)
@@ -127,57 +131,22 @@ def producer_config(client_config: Mapping[str, Any], compression: str, linger_m
     }
 
 
-def _translate(error: Exception, what: str) -> BrokerError:
-    return BrokerError(f"{what}: {error}")
-
-
-def ensure_topic(
-    client_config: Mapping[str, Any], topic: str, partitions: int, timeout_s: float = 15.0
-) -> int:
-    """Create ``topic`` with ``partitions`` when missing; returns its partition count."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-    # log_level 4: closing an admin client logs a notice about purged events, noise for a CLI.
-    admin = AdminClient({"log_level": 4, **client_config})
-    try:
-        metadata = admin.list_topics(timeout=timeout_s)
-    except KafkaException as error:
-        raise _translate(error, "cannot reach Kafka") from error
-    existing = metadata.topics.get(topic)
-    if existing is not None and existing.error is None:
-        return len(existing.partitions)
-    futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=-1)], operation_timeout=timeout_s
-    )
-    try:
-        futures[topic].result(timeout=timeout_s)
-        logger.info("created topic %s with %d partitions", topic, partitions)
-    except KafkaException as error:
-        if error.args and error.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
-            return partitions
-        raise _translate(error, f"cannot create topic {topic}") from error
-    return partitions
-
-
 class KafkaSink:
     """A confluent-kafka producer with failure-only delivery reports."""
 
     def __init__(self, topic: str, config: Mapping[str, Any]) -> None:
-        from confluent_kafka import KafkaException, Producer
+        from confluent_kafka import Producer
 
         self.topic = topic
         self.queued = 0
         self.errors = 0
         self.first_error: str | None = None
         self.fatal: str | None = None
-        try:
+        with kafka_errors("invalid producer settings"):
             self._producer = Producer(
                 # librdkafka's own log lines go through logging (JSON lines off a terminal), not raw stderr.
                 {**config, "on_delivery": self._delivered, "error_cb": self._error, "logger": _KAFKA_LOG}
             )
-        except KafkaException as error:
-            raise _translate(error, "invalid producer settings") from error
 
     def _delivered(self, error: Any, message: Any) -> None:
         if error is not None:
@@ -237,12 +206,11 @@ def run(
     sink: Sink,
     *,
     speed: float | None,
-    clock: Clock | None = None,
+    clock: MonotonicClock = SYSTEM_CLOCK,
     on_block: Callable[[PreparedBlock], None] | None = None,
     flush_timeout_s: float = 60.0,
 ) -> ReplaySummary:
     """Send every prepared batch through ``sink`` on the pacer's schedule, then flush and sum up."""
-    clock = clock or MonotonicClock()
     pacer = Pacer(speed, clock)
     summary = ReplaySummary()
     reasons: Counter[str] = Counter()
@@ -295,7 +263,7 @@ def _send_batch(  # noqa: PLR0917 - a private helper of run()'s hot loop
     schedule: Any,
     pacer: Pacer,
     sink: Sink,
-    clock: Clock,
+    clock: MonotonicClock,
     marks: list[float],
 ) -> None:
     start, n = 0, len(values)
@@ -305,7 +273,7 @@ def _send_batch(  # noqa: PLR0917 - a private helper of run()'s hot loop
             sink.wait(min(due.wait_s, 0.1))
             continue
         stop = min(due.stop, start + SEND_SLICE)
-        now = clock.now()
+        now = clock.monotonic()
         if marks:
             marks[1:] = [now]
         else:

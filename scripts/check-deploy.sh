@@ -71,6 +71,6 @@ if composecheck="$(bash scripts/check-deploy.sh --build-composecheck)"; then
 else
   echo "   skipped: no Go toolchain to build deploy/composecheck"
 fi
-echo "== dashboards match centinela/dashboards.py"
-"$PYTHON" -m centinela.dashboards --check
+echo "== dashboards match devtools/dashboards.py"
+"$PYTHON" -m devtools.dashboards --check
 echo "deploy files OK"

@@ -28,8 +28,8 @@ import pandas as pd
 from detector.incidents import Alert
 from detector.line.monitor import LineMonitor
 from detector.line.segment import SegmentState
-from replay.simulator import SimulationConfig, simulate
 from scripts.line_study import readings, topology_of
+from simulator import SimulationConfig, simulate
 from trainer.line_calibration import calibrate_line
 
 

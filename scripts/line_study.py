@@ -26,7 +26,7 @@ from detector.incidents import Alert
 from detector.line.calibration import DEFAULT_WINDOWS
 from detector.line.offline import line_alerts
 from detector.topology import Topology
-from replay.simulator import SimulationConfig, SimulationResult, simulate
+from simulator import SimulationConfig, SimulationResult, simulate
 from trainer.line_calibration import calibrate_line
 
 BANDS = ((0.005, 0.01, "0.5-1"), (0.01, 0.02, "1-2"), (0.02, 0.05, "2-5"), (0.05, 0.151, "5-15"))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Callable
+
+from detector.clock import SYSTEM_CLOCK, MonotonicClock
 
 LOGGER_NAME = "librdkafka"
 _DIGITS = re.compile(r"\d+")
@@ -20,10 +20,10 @@ _DIGITS = re.compile(r"\d+")
 class RepeatFilter(logging.Filter):
     """Lets a message through the first time, then once per ``every_s`` with ``(+N repeats)``."""
 
-    def __init__(self, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, every_s: float = 60.0, clock: MonotonicClock = SYSTEM_CLOCK) -> None:
         super().__init__()
         self.every_s = every_s
-        self._clock = clock
+        self._clock = clock.monotonic
         self._seen: dict[str, tuple[float, int]] = {}  # key -> (last shown, repeats since)
 
     def filter(self, record: logging.LogRecord) -> bool:

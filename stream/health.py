@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from detector.clock import SYSTEM_CLOCK, MonotonicClock
 
 DEFAULT_STALL_S = 60.0
 
@@ -29,9 +29,9 @@ DEFAULT_STALL_S = 60.0
 class Health:
     """What the loop reports as it turns; read by the HTTP threads (plain attribute writes)."""
 
-    def __init__(self, stall_s: float = DEFAULT_STALL_S, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, stall_s: float = DEFAULT_STALL_S, clock: MonotonicClock = SYSTEM_CLOCK) -> None:
         self.stall_s = stall_s
-        self._clock = clock
+        self._clock = clock.monotonic
         self.last_beat: float | None = None
         self.broker_up = True
         self.assigned = 0

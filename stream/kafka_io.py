@@ -7,7 +7,8 @@ never auto-commits. Each committed offset carries, as its metadata, the produce 
 message processed: the next owner of the partition seeks back from there by the rebuild horizon
 (``offsets_for_times``) and re-reads what it needs to rebuild the windows.
 
-confluent-kafka's exceptions stop here: they become ``detector.errors.BrokerError``.
+confluent-kafka's exceptions stop here: they become ``detector.errors.BrokerError``
+(``kafkakit.errors.kafka_errors``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, cast
 
+from detector.clock import SYSTEM_CLOCK, MonotonicClock
 from detector.errors import BrokerError
 from detector.records import line_of_state_key
+from kafkakit.admin import ensure_topic
+from kafkakit.config import kafka_client_config
+from kafkakit.errors import is_transient, kafka_error, kafka_errors
+from kafkakit.read import read_to_end
 from stream.client_logs import librdkafka_logger
 from stream.dead_letters import fit_dead_letter, usable_limit
 from stream.ports import (
@@ -34,7 +40,7 @@ from stream.ports import (
     SourceMessage,
     TransactionAbortedError,
 )
-from stream.settings import Settings, kafka_client_config
+from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,45 +48,6 @@ _TIMEOUT_S = 30.0
 # How much longer than the timeout it was given a transactional call may take before it is abandoned.
 _STUCK_MARGIN_S = 5.0
 _STOP_SLICE_S = 0.25
-
-
-def _kafka_error(error: Any) -> Any:
-    return error.args[0] if getattr(error, "args", None) else None
-
-
-def _transient_codes() -> frozenset[int]:
-    """Errors of the consume path that pass by themselves: a call timing out while the cluster is
-    busy, offsets left unstable by a dead member's open transaction (until it times out), the group
-    coordinator loading or moving, a broker away for a moment. Anything else is fatal."""
-    from confluent_kafka import KafkaError
-
-    return frozenset(
-        {
-            KafkaError._TIMED_OUT,
-            KafkaError._TRANSPORT,
-            KafkaError._ALL_BROKERS_DOWN,
-            KafkaError._WAIT_COORD,
-            KafkaError.REQUEST_TIMED_OUT,
-            KafkaError.UNSTABLE_OFFSET_COMMIT,
-            KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-            KafkaError.COORDINATOR_NOT_AVAILABLE,
-            KafkaError.NOT_COORDINATOR,
-            KafkaError.REBALANCE_IN_PROGRESS,
-            # A topic just created, or a leader moving: the partition has no leader for a moment.
-            KafkaError.NOT_LEADER_FOR_PARTITION,
-            KafkaError.LEADER_NOT_AVAILABLE,
-        }
-    )
-
-
-def is_transient(error: Any) -> bool:
-    """Whether a ``KafkaError`` (or a ``KafkaException`` carrying one) is worth retrying."""
-    kafka_error = _kafka_error(error) if isinstance(error, Exception) else error
-    if kafka_error is None or not hasattr(kafka_error, "code"):
-        return False
-    if kafka_error.fatal():
-        return False
-    return bool(kafka_error.retriable()) or kafka_error.code() in _transient_codes()
 
 
 class _StuckCallError(Exception):
@@ -131,7 +98,7 @@ class KafkaBroker:
     """``Broker`` over confluent-kafka; build it with ``KafkaBroker(settings)``."""
 
     def __init__(
-        self, settings: Settings, *, now: Any = time.monotonic, stop: threading.Event | None = None
+        self, settings: Settings, *, clock: MonotonicClock = SYSTEM_CLOCK, stop: threading.Event | None = None
     ) -> None:
         """``stop`` (set by SIGTERM/SIGINT) interrupts waits on an unresponsive Kafka."""
         from confluent_kafka import Consumer, Producer
@@ -139,7 +106,7 @@ class KafkaBroker:
         self._settings = settings
         self._stop = stop or threading.Event()
         self._topic = settings.topics.readings
-        self._now = now
+        self._now = clock.monotonic
         self._down_since: float | None = None
         self._fatal: str | None = None  # the first fatal error a client reported (error_cb)
         # Set when librdkafka gave up our group session (on_lost), or when an outage ended (its
@@ -276,40 +243,19 @@ class KafkaBroker:
         self._subscribe()
 
     def _subscribe(self) -> None:
-        from confluent_kafka import KafkaException
-
         topics = self._topics
-        try:
+        with kafka_errors(f"cannot start on {', '.join(topics)}"):
             self._consumer.subscribe(
                 topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
-        except KafkaException as error:
-            raise BrokerError(f"cannot start on {', '.join(topics)}: {_kafka_error(error)}") from error
 
     def _ensure_line_topic(self, topic: str) -> None:
         """Create the internal line topic, as many partitions as the readings topic, if it is missing
         (Kafka Streams creates its repartition topics the same way)."""
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-        try:
-            metadata = self._consumer.list_topics(timeout=_TIMEOUT_S)
-            if topic in metadata.topics and not metadata.topics[topic].error:
-                return
-            readings = metadata.topics.get(self._topic)
-            partitions = len(readings.partitions) if readings is not None and readings.partitions else 1
-            admin_config: dict[str, Any] = dict(kafka_client_config(self._settings.kafka))
-            admin = AdminClient(admin_config)
-            wanted = NewTopic(topic, num_partitions=partitions, replication_factor=-1)
-            for future in admin.create_topics([wanted], operation_timeout=_TIMEOUT_S).values():
-                try:
-                    future.result(timeout=_TIMEOUT_S)
-                except KafkaException as error:
-                    if "TOPIC_ALREADY_EXISTS" not in str(error):
-                        raise
-            log.info("created the line topic %s (%d partitions)", topic, partitions)
-        except KafkaException as error:
-            raise BrokerError(f"cannot create the line topic {topic}: {_kafka_error(error)}") from error
+        with kafka_errors(f"cannot create the line topic {topic}"):
+            readings = self._consumer.list_topics(self._topic, timeout=_TIMEOUT_S).topics.get(self._topic)
+        partitions = len(readings.partitions) if readings is not None and readings.partitions else 1
+        ensure_topic(kafka_client_config(self._settings.kafka), topic, partitions, _TIMEOUT_S)
 
     def _read_dead_letter_limit(self) -> int:
         """The largest dead letter that can be produced: the smaller of the producer's
@@ -338,7 +284,7 @@ class KafkaBroker:
                 "cannot read the size limit of %s (%s): dead letters are kept under the producer's "
                 "message.max.bytes=%d",
                 self._dlq_topic,
-                _kafka_error(error) or error,
+                kafka_error(error) or error,
                 producer_limit,
             )
         limit = usable_limit(producer_limit, topic_limit)
@@ -360,17 +306,16 @@ class KafkaBroker:
     def _init_transactions(self) -> None:
         """Register the transactional id, fencing any earlier producer that used it (its open
         transaction is aborted, or finished if it was already committing)."""
-        from confluent_kafka import KafkaException
-
         producer = self._producer
         try:
-            self._transactional_call(
-                "init_transactions",
-                lambda: producer.init_transactions(self._call_timeout_s),
-                interruptible=True,
-            )
-        except (KafkaException, _StuckCallError) as error:
-            raise BrokerError(f"cannot start transactions: {_kafka_error(error) or error}") from error
+            with kafka_errors("cannot start transactions"):
+                self._transactional_call(
+                    "init_transactions",
+                    lambda: producer.init_transactions(self._call_timeout_s),
+                    interruptible=True,
+                )
+        except _StuckCallError as stuck:
+            raise BrokerError(f"cannot start transactions: {stuck}") from stuck
 
     def _replace_producer(self, reason: str) -> None:
         from confluent_kafka import Producer
@@ -457,7 +402,7 @@ class KafkaBroker:
                 return call()
             except KafkaException as error:
                 waited = self._now() - started
-                reason = _kafka_error(error)
+                reason = kafka_error(error)
                 reason_text = reason.str() if hasattr(reason, "str") else str(error)
                 if not is_transient(error):
                     raise BrokerError(f"{what} failed: {reason_text}") from error
@@ -486,50 +431,19 @@ class KafkaBroker:
 
     def _read_state(self, topic: str, partitions: list[int]) -> dict[str, tuple[int, bytes]]:
         """The latest committed state record per key on ``partitions`` of the state topic (and the
-        partition it is on); keys whose latest record is a tombstone are left out."""
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        reader = Consumer(
-            {
-                **kafka_client_config(self._settings.kafka),
-                "group.id": f"{self._settings.group_id}.state-reader",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
+        partition it is on); keys whose latest record is a tombstone are left out. Read to each
+        partition's end (``kafkakit.read.read_to_end``), not until a pause: on a loaded broker a
+        pause came before the newest records, so a new owner restored state older than its
+        committed offsets (seen: segment alerts missing after a SIGKILL)."""
+        reader = {
+            **kafka_client_config(self._settings.kafka),
+            "group.id": f"{self._settings.group_id}.state-reader",
+        }
         latest: dict[str, tuple[int, bytes | None]] = {}
-        try:
-            ends = self._transient_retry(
-                f"reading the ends of the state topic {topic}",
-                lambda: {
-                    p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT_S)[1]
-                    for p in partitions
-                },
-            )
-            reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-            done = {p for p, end in ends.items() if end <= 0}
-            deadline = time.monotonic() + _TIMEOUT_S
-            # Until every partition's position reaches its end. Not "until a second of silence": on a
-            # loaded broker that returned before the newest records, so a new owner restored state
-            # older than its committed offsets (seen: segment alerts missing after a SIGKILL). The
-            # position moves past a trailing transaction marker, which never comes back as a message.
-            while len(done) < len(ends) and time.monotonic() < deadline:
-                for message in reader.consume(1000, 0.2):
-                    if message.error() is not None:
-                        continue
-                    key = message.key()
-                    if key is not None:
-                        latest[key.decode(errors="replace")] = (message.partition() or 0, message.value())
-                waiting = [TopicPartition(topic, p) for p in ends if p not in done]
-                for tp in reader.position(waiting):
-                    if tp.offset >= ends[tp.partition]:
-                        done.add(tp.partition)
-            if len(done) < len(ends):
-                raise BrokerError(
-                    f"could not read {topic} {sorted(set(ends) - done)} to its end in {_TIMEOUT_S:g} s"
-                )
-        finally:
-            reader.close()
+        for message in read_to_end(reader, topic, partitions, timeout_s=_TIMEOUT_S):
+            key = message.key()
+            if key is not None:
+                latest[key.decode(errors="replace")] = (message.partition() or 0, message.value())
         states = {key: (p, value) for key, (p, value) in latest.items() if value is not None}
         log.info("read %d state records from %s %s", len(states), topic, partitions)
         return states
@@ -589,7 +503,7 @@ class KafkaBroker:
         lost session's revocation waits for the application, and until it is served the group
         coordinator is asked nothing — ``committed`` timed out for minutes (seen on a loaded
         machine). A revocation served here leaves nothing to rewind: the next assignment rebuilds."""
-        from confluent_kafka import KafkaException, TopicPartition
+        from confluent_kafka import TopicPartition
 
         if not self._assignment:
             return
@@ -602,18 +516,16 @@ class KafkaBroker:
         partitions = [TopicPartition(topic, partition) for topic, partition in self._assignment]
         if self._listener is not None:
             self._listener.revoked(self._assignment)
-        try:
+        with kafka_errors("cannot rewind after an aborted transaction"):
             self._assign(self._consumer, partitions)
-        except KafkaException as error:
-            raise BrokerError(f"cannot rewind after an aborted transaction: {_kafka_error(error)}") from error
 
     # -- reading ---------------------------------------------------------------------------
     def consume(self, max_messages: int, timeout_s: float) -> Sequence[SourceMessage]:
-        from confluent_kafka import KafkaException
-
         if self._fatal is not None:
             raise BrokerError(f"Kafka fatal error, the client cannot go on: {self._fatal}")
-        try:
+        # Raised out of our assignment callback (already BrokerError-worded there, or a fatal error):
+        # nothing transient is left to retry at this point.
+        with kafka_errors(f"consume from {self._topic} failed"):
             # Wait for the first message only, then take what is already queued: at a low rate a
             # reading is handled as soon as it arrives (consume() alone would sit out its whole
             # timeout waiting for a full batch); at a high rate the queue fills while the previous
@@ -624,10 +536,6 @@ class KafkaBroker:
             messages = [first]
             if max_messages > 1:
                 messages += self._consumer.consume(num_messages=max_messages - 1, timeout=0)
-        except KafkaException as error:
-            # Raised out of our assignment callback (already BrokerError-worded there, or a fatal
-            # error): nothing transient is left to retry at this point.
-            raise BrokerError(f"consume from {self._topic} failed: {_kafka_error(error)}") from error
         if self._fatal is not None:
             raise BrokerError(f"Kafka fatal error, the client cannot go on: {self._fatal}")
         if not messages:
@@ -678,19 +586,15 @@ class KafkaBroker:
                 start = tp.offset if tp.offset >= 0 else committed.get(tp.partition, -1)
                 lag[tp.partition] = max(0, high - (start if start >= 0 else max(low, 0)))
         except KafkaException as error:
-            log.debug("lag unavailable: %s", _kafka_error(error))
+            log.debug("lag unavailable: %s", kafka_error(error))
         return lag
 
     # -- writing ---------------------------------------------------------------------------
     def begin(self) -> None:
-        from confluent_kafka import KafkaException
-
         if not self._exactly_once or self._in_transaction:
             return
-        try:
+        with kafka_errors("cannot begin a transaction"):
             self._producer.begin_transaction()
-        except KafkaException as error:
-            raise BrokerError(f"cannot begin a transaction: {_kafka_error(error)}") from error
         self._in_transaction = True
 
     def produce(
@@ -701,21 +605,18 @@ class KafkaBroker:
         headers: Headers | None = None,
         partition: int | None = None,
     ) -> None:
-        from confluent_kafka import KafkaException
-
         where = -1 if partition is None else partition  # -1: the partitioner decides
         if topic == self._dlq_topic:  # an oversized dead letter would stop the service: truncate it
             key, value, headers = fit_dead_letter(key, value, headers, self._dlq_limit)
         for _ in range(1000):
             try:
-                self._producer.produce(
-                    topic, value=value, key=key, headers=cast(Any, headers), partition=where
-                )
+                with kafka_errors(f"produce to {topic} failed"):
+                    self._producer.produce(
+                        topic, value=value, key=key, headers=cast(Any, headers), partition=where
+                    )
                 return
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let deliveries drain
-            except KafkaException as error:
-                raise BrokerError(f"produce to {topic} failed: {_kafka_error(error)}") from error
         raise BrokerError(f"produce to {topic}: the producer queue stayed full")
 
     def commit(self, marks: Mapping[Partition, Mark]) -> None:
@@ -748,12 +649,12 @@ class KafkaBroker:
             self._replace_producer(str(stuck))
             raise TransactionAbortedError(f"transaction abandoned: {stuck}") from None
         except KafkaException as error:
-            kafka_error = _kafka_error(error)
-            if kafka_error is not None and kafka_error.txn_requires_abort():
+            reason = kafka_error(error)
+            if reason is not None and reason.txn_requires_abort():
                 self.abort()
-                raise TransactionAbortedError(f"transaction aborted: {kafka_error.str()}") from error
+                raise TransactionAbortedError(f"transaction aborted: {reason.str()}") from error
             self._in_transaction = False
-            raise BrokerError(f"transaction commit failed: {kafka_error}") from error
+            raise BrokerError(f"transaction commit failed: {reason}") from error
         self._in_transaction = False
         self._mark_up()
 
@@ -786,48 +687,41 @@ class KafkaBroker:
                 operation()
                 return
             except KafkaException as error:
-                kafka_error = _kafka_error(error)
+                reason = kafka_error(error)
                 waited = time.monotonic() - started
-                if kafka_error is None or not kafka_error.retriable() or waited > self._outage_limit_s:
+                if reason is None or not reason.retriable() or waited > self._outage_limit_s:
                     raise
-                log.warning("transaction step failed after %.1f s, retrying: %s", waited, kafka_error.str())
+                log.warning("transaction step failed after %.1f s, retrying: %s", waited, reason.str())
                 stop = self._stop if interruptible else threading.Event()
                 if stop.wait(min(2.0, 0.1 * 2**attempt)):
-                    raise BrokerError(f"stopped while waiting for Kafka: {kafka_error.str()}") from error
+                    raise BrokerError(f"stopped while waiting for Kafka: {reason.str()}") from error
                 attempt += 1
 
     def _commit_at_least_once(self, offsets: list[Any]) -> None:
-        from confluent_kafka import KafkaException
-
         remaining = self._producer.flush(_TIMEOUT_S)
         if remaining or self._delivery_failures:
             failures, self._delivery_failures = self._delivery_failures, []
             raise BrokerError(f"publishing failed ({remaining} undelivered): {'; '.join(failures[:3])}")
         if offsets:
-            try:
+            with kafka_errors("offset commit failed"):
                 self._consumer.commit(offsets=offsets, asynchronous=False)
-            except KafkaException as error:
-                raise BrokerError(f"offset commit failed: {_kafka_error(error)}") from error
 
     def abort(self, *, retry: bool = True) -> None:
         """Abort the open transaction. With ``retry``, retriable failures (the broker away: seen as
         ``_TIMED_OUT``, "retry call to resume", when a commit failed during an outage) are retried
         until ``broker_outage_limit_s``, and a call stuck past its deadline gets the producer replaced
         (the new one's fencing aborts the transaction) instead of stopping the service."""
-        from confluent_kafka import KafkaException
-
         if not self._exactly_once or not self._in_transaction:
             return
         self._in_transaction = False
         producer = self._producer
         try:
-            self._transactional_call(
-                "abort_transaction", lambda: producer.abort_transaction(self._call_timeout_s), retry=retry
-            )
+            with kafka_errors("transaction abort failed"):
+                self._transactional_call(
+                    "abort_transaction", lambda: producer.abort_transaction(self._call_timeout_s), retry=retry
+                )
         except _StuckCallError as stuck:
             self._replace_producer(str(stuck))
-        except KafkaException as error:
-            raise BrokerError(f"transaction abort failed: {_kafka_error(error)}") from error
 
     def close(self) -> None:
         """Abort any open transaction, flush, leave the group."""

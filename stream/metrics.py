@@ -9,7 +9,6 @@ service's station table at scrape time, which costs nothing between scrapes and 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from detector.clock import SYSTEM_CLOCK, WallClock
 from detector.line import SegmentView
 from detector.records import DEAD_LETTER_REASONS
 from detector.stations import StationView
@@ -36,7 +36,7 @@ BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 
 class _StationCollector(Collector):
-    def __init__(self, stations: Callable[[], Iterable[StationView]], wall: Callable[[], float]) -> None:
+    def __init__(self, stations: Callable[[], Iterable[StationView]], wall: WallClock) -> None:
         self._stations = stations
         self._wall = wall
 
@@ -69,7 +69,7 @@ class _StationCollector(Collector):
             "(open or update); kept after the incident closes.",
             labels=["station", "sensor"],
         )
-        now = self._wall()
+        now = self._wall.now().timestamp()
         for view in self._stations():
             labels = [view.station_id]
             if view.score is not None:
@@ -240,7 +240,7 @@ class DetectorMetrics:
             self.transactions.labels(outcome=outcome)
 
     def watch_stations(
-        self, stations: Callable[[], Iterable[StationView]], wall: Callable[[], float] = time.time
+        self, stations: Callable[[], Iterable[StationView]], wall: WallClock = SYSTEM_CLOCK
     ) -> None:
         """Serve the per-station gauges from ``stations()`` at each scrape."""
         self.registry.register(_StationCollector(stations, wall))

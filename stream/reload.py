@@ -10,11 +10,11 @@ so that needs a restart), is refused with a log line and a metric, and the old m
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from detector.bundle import MANIFEST, Bundle, load_bundle
+from detector.clock import SYSTEM_CLOCK, MonotonicClock
 from detector.errors import BundleError
 from detector.scoring import ReconstructorFactory
 from stream.metrics import DetectorMetrics
@@ -55,16 +55,16 @@ class BundleWatcher:
         *,
         watch: bool = True,
         interval_s: float = 5.0,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: MonotonicClock = SYSTEM_CLOCK,
     ) -> None:
         self.path = path
         self._loader = loader
         self._metrics = metrics
         self._watch = watch
         self._interval_s = interval_s
-        self._monotonic = monotonic
+        self._monotonic = monotonic.monotonic
         self._requested = False
-        self._next_check = monotonic() + interval_s
+        self._next_check = self._monotonic() + interval_s
         self._seen = bundle_signature(path)
 
     def request(self) -> None:

@@ -17,17 +17,18 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle
+from detector.clock import SYSTEM_CLOCK, WallClock
 from detector.errors import ConfigError
 from detector.line_table import MonitorFactory, line_monitor
 from detector.onnx_runtime import onnx_scorers
 from detector.scoring import ReconstructorFactory
 from detector.topology import Topology, load_topology
-from stream.clock import Clock
+from kafkakit.config import kafka_client_config
 from stream.health import DEFAULT_STALL_S, Health
 from stream.metrics import DetectorMetrics, serve
 from stream.reload import BundleWatcher, bundle_loader
 from stream.service import DetectorService
-from stream.settings import Settings, bundle_verify_key, describe, kafka_client_config
+from stream.settings import Settings, bundle_verify_key, describe
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,12 @@ def run_detector(
     *,
     stop: threading.Event | None = None,
     registry: CollectorRegistry | None = None,
-    clock: Clock | None = None,
+    clock: WallClock = SYSTEM_CLOCK,
     on_start: Callable[[Running], None] | None = None,
     monitor_factory: MonitorFactory = line_monitor,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``): finish the batch in hand, publish, commit, close."""
-    from stream.kafka_check import check_connection
+    from kafkakit.check import check_connection
     from stream.kafka_io import KafkaBroker
     from stream.topics import require_topics, topic_plan
 

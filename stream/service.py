@@ -16,15 +16,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 
 from detector.bundle import FORMAT_VERSION, Bundle
+from detector.clock import SYSTEM_CLOCK, MonotonicClock, WallClock
 from detector.engine import ALERT, LINE, SCORE, STATE, Engine, OutputKind
 from detector.errors import BrokerError
 from detector.line_table import LineTable, MonitorFactory, line_monitor
 from detector.stations import StationTable
-from stream.clock import Clock, SystemClock
 from stream.metrics import DetectorMetrics
 from stream.outbox import Outbox
 from stream.ports import Assigned, Broker, Mark, Partition, SourceMessage, TransactionAbortedError
@@ -44,20 +44,17 @@ class DetectorService:
         bundle: Bundle,
         metrics: DetectorMetrics,
         *,
-        clock: Clock | None = None,
+        clock: WallClock = SYSTEM_CLOCK,
         watcher: BundleWatcher | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: MonotonicClock = SYSTEM_CLOCK,
         monitor_factory: MonitorFactory = line_monitor,
     ) -> None:
+        """``clock``: wall time (alerts' ``emitted_at``, the idle and future-timestamp rules);
+        ``monotonic``: the outage limit and the lag interval."""
         self.settings, self.broker, self.metrics, self.watcher = settings, broker, metrics, watcher
         self._monotonic = monotonic
-        self.clock = clock or SystemClock()
-        self.engine = Engine(
-            bundle,
-            settings.engine_settings(),
-            clock=lambda: datetime.fromtimestamp(self.clock.now(), UTC),
-            monitor_factory=monitor_factory,
-        )
+        self.clock = clock
+        self.engine = Engine(bundle, settings.engine_settings(), clock=clock, monitor_factory=monitor_factory)
         self._held: set[Partition] = set()
         self._committed: dict[Partition, int] = {}  # next offset committed by this instance
         self._rebuild_until: dict[int, int] = {}  # readings partition -> its committed offset
@@ -73,7 +70,7 @@ class DetectorService:
             LINE: self.line_topic,
         }
         metrics.set_model(bundle.model_version, FORMAT_VERSION)
-        metrics.watch_stations(self.engine.station_views, self.clock.now)
+        metrics.watch_stations(self.engine.station_views, clock)
         metrics.watch_segments(self.engine.segment_views)
         metrics.broker_up.set(1)
 
@@ -112,7 +109,7 @@ class DetectorService:
 
     def restore(self, stations: Mapping[str, bytes], lines: Mapping[str, tuple[int, bytes]]) -> None:
         """Take over the previous owners' state (the state topic) of freshly assigned partitions."""
-        self.engine.restore(stations, lines, self.clock.now())
+        self.engine.restore(stations, lines, self.clock.now().timestamp())
 
     def revoked(self, partitions: Sequence[Partition]) -> None:
         # State stays until the next assignment says whether these partitions come back unchanged.
@@ -157,7 +154,7 @@ class DetectorService:
                 engine.use(fresh)
                 self.metrics.set_model(fresh.model_version, FORMAT_VERSION)
         messages = self.broker.consume(settings.max_batch, settings.poll_timeout_s)
-        now = self.clock.now()
+        now = self.clock.now().timestamp()
         batch = Outbox()
         if messages:
             self._ingest(messages, now, batch)
@@ -233,10 +230,10 @@ class DetectorService:
         for key, mark in batch.marks.items():
             self._committed[key] = mark.next_offset
         self.engine.committed(batch.decided)
-        self.metrics.count_batch(batch, self.clock.now(), self.engine.open_incidents())
+        self.metrics.count_batch(batch, self.clock.now().timestamp(), self.engine.open_incidents())
 
     def _housekeeping(self) -> None:
-        now = self._monotonic()
+        now = self._monotonic.monotonic()
         healthy = self.broker.healthy()
         if healthy:
             self._down_since = None

@@ -5,117 +5,29 @@ Sources, strongest first: ``CENTINELA_*`` environment variables (nested with ``_
 Kafka tool understands, so one export points the whole project at an existing cluster), then the
 optional TOML file given with ``--config``, then the defaults below.
 
-Importing this module has no side effects; replay and the tests use ``kafka_client_config`` too.
+The Kafka section, the sources and the loading are the Kafka kit's (``kafkakit.config``): replay
+reads the same names. Importing this module has no side effects.
 """
 
 from __future__ import annotations
 
-import contextvars
-import os
 import socket
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from detector.errors import ConfigError
 from detector.incidents import IncidentPolicy
 from detector.onnx_runtime import DEFAULT_MAX_BATCH
+from kafkakit.config import ENV_PREFIX, KafkaSettings, Section, load, settings_sources
 
 if TYPE_CHECKING:
     from detector.engine import EngineSettings
 
-ENV_PREFIX = "CENTINELA_"
-BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
-_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("centinela_toml", default=None)
-
-
-LOCAL_BROKER_PORT_ENV = "CENTINELA_KAFKA_PORT"  # the local broker's port (centinela/local_broker.py)
-
-
-def local_bootstrap(environ: Mapping[str, str] | None = None) -> str:
-    """``localhost:<CENTINELA_KAFKA_PORT or 9092>``: where `centinela broker start` listens."""
-    port = (os.environ if environ is None else environ).get(LOCAL_BROKER_PORT_ENV, "").strip()
-    return f"localhost:{port if port.isdigit() else 9092}"
-
-
-def _default_bootstrap() -> str:
-    return local_bootstrap()  # no parameter: pydantic would pass a one-parameter factory the data
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class KafkaSettings(_Section):
-    """How to reach the cluster; SASL/SSL settings go to librdkafka unchanged."""
-
-    # Default: the local broker of `centinela broker start` (its port from CENTINELA_KAFKA_PORT, as
-    # there), so a second checkout on one machine never talks to the first one's broker by accident.
-    bootstrap_servers: str = Field(default_factory=_default_bootstrap, min_length=1)
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    # Or a file holding it (a mounted secret, mode 0600): read when the clients are built, never logged.
-    sasl_password_file: Path | None = None
-    ssl_ca_location: str | None = None
-    ssl_certificate_location: str | None = None
-    ssl_key_location: str | None = None
-    ssl_key_password: SecretStr | None = None
-    ssl_key_password_file: Path | None = None
-    # None keeps librdkafka's default, "https": the broker's certificate must name the host.
-    ssl_endpoint_identification_algorithm: str | None = None
-    client_id: str = "centinela"
-    # Anything else librdkafka understands, e.g. {"socket.keepalive.enable": "true"}.
-    extra: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("bootstrap_servers")
-    @classmethod
-    def _host_port_list(cls, value: str) -> str:
-        for entry in value.split(","):
-            address = entry.strip().split("://", 1)[-1]  # a listener name prefix is allowed
-            host, _, port = address.rpartition(":")
-            if (
-                not host
-                or not port.isdigit()
-                or not 1 <= int(port) <= 65535
-                or any(c.isspace() for c in host)
-            ):
-                raise ValueError(f"{entry.strip()!r} is not host:port (a comma-separated list of them)")
-        return value
-
-    @model_validator(mode="after")
-    def _one_source_per_secret(self) -> KafkaSettings:
-        for name in ("sasl_password", "ssl_key_password"):
-            if getattr(self, name) is not None and getattr(self, f"{name}_file") is not None:
-                raise ValueError(f"set {name} or {name}_file, not both")
-        secret_keys = {"sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret"}
-        if secret_keys & set(self.extra):
-            raise ValueError("secrets go in their own settings (SecretStr or a file), not in kafka.extra")
-        return self
-
-
-class TopicSettings(_Section):
+class TopicSettings(Section):
     readings: str = Field(default="centinela.readings", min_length=1)
     alerts: str = Field(default="centinela.alerts", min_length=1)
     dlq: str = Field(default="centinela.dlq", min_length=1)
@@ -130,7 +42,7 @@ class TopicSettings(_Section):
     line: str = ""
 
 
-class IncidentSettings(_Section):
+class IncidentSettings(Section):
     """``detector.incidents.IncidentPolicy`` in settings form."""
 
     k: int = Field(default=1, ge=1)
@@ -154,17 +66,6 @@ class IncidentSettings(_Section):
             max_length=timedelta(seconds=self.max_incident_s) if self.max_incident_s > 0 else None,
             rearm_margin=self.rearm_margin,
         )
-
-
-class _BootstrapEnvSource(PydanticBaseSettingsSource):
-    """``KAFKA_BOOTSTRAP_SERVERS`` as ``kafka.bootstrap_servers``."""
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # unused: __call__ answers for the whole model
-
-    def __call__(self) -> dict[str, Any]:
-        value = os.environ.get(BOOTSTRAP_ENV)
-        return {"kafka": {"bootstrap_servers": value}} if value else {}
 
 
 class Settings(BaseSettings):
@@ -250,15 +151,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [
-            init_settings,
-            env_settings,
-            _BootstrapEnvSource(settings_cls),
-        ]
-        toml_file = _toml_file.get()
-        if toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
-        return tuple(sources)
+        return settings_sources(settings_cls, init_settings, env_settings)
 
     @property
     def transactional_id(self) -> str:
@@ -280,69 +173,9 @@ class Settings(BaseSettings):
         )
 
 
-@contextmanager
-def _reading_toml(path: Path | None) -> Iterator[None]:
-    token = _toml_file.set(path)
-    try:
-        yield
-    finally:
-        _toml_file.reset(token)
-
-
-def _setting_name(location: tuple[int | str, ...]) -> str:
-    dotted = ".".join(str(part) for part in location)
-    env = ENV_PREFIX + "__".join(str(part) for part in location).upper()
-    return f"{dotted} ({env})"
-
-
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Read the settings once; a bad one raises ``ConfigError`` naming it (the CLI exits 2)."""
-    if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"--config {config_file}: no such file")
-    try:
-        with _reading_toml(config_file):
-            return Settings(**overrides)
-    except ValidationError as error:
-        problems = [f"{_setting_name(tuple(item['loc']))}: {item['msg']}" for item in error.errors()]
-        raise ConfigError("invalid setting " + "; ".join(problems)) from error
-    except (OSError, ValueError) as error:  # an unreadable or malformed TOML file
-        raise ConfigError(f"--config {config_file}: {error}") from error
-
-
-def kafka_client_config(kafka: KafkaSettings) -> dict[str, str]:
-    """The librdkafka properties every client (consumer, producer, admin) shares."""
-    config: dict[str, str] = {
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "security.protocol": kafka.security_protocol,
-        "client.id": kafka.client_id,
-    }
-    plain = {
-        "sasl.mechanism": kafka.sasl_mechanism,
-        "sasl.username": kafka.sasl_username,
-        "ssl.ca.location": kafka.ssl_ca_location,
-        "ssl.certificate.location": kafka.ssl_certificate_location,
-        "ssl.key.location": kafka.ssl_key_location,
-        "ssl.endpoint.identification.algorithm": kafka.ssl_endpoint_identification_algorithm,
-    }
-    secret = {
-        "sasl.password": _secret(kafka.sasl_password, kafka.sasl_password_file),
-        "ssl.key.password": _secret(kafka.ssl_key_password, kafka.ssl_key_password_file),
-    }
-    config.update({key: value for key, value in plain.items() if value is not None})
-    config.update({key: value for key, value in secret.items() if value is not None})
-    config.update(kafka.extra)
-    return config
-
-
-def _secret(value: SecretStr | None, file: Path | None) -> str | None:
-    if value is not None:
-        return value.get_secret_value()
-    if file is None:
-        return None
-    try:
-        return file.read_text(encoding="utf-8").strip()
-    except OSError as error:
-        raise ConfigError(f"cannot read the secret file {file}: {error.strerror or error}") from error
+    return load(Settings, config_file, **overrides)
 
 
 def bundle_verify_key(settings: Settings) -> bytes | None:

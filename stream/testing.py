@@ -8,7 +8,7 @@ tracker, no Kafka. The live service must publish exactly these alerts (same ids)
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy.typing as npt
 import orjson
 
 from detector.bundle import Bundle
-from detector.incidents import Alert, IncidentPolicy, IncidentTracker
+from detector.incidents import Alert, IncidentPolicy, IncidentTracker, WindowVerdict
 from detector.readings import format_ts
 from detector.testing import SEED_MEAN, SEED_SCALE
 from detector.windows import batch_windows
@@ -91,27 +91,20 @@ def offline_alerts(
             events.append((skipped.end, -1, skipped.reason))
         events.sort(key=lambda event: event[0])
         for end, index, reason in events:
-            start = end - spec.length
+            window = WindowVerdict(
+                item.station_id,
+                end - spec.length,
+                end,
+                bundle.threshold_for(item.station_id),
+                bundle.model_version,
+            )
             if reason is None:
                 shares = dict(zip(bundle.sensors, scored.contributions[index].tolist(), strict=True))
                 alerts += tracker.observe(
-                    item.station_id,
-                    end,
-                    start,
-                    float(scored.scores[index]),
-                    bundle.threshold_for(item.station_id),
-                    shares,
-                    bundle.model_version,
+                    replace(window, score=float(scored.scores[index]), contributions=shares)
                 )
             else:
-                alerts += tracker.gap(
-                    item.station_id,
-                    start,
-                    end,
-                    reason,
-                    bundle.model_version,
-                    bundle.threshold_for(item.station_id),
-                )
+                alerts += tracker.gap(window, reason)
     return alerts
 
 

@@ -21,12 +21,12 @@ alerts, dlq and scores get ``min(partitions, 3)``. Replication ``-1`` takes the 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from detector.errors import BrokerError, ConfigError
+from kafkakit.admin import admin_client, topic_metadata, wait_for_leaders
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,11 +90,11 @@ class TopicStatus:
 
 def check_topics(client_config: Mapping[str, Any], plan: Sequence[TopicSpec]) -> list[TopicStatus]:
     """Which topics of ``plan`` exist (one metadata request); ``BrokerError`` if Kafka does not answer."""
-    return _statuses(_admin(client_config), client_config, plan)
+    return _statuses(admin_client(client_config), client_config, plan)
 
 
 def _statuses(admin: Any, client_config: Mapping[str, Any], plan: Sequence[TopicSpec]) -> list[TopicStatus]:
-    metadata = _metadata(admin, client_config)
+    metadata = topic_metadata(admin, client_config, _TIMEOUT_S)
     statuses = []
     for spec in plan:
         found = metadata.topics.get(spec.name)
@@ -110,7 +110,7 @@ def create_topics(client_config: Mapping[str, Any], plan: Sequence[TopicSpec]) -
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-    admin = _admin(client_config)  # one client for the check, the creation and the wait for leaders
+    admin = admin_client(client_config)  # one client for the check and the creation
     missing = [status.spec for status in _statuses(admin, client_config, plan) if not status.exists]
     if not missing:
         return []
@@ -132,47 +132,8 @@ def create_topics(client_config: Mapping[str, Any], plan: Sequence[TopicSpec]) -
             ) from error
         log.info("created topic %s (%s, %d partitions)", spec.name, spec.setting, spec.partitions)
         created.append(spec)
-    _wait_for_leaders(admin, client_config, [spec.name for spec in created])
+    wait_for_leaders(client_config, [spec.name for spec in created], _TIMEOUT_S)
     return created
-
-
-def _wait_for_leaders(admin: Any, client_config: Mapping[str, Any], names: Sequence[str]) -> None:
-    """Return once every partition of ``names`` has a leader: a topic just created answers
-    NOT_LEADER_FOR_PARTITION for a moment, and a detector reading it then would stop."""
-    deadline = time.monotonic() + _TIMEOUT_S
-    waiting = list(names)
-    while waiting:
-        metadata = _metadata(admin, client_config)
-        waiting = [
-            name
-            for name in waiting
-            if name not in metadata.topics
-            or metadata.topics[name].error is not None
-            or not metadata.topics[name].partitions
-            or any(p.leader < 0 or p.error is not None for p in metadata.topics[name].partitions.values())
-        ]
-        if not waiting:
-            return
-        if time.monotonic() >= deadline:
-            raise BrokerError(
-                f"topics created but without partition leaders after {_TIMEOUT_S:g} s: {', '.join(waiting)}"
-            )
-        time.sleep(0.2)
-
-
-def delete_topics(client_config: Mapping[str, Any], names: Sequence[str]) -> None:
-    """Delete ``names`` (the demo removes what it created); missing ones are ignored."""
-    from confluent_kafka import KafkaException
-
-    if not names:
-        return
-    admin = _admin(client_config)
-    for name, future in admin.delete_topics(list(names), operation_timeout=_TIMEOUT_S).items():
-        try:
-            future.result(timeout=_TIMEOUT_S)
-        except KafkaException as error:
-            if "UNKNOWN_TOPIC" not in str(error):
-                log.warning("could not delete topic %s: %s", name, error.args[0].str())
 
 
 def require_topics(client_config: Mapping[str, Any], plan: Sequence[TopicSpec], *, create: bool) -> None:
@@ -188,21 +149,3 @@ def require_topics(client_config: Mapping[str, Any], plan: Sequence[TopicSpec], 
             f"missing Kafka topic(s): {names}; create them with `centinela topics create` "
             "(same settings) or start with --create-topics"
         )
-
-
-def _admin(client_config: Mapping[str, Any]) -> Any:
-    from confluent_kafka.admin import AdminClient
-
-    settings = {key: value for key, value in client_config.items() if key not in ("error_cb", "logger")}
-    # log_level 3: errors only; closing an admin client logs notices about purged requests.
-    return AdminClient({"log_level": 3, **settings})
-
-
-def _metadata(admin: Any, client_config: Mapping[str, Any]) -> Any:
-    from confluent_kafka import KafkaException
-
-    try:
-        return admin.list_topics(timeout=_TIMEOUT_S)
-    except KafkaException as error:
-        bootstrap = client_config.get("bootstrap.servers", "?")
-        raise BrokerError(f"cannot list topics at {bootstrap}: {error.args[0].str()}") from error

@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Create the missing topics, configured per role (docs/service.md); existing ones are left alone."""
-        from stream.settings import kafka_client_config, load_settings
+        from kafkakit.config import kafka_client_config
+        from stream.settings import load_settings
         from stream.topics import check_topics, create_topics, topic_plan
 
         settings = load_settings(config)
@@ -47,7 +48,8 @@ def register(app: typer.Typer) -> None:
         line: bool = typer.Option(False, "--line", help="Also the internal line topic."),
     ) -> None:
         """Say which of the detector's topics exist; exit 1 if any is missing."""
-        from stream.settings import kafka_client_config, load_settings
+        from kafkakit.config import kafka_client_config
+        from stream.settings import load_settings
         from stream.topics import check_topics, topic_plan
 
         settings = load_settings(config)
@@ -85,8 +87,9 @@ def register(app: typer.Typer) -> None:
         import signal
         import threading
 
+        from kafkakit.config import kafka_client_config
         from stream.alerts_view import AlertFilter, alert_row, committed_alerts, format_table
-        from stream.settings import kafka_client_config, load_settings
+        from stream.settings import load_settings
 
         settings = load_settings(config)
         wanted = AlertFilter(frozenset(station), frozenset(segment), frozenset(kind), frozenset(status))

@@ -1,10 +1,16 @@
-"""Shared by unit and integration tests: integration marking and the broker line in the summary."""
+"""Shared by unit and integration tests: integration marking, the broker line in the summary, and the
+Hypothesis profile (``fast`` unless ``--hypothesis-profile`` names another; see ``property_depth``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+from tests.property_depth import FAST
+
+settings.load_profile(FAST)  # pytest_configure loads --hypothesis-profile's over it
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 

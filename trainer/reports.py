@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from detector.errors import ConfigError
 from trainer.line import line_report
 from trainer.metrics import METRIC_KEYS
 from trainer.pipeline import UNSUPERVISED, RunResult
+from trainer.report_templates import load_sections
 
 LANGUAGES = ("en", "es")
 
@@ -26,159 +28,17 @@ ORIGINAL_FIGURES = {
     "local_outlier_factor": {"f1": "0.68"},
 }
 
-_TEXT: dict[str, dict[str, str]] = {
-    "title": {"en": "Centinela training report", "es": "Reporte de entrenamiento de Centinela"},
-    "data": {"en": "Data", "es": "Datos"},
-    "split": {"en": "Chronological split", "es": "División cronológica"},
-    "split_bounds": {
-        "en": "Validation from {validation}, test from {test} (every station cut at the same instants; "
-        "drawn on the data in plots/data_split.png).",
-        "es": "Validación desde {validation}, prueba desde {test} (todas las estaciones cortadas en los "
-        "mismos instantes; dibujado sobre los datos en plots/data_split.png).",
-    },
-    "quality": {"en": "Data as read", "es": "Datos leídos"},
-    "quality_counts": {
-        "en": "{empty} empty sensor cells (gaps, handled by the service's windowing rules); {unknown} rows "
-        "with an unknown label (left out of metrics and thresholds).",
-        "es": "{empty} celdas de sensor vacías (huecos, tratados con las reglas de ventanas del servicio); "
-        "{unknown} filas con etiqueta desconocida (fuera de métricas y umbrales).",
-    },
-    "models": {
-        "en": "Test metrics (threshold chosen on validation)",
-        "es": "Métricas en prueba (umbral elegido en validación)",
-    },
-    "model": {"en": "model", "es": "modelo"},
-    "mode": {"en": "mode", "es": "modo"},
-    "unsupervised": {
-        "en": "unsupervised (normal windows only)",
-        "es": "no supervisado (solo ventanas normales)",
-    },
-    "labels": {"en": "labels (training split only)", "es": "etiquetas (solo tramo de entrenamiento)"},
-    "calibration": {"en": "Threshold calibration", "es": "Calibración del umbral"},
-    "strategies": {
-        "en": "Strategies compared (same thresholds on each split)",
-        "es": "Estrategias comparadas (mismos umbrales en cada tramo)",
-    },
-    "aggregation": {
-        "en": "Score aggregation chosen on validation",
-        "es": "Agregación del puntaje elegida en validación",
-    },
-    "events": {"en": "Event level (test)", "es": "Nivel de evento (prueba)"},
-    "training": {"en": "Training", "es": "Entrenamiento"},
-    "plots": {"en": "Plots", "es": "Gráficas"},
-    "original": {"en": "Original pipeline (published)", "es": "Pipeline original (publicado)"},
-    "rows": {"en": "rows", "es": "filas"},
-    "sensors": {"en": "sensors", "es": "sensores"},
-    "walk_forward": {
-        "en": "Walk-forward ({folds} folds, test, mean ± sd)",
-        "es": "Validación walk-forward ({folds} pliegues, prueba, media ± de)",
-    },
-    "stations": {"en": "stations", "es": "estaciones"},
-    "event_count": {"en": "events", "es": "eventos"},
-    "windows": {"en": "windows", "es": "ventanas"},
-    "anomalous": {"en": "anomalous", "es": "anómalas"},
-    "split_name": {"en": "split", "es": "tramo"},
-    "strategy": {"en": "strategy", "es": "estrategia"},
-    "threshold": {"en": "threshold", "es": "umbral"},
-    "chosen": {"en": "chosen", "es": "elegido"},
-    "caught": {"en": "caught", "es": "detectados"},
-    "already": {"en": "alarm already on", "es": "alarma ya activa"},
-    "cut": {"en": "cut by a split", "es": "cortados por un tramo"},
-    "false_alarms": {"en": "false alarms", "es": "falsas alarmas"},
-    "per_month": {"en": "per station-month", "es": "por estación-mes"},
-    "events_note": {
-        "en": "An event is caught only by an alarm raised in a window that overlaps it; an alarm already "
-        "on before it does not count (*alarm already on*). False alarms: alarms raised on normal windows "
-        "that touch no labelled one, per station-month of normal test windows. *Cut by a split*: events "
-        "whose labelled rows continue into the neighbouring split.",
-        "es": "Un evento se detecta solo con una alarma que se levanta en una ventana que lo solapa; una "
-        "alarma ya activa antes no cuenta (*alarma ya activa*). Falsas alarmas: alarmas levantadas en "
-        "ventanas normales que no tocan ninguna etiquetada, por estación-mes de ventanas normales de "
-        "prueba. *Cortados por un tramo*: eventos cuyas filas etiquetadas siguen en el tramo vecino.",
-    },
-    "delay": {"en": "median delay (min)", "es": "retraso mediano (min)"},
-    "train": {"en": "train", "es": "entrenamiento"},
-    "validation": {"en": "validation", "es": "validación"},
-    "test": {"en": "test", "es": "prueba"},
-    "epochs": {"en": "epochs run (best)", "es": "épocas (mejor)"},
-    "seconds": {"en": "training seconds", "es": "segundos de entrenamiento"},
-    "bundle": {"en": "Bundle", "es": "Paquete del modelo"},
-    "confusion": {
-        "en": "Confusion matrix (test, rows = truth)",
-        "es": "Matriz de confusión (prueba, filas = verdad)",
-    },
-    "note_modes": {
-        "en": "Every number says which mode produced it: `unsupervised` models never saw a label "
-        "except to choose the threshold on validation; `labels` learned the anomalies' signature "
-        "from the training split.",
-        "es": "Cada cifra indica el modo que la produjo: los modelos `no supervisados` no vieron "
-        "etiquetas salvo para elegir el umbral en validación; `etiquetas` aprendió la firma de las "
-        "anomalías del tramo de entrenamiento.",
-    },
-    "line": {"en": "Line: segment calibration", "es": "Línea: calibración por tramo"},
-    "operating_point": {"en": "Operating point", "es": "Punto de operación"},
-    "budget_note": {
-        "en": "Threshold set to at most {budget:g} false alarm(s) per station-month on {windows} normal "
-        "validation and holdout windows ({months:.3f} station-months; rule: {rule}; {alarms} alarm(s) "
-        "there at the threshold).",
-        "es": "Umbral fijado para a lo sumo {budget:g} falsa(s) alarma(s) por estación-mes en {windows} "
-        "ventanas normales de validación y reserva ({months:.3f} estaciones-mes; regla: {rule}; "
-        "{alarms} alarma(s) allí con el umbral).",
-    },
-    "op_check": {
-        "en": "Check on the test split's normal windows (never fitted): {alarming} of {windows} "
-        "({share:.1f} %) at or above the threshold, {alarms} alarm(s), {rate} per station-month; "
-        "allowed share {max_share:g} %.",
-        "es": "Verificación en las ventanas normales de prueba (nunca ajustadas): {alarming} de "
-        "{windows} ({share:.1f} %) en o sobre el umbral, {alarms} alarma(s), {rate} por estación-mes; "
-        "proporción permitida {max_share:g} %.",
-    },
-    "per_station_thresholds": {
-        "en": "Each station's own budget threshold (the bundle serves the pooled one above): ",
-        "es": "Umbral de presupuesto propio de cada estación (el paquete usa el común de arriba): ",
-    },
-    "op_unchecked": {
-        "en": "Not checked: the test split holds no normal window.",
-        "es": "Sin verificar: el tramo de prueba no tiene ventanas normales.",
-    },
-    "op_rejected": {
-        "en": "REJECTED: too many normal windows alarm; the bundle is marked "
-        "(training.operating_point.accepted = false).",
-        "es": "RECHAZADO: demasiadas ventanas normales alarman; el paquete queda marcado "
-        "(training.operating_point.accepted = false).",
-    },
-    "line_note": {
-        "en": "Each segment's tap test (flow missing between its two stations) was calibrated on the "
-        "{splits} periods ({start} to {end}, {rows} rows, {excluded} labelled rows left out) to at most "
-        "{budget:g} false alarm(s) per segment-month. Topology: `{topology}`.",
-        "es": "La prueba de toma clandestina de cada tramo (flujo que falta entre sus dos estaciones) se "
-        "calibró en los periodos de {splits} ({start} a {end}, {rows} filas, {excluded} filas "
-        "etiquetadas excluidas) para a lo sumo {budget:g} falsa(s) alarma(s) por tramo-mes. "
-        "Topología: `{topology}`.",
-    },
-    "segment": {"en": "segment", "es": "tramo"},
-    "field": {"en": "figure", "es": "cifra"},
-    "balance_note": {
-        "en": "*balance*: flow[up] − flow[down] − A·d(level[down])/dt on the normal rows calibrated on "
-        "(m³/h; no line pack), mean ± sd.",
-        "es": "*balance*: flujo[aguas arriba] − flujo[aguas abajo] − A·d(nivel[aguas abajo])/dt en las "
-        "filas normales de calibración (m³/h; sin empaque de línea), media ± de.",
-    },
-    "and": {"en": "training and validation", "es": "entrenamiento y validación"},
-    "best_possible_f1": {"en": "best F1 (any threshold)", "es": "mejor F1 (cualquier umbral)"},
-    "note_best_possible": {
-        "en": "*Best F1 (any threshold)* is the F1 of the threshold that would have been best on these "
-        "test windows: how much the calibrated threshold, chosen on validation, left on the table. It "
-        "is context only and chooses nothing.",
-        "es": "*Mejor F1 (cualquier umbral)* es el F1 del umbral que habría sido el mejor en estas "
-        "ventanas de prueba: cuánto dejó en la mesa el umbral calibrado en validación. Es solo "
-        "contexto y no elige nada.",
-    },
-}
+# The prose, one file per language: templates/training.<lang>.md and model_card.<lang>.md.
+_PACKAGE = "trainer"
 
 
 def _t(key: str, lang: str) -> str:
-    return _TEXT[key][lang]
+    return load_sections(_PACKAGE, "training", lang)[key]
+
+
+def _card_words(lang: str) -> Mapping[str, str]:
+    """The model card's sections in ``lang``; English for a language it has no template in."""
+    return load_sections(_PACKAGE, "model_card", lang if lang in LANGUAGES else "en")
 
 
 def _clean(value: Any) -> Any:
@@ -505,130 +365,10 @@ def write_reports(
     return json_path, md_path
 
 
-_CARD: dict[str, dict[str, str]] = {
-    "en": {
-        "title": "# Model card — Centinela LSTM autoencoder",
-        "data": "## Data",
-        "source": "- Source: `{data}`; stations: {stations}; sensors: {sensors}.",
-        "split": "- Chronological split: train {train} rows, validation {validation}, test {test} "
-        "(validation starts {validation_start}, test {test_start}).",
-        "windows": "- Windows: {samples} samples ({length}), a new one every {step}; a window is anomalous "
-        "if any sample is labelled.",
-        "assumes": "## What the model assumes",
-        "assume_normal": "- Trained on normal training windows only; per-station scalers fitted on normal "
-        "training rows.",
-        "assume_regime": "- Normal is what the training period looked like: a new operating regime (new "
-        "pump, new setpoint, seasonal demand) will score high until the model is retrained.",
-        "score": "- Score: reconstruction error aggregated with `{aggregation}` over the window, in scaled "
-        "units (see `detector.scoring.reconstruction_errors`).",
-        "calibration": "## Calibration",
-        "method": "- Method `{method}` on the validation split: threshold {threshold:.4f} (validation F1 "
-        "{f1:.3f}; {windows} windows, {normal} normal)",
-        "extra": "; false alarms also counted on {count} normal windows from the {source}.",
-        "test": "- Test, never used to choose anything ({mode}): precision {precision}, recall {recall}, "
-        "F1 {f1}, ROC-AUC {roc_auc}, AP {ap}.",
-        "strategies": "- The strategy comparison on validation and test is in `manifest.json`, "
-        "`calibration`.",
-        "limits": "## Known limits",
-        "limit_few": "- Labelled anomalies are few; F1 on a few hundred windows moves by several points when "
-        "one event is missed. `centinela train --walk-forward K` shows the spread over periods.",
-        "limit_inside": "- An anomaly that keeps every sensor inside its normal range is invisible to a "
-        "distance-from-normal detector; only labels (`--use-labels`) can teach its direction.",
-        "limit_unseen": "- Stations never seen in training are scaled with the pooled fallback scaler: "
-        "expect more false alarms there until they are in the training data.",
-        "recalibrate": "## Recalibrate when",
-        "re_drift": "- the false-alarm rate on confirmed-normal periods drifts above what validation "
-        "predicted;",
-        "re_change": "- equipment, setpoints or sensors change;",
-        "re_months": "- every few months with newly confirmed labels: rerun `centinela train` on recent "
-        "history and compare the new report with this one before deploying the new bundle.",
-        "training_period": "training period",
-        "op_unchecked": "- Operating point not checked: the test split held no normal window.",
-        "op_accepted": "accepted",
-        "op_rejected": "**REJECTED** (bundle marked `operating_point.accepted = false`)",
-        "op_check": "- Operating point {verdict}: {alarming} of {normal} normal test windows ({share:.1f} %, "
-        "allowed {allowed:g} %) at or above the threshold, {alarms} alarm(s).",
-        "line_title": "## Line (segment tap detection)",
-        "line_segment": "{name} ({km:g} km, limit {limit})",
-        "line_topology": "- Topology `{topology}`: line(s) {lines}; stations {stations}; segments "
-        "{segments}.",
-        "line_calibrated": "- Each segment's sequential test on the level-compensated flow balance was "
-        "calibrated on the training and validation periods ({start} to {end}, {rows} rows, {excluded} "
-        "labelled rows left out) to {budget:g} false alarm(s) per segment-month; figures in "
-        "`manifest.json`, `line.calibration`.",
-        "line_topology_change": "- The bundle's topology is the one the service balances with: a change of "
-        "stations, tank areas,\n  meters or pipe (length, diameter) needs a new topology file and a "
-        "retrained bundle.",
-        "line_meters": "- Recalibrate the segments when a flow or level meter is replaced or recalibrated: "
-        "its offset\n  is part of the segment's learned bias.",
-    },
-    "es": {
-        "title": "# Ficha del modelo — autocodificador LSTM de Centinela",
-        "data": "## Datos",
-        "source": "- Origen: `{data}`; estaciones: {stations}; sensores: {sensors}.",
-        "split": "- Partición cronológica: entrenamiento {train} filas, validación {validation}, prueba "
-        "{test} (la validación empieza {validation_start}, la prueba {test_start}).",
-        "windows": "- Ventanas: {samples} muestras ({length}), una nueva cada {step}; una ventana es "
-        "anómala si alguna muestra está etiquetada.",
-        "assumes": "## Qué supone el modelo",
-        "assume_normal": "- Entrenado solo con ventanas normales de entrenamiento; escaladores por estación "
-        "ajustados con filas normales de entrenamiento.",
-        "assume_regime": "- Lo normal es lo que mostró el periodo de entrenamiento: un régimen nuevo (bomba "
-        "nueva, nueva consigna, demanda estacional) puntuará alto hasta reentrenar el modelo.",
-        "score": "- Puntuación: error de reconstrucción agregado con `{aggregation}` sobre la ventana, en "
-        "unidades escaladas (ver `detector.scoring.reconstruction_errors`).",
-        "calibration": "## Calibración",
-        "method": "- Método `{method}` en la partición de validación: umbral {threshold:.4f} (F1 de "
-        "validación {f1:.3f}; {windows} ventanas, {normal} normales)",
-        "extra": "; las falsas alarmas se cuentan también en {count} ventanas normales del {source}.",
-        "test": "- Prueba, nunca usada para elegir nada ({mode}): precisión {precision}, exhaustividad "
-        "{recall}, F1 {f1}, ROC-AUC {roc_auc}, AP {ap}.",
-        "strategies": "- La comparación de estrategias en validación y prueba está en `manifest.json`, "
-        "`calibration`.",
-        "limits": "## Límites conocidos",
-        "limit_few": "- Hay pocas anomalías etiquetadas; el F1 sobre unos cientos de ventanas se mueve "
-        "varios puntos cuando se pierde un evento. `centinela train --walk-forward K` muestra la dispersión "
-        "entre periodos.",
-        "limit_inside": "- Una anomalía que deja cada sensor dentro de su rango normal es invisible para un "
-        "detector de distancia a lo normal; solo las etiquetas (`--use-labels`) pueden enseñarle su "
-        "dirección.",
-        "limit_unseen": "- Las estaciones no vistas en el entrenamiento se escalan con el escalador común: "
-        "espere más falsas alarmas allí hasta incluirlas en los datos de entrenamiento.",
-        "recalibrate": "## Recalibrar cuando",
-        "re_drift": "- la tasa de falsas alarmas en periodos confirmados como normales supere lo que predijo "
-        "la validación;",
-        "re_change": "- cambien equipos, consignas o sensores;",
-        "re_months": "- cada pocos meses con nuevas etiquetas confirmadas: vuelva a ejecutar `centinela "
-        "train` con la historia reciente y compare el nuevo informe con este antes de desplegar el "
-        "nuevo bundle.",
-        "training_period": "periodo de entrenamiento",
-        "op_unchecked": "- Punto de operación sin comprobar: la partición de prueba no tenía ninguna ventana "
-        "normal.",
-        "op_accepted": "aceptado",
-        "op_rejected": "**RECHAZADO** (bundle marcado `operating_point.accepted = false`)",
-        "op_check": "- Punto de operación {verdict}: {alarming} de {normal} ventanas normales de prueba "
-        "({share:.1f} %, permitido {allowed:g} %) en el umbral o por encima, {alarms} alarma(s).",
-        "line_title": "## Línea (detección de tomas por tramo)",
-        "line_segment": "{name} ({km:g} km, límite {limit})",
-        "line_topology": "- Topología `{topology}`: línea(s) {lines}; estaciones {stations}; tramos "
-        "{segments}.",
-        "line_calibrated": "- La prueba secuencial de cada tramo sobre el balance de caudal compensado por "
-        "nivel se calibró en los periodos de entrenamiento y validación ({start} a {end}, {rows} filas, "
-        "{excluded} filas etiquetadas excluidas) a {budget:g} falsa(s) alarma(s) por tramo y mes; cifras "
-        "en `manifest.json`, `line.calibration`.",
-        "line_topology_change": "- La topología del bundle es la que el servicio usa para el balance: un "
-        "cambio de estaciones, áreas de tanque,\n  medidores o tubería (longitud, diámetro) requiere un "
-        "archivo de topología nuevo y reentrenar el bundle.",
-        "line_meters": "- Recalibre los tramos cuando se reemplace o recalibre un medidor de caudal o de "
-        "nivel: su desvío\n  forma parte del sesgo aprendido del tramo.",
-    },
-}
-
-
 def model_card(report: dict[str, Any], lang: str = "en") -> str:
     """MODEL_CARD.md in ``lang``: data, assumptions, calibration, the operating-point check, the line
     section (with a topology), limits, and when to recalibrate; every line in ``lang``."""
-    t = _CARD.get(lang, _CARD["en"])
+    t = _card_words(lang)
     ae = report["models"]["autoencoder"]
     cal = report["calibration"]
     split = report["split"]
@@ -706,7 +446,7 @@ def _card_operating_point(check: dict[str, Any] | None, lang: str = "en") -> lis
     """The model card's line on the threshold's check on never-fitted normal windows, in ``lang``."""
     if not check:
         return []
-    t = _CARD.get(lang, _CARD["en"])
+    t = _card_words(lang)
     if not check["checked"]:
         return [t["op_unchecked"]]
     return [
@@ -725,7 +465,7 @@ def _card_line(line: dict[str, Any] | None, lang: str = "en") -> list[str]:
     """The model card's line section in ``lang`` (nothing without a topology)."""
     if not line:
         return []
-    t = _CARD.get(lang, _CARD["en"])
+    t = _card_words(lang)
     on = line["calibrated_on"]
     segments = ", ".join(
         t["line_segment"].format(name=name, km=seg["length_km"], limit=_fmt(seg["calibration"].get("limit")))

@@ -30,9 +30,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from centinela import local_broker
+from detector.clock import SYSTEM_CLOCK, ManualClock
 from detector.errors import CentinelaError
-from stream.clock import ManualClock
+from devtools import broker as local_broker
 from stream.runner import Running, run_detector
 from stream.settings import Settings
 from tests.integration.kafka_helpers import (
@@ -118,6 +118,7 @@ def in_process(
     started: list[tuple[threading.Thread, threading.Event, list[BaseException]]] = []
 
     def start(settings: Settings, clock: ManualClock | None = None) -> Running:
+        wall = SYSTEM_CLOCK if clock is None else clock
         stop = threading.Event()
         ready: list[Running] = []
         errors: list[BaseException] = []
@@ -125,7 +126,7 @@ def in_process(
         def target() -> None:
             try:
                 run_detector(
-                    settings, stop=stop, registry=CollectorRegistry(), clock=clock, on_start=ready.append
+                    settings, stop=stop, registry=CollectorRegistry(), clock=wall, on_start=ready.append
                 )
             except BaseException as error:
                 errors.append(error)

@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from stream.group_progress import committed_to_end as committed_all
+from detector.errors import BrokerError
+from kafkakit.read import committed_to_end as committed_all
 from tests.integration.kafka_helpers import unique_name
 
 
@@ -97,22 +98,18 @@ def read_topic(bootstrap: str, topic: str, *, settle_s: float = 1.0, timeout_s: 
 
 
 def settled(bootstrap: str, group: str, topic: str) -> bool:
-    """``committed_all``, reading a timeout while the group rebalances as "not yet"."""
-    from confluent_kafka import KafkaException
-
+    """``committed_all``, reading any Kafka error while the group rebalances as "not yet"."""
     try:
         return committed_all(bootstrap, group, topic)
-    except KafkaException:
+    except BrokerError:
         return False
 
 
 def transactional_settled(bootstrap: str, group: str, topic: str) -> bool:
     """``settled`` for a topic written in transactions (the line topic: see ``committed_to_end``)."""
-    from confluent_kafka import KafkaException
-
     try:
         return committed_all(bootstrap, group, topic, transactional=True)
-    except KafkaException:
+    except BrokerError:
         return False
 
 

@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from centinela import local_broker
-from centinela.local_broker import BOOTSTRAP_ENV, ProvidedBroker
 from detector.errors import BrokerError, CentinelaError
+from devtools import broker as local_broker
+from devtools.broker import BOOTSTRAP_ENV, ProvidedBroker
 
 PROBE_TIMEOUT_S = 10.0
 # Where the session's broker line is kept for the terminal summary (tests/conftest.py).
@@ -88,48 +87,20 @@ class TopicFactory:
     def __call__(
         self, partitions: int = 1, *, prefix: str | None = None, config: dict[str, str] | None = None
     ) -> str:
-        from confluent_kafka.admin import AdminClient, NewTopic
+        from kafkakit.admin import ensure_topic
 
         name = unique_name(prefix or self.prefix)
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        futures = admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
-            operation_timeout=15,
-            request_timeout=15,
-        )
-        futures[name].result(timeout=20)
+        # Returns once every partition has a leader: producing before that would fail at first.
+        ensure_topic({"bootstrap.servers": self.bootstrap}, name, partitions, 20.0, config=config)
         self.created.append(name)
-        _wait_for_leaders(admin, name, partitions)
         return name
 
     def cleanup(self) -> None:
-        if not self.created:
-            return
-        from confluent_kafka.admin import AdminClient
+        from kafkakit.admin import delete_topics
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        for future in admin.delete_topics(self.created, operation_timeout=15).values():
-            # A test that deleted its own topic is fine; the broker lives on either way.
-            with contextlib.suppress(Exception):
-                future.result(timeout=20)
+        # A test that deleted its own topic is fine; the broker lives on either way.
+        delete_topics({"bootstrap.servers": self.bootstrap}, self.created, 20.0)
         self.created.clear()
-
-
-def _wait_for_leaders(admin: object, topic: str, partitions: int, timeout_s: float = 15.0) -> None:
-    """Creation returns before every partition has a leader; producing then would fail at first."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        metadata = admin.list_topics(topic=topic, timeout=5)  # type: ignore[attr-defined]
-        described = metadata.topics.get(topic)
-        if (
-            described is not None
-            and described.error is None
-            and len(described.partitions) == partitions
-            and all(p.leader >= 0 for p in described.partitions.values())
-        ):
-            return
-        time.sleep(0.05)
-    raise BrokerError(f"topic {topic} has no leader for every partition after {timeout_s:g} s")
 
 
 class Kcat:

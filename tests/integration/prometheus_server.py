@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from centinela import dashboards
+from devtools import dashboards
 from tests.integration.local_ports import free_port
 from tests.integration.polling import wait_for
 

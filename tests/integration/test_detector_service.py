@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import load_bundle
+from detector.clock import ManualClock
 from detector.onnx_runtime import onnx_scorers
 from detector.testing import build_linear_bundle
-from stream.clock import ManualClock
 from stream.runner import Running, run_detector
 from stream.testing import Series, alert_ids, interleave, normal_series, offline_alerts
 from tests.integration.detector_process import detector_settings
@@ -148,7 +148,7 @@ def test_a_silent_station_raises_data_gap(
     bundle_path = build_linear_bundle(tmp_path / "bundle", threshold=1.0)
     bundle = load_bundle(bundle_path, reconstructor_factory=onnx_scorers(threads=1))
     topics = Topics(fresh_topic, partitions=1)
-    clock = ManualClock(time.time())
+    clock = ManualClock(datetime.now(UTC))
     produce(
         kafka_bootstrap,
         topics.readings,
@@ -309,8 +309,8 @@ def test_a_simulator_file_with_thefts_gives_the_offline_alerts(
     from detector.scaling import Scaler, StationScalers
     from detector.testing import linear_onnx_model
     from detector.windows import WindowSpec
-    from replay.simulator import SimulationConfig, simulate
-    from replay.simulator.event import Event
+    from simulator import SimulationConfig, simulate
+    from simulator.event import Event
 
     config = SimulationConfig(
         stations=3,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from centinela.suites import sim
-from centinela.suites.sim_events import BANDS
-from centinela.suites.sim_segments import TARGETS, VOLUME_BANDS
+from evaluation.suites import sim
+from evaluation.suites.sim_events import BANDS
+from evaluation.suites.sim_segments import TARGETS, VOLUME_BANDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from centinela.local_broker import probe_cluster
 from detector.errors import BrokerError
+from devtools.broker import probe_cluster
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from centinela import local_broker
+from devtools import broker as local_broker
 from tests.integration.local_ports import free_port_pair
 from tests.integration.own_broker import broker_cli
 

@@ -31,7 +31,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from centinela import dashboards
+from devtools import dashboards
 from tests.integration.local_ports import free_port
 from tests.integration.polling import wait_for
 from tests.integration.prometheus_server import Prometheus, running_prometheus, wait_for_scrapes
@@ -246,9 +246,9 @@ def _simulated_file_and_bundle(folder: Path) -> tuple[Path, Path, set[str]]:
     from detector.scaling import Scaler, StationScalers
     from detector.testing import linear_onnx_model
     from detector.windows import WindowSpec, batch_windows
-    from replay.simulator import SimulationConfig, simulate
-    from replay.simulator.event import Event
-    from replay.simulator.writer import write_outputs
+    from simulator import SimulationConfig, simulate
+    from simulator.event import Event
+    from simulator.writer import write_outputs
     from tests.unit.stream.lines import calibration_of, topology_of
 
     result = simulate(

@@ -21,9 +21,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def simulator_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from replay.simulator.engine import simulate
-    from replay.simulator.scenario import SimulationConfig
-    from replay.simulator.writer import write_outputs
+    from simulator.engine import simulate
+    from simulator.scenario import SimulationConfig
+    from simulator.writer import write_outputs
 
     out = tmp_path_factory.mktemp("sim")
     # On-the-minute stamps: the pacing test expects a 4-minute cut to span exactly 4 minutes.

@@ -2,7 +2,7 @@
 
 Replay and the detector work with SCRAM-SHA-512 over TLS; PLAIN and mutual TLS work; a client
 without credentials is refused; a wrong password and an untrusted CA fail at start within seconds
-with a message that says so (``stream.kafka_check``) and never show the password.
+with a message that says so (``kafkakit.check``) and never show the password.
 
 The module starts its own secured broker (its own home next to the shared one, reusing its jars,
 ports 100 above the shared broker's) and stops it at the end unless someone else holds it.
@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from centinela import local_broker, local_tls
-from centinela.local_broker import BrokerConfig, BrokerHome, BrokerStatus
 from detector.errors import BrokerError
 from detector.testing import build_linear_bundle
+from devtools import broker as local_broker
+from devtools import tls as local_tls
+from devtools.broker import BrokerConfig, BrokerHome, BrokerStatus
 from stream.runner import run_detector
 from stream.settings import Settings
 from tests.integration.kafka_helpers import TopicFactory, unique_name
@@ -37,13 +38,6 @@ DATASET = Path("/work/shared/datasets/rebombeo_huachicoleo.csv")
 PORT_OFFSET = 100
 # How long a refused login or an untrusted certificate may take to be reported at start.
 FAIL_FAST_S = 10.0
-
-
-def _needs_startup_check() -> None:
-    try:
-        import stream.kafka_check  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
-    except ImportError:
-        pytest.skip("stream.kafka_check is not there yet (see /tmp/security-stream.patch)")
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +215,6 @@ def test_a_client_without_credentials_is_refused(secure: BrokerStatus, topics: T
 
 
 def test_a_wrong_password_fails_the_detector_at_start_quickly(secure: BrokerStatus, tmp_path: Path) -> None:
-    _needs_startup_check()
     wrong = "not-" + local_tls.new_password()
     settings = Settings.model_validate(
         dict(
@@ -241,7 +234,6 @@ def test_a_wrong_password_fails_the_detector_at_start_quickly(secure: BrokerStat
 def test_a_wrong_password_fails_replay_at_start_quickly(
     secure: BrokerStatus, topics: TopicFactory, four_hours: Path
 ) -> None:
-    _needs_startup_check()
     topic = topics(1, prefix="wrongpw")
     wrong = "not-" + local_tls.new_password()
     began = time.monotonic()
@@ -255,7 +247,6 @@ def test_a_wrong_password_fails_replay_at_start_quickly(
 def test_an_untrusted_certificate_fails_the_detector_and_replay_at_start(
     secure: BrokerStatus, topics: TopicFactory, four_hours: Path, tmp_path: Path
 ) -> None:
-    _needs_startup_check()
     stranger = str(local_tls.issue_ca(tmp_path / "other-ca", name="someone-else"))
     settings = Settings.model_validate(
         dict(
@@ -280,7 +271,6 @@ def test_an_untrusted_certificate_fails_the_detector_and_replay_at_start(
 def test_replay_reads_the_password_from_a_file(
     secure: BrokerStatus, topics: TopicFactory, four_hours: Path
 ) -> None:
-    _needs_startup_check()  # the same patch adds kafka.sasl_password_file
     tls = local_tls.TlsMaterial(Path(str(secure.tls_dir)))
     topic = topics(1, prefix="pwfile")
     env = _env(secure)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from detector.testing import build_linear_bundle
-from stream.topics import delete_topics
+from kafkakit.admin import delete_topics
 from tests.integration.kafka_helpers import unique_name
 from tests.integration.local_ports import free_port
 from tests.integration.polling import wait_for

@@ -1,6 +1,6 @@
 """A simulator replay with several thefts, for the exactly-once tests (docs/exactly-once.md).
 
-``replay.simulator`` draws a small line (four stations, two days, one reading a minute each: 11,520
+``simulator`` draws a small line (four stations, two days, one reading a minute each: 11,520
 readings) with its normal life (daily demand cycle, a pump stop, set-point and batch changes) and
 four scripted thefts, so the thefts are certain whatever the seed draws. The readings CSV the
 simulator writes goes to Kafka through the real replay path (``replay.producer.replay_csv``): flat
@@ -34,9 +34,9 @@ from detector.testing import linear_onnx_model
 from detector.windows import WindowSpec, batch_windows
 from replay.csv_source import SourceOptions
 from replay.producer import ReplayOptions, replay_csv
-from replay.simulator import SimulationConfig, simulate
-from replay.simulator.event import Event
-from replay.simulator.writer import write_outputs
+from simulator import SimulationConfig, simulate
+from simulator.event import Event
+from simulator.writer import write_outputs
 
 # Minutes from the start of the run; segment i runs from station i to station i + 1.
 THEFTS = (

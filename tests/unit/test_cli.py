@@ -30,6 +30,14 @@ def test_help_lists_subcommands_without_importing_tensorflow() -> None:
     assert "evaluate" in out.stdout
 
 
+def test_a_command_whose_package_is_absent_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    from centinela import cli
+
+    assert cli._installed("stream.cli")
+    assert not cli._installed("no_such_package.cli")  # find_spec alone raises for a missing parent
+    assert not cli._installed("stream.no_such_module")
+
+
 def test_replay_of_a_missing_file_names_the_file_before_any_broker_is_asked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

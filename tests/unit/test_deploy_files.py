@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from centinela import dashboards
+from devtools import dashboards
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -195,7 +195,28 @@ def test_rules_name_only_metrics_of_the_contract() -> None:
 
 
 def test_dashboards_match_their_generator() -> None:
-    assert dashboards.stale_dashboards() == [], "run `python -m centinela.dashboards` and commit the JSON"
+    assert dashboards.stale_dashboards() == [], "run `python -m devtools.dashboards` and commit the JSON"
+
+
+def test_a_panel_goes_as_high_as_it_fits_then_as_far_left() -> None:
+    # A wide tile beside two stacked columns of small ones, then a full-width row under them all.
+    sizes = [(16, 8), (4, 4), (4, 4), (4, 4), (4, 4), (24, 3), (10, 2), (14, 5)]
+    assert dashboards.layout(sizes) == [
+        (0, 0, 16, 8),
+        (16, 0, 4, 4),
+        (20, 0, 4, 4),
+        (16, 4, 4, 4),
+        (20, 4, 4, 4),
+        (0, 8, 24, 3),
+        (0, 11, 10, 2),
+        (10, 11, 14, 5),
+    ]
+
+
+@pytest.mark.parametrize("size", [(0, 4), (25, 4), (4, 0)])
+def test_a_panel_size_off_the_grid_is_refused(size: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match=r"width must be 1\.\.24"):
+        dashboards.layout([size])
 
 
 def test_dashboards_check_flags_an_edited_or_missing_file(tmp_path: Path) -> None:
@@ -260,12 +281,12 @@ def test_dashboards_name_no_datasource_but_the_variable_default() -> None:
 
 
 def test_segment_panels_show_open_taps_and_degraded_balances() -> None:
-    overview_queries = [q.expr for q in dashboards.panel_queries(dashboards.overview())]
+    overview_queries = [q.expr for q in dashboards.panel_queries(dashboards.build(dashboards.OVERVIEW))]
     assert any(
         "centinela_segment_incident_open" in expr and "centinela_segment_degraded" in expr
         for expr in overview_queries
     )
-    line = dashboards.line()
+    line = dashboards.build(dashboards.LINE)
     queries = list(dashboards.panel_queries(line))
     used = " ".join(q.expr for q in queries)
     for metric in (
@@ -297,7 +318,7 @@ def test_segment_status_tiles_map_every_state() -> None:
 
 
 def test_station_board_filters_every_query_by_the_station_variable() -> None:
-    board = dashboards.station()
+    board = dashboards.build(dashboards.STATION)
     exprs = [
         query.expr for query in dashboards.panel_queries(board) if not query.panel.startswith("variable")
     ]
@@ -397,4 +418,26 @@ def test_detector_image_runs_unprivileged_without_tensorflow() -> None:
     assert "COPY --from=build " in detector_stage  # the stage without the train extra
     build_stage = dockerfile.split("AS build\n", 1)[1].split("FROM ", 1)[0]
     assert "[train]" not in build_stage
+    copied = set(re.findall(r"^COPY (\w+) ", build_stage, re.MULTILINE))
+    assert copied == {"centinela", "detector", "trainer", "stream", "replay", "simulator", "kafkakit"}
     assert "-c constraints.txt" in build_stage
+
+
+def test_the_image_copies_every_package_that_is_installed() -> None:
+    # A package added to pyproject.toml but not copied into the build stage installs nothing: the
+    # image would fail at its first import (kafkakit, which stream and replay import, was one).
+    # The developer tooling stays out on purpose: the CLI leaves out a command whose package is absent.
+    developer_only = {"bench", "devtools", "evaluation"}
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    installed = {name.rstrip("*") for name in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, flags=re.MULTILINE))
+    needed = installed - developer_only
+    assert needed and needed <= copied, f"not copied into the image: {sorted(needed - copied)}"
+    assert not developer_only & copied
+    # BuildKit reads only what the .dockerignore beside the Dockerfile lets into the context.
+    ignore = (ROOT / "deploy" / "Dockerfile.dockerignore").read_text(encoding="utf-8")
+    let_in = set(re.findall(r"^!(\w+)/$", ignore, flags=re.MULTILINE))
+    assert copied <= let_in, f"copied but kept out of the build context: {sorted(copied - let_in)}"

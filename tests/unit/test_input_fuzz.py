@@ -25,11 +25,11 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle, load_bundle
+from detector.clock import ManualClock
 from detector.onnx_runtime import onnx_scorers
 from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS, REASONS, ParseFailure, ReadingParser
 from detector.records import EMPTY, FUTURE_TIMESTAMP, KEY_MISMATCH, UNKNOWN_STATION
 from detector.testing import build_linear_bundle
-from stream.clock import ManualClock
 from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics
 from stream.service import DetectorService
@@ -214,7 +214,7 @@ def _service(bundle: Bundle, broker: MemoryBroker, **overrides: Any) -> Detector
         broker,
         bundle,
         DetectorMetrics(CollectorRegistry()),
-        clock=ManualClock(T0.timestamp()),
+        clock=ManualClock(T0),
     )
     broker.start(service, int(service.rebuild_horizon().total_seconds() * 1000))
     return service

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from centinela import local_broker
-from centinela.local_broker import BrokerConfig, BrokerHome
 from detector.errors import ConfigError
+from devtools import broker as local_broker
+from devtools.broker import BrokerConfig, BrokerHome
 
 TEMPLATE = (local_broker.DEPLOY_DIR / "server.properties.template").read_text()
 

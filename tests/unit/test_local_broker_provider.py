@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from centinela import local_broker
 from detector.errors import BrokerError, ConfigError
+from devtools import broker as local_broker
 from tests.integration import kafka_helpers
 
 

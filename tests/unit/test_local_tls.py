@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from centinela import local_broker, local_tls
-from centinela.local_broker import BrokerConfig, BrokerStatus
 from detector.errors import BrokerError, ConfigError
+from devtools import broker as local_broker
+from devtools import tls as local_tls
+from devtools.broker import BrokerConfig, BrokerStatus
 
 TEMPLATE = (local_broker.DEPLOY_DIR / "server.properties.template").read_text()
 SECURE_TEMPLATE = (local_broker.DEPLOY_DIR / "secure.properties.template").read_text()
@@ -26,11 +27,13 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+# Tests that take ``material`` are marked slow: issuing it runs openssl for keys and certificates (3 s).
 @pytest.fixture(scope="module")
 def material(tmp_path_factory: pytest.TempPathFactory) -> local_tls.TlsMaterial:
     return local_tls.issue(tmp_path_factory.mktemp("home") / "tls")
 
 
+@pytest.mark.slow
 def test_private_keys_and_passwords_are_readable_by_the_owner_only(material: local_tls.TlsMaterial) -> None:
     assert material.complete()
     assert _mode(material.folder) == 0o700
@@ -46,6 +49,7 @@ def test_private_keys_and_passwords_are_readable_by_the_owner_only(material: loc
     assert len(material.client_password()) >= 32
 
 
+@pytest.mark.slow
 def test_the_broker_certificate_names_localhost_and_chains_to_the_ca(material: local_tls.TlsMaterial) -> None:
     text = material.broker_keystore.read_text()
     assert text.startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")  # Kafka's PEM keystore wants it encrypted
@@ -68,6 +72,7 @@ def test_the_broker_certificate_names_localhost_and_chains_to_the_ca(material: l
         assert verified.returncode == 0, verified.stderr
 
 
+@pytest.mark.slow
 def test_issue_keeps_complete_material(material: local_tls.TlsMaterial) -> None:
     before = material.client_password()
     assert local_tls.issue(material.folder).client_password() == before
@@ -84,6 +89,7 @@ def test_a_secret_file_is_never_created_readable_by_others(tmp_path: Path) -> No
         local_tls.read_secret(tmp_path / "missing")
 
 
+@pytest.mark.slow
 def test_secure_config_adds_sasl_ssl_and_mutual_tls_listeners(
     material: local_tls.TlsMaterial, tmp_path: Path
 ) -> None:
@@ -121,6 +127,7 @@ def test_secure_ports_must_be_distinct_and_valid(sasl_port: int | None, ssl_port
         BrokerConfig(port=9092, secure=True, sasl_port=sasl_port, ssl_port=ssl_port)
 
 
+@pytest.mark.slow
 def test_client_config_points_at_the_secured_listeners(material: local_tls.TlsMaterial) -> None:
     status = BrokerStatus(
         running=True, port=19092, sasl_port=19094, ssl_port=19095, tls_dir=str(material.folder)
@@ -138,8 +145,9 @@ def test_client_config_points_at_the_secured_listeners(material: local_tls.TlsMa
         local_broker.secure_client_config(BrokerStatus(running=True, port=19092))
 
 
+@pytest.mark.slow
 def test_status_line_names_secret_files_not_secrets(material: local_tls.TlsMaterial) -> None:
-    from centinela import broker_cli
+    from devtools import cli as broker_cli
 
     status = BrokerStatus(
         running=True, pid=1, port=19092, sasl_port=19094, ssl_port=19095, tls_dir=str(material.folder)

@@ -11,7 +11,7 @@ from rich.console import Console
 
 
 def test_a_board_on_a_terminal_shows_each_task_with_its_count() -> None:
-    from centinela.progress import progress_board
+    from devtools.progress import progress_board
 
     screen = io.StringIO()
     with progress_board(enabled=True, console=Console(file=screen, force_terminal=True, width=120)) as board:
@@ -29,7 +29,7 @@ def test_a_board_on_a_terminal_shows_each_task_with_its_count() -> None:
 
 
 def test_off_a_terminal_the_board_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    from centinela.progress import progress_board
+    from devtools.progress import progress_board
 
     with progress_board() as board:  # pytest's captured stderr is not a terminal
         assert not board.shown
@@ -63,8 +63,9 @@ def test_bench_counts_the_benchmarks_it_runs(monkeypatch: pytest.MonkeyPatch, tm
     import typer
     from typer.testing import CliRunner
 
+    from bench import cli as bench_cli
     from bench.record import median_of
-    from centinela import bench_cli, progress
+    from devtools import progress
 
     screen = io.StringIO()
     real = progress.progress_board

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from detector.errors import ConfigError
-from detector.incidents import Alert, IncidentPolicy, IncidentTracker
+from detector.incidents import Alert, IncidentPolicy, IncidentTracker, WindowVerdict
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 STEP = timedelta(minutes=5)
@@ -19,7 +19,8 @@ def feed(tracker: IncidentTracker, scores: list[float], start: int = 0) -> list[
     alerts: list[Alert] = []
     for i, score in enumerate(scores, start=start):
         end = T0 + i * STEP
-        alerts += tracker.observe("EST-01", end, end - timedelta(minutes=30), score, 1.0, SHARES, "v1")
+        window = WindowVerdict("EST-01", end - timedelta(minutes=30), end, 1.0, "v1", score, SHARES)
+        alerts += tracker.observe(window)
     return alerts
 
 

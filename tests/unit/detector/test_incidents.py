@@ -7,13 +7,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detector.clock import ManualClock
 from detector.errors import ConfigError, DataError
-from detector.incidents import Alert, IncidentPolicy, IncidentTracker, alert_id
+from detector.incidents import Alert, IncidentPolicy, IncidentTracker, WindowVerdict, alert_id
+from tests.property_depth import examples
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 STEP = timedelta(minutes=5)
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 SHARES = {"flow": 0.1, "pressure": 0.6, "power": 0.3}
+
+
+def window(station: str, end: datetime, score: float | None = None, threshold: float = 1.0) -> WindowVerdict:
+    """The 30-minute window ending at ``end``, by model v1 (scored when ``score`` is given)."""
+    shares = {} if score is None else SHARES
+    return WindowVerdict(station, end - timedelta(minutes=30), end, threshold, "v1", score, shares)
 
 
 def feed(
@@ -22,12 +30,12 @@ def feed(
     alerts: list[Alert] = []
     for i, score in enumerate(scores, start=start):
         end = T0 + i * STEP
-        alerts += tracker.observe(station, end, end - timedelta(minutes=30), score, 1.0, SHARES, "v1")
+        alerts += tracker.observe(window(station, end, score))
     return alerts
 
 
 def tracker(**policy: object) -> IncidentTracker:
-    return IncidentTracker(IncidentPolicy(**policy), clock=lambda: NOW)  # type: ignore[arg-type]
+    return IncidentTracker(IncidentPolicy(**policy), clock=ManualClock(NOW))  # type: ignore[arg-type]
 
 
 def test_one_window_above_opens_and_two_below_hysteresis_close() -> None:
@@ -97,7 +105,7 @@ def test_a_gap_opens_once_whatever_its_length_and_closes_when_data_resumes() -> 
     alerts = []
     for i in range(500):
         end = T0 + i * STEP
-        alerts += state.gap("A", end - timedelta(minutes=30), end, "insufficient_data", "v1", threshold=1.0)
+        alerts += state.gap(window("A", end), "insufficient_data")
     assert [(a.kind, a.status) for a in alerts] == [("data_gap", "open")]
     assert alerts[0].reason == "insufficient_data" and alerts[0].score is None
     assert state.has_gap("A")
@@ -111,7 +119,7 @@ def test_a_gap_does_not_close_an_incident() -> None:
     state = tracker()
     feed(state, [2.0])
     end = T0 + STEP
-    state.gap("EST-01", end - timedelta(minutes=30), end, "gap_too_long", "v1")
+    state.gap(window("EST-01", end, threshold=0.0), "gap_too_long")
     assert state.is_open("EST-01")
     alerts = feed(state, [0.1, 0.1], start=2)
     assert [(a.kind, a.status) for a in alerts] == [("data_gap", "close"), ("incident", "close")]
@@ -122,7 +130,7 @@ def test_snapshot_restore_continues_exactly() -> None:
     reference = feed(tracker(k=2, n=3), scores)
     first = tracker(k=2, n=3)
     before = feed(first, scores[:4])
-    first.gap("other", T0, T0 + STEP, "insufficient_data", "v1")
+    first.gap(WindowVerdict("other", T0, T0 + STEP, 0.0, "v1"), "insufficient_data")
     snapshot = json.loads(json.dumps(first.snapshot()))  # must survive JSON
     second = tracker(k=2, n=3)
     second.restore(snapshot)
@@ -169,7 +177,12 @@ def test_a_non_finite_score_is_a_data_gap_not_health() -> None:
     assert json.loads(alerts[0].to_json_bytes())["score"] is None
 
 
-@settings(max_examples=200, deadline=None)
+def test_observe_refuses_an_unscored_window_naming_the_station() -> None:
+    with pytest.raises(ValueError, match=r"'EST-07'.*gap\(\)"):
+        tracker().observe(window("EST-07", T0))
+
+
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(st.one_of(st.floats(min_value=0.0, max_value=5.0), st.none()), max_size=60),
     st.integers(min_value=1, max_value=3),
@@ -185,9 +198,9 @@ def test_alert_streams_are_well_formed(
     for i, score in enumerate(scores):
         end = T0 + i * STEP
         if score is None:
-            alerts += state.gap("A", end - timedelta(minutes=30), end, "insufficient_data", "v1", 1.0)
+            alerts += state.gap(window("A", end), "insufficient_data")
         else:
-            alerts += state.observe("A", end, end - timedelta(minutes=30), score, 1.0, SHARES, "v1")
+            alerts += state.observe(window("A", end, score))
     assert len({a.alert_id for a in alerts}) == len(alerts)
     for kind in ("incident", "data_gap"):
         open_id: str | None = None

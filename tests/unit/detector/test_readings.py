@@ -17,6 +17,7 @@ from detector.readings import (
     ReadingParser,
     SensorLimits,
 )
+from tests.property_depth import examples
 
 GOOD = {
     "station_id": "EST-03",
@@ -153,7 +154,7 @@ def test_the_model_refuses_naive_timestamps_and_nan() -> None:
     assert reading.ts == datetime(2025, 1, 1, tzinfo=UTC)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
     outcome = ReadingParser().parse(raw)
@@ -172,7 +173,7 @@ json_values = st.recursive(
 
 
 @pytest.mark.slow
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.dictionaries(
         st.sampled_from([*GOOD.keys(), "schema", "label", "x"]) | st.text(max_size=8),
@@ -189,7 +190,7 @@ def test_arbitrary_json_objects_never_raise(body: dict[str, object]) -> None:
     assert isinstance(outcome, Reading | ParseFailure)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.sampled_from(list(GOOD)), json_values)
 def test_any_single_field_mutation_is_a_reading_or_a_known_failure(key: str, value: object) -> None:
     try:
@@ -228,7 +229,7 @@ def parse_id(station_id: str) -> Reading | ParseFailure:
 
 
 @pytest.mark.slow
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(_VALID_ID, _CONTROL, st.sampled_from(["suffix", "prefix", "inside"]))
 def test_a_station_id_with_a_control_or_space_character_anywhere_is_refused(
     station_id: str, bad: str, where: str
@@ -245,7 +246,7 @@ def test_a_station_id_with_a_control_or_space_character_anywhere_is_refused(
         Reading(station_id=spoiled, ts=datetime(2025, 1, 1, tzinfo=UTC), values={})
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(max_size=70))
 def test_a_station_id_is_accepted_exactly_when_the_whole_of_it_matches(station_id: str) -> None:
     import re

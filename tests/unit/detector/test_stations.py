@@ -10,6 +10,7 @@ from detector.records import FUTURE_TIMESTAMP, KEY_MISMATCH, UNKNOWN_STATION
 from detector.stations import Refusal, StationTable
 from detector.topology import Topology
 from detector.windows import WindowSpec
+from tests.property_depth import examples
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 SENSORS = ("flow", "pressure", "pump_rpm", "tank_level", "power", "suction_pressure")
@@ -131,7 +132,7 @@ def test_dropping_partitions_forgets_their_stations() -> None:
     assert views[0].newest_event_s == T0.timestamp()
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     st.lists(
         st.tuples(

@@ -21,6 +21,7 @@ from detector.windows import (
     WindowSpec,
     batch_windows,
 )
+from tests.property_depth import examples
 
 DATASET = Path(__file__).resolve().parents[4] / "shared" / "datasets" / "rebombeo_huachicoleo.csv"
 SENSORS = ["flow", "pressure", "pump_rpm", "tank_level", "power"]
@@ -291,7 +292,7 @@ def arrival_orders(draw: st.DrawFn) -> tuple[list[int], list[int]]:
 
 
 @pytest.mark.slow
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(arrival_orders())
 def test_any_arrival_order_within_lateness_gives_the_batch_windows(
     case: tuple[list[int], list[int]],
@@ -306,7 +307,7 @@ def test_any_arrival_order_within_lateness_gives_the_batch_windows(
     assert_same_windows(batch, closed)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(
     st.lists(st.integers(min_value=0, max_value=120), min_size=1, max_size=120),
     st.sampled_from([WindowSpec(), WindowSpec(length=timedelta(minutes=10), step=timedelta(minutes=2),
@@ -318,7 +319,7 @@ def test_sorted_arrival_of_any_series_gives_the_batch_windows(raw: list[int], sp
     assert_same_windows(batch_windows(minutes(offsets), series(offsets), spec), closed)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     st.lists(st.integers(min_value=0, max_value=90), min_size=1, max_size=150),
     st.sampled_from([SPEC, WindowSpec(allowed_lateness=timedelta(0)), WindowSpec(max_fill=timedelta(0))]),
@@ -370,7 +371,7 @@ def test_a_silent_station_skips_beyond_the_bound_and_counts_it_as_one_gap() -> N
     assert windows > 50 and gaps == 1
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     st.lists(st.integers(min_value=0, max_value=2000), min_size=1, max_size=120),
     st.integers(min_value=1, max_value=4),

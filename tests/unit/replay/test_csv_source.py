@@ -22,6 +22,7 @@ from replay.csv_source import (
 )
 from replay.disorder import DisorderOptions
 from replay.prepare import prepare
+from tests.property_depth import examples
 
 ORIGINAL = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "rebombeo_huachicoleo.csv"
 SENSOR_VALUES = "500.5,70.25,1800,15,400"
@@ -244,7 +245,7 @@ KINDS = {
 
 
 @pytest.mark.slow
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(
     kinds=st.lists(st.sampled_from(sorted(KINDS)), min_size=1, max_size=60),
     block_bytes=st.integers(min_value=1, max_value=4000),

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from replay import grid_block
 from replay.csv_source import CsvSource, SourceBlock, SourceOptions, _RowValidator
 from replay.grid_block import GridColumns, parse_grid
+from tests.property_depth import examples
 
 HEADER = "timestamp,station_id,flow,pressure,pump_rpm,tank_level,power,label"
 SENSORS = ("flow", "pressure", "pump_rpm", "tank_level", "power")
@@ -113,9 +114,9 @@ def test_the_whole_file_replays_the_same_bytes_with_and_without_it(
 ) -> None:
     from replay.disorder import DisorderOptions
     from replay.prepare import prepare_file
-    from replay.simulator.engine import simulate
-    from replay.simulator.scenario import SimulationConfig
-    from replay.simulator.writer import write_outputs
+    from simulator.engine import simulate
+    from simulator.scenario import SimulationConfig
+    from simulator.writer import write_outputs
 
     path = write_outputs(simulate(SimulationConfig(stations=5, days=1, seed=3)), tmp_path / "sim").readings
 
@@ -186,7 +187,9 @@ stations = st.one_of(st.sampled_from(["EST-01", "EST-02", "a", "Z9_.:-"]), st.te
 
 
 @pytest.mark.slow
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     rows=st.lists(
         st.tuples(timestamps, stations, st.lists(numbers, min_size=5, max_size=5), st.text(max_size=4)),
@@ -223,7 +226,9 @@ plain_stations = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,10}", fullmatch=Tr
 
 
 @pytest.mark.slow
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     rows=st.lists(
         st.tuples(plain_timestamps, plain_stations, st.lists(plain_numbers, min_size=5, max_size=5)),

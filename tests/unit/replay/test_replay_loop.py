@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 
+from detector.clock import ManualClock
 from detector.errors import DataError
 from detector.readings import DEFAULT_SENSORS, Reading, ReadingParser
 from replay.csv_source import CsvSource, SourceOptions
@@ -17,30 +18,22 @@ from replay.producer import ReplayOptions, run
 
 
 class MemorySink:
-    def __init__(self, clock: FakeClock | None = None, fail_every: int = 0) -> None:
+    def __init__(self, clock: ManualClock | None = None, fail_every: int = 0) -> None:
         self.messages: list[tuple[bytes, bytes, float]] = []
         self.clock = clock
         self.fail_every = fail_every
 
     def send(self, values: list[bytes], keys: list[bytes]) -> None:
-        at = self.clock.now() if self.clock else 0.0
+        at = self.clock.monotonic() if self.clock else 0.0
         self.messages.extend((key, value, at) for value, key in zip(values, keys, strict=True))
 
     def wait(self, seconds: float) -> None:
         if self.clock is not None:
-            self.clock.t += seconds
+            self.clock.advance(seconds)
 
     def finish(self, timeout_s: float) -> tuple[int, int, str | None]:
         errors = len(self.messages) // self.fail_every if self.fail_every else 0
         return len(self.messages), errors, "boom" if errors else None
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
 
 
 def simulator_csv(tmp_path: Path, minutes: int = 30, stations: int = 3) -> Path:
@@ -95,7 +88,7 @@ def test_passes_shift_time_forward_by_the_span_plus_a_step(tmp_path: Path) -> No
 
 def test_paced_replay_follows_the_file_clock(tmp_path: Path) -> None:
     path = simulator_csv(tmp_path, minutes=30, stations=2)
-    clock = FakeClock()
+    clock = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
     sink = MemorySink(clock)
     summary = run(prepare_file(path, SourceOptions(), DisorderOptions(), 1), sink, speed=60.0, clock=clock)
     times = [at for _, _, at in sink.messages]
@@ -170,9 +163,10 @@ def test_every_pass_counts_its_bad_rows_but_names_them_once(tmp_path: Path) -> N
     assert [row.line for row in summary.rejects] == [6]
 
 
+@pytest.mark.slow  # waits out its 1 s timeout
 def test_an_unreachable_broker_is_a_broker_error() -> None:
     from detector.errors import BrokerError
-    from replay.producer import ensure_topic
+    from kafkakit.admin import ensure_topic
 
     # Port 1 on loopback refuses at once: no network needed, and the answer comes within the timeout.
     with pytest.raises(BrokerError, match="cannot reach Kafka"):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from detector.readings import DEFAULT_SENSORS, Reading, ReadingParser
 from replay.wire import TextColumns, encode_block, encode_texts, format_timestamps
+from tests.property_depth import examples
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 stations = st.sampled_from(["EST-01", "EST-02", "A.b:c_d-9"])
@@ -22,7 +23,7 @@ moments = st.datetimes(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     st.lists(st.tuples(stations, moments, st.lists(finite, min_size=5, max_size=5)), min_size=1, max_size=30)
 )
@@ -116,7 +117,7 @@ number_texts = st.builds(
 
 
 @pytest.mark.slow
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     st.lists(
         st.tuples(stations, moments, st.lists(number_texts, min_size=5, max_size=5)), min_size=1, max_size=30

@@ -7,8 +7,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle, load_bundle
+from detector.clock import ManualClock
 from detector.testing import build_linear_bundle, linear_reconstructors
-from stream.clock import ManualClock
 from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics
 from stream.service import DetectorService
@@ -45,7 +45,7 @@ def settings(**overrides: object) -> Settings:
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock(T0_MS / 1000)
+    return ManualClock.at_unix(T0_MS / 1000)
 
 
 ServiceFactory = Callable[..., DetectorService]

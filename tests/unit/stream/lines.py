@@ -17,7 +17,7 @@ from detector.readings import format_ts
 from detector.testing import FIXED_CREATED_AT, default_scalers, linear_onnx_model
 from detector.topology import Topology
 from detector.windows import WindowSpec
-from replay.simulator import Event, SimulationConfig, SimulationResult, simulate
+from simulator import Event, SimulationConfig, SimulationResult, simulate
 
 LINE_SENSORS = ("flow", "pressure", "pump_rpm", "tank_level", "power", "suction_pressure")
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.dead_letters import MIN_LIMIT, fit_dead_letter, message_size, usable_limit
+from tests.property_depth import examples
 
 REASON = [("centinela.reason", b"too_large"), ("centinela.detail", b"1040000 bytes > 65536")]
 
@@ -37,7 +38,7 @@ def test_the_limit_is_the_smallest_known_and_never_absurdly_small() -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     key=st.none() | st.binary(max_size=20_000),
     value=st.binary(max_size=50_000),

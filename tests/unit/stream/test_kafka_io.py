@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 
+from detector.clock import ManualClock
 from detector.errors import BrokerError
 from stream.kafka_io import KafkaBroker
 from tests.unit.stream.conftest import settings
@@ -26,6 +28,7 @@ def test_clients_build_without_touching_the_network() -> None:
         broker.close()
 
 
+@pytest.mark.slow  # waits out librdkafka's timeouts (2 s)
 def test_an_unreachable_cluster_fails_start_with_a_broker_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from stream import kafka_io
 
@@ -117,19 +120,11 @@ def kafka_exception(code: int, *, fatal: bool = False) -> Exception:
     return KafkaException(KafkaError(code, "test", fatal=fatal))
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class UnstableConsumer:
     """Answers ``committed`` with UNSTABLE_OFFSET_COMMIT (a dead member's open transaction) and
     timeouts ``failures`` times, advancing the clock 10 s each, then with the offsets."""
 
-    def __init__(self, failures: int, clock: FakeClock) -> None:
+    def __init__(self, failures: int, clock: ManualClock) -> None:
         self.failures = failures
         self.clock = clock
         self.assigned: list[object] = []
@@ -139,7 +134,7 @@ class UnstableConsumer:
 
         if self.failures:
             self.failures -= 1
-            self.clock.now += 10
+            self.clock.advance(10)
             code = KafkaError.UNSTABLE_OFFSET_COMMIT if self.failures % 2 else KafkaError._TIMED_OUT
             raise kafka_exception(code)
         return [TopicPartition("readings", 0, 42)]
@@ -163,7 +158,7 @@ class Listener:
         return None
 
 
-def broker_with(clock: FakeClock, outage_limit_s: float = 300) -> KafkaBroker:
+def broker_with(clock: ManualClock, outage_limit_s: float = 300) -> KafkaBroker:
     return KafkaBroker(
         settings(
             kafka={"bootstrap_servers": "127.0.0.1:1"},
@@ -171,7 +166,7 @@ def broker_with(clock: FakeClock, outage_limit_s: float = 300) -> KafkaBroker:
             broker_outage_limit_s=outage_limit_s,
             topics={"readings": "readings"},
         ),
-        now=clock,
+        clock=clock,
     )
 
 
@@ -179,7 +174,7 @@ def test_unstable_committed_offsets_are_waited_for_not_fatal(monkeypatch: pytest
     from confluent_kafka import TopicPartition
 
     monkeypatch.setattr(time, "sleep", lambda seconds: None)
-    clock = FakeClock()
+    clock = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
     broker = broker_with(clock)
     listener = Listener()
     broker._listener = listener  # type: ignore[assignment]
@@ -198,7 +193,7 @@ def test_a_transient_error_past_the_deadline_ends_the_process_naming_it(
     from confluent_kafka import TopicPartition
 
     monkeypatch.setattr(time, "sleep", lambda seconds: None)
-    clock = FakeClock()
+    clock = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
     broker = broker_with(clock, outage_limit_s=25)
     broker._listener = Listener()  # type: ignore[assignment]
     try:
@@ -211,14 +206,14 @@ def test_a_transient_error_past_the_deadline_ends_the_process_naming_it(
 def test_a_fatal_or_unknown_error_is_not_retried() -> None:
     from confluent_kafka import KafkaError
 
-    from stream.kafka_io import is_transient
+    from kafkakit.errors import is_transient
 
     assert is_transient(kafka_exception(KafkaError.UNSTABLE_OFFSET_COMMIT))
     assert is_transient(kafka_exception(KafkaError.NOT_COORDINATOR))
     assert is_transient(kafka_exception(KafkaError.NOT_LEADER_FOR_PARTITION))  # a topic just created
     assert not is_transient(kafka_exception(KafkaError.TOPIC_AUTHORIZATION_FAILED))
     assert not is_transient(kafka_exception(KafkaError._TIMED_OUT, fatal=True))
-    clock = FakeClock()
+    clock = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
     broker = broker_with(clock)
     calls = []
 
@@ -237,7 +232,7 @@ def test_a_fatal_or_unknown_error_is_not_retried() -> None:
 def test_a_fenced_static_member_stops_at_the_next_consume_instead_of_idling() -> None:
     from confluent_kafka import KafkaError
 
-    broker = broker_with(FakeClock())
+    broker = broker_with(ManualClock(datetime(2025, 1, 1, tzinfo=UTC)))
     try:
         fenced = KafkaError(
             KafkaError.FENCED_INSTANCE_ID,
@@ -296,7 +291,7 @@ class Revocations:
 def test_a_fatal_consumer_error_message_stops_consume() -> None:
     """The fatal error of a fenced member comes as a _FATAL message; it ends the service with the
     reason (before, ``fatal()`` was False on it and the detector polled nothing, alive, silent)."""
-    broker = broker_with(FakeClock())
+    broker = broker_with(ManualClock(datetime(2025, 1, 1, tzinfo=UTC)))
     real = broker._consumer
     broker._consumer = FencedConsumer()
     try:
@@ -312,7 +307,7 @@ def test_a_fence_after_our_own_session_timed_out_rejoins_with_a_new_consumer() -
     fence is our own rejoin's (librdkafka#3437): a new consumer takes the membership back, once."""
     from confluent_kafka import TopicPartition
 
-    broker = broker_with(FakeClock())
+    broker = broker_with(ManualClock(datetime(2025, 1, 1, tzinfo=UTC)))
     listener = Revocations()
     broker._listener = listener  # type: ignore[assignment]
     broker._topics = ["readings"]
@@ -344,16 +339,16 @@ def test_a_fence_soon_after_an_outage_is_our_own_and_a_late_one_is_not(
 ) -> None:
     """on_lost does not always come before the fence: an outage that ended within the session
     timeout (45 s) also makes it ours; one that ended longer ago leaves it fatal."""
-    clock = FakeClock()
+    clock = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
     broker = broker_with(clock)
     broker._topics = ["readings"]
     broker._consumer.close()
     broker._consumer = FencedConsumer()
     try:
         broker._down_since = 0.0
-        clock.now = 100.0
+        clock.advance(100.0)
         broker._mark_up()
-        clock.now += ended_s_ago
+        clock.advance(ended_s_ago)
         if rejoins:
             assert broker.consume(10, 0.01) == ()
             assert not isinstance(broker._consumer, FencedConsumer)
@@ -385,7 +380,7 @@ class LostSessionConsumer(FencedConsumer):
 
 
 def test_a_rewind_serves_a_waiting_revocation_before_asking_for_committed_offsets() -> None:
-    broker = broker_with(FakeClock())
+    broker = broker_with(ManualClock(datetime(2025, 1, 1, tzinfo=UTC)))
     listener = Revocations()
     broker._listener = listener  # type: ignore[assignment]
     broker._consumer.close()

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from detector.errors import BrokerError, ConfigError
-from stream.kafka_check import check_connection
-from stream.settings import describe, kafka_client_config, load_settings
+from kafkakit.check import check_connection
+from kafkakit.config import kafka_client_config
+from stream.settings import describe, load_settings
 
 
 def test_passwords_are_read_from_files_and_never_described(
@@ -42,6 +43,7 @@ def test_a_missing_password_file_is_a_config_error(tmp_path: Path) -> None:
         kafka_client_config(settings.kafka)
 
 
+@pytest.mark.slow  # waits out its 1 s timeout
 def test_the_start_up_check_gives_up_after_its_timeout() -> None:
     began = time.monotonic()
     with pytest.raises(BrokerError, match=r"cannot connect to Kafka at 127\.0\.0\.1:1"):
@@ -49,6 +51,7 @@ def test_the_start_up_check_gives_up_after_its_timeout() -> None:
     assert time.monotonic() - began < 5
 
 
+@pytest.mark.slow  # waits out its timeout
 def test_the_detector_s_check_waits_for_a_cluster_that_is_only_down(caplog: pytest.LogCaptureFixture) -> None:
     assert check_connection({"bootstrap.servers": "127.0.0.1:1"}, timeout_s=0.5, give_up=False) == 0
     assert "starting anyway" in caplog.text

@@ -12,11 +12,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle, load_bundle
+from detector.clock import ManualClock
 from detector.incidents import Alert
 from detector.line.offline import line_alerts
 from detector.line_table import line_monitor
 from detector.onnx_runtime import onnx_scorers
-from stream.clock import ManualClock
 from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics
 from stream.service import DetectorService
@@ -65,7 +65,7 @@ def service(broker: MemoryBroker, bundle: Bundle, fake: bool, **overrides: Any) 
         broker,
         bundle,
         DetectorMetrics(CollectorRegistry()),
-        clock=ManualClock(T0_MS / 1000),
+        clock=ManualClock.at_unix(T0_MS / 1000),
         monitor_factory=FakeMonitor if fake else line_monitor,  # type: ignore[arg-type]
     )
     broker.start(made, int(made.rebuild_horizon().total_seconds() * 1000), made.line_topic)

@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from detector.bundle import Bundle
+from detector.clock import ManualClock
 from detector.line import SegmentView
 from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics, StationView
@@ -46,7 +47,7 @@ def test_every_metric_of_the_contract_is_exposed() -> None:
 def test_station_gauges_come_from_the_table_at_scrape_time() -> None:
     metrics = DetectorMetrics(CollectorRegistry())
     table = [StationView("EST-01", 0.5, 1.0, True, 1_700_000_000.0, 1_700_000_050.0)]
-    metrics.watch_stations(lambda: table, wall=lambda: 1_700_000_080.0)
+    metrics.watch_stations(lambda: table, wall=ManualClock.at_unix(1_700_000_080.0))
     registry = metrics.registry
     assert registry.get_sample_value("centinela_score", {"station": "EST-01"}) == 0.5
     assert registry.get_sample_value("centinela_incident_open", {"station": "EST-01"}) == 1

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from centinela.logs import LEVEL_ENV, level_from_environment
+from detector.clock import ManualClock
 from detector.errors import ConfigError
 from stream.alerts_view import AlertFilter, alert_row, format_table
 from stream.client_logs import RepeatFilter
@@ -100,16 +102,8 @@ def test_a_busy_metrics_port_is_one_clear_error() -> None:
             serve_or_explain(DetectorMetrics(CollectorRegistry()), "127.0.0.1", port)
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_liveness_follows_the_loop_and_readiness_the_broker_and_the_transactions() -> None:
-    clock = _Clock()
+    clock = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
     health = Health(stall_s=60, clock=clock)
     assert health.alive()[0] and not health.ready()[0]  # starting: alive, not yet serving
     health.beat()
@@ -118,15 +112,15 @@ def test_liveness_follows_the_loop_and_readiness_the_broker_and_the_transactions
     health.broker_up = False
     assert health.ready()[1]["problems"] == ["Kafka is unreachable"]
     health.broker_up = True
-    clock.now += 10
+    clock.advance(10)
     health.aborted()  # one abort is retried: still ready
     assert health.ready()[0]
-    clock.now += 61
+    clock.advance(61)
     health.beat()
     assert health.ready()[1]["problems"] == ["transactions keep aborting"]
     health.committed()
     assert health.ready()[0]
-    clock.now += 61  # the loop stopped turning
+    clock.advance(61)  # the loop stopped turning
     assert not health.alive()[0]
     assert "has not turned" in health.ready()[1]["problems"][0]
 
@@ -157,7 +151,7 @@ def test_one_port_serves_metrics_health_and_readiness() -> None:
 
 
 def test_repeated_client_log_lines_are_let_through_once_a_minute_with_their_count() -> None:
-    clock = _Clock()
+    clock = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
     repeats = RepeatFilter(every_s=60, clock=clock)
 
     def record(message: str) -> logging.LogRecord:
@@ -168,12 +162,13 @@ def test_repeated_client_log_lines_are_let_through_once_a_minute_with_their_coun
         repeats.filter(record(f"Connect to 127.0.0.1:1 failed (after {ms}ms)")) for ms in range(50)
     )
     assert repeats.filter(record("another problem"))
-    clock.now += 61
+    clock.advance(61)
     shown = record("Connect to 127.0.0.1:1 failed (after 3ms)")
     assert repeats.filter(shown)
     assert shown.getMessage().endswith("(+50 repeats in the last 60 s)")
 
 
+@pytest.mark.slow  # 2 s of a real detector against no Kafka
 def test_sigterm_while_kafka_does_not_answer_stops_the_detector_in_seconds(tmp_path: Path) -> None:
     import threading
     import time

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle, load_bundle
+from detector.clock import ManualClock
 from detector.onnx_runtime import onnx_scorers
 from detector.testing import build_linear_bundle
 from detector.windows import WindowSpec
@@ -13,15 +15,7 @@ from stream.metrics import DetectorMetrics
 from stream.reload import BundleWatcher, bundle_loader
 
 
-class Ticker:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def watcher_for(path: Path, ticker: Ticker) -> tuple[BundleWatcher, DetectorMetrics]:
+def watcher_for(path: Path, ticker: ManualClock) -> tuple[BundleWatcher, DetectorMetrics]:
     metrics = DetectorMetrics(CollectorRegistry())
     return BundleWatcher(
         path, bundle_loader(onnx_scorers(1, 64)), metrics, interval_s=5, monotonic=ticker
@@ -37,34 +31,34 @@ def flip(link: Path, target: Path) -> None:
 def test_a_new_bundle_behind_the_link_is_loaded_after_the_interval(tmp_path: Path, bundle: Bundle) -> None:
     link = tmp_path / "current"
     link.symlink_to(bundle.path)
-    ticker = Ticker()
+    ticker = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
     watcher, metrics = watcher_for(link, ticker)
     assert watcher.poll(bundle) is None
     flip(link, build_linear_bundle(tmp_path / "v2", model_version="v2", threshold=3.0))
     assert watcher.poll(bundle) is None  # not yet: checked every interval_s
-    ticker.now = 6
+    ticker.advance(6)
     fresh = watcher.poll(bundle)
     assert fresh is not None
     assert (fresh.model_version, fresh.threshold) == ("v2", 3.0)
     assert metrics.registry.get_sample_value("centinela_model_reloads_total") == 1
-    ticker.now = 12
+    ticker.advance(6)
     assert watcher.poll(fresh) is None  # nothing new since
 
 
 def test_a_corrupt_bundle_is_refused_and_counted(tmp_path: Path, bundle_path: Path, bundle: Bundle) -> None:
-    ticker = Ticker()
+    ticker = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
     watcher, metrics = watcher_for(bundle_path, ticker)
     (bundle_path / "model.onnx").write_bytes(b"garbage")
     watcher.request()  # SIGHUP
     assert watcher.poll(bundle) is None
     assert metrics.registry.get_sample_value("centinela_model_reload_failures_total") == 1
-    ticker.now = 6
+    ticker.advance(6)
     assert watcher.poll(bundle) is None  # the same broken bundle is not retried every interval
     assert metrics.registry.get_sample_value("centinela_model_reload_failures_total") == 1
 
 
 def test_a_bundle_with_other_sensors_or_windows_needs_a_restart(tmp_path: Path, bundle: Bundle) -> None:
-    ticker = Ticker()
+    ticker = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
     for name, extra in (
         ("sensors", {"sensors": ("flow", "pressure")}),
         ("window", {"window": WindowSpec(length=WindowSpec().length * 2)}),
@@ -79,11 +73,11 @@ def test_a_bundle_with_other_sensors_or_windows_needs_a_restart(tmp_path: Path, 
 def test_a_bundle_written_in_place_is_picked_up(tmp_path: Path, bundle: Bundle) -> None:
     target = tmp_path / "live"
     shutil.copytree(bundle.path, target)
-    ticker = Ticker()
+    ticker = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
     watcher, _metrics = watcher_for(target, ticker)
     shutil.rmtree(target)
     build_linear_bundle(target, model_version="rewritten")
-    ticker.now = 6
+    ticker.advance(6)
     fresh = watcher.poll(load_bundle(bundle.path))
     assert fresh is not None
     assert fresh.model_version == "rewritten"
@@ -102,7 +96,11 @@ def test_with_a_key_an_unsigned_or_edited_bundle_is_refused_at_reload_and_the_se
     link.symlink_to(served.path)
     metrics = DetectorMetrics(CollectorRegistry())
     watcher = BundleWatcher(
-        link, bundle_loader(onnx_scorers(1, 64), verify_key=key), metrics, interval_s=5, monotonic=Ticker()
+        link,
+        bundle_loader(onnx_scorers(1, 64), verify_key=key),
+        metrics,
+        interval_s=5,
+        monotonic=ManualClock(datetime(2025, 1, 1, tzinfo=UTC)),
     )
 
     flip(link, build_linear_bundle(tmp_path / "unsigned", model_version="v2"))

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle
-from stream.clock import ManualClock
+from detector.clock import ManualClock
 from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics
 from stream.ports import Mark
@@ -266,7 +265,11 @@ def test_settings_bound_the_batch(bundle: Bundle) -> None:
     broker = MemoryBroker(topic=TOPIC)
     feed(broker, normal_series("EST-01", 50).messages(bundle.sensors))
     service = DetectorService(
-        settings(max_batch=20), broker, bundle, DetectorMetrics(CollectorRegistry()), clock=ManualClock(0)
+        settings(max_batch=20),
+        broker,
+        bundle,
+        DetectorMetrics(CollectorRegistry()),
+        clock=ManualClock.at_unix(0),
     )
     broker.start(service, 0)
     assert [service.step() for _ in range(4)] == [20, 20, 10, 0]
@@ -320,18 +323,20 @@ def test_an_outage_longer_than_the_limit_stops_the_service(
     from detector.errors import BrokerError
 
     broker = MemoryBroker(topic=TOPIC)
-    ticks = iter([0.0, 20.0, 40.0])
+    ticks = ManualClock(datetime.now(UTC))
     service = DetectorService(
         settings(broker_outage_limit_s=30),
         broker,
         bundle,
         DetectorMetrics(CollectorRegistry()),
-        monotonic=lambda: next(ticks),
+        monotonic=ticks,
     )
     broker.start(service, 0)
     monkeypatch.setattr(broker, "healthy", lambda: False)
     service.step()  # down noticed at 0 s
+    ticks.advance(20)
     service.step()  # 20 s: still within the limit
+    ticks.advance(20)
     with pytest.raises(BrokerError, match="broker_outage_limit_s=30"):
         service.step()  # 40 s
     assert service.metrics.registry.get_sample_value("centinela_broker_up") == 0
@@ -345,7 +350,7 @@ def test_a_reading_stamped_far_ahead_of_the_clock_is_dead_lettered(bundle: Bundl
     body["ts"] = "9999-12-31T23:59:00Z"  # a year-9999 clock would otherwise walk the watermark forever
     feed(broker, [(b"EST-01", orjson.dumps(body))])
     service = DetectorService(
-        settings(), broker, bundle, DetectorMetrics(CollectorRegistry()), clock=ManualClock(time.time())
+        settings(), broker, bundle, DetectorMetrics(CollectorRegistry()), clock=ManualClock(datetime.now(UTC))
     )
     broker.start(service, 0)
     while service.step():

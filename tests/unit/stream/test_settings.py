@@ -6,7 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from detector.errors import ConfigError
-from stream.settings import Settings, describe, kafka_client_config, load_settings
+from kafkakit.config import kafka_client_config
+from stream.settings import Settings, describe, load_settings
 
 
 def test_defaults_are_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from centinela.suites.skab_data import default_skab_dir
+from evaluation.suites.skab_data import default_skab_dir
 
 
 @pytest.fixture(scope="session")

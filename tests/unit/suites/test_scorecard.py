@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from centinela.scorecard import score_incidents
+from evaluation.scorecard import score_incidents
 
 COLUMNS = (
     "event_id,event_type,subtype,label,segment,station_id,stations,sensor,start,end,minutes,magnitude,unit,"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from centinela.suites.sim_drift import drift_figures, incident_spans, pool
-from centinela.suites.sim_events import TruthEvent
+from evaluation.suites.sim_drift import drift_figures, incident_spans, pool
+from evaluation.suites.sim_events import TruthEvent
 from tests.unit.suites.test_sim_segments import at, station_alert, tap_alert, theft
 
 TWELVE_HOURS = timedelta(hours=12)

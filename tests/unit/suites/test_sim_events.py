@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from centinela.suites import sim_events
-from centinela.suites.sim import budget_threshold
-from centinela.suites.sim_estimate import estimate_extraction
-from centinela.suites.sim_events import TruthEvent, fold_incidents, join
+from evaluation.suites import sim_events
+from evaluation.suites.sim import budget_threshold
+from evaluation.suites.sim_estimate import estimate_extraction
+from evaluation.suites.sim_events import TruthEvent, fold_incidents, join
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -183,7 +183,7 @@ def test_budget_threshold_ignores_tapped_windows_and_their_recovery() -> None:
 
 
 def test_balance_statistic_is_the_recent_mean_above_a_lagged_baseline() -> None:
-    from centinela.suites.sim_balance import BASELINE_GAP_MINUTES, MEAN_MINUTES, balance_statistic
+    from evaluation.suites.sim_balance import BASELINE_GAP_MINUTES, MEAN_MINUTES, balance_statistic
 
     imbalance = np.full(1000, 2.0)  # a meter bias the baseline removes
     imbalance[700:] += 20.0  # a tap opening at minute 700

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
-from centinela.suites import sim_leaks
-from centinela.suites.sim_leaks import LeakRun
-from centinela.suites.sim_report import _leak_lines
-from centinela.suites.sim_segments import Tally
+from evaluation.suites import sim_leaks
+from evaluation.suites.sim_leaks import LeakRun
+from evaluation.suites.sim_report import _leak_lines
+from evaluation.suites.sim_segments import Tally
 from tests.unit.suites.test_sim_segments import judge, tap_alert, theft
 
 
@@ -51,7 +53,7 @@ def test_a_run_without_the_scenario_keeps_the_short_line() -> None:
     assert line == ["Leaks: 0 of 0 caught, median — min to alarm."]
 
 
-def _texts(lang: str) -> dict[str, str]:
-    from centinela.suites import sim_report
+def _texts(lang: str) -> Mapping[str, str]:
+    from evaluation.suites import sim_report
 
-    return sim_report._TEXT[lang]
+    return sim_report.words("sim", lang)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from centinela.suites.sim_live import admitted
+from evaluation.suites.sim_live import admitted
 
 
 def test_a_second_reading_in_the_same_nearest_minute_is_a_duplicate_per_station() -> None:

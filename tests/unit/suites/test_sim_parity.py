@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from centinela.suites.sim import compare_segment_alerts
+from evaluation.suites.sim import compare_segment_alerts
 from tests.unit.suites.test_sim_segments import at, tap_alert
 
 

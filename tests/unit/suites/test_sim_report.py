@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from centinela.suites import sim_segments
-from centinela.suites.sim_report import render_markdown
-from centinela.suites.sim_segments import Tally
+from evaluation.suites import sim_segments
+from evaluation.suites.sim_report import render_markdown
+from evaluation.suites.sim_segments import Tally
 from tests.unit.suites.test_sim_segments import judge, tap_alert, theft
 
 
@@ -65,10 +65,9 @@ def test_the_spanish_report_has_the_same_tables() -> None:
 
 
 def test_the_plots_speak_the_report_s_language() -> None:
-    from centinela.suites.sim_report import _PLOT_TEXT
+    from evaluation.suites.sim_report import words
 
-    assert set(_PLOT_TEXT["es"]) == set(_PLOT_TEXT["en"])  # nothing left in English by omission
-    assert all(
-        _PLOT_TEXT["es"][key] != _PLOT_TEXT["en"][key] for key in _PLOT_TEXT["en"] if key != "autoencoder"
-    )
-    assert _PLOT_TEXT["es"]["detected_y"] == "detectadas, %"
+    english, spanish = words("sim_plots", "en"), words("sim_plots", "es")
+    assert set(spanish) == set(english)  # nothing left in English by omission
+    assert all(spanish[key] != english[key] for key in english if key != "autoencoder")
+    assert spanish["detected_y"] == "detectadas, %"

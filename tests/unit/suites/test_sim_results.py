@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from centinela.results import END, START, render, replace_section
 from detector.errors import ConfigError
+from devtools.results import END, START, render, replace_section
 
 
 def write(path: Path, content: dict[str, object]) -> None:

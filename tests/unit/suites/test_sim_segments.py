@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from centinela.suites import sim_segments
-from centinela.suites.sim_events import TruthEvent
-from centinela.suites.sim_segments import (
+from evaluation.suites import sim_segments
+from evaluation.suites.sim_events import TruthEvent
+from evaluation.suites.sim_segments import (
     Tally,
     fold_segment_incidents,
     fold_station_incidents,
@@ -289,10 +289,10 @@ def test_pooled_tallies_add_events_and_station_months() -> None:
 def test_events_csv_and_the_simulation_give_the_same_truth() -> None:
     """The demo reads events.csv, the suite the simulation: same segments (the topology's ids),
     positions and volumes, so both judge alike."""
-    from centinela.suites.sim import truth_events
-    from centinela.suites.sim_train import line_topology
-    from replay.simulator import SimulationConfig, simulate
-    from replay.simulator.writer import events_csv
+    from evaluation.suites.sim import truth_events
+    from evaluation.suites.sim_train import line_topology
+    from simulator import SimulationConfig, simulate
+    from simulator.writer import events_csv
 
     result = simulate(
         SimulationConfig(stations=3, days=2, seed=1001).with_rates(theft_per_segment_month=60.0)

@@ -5,8 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from centinela.suites.skab_data import SENSORS, TRAIN_ROWS, SkabFile
-from centinela.suites.skab_detector import (
+from detector.errors import ConfigError
+from evaluation.suites.skab_data import SENSORS, TRAIN_ROWS, SkabFile
+from evaluation.suites.skab_detector import (
     DetectorConfig,
     NormalModel,
     calibrate_factor,
@@ -14,7 +15,6 @@ from centinela.suites.skab_detector import (
     detect_file,
     hold_alarms,
 )
-from detector.errors import ConfigError
 
 
 def synthetic_file(rows: int = 900, shift_at: int = 600, seed: int = 7) -> SkabFile:

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from centinela.suites.skab_data import load_benchmark, load_published_predictions
-from centinela.suites.skab_leaderboard import PRINTED, recompute_published, widen
-from centinela.suites.skab_metrics import (
+from evaluation.suites.skab_data import load_benchmark, load_published_predictions
+from evaluation.suites.skab_leaderboard import PRINTED, recompute_published, widen
+from evaluation.suites.skab_metrics import (
     Confusion,
     NabTally,
     confusion,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from centinela.suites import skab
+from evaluation.suites import skab
 
 
 @pytest.mark.slow

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from centinela.suites import calibration
-from centinela.suites.calibration import ORACLE, StudyConfig, draw_replicate, study, training_rows
-from centinela.suites.calibration_report import render_markdown
-from centinela.suites.seed import SEED_DATA
 from detector.errors import DataError
+from evaluation.suites import calibration
+from evaluation.suites.calibration import ORACLE, StudyConfig, draw_replicate, study, training_rows
+from evaluation.suites.calibration_report import render_markdown
+from evaluation.suites.seed import SEED_DATA
 from tests.unit.trainer.conftest import synthetic_csv
 from trainer.calibration import STRATEGIES
 from trainer.data import Dataset, load_csv

@@ -8,7 +8,7 @@ import pytest
 
 from detector.line import LineCalibration
 from detector.line.calibration import default_window_sigma
-from replay.simulator import SimulationConfig, simulate
+from simulator import SimulationConfig, simulate
 from tests.unit.detector.line.simline import quiet_line, topology_of
 from trainer.line_calibration import _limit_for_budget, calibrate_line
 

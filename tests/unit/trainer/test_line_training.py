@@ -161,8 +161,8 @@ def test_the_balance_compensates_the_downstream_tank(tmp_path: Path) -> None:
 def simulated_line(out: Path) -> tuple[Path, Path]:
     """3 stations × 3 days from the simulator (thefts frequent enough to be labelled) and the
     ``topology.toml`` it writes beside them."""
-    from replay.simulator import EventRates, SimulationConfig, simulate
-    from replay.simulator.writer import write_outputs
+    from simulator import EventRates, SimulationConfig, simulate
+    from simulator.writer import write_outputs
 
     config = SimulationConfig(stations=3, days=3, seed=1001, rates=EventRates(theft_per_segment_month=20.0))
     written = write_outputs(simulate(config), out)

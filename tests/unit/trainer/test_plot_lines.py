@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from trainer.plots import _broken_at_gaps, error_over_time
 
@@ -21,6 +22,7 @@ def test_a_gap_longer_than_three_steps_breaks_the_line_and_short_ones_do_not() -
     assert not np.isnan(_broken_at_gaps(jittered, np.ones(len(jittered)))[1]).any()
 
 
+@pytest.mark.slow  # the first matplotlib import and a PNG (3 s)
 def test_several_stations_are_drawn_as_several_lines(tmp_path: Path) -> None:
     import matplotlib
 
@@ -57,6 +59,7 @@ def test_several_stations_are_drawn_as_several_lines(tmp_path: Path) -> None:
     assert (tmp_path / "e.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # matplotlib and a PNG (3 s when it is the first)
 def test_plots_speak_the_report_s_language(tmp_path: Path) -> None:
     from trainer import plots
 

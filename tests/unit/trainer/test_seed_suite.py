@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from centinela.suites.seed import SEED_DATA, run
+from evaluation.suites.seed import SEED_DATA, run
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from detector.topology import Topology
-from replay.simulator import Event, SimulationConfig, SimulationResult, simulate
+from simulator import Event, SimulationConfig, SimulationResult, simulate
 
 Reading = tuple[str, datetime, Mapping[str, float]]
 

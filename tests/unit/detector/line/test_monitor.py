@@ -26,7 +26,7 @@ from detector.line.pressure import (
 )
 from detector.line.segment import NEXT_SEGMENT_HOLD_MINUTES
 from detector.topology import Topology
-from replay.simulator import Event, SimulationResult
+from simulator import Event, SimulationResult
 from trainer.line_calibration import _local_steps, calibrate_line
 
 from .simline import Reading, quiet_line, readings, topology_of
@@ -197,6 +197,7 @@ def test_a_silent_station_degrades_its_segments_and_says_so() -> None:
     assert _taps(alerts) == []
 
 
+@pytest.mark.slow  # a calibration on a simulated day (2 s)
 def test_a_pump_stop_seen_a_minute_apart_at_the_two_ends_raises_no_tap() -> None:
     def skewed(result: SimulationResult) -> list[Reading]:
         late = timedelta(seconds=40)  # EST-02's clock: every reading lands a minute late
@@ -360,6 +361,7 @@ def _as_plain_lists(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+@pytest.mark.slow  # a noisy day, a calibration, two runs (2 s)
 def test_a_snapshot_from_before_the_packing_restores_and_continues_with_the_same_alerts() -> None:
     result = quiet_line(Event.theft(0, 300, 420, 0.03, position=0.2), noise=1.0, days=1.0, seed=11)
     topology = topology_of(result)
