@@ -7,7 +7,7 @@ from datetime import datetime
 
 from detector.incidents import Alert
 from detector.line.calibration import LineCalibration
-from detector.line.monitor import LineMonitor
+from detector.line.monitor import LATENESS_MINUTES, LineMonitor
 from detector.topology import Topology
 
 
@@ -17,7 +17,7 @@ def line_alerts(
     calibration: LineCalibration,
     *,
     model_version: str,
-    lateness_minutes: int = 2,
+    lateness_minutes: int = LATENESS_MINUTES,
 ) -> list[Alert]:
     """Every segment alert a live monitor raises for ``readings`` (station, ts, values), fed in order."""
     monitor = LineMonitor(

@@ -33,6 +33,7 @@ import numpy as np
 
 from detector.errors import CentinelaError
 from detector.incidents import IncidentPolicy
+from detector.line.monitor import LATENESS_MINUTES
 from evaluation.suites import sim_drift, sim_events, sim_leaks, sim_segments
 from evaluation.suites.sim_balance import run_reference
 from evaluation.suites.sim_live import LiveRun, live, offline_line_alerts
@@ -360,8 +361,8 @@ def compare_segment_alerts(
 
 
 # The minutes at the end of the data the oracle's flush decides and the live service does not yet:
-# the monitor's lateness (2 minutes) and the minute it closes.
-END_MINUTES = 3
+# the monitor's lateness and the minute it closes.
+END_MINUTES = LATENESS_MINUTES + 1
 
 
 def _data_end(result: SimulationResult) -> datetime:

@@ -147,6 +147,28 @@ def test_unknown_stations_duplicates_and_late_readings_are_refused() -> None:
     assert not monitor.add("EST-02", ts, {"flow": 500.0})  # behind the watermark
 
 
+def test_station_clocks_apart_by_the_simulated_skew_lose_no_reading() -> None:
+    # Seeds 1001 and 1003 of the study: one station's clock 30 s ahead and another's 33 s behind.
+    # Readings arrive in true-time order, so the slow station's minute m comes with the fast one's
+    # m + 2: with a two-minute lateness the line evaluated m first and refused the slow station's
+    # reading, every minute; its meters went "silent" for hours and held both its segments.
+    result = quiet_line(noise=1.0)
+    topology = topology_of(result)
+    offsets = {"EST-01": timedelta(seconds=40), "EST-02": timedelta(0), "EST-03": timedelta(seconds=-35)}
+    monitor = LineMonitor(topology, _calibration(topology), model_version="m")
+    start = result.config.start + timedelta(minutes=2)  # the first reading sets the line's start
+    refused = 0
+    alerts: list[Alert] = []
+    for station, ts, values in readings(result):
+        accepted = monitor.add(station, ts + offsets[station], values)
+        refused += not accepted and ts >= start
+        alerts.extend(monitor.advance())
+    alerts.extend(monitor.flush())
+    assert refused == 0
+    assert [a for a in alerts if a.kind == "meter_fault"] == []
+    assert all(v.degraded is None for v in monitor.views())
+
+
 def test_a_stuck_flow_meter_is_a_meter_fault_not_a_tap() -> None:
     result = quiet_line(Event("transient", "setpoint_change", 100, 400, (0, 1, 2), magnitude=0.85), noise=1.0)
     flow = result.readings["flow"]
