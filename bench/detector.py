@@ -22,8 +22,12 @@ under every line's names), the linear model.
 ``readings_per_s_line`` is the detector with that line in its bundle (every reading also forwarded
 to the internal line topic, read back and balanced by the line monitors, all exactly-once);
 ``readings_per_s_no_line`` the same readings and model without a line; ``line_vs_no_line`` their
-ratio (target >= 0.9). Each line run gets fresh line and state topics (a state topic kept from an
-earlier run would hand its monitors the end of the data, and every reading would be refused).
+ratio (target >= 0.9). ``readings_per_s_line_no_monitor``: the line run again with monitors that
+balance nothing (``NullMonitor``): every Kafka step of the line path (forwarding, the line topic, the
+line table, state records) without the detection, so ``line_vs_no_line`` and
+``line_no_monitor_vs_no_line`` split the line's cost between the transport and the monitors. Each
+line run gets fresh line and state topics (a state topic kept from an earlier run would hand its
+monitors the end of the data, and every reading would be refused).
 ``bench line`` measures the line work alone, without Kafka.
 """
 
@@ -37,7 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,9 @@ from prometheus_client import CollectorRegistry
 
 from bench.record import BenchResult, rate
 from detector.bundle import Bundle, load_bundle
-from detector.line import LineCalibration, SegmentCalibration
+from detector.incidents import Alert
+from detector.line import LineCalibration, SegmentCalibration, SegmentView
+from detector.line_table import MonitorFactory, line_monitor
 from detector.testing import LINE_SENSORS, build_linear_bundle
 from detector.topology import Topology
 from devtools import broker as local_broker
@@ -164,13 +170,46 @@ def bare_consume(bootstrap: str, topic: str, count: int) -> float:
         consumer.close()
 
 
-def end_to_end(settings: Settings, bundle: Bundle, count: int) -> tuple[float, float, float]:
+class NullMonitor:
+    """A line monitor that keeps nothing and balances nothing (``readings_per_s_line_no_monitor``)."""
+
+    def __init__(self, *_: Any) -> None:
+        self.added = 0
+
+    def add_row(
+        self, station_id: str, seconds: float, fields: tuple[str, ...], values: tuple[float, ...]
+    ) -> bool:
+        self.added += 1
+        return True
+
+    def advance(self) -> list[Alert]:
+        return []
+
+    def open_incidents(self) -> int:
+        return 0
+
+    def open_taps(self) -> Iterator[tuple[str, str, str]]:
+        return iter(())
+
+    def views(self) -> Iterator[SegmentView]:
+        return iter(())
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"added": self.added}
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        self.added = int(snapshot["added"])
+
+
+def end_to_end(
+    settings: Settings, bundle: Bundle, count: int, monitor_factory: MonitorFactory = line_monitor
+) -> tuple[float, float, float]:
     """Readings/s, windows/s and the mean windows per scoring batch of one detector run (with a line
     in the bundle, until every reading and every forwarded line record is processed)."""
     registry = CollectorRegistry()
     metrics = DetectorMetrics(registry)
     kafka = KafkaBroker(settings)
-    service = DetectorService(settings, kafka, bundle, metrics)
+    service = DetectorService(settings, kafka, bundle, metrics, monitor_factory=monitor_factory)
     assigned = threading.Event()
     original = service.assigned
 
@@ -269,14 +308,16 @@ def line_readings(stations: Sequence[str], minutes: int) -> list[tuple[bytes, by
 
 def line_runs(
     bootstrap: str, folder: Path, stations: Sequence[str], minutes: int
-) -> tuple[list[float], list[float]]:
-    """Readings/s of the linear model without and with a line in the bundle, ``REPETITIONS`` each."""
+) -> tuple[list[float], list[float], list[float]]:
+    """Readings/s of the linear model without a line, with one, and with one balanced by
+    ``NullMonitor``, ``REPETITIONS`` each."""
     line = bench_topology(stations)
     plain = load_bundle(build_linear_bundle(folder / "plain6", sensors=LINE_SENSORS))
     lined = load_bundle(build_linear_bundle(folder / "line6", sensors=LINE_SENSORS, line=line))
     wire = line_readings(stations, minutes)
     without: list[float] = []
     with_line: list[float] = []
+    no_monitor: list[float] = []
     with topics(bootstrap, PARTITIONS, "readings6", "scores", "alerts", "dlq") as made:
         readings, scores, alerts, dlq = made
         produce_all(bootstrap, readings, wire)
@@ -284,29 +325,30 @@ def line_runs(
             logger.info("line repetition %d", repetition + 1)
             settings = detector_settings(bootstrap, readings, scores, alerts, dlq)
             without.append(end_to_end(settings, plain, len(wire))[0])
-            # A fresh state topic too: the previous run's line states (their monitors past the last
-            # minute) would be restored at assignment and every reading refused as late.
-            with (
-                topics(bootstrap, PARTITIONS, "line") as (line_topic,),
-                topics(bootstrap, PARTITIONS, "state") as (state,),
-            ):
-                settings = detector_settings(
-                    bootstrap,
-                    readings,
-                    scores,
-                    alerts,
-                    dlq,
-                    topics={
-                        "readings": readings,
-                        "alerts": alerts,
-                        "dlq": dlq,
-                        "scores": scores,
-                        "state": state,
-                        "line": line_topic,
-                    },
-                )
-                with_line.append(end_to_end(settings, lined, len(wire))[0])
-    return without, with_line
+            for factory, figures in ((line_monitor, with_line), (NullMonitor, no_monitor)):
+                # A fresh state topic too: the previous run's line states (their monitors past the
+                # last minute) would be restored at assignment and every reading refused as late.
+                with (
+                    topics(bootstrap, PARTITIONS, "line") as (line_topic,),
+                    topics(bootstrap, PARTITIONS, "state") as (state,),
+                ):
+                    settings = detector_settings(
+                        bootstrap,
+                        readings,
+                        scores,
+                        alerts,
+                        dlq,
+                        topics={
+                            "readings": readings,
+                            "alerts": alerts,
+                            "dlq": dlq,
+                            "scores": scores,
+                            "state": state,
+                            "line": line_topic,
+                        },
+                    )
+                    figures.append(end_to_end(settings, lined, len(wire), factory)[0])  # type: ignore[arg-type]
+    return without, with_line, no_monitor
 
 
 def run(quick: bool) -> BenchResult:
@@ -343,7 +385,9 @@ def run(quick: bool) -> BenchResult:
                 settings = detector_settings(bootstrap, readings, scores, alerts, dlq)
                 results["linear_r"].append(end_to_end(settings, linear, count)[0])
             stations = [item.station_id for item in series]
-            results["no_line_r"], results["line_r"] = line_runs(bootstrap, Path(folder), stations, minutes)
+            results["no_line_r"], results["line_r"], results["line_null_r"] = line_runs(
+                bootstrap, Path(folder), stations, minutes
+            )
     median = {key: statistics.median(values) for key, values in results.items()}
     return BenchResult(
         name="detector",
@@ -353,6 +397,7 @@ def run(quick: bool) -> BenchResult:
             "readings_per_s_linear_model": median["linear_r"],
             "readings_per_s_line": median["line_r"],
             "readings_per_s_no_line": median["no_line_r"],
+            "readings_per_s_line_no_monitor": median["line_null_r"],
         },
         baseline={
             "bare_consume_per_s": median["bare"],
@@ -362,6 +407,7 @@ def run(quick: bool) -> BenchResult:
             "windows_vs_scoring_only": median["ratio"],
             "readings_vs_bare_consume": median["e2e_r"] / median["bare"],
             "line_vs_no_line": median["line_r"] / median["no_line_r"],
+            "line_no_monitor_vs_no_line": median["line_null_r"] / median["no_line_r"],
         },
         targets={
             "readings_per_s": ">= 40,000",

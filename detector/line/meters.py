@@ -83,7 +83,9 @@ class MeterCheck:
             if self.role == "tank_level":
                 jumped = abs(value - ref) > LEVEL_JUMP_M * self.since_ref
             else:
-                relative = abs(value - ref) / max(abs(ref), 50.0)
+                scale = abs(ref)
+                # max(scale, 50.0) exactly (NaN included), without a call per meter and minute
+                relative = abs(value - ref) / (50.0 if scale < 50.0 else scale)
                 jumped = (
                     relative > FLOW_JUMP and pressure_change is not None and pressure_change < 0.25 * relative
                 )
@@ -124,8 +126,12 @@ class StationMeters:
         self.pressure_field = pressure_field
         self.last_pressure: float | None = None
 
-    def observe(self, row: Mapping[str, float] | None) -> tuple[dict[str, float], dict[str, str]]:
-        """(the row with masked meters removed, {field: fault} of the meters at fault now)."""
+    def observe(self, row: dict[str, float] | None) -> tuple[dict[str, float], dict[str, str]]:
+        """(the row with masked meters removed, {field: fault} of the meters at fault now).
+
+        ``row`` (the monitor's own, floats) is returned with its masked meters removed, not copied;
+        an empty cell (NaN) of another field stays in it: every reader of a row tests for NaN.
+        """
         faults: dict[str, str] = {}
         if row is None:
             for name, check in self.checks.items():
@@ -133,24 +139,25 @@ class StationMeters:
                 if fault is not None:
                     faults[name] = fault
             return {}, faults
-        # ``v == v`` is False only for NaN (an empty cell): the test without a call per value.
-        cleaned = {k: v for k, v in row.items() if v == v}  # noqa: PLR0124 - NaN test
-        pressure = cleaned.get(self.pressure_field)
+        pressure = row.get(self.pressure_field)
         change = None
-        if pressure is not None:
-            pressure = float(pressure)
+        # ``x == x`` is False only for NaN (an empty cell): the test without a call per value.
+        if pressure is not None and pressure == pressure:  # noqa: PLR0124 - NaN test
             last = self.last_pressure
             if last is not None:
-                change = abs(pressure - last) / max(abs(last), 1.0)
+                scale = abs(last)
+                change = abs(pressure - last) / (1.0 if scale < 1.0 else scale)  # max(scale, 1.0)
             self.last_pressure = pressure
         for name, check in self.checks.items():
-            value = cleaned.get(name)
-            usable, fault = check.observe(None if value is None else float(value), change)
-            if usable is None:
-                cleaned.pop(name, None)
+            value = row.get(name)
+            if value is not None and value != value:  # noqa: PLR0124 - NaN test
+                value = None
+            usable, fault = check.observe(value, change)
+            if usable is None and value is not None:
+                del row[name]
             if fault is not None:
                 faults[name] = fault
-        return cleaned, faults
+        return row, faults
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -139,8 +139,8 @@ class LineMonitor:
         self._clock = clock
         self._lines: dict[str, _Line] = {}
         self._refs: dict[str, SegmentRef] = {}
-        # (station, fields of its rows) -> its line and the (field, index) of what the line reads
-        self._picks: dict[tuple[str, tuple[str, ...]], tuple[_Line | None, tuple[tuple[str, int], ...]]] = {}
+        # station -> (the fields its rows came in, its line, the (field, index) of what the line reads)
+        self._picks: dict[str, tuple[tuple[str, ...], _Line | None, tuple[tuple[str, int], ...]]] = {}
         for line in topology.lines:
             segments = list(topology.segments_of(line.id))
             fields: dict[str, set[str]] = {station.id: set() for station in line.station}
@@ -187,14 +187,15 @@ class LineMonitor:
     ) -> bool:
         """``add`` of a reading given as Unix seconds and its float values in ``fields`` order (the
         service's line records), without a datetime or a mapping per reading."""
-        picked = self._picks.get((station_id, fields))
-        if picked is None:
+        picked = self._picks.get(station_id)
+        # A line record's rows share one ``fields`` tuple: the identity test spares hashing it.
+        if picked is None or (picked[0] is not fields and picked[0] != fields):
             line_id = self.topology.line_of(station_id)
             line = None if line_id is None else self._lines[line_id]
             wanted = () if line is None else line.fields[station_id]
-            picked = (line, tuple((name, fields.index(name)) for name in wanted if name in fields))
-            self._picks[(station_id, fields)] = picked
-        line, pick = picked
+            picked = (fields, line, tuple((name, fields.index(name)) for name in wanted if name in fields))
+            self._picks[station_id] = picked
+        _, line, pick = picked
         if line is None:
             return False
         return self._insert(line, station_id, seconds, {name: values[index] for name, index in pick})
