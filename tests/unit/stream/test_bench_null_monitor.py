@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry
 
 from bench.detector import NullMonitor
 from detector.bundle import load_bundle
+from detector.clock import ManualClock
 from detector.onnx_runtime import onnx_scorers
-from stream.clock import ManualClock
 from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics
 from stream.service import DetectorService
@@ -33,7 +33,7 @@ def test_the_null_monitor_run_feeds_every_reading_and_raises_no_segment_alert(tm
         broker,
         bundle,
         DetectorMetrics(registry),
-        clock=ManualClock(T0_MS / 1000),
+        clock=ManualClock.at_unix(T0_MS / 1000),
         monitor_factory=NullMonitor,  # type: ignore[arg-type]
     )
     broker.start(made, int(made.rebuild_horizon().total_seconds() * 1000), made.line_topic)
