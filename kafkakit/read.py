@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from detector.errors import BrokerError
@@ -34,7 +34,24 @@ def read_to_end(
 ) -> list[Any]:
     """Every committed record (``read_committed``) of ``topic`` from the beginning up to the end
     each partition had when the read started, partition by partition in offset order; confluent-kafka
-    ``Message`` objects. ``partitions``: those only (None: all).
+    ``Message`` objects. ``partitions``: those only (None: all). Errors as ``iter_to_end``; it
+    holds every record in memory at once, so a large topic is read with ``iter_to_end``."""
+    records: dict[int, list[Any]] = {}
+    for message in iter_to_end(client, topic, partitions, timeout_s=timeout_s):
+        records.setdefault(message.partition() or 0, []).append(message)
+    return [message for p in sorted(records) for message in records[p]]
+
+
+def iter_to_end(
+    client: str | Mapping[str, Any],
+    topic: str,
+    partitions: Sequence[int] | None = None,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Iterator[Any]:
+    """Every committed record (``read_committed``) of ``topic`` from the beginning up to the end
+    each partition had when the read started, as they come: each partition in offset order, the
+    partitions interleaved. Nothing is held, so a state topic of any size restores in bounded memory.
 
     Done when every partition's position reaches its end, not after a pause: on a loaded broker a
     pause came before the newest records. A trailing transaction marker moves the position without
@@ -53,15 +70,17 @@ def read_to_end(
         ends = _retrying(
             lambda: _ends(reader, topic, partitions), deadline, f"cannot read the ends of {topic}"
         )
-        records: dict[int, list[Any]] = {p: [] for p in ends}
         with kafka_errors(f"cannot read {topic}"):
             reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
             done = {p for p, end in ends.items() if end <= 0}
-            while len(done) < len(ends) and time.monotonic() < deadline:
-                for message in reader.consume(1000, _POLL_S):
-                    if message.error() is None and (message.partition() or 0) in records:
-                        records[message.partition() or 0].append(message)
-                waiting = [TopicPartition(topic, p) for p in ends if p not in done]
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            with kafka_errors(f"cannot read {topic}"):
+                batch = reader.consume(1000, _POLL_S)
+            for message in batch:
+                if message.error() is None and (message.partition() or 0) in ends:
+                    yield message
+            waiting = [TopicPartition(topic, p) for p in ends if p not in done]
+            with kafka_errors(f"cannot read {topic}"):
                 done |= {tp.partition for tp in reader.position(waiting) if tp.offset >= ends[tp.partition]}
         if len(done) < len(ends):
             raise BrokerError(
@@ -69,7 +88,6 @@ def read_to_end(
             )
     finally:
         reader.close()
-    return [message for p in sorted(records) for message in records[p]]
 
 
 def _ends(reader: Any, topic: str, partitions: Sequence[int] | None) -> dict[int, int]:

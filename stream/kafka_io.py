@@ -28,7 +28,7 @@ from detector.records import line_of_state_key
 from kafkakit.admin import ensure_topic
 from kafkakit.config import kafka_client_config
 from kafkakit.errors import is_transient, kafka_error, kafka_errors
-from kafkakit.read import read_to_end
+from kafkakit.read import iter_to_end
 from stream.client_logs import librdkafka_logger
 from stream.dead_letters import fit_dead_letter, usable_limit
 from stream.ports import (
@@ -400,7 +400,11 @@ class KafkaBroker:
         while True:
             try:
                 return call()
-            except KafkaException as error:
+            except (KafkaException, BrokerError) as raised:
+                # The kit's calls raise BrokerError from the KafkaException: judge the cause.
+                error = raised.__cause__ if isinstance(raised, BrokerError) else raised
+                if not isinstance(error, KafkaException):
+                    raise
                 waited = self._now() - started
                 reason = kafka_error(error)
                 reason_text = reason.str() if hasattr(reason, "str") else str(error)
@@ -432,18 +436,26 @@ class KafkaBroker:
     def _read_state(self, topic: str, partitions: list[int]) -> dict[str, tuple[int, bytes]]:
         """The latest committed state record per key on ``partitions`` of the state topic (and the
         partition it is on); keys whose latest record is a tombstone are left out. Read to each
-        partition's end (``kafkakit.read.read_to_end``), not until a pause: on a loaded broker a
+        partition's end (``kafkakit.read.iter_to_end``), not until a pause: on a loaded broker a
         pause came before the newest records, so a new owner restored state older than its
         committed offsets (seen: segment alerts missing after a SIGKILL)."""
         reader = {
             **kafka_client_config(self._settings.kafka),
             "group.id": f"{self._settings.group_id}.state-reader",
         }
-        latest: dict[str, tuple[int, bytes | None]] = {}
-        for message in read_to_end(reader, topic, partitions, timeout_s=_TIMEOUT_S):
-            key = message.key()
-            if key is not None:
-                latest[key.decode(errors="replace")] = (message.partition() or 0, message.value())
+
+        def latest_per_key() -> dict[str, tuple[int, bytes | None]]:
+            latest: dict[str, tuple[int, bytes | None]] = {}
+            for message in iter_to_end(reader, topic, partitions, timeout_s=_TIMEOUT_S):
+                key = message.key()
+                if key is not None:
+                    latest[key.decode(errors="replace")] = (message.partition() or 0, message.value())
+            return latest
+
+        # Only the latest record per key is kept (the topic is read as it comes, never held whole),
+        # and a broker away while a new owner restores is waited out as any other call is, up to
+        # broker_outage_limit_s: the whole read starts again, which is harmless.
+        latest = self._transient_retry(f"reading the state topic {topic}", latest_per_key)
         states = {key: (p, value) for key, (p, value) in latest.items() if value is not None}
         log.info("read %d state records from %s %s", len(states), topic, partitions)
         return states

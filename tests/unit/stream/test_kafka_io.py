@@ -229,6 +229,37 @@ def test_a_fatal_or_unknown_error_is_not_retried() -> None:
         broker.close()
 
 
+def test_a_kit_call_failing_for_a_transient_reason_is_retried_like_a_raw_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The state read goes through kafkakit, which raises BrokerError from the KafkaException: a broker
+    # away while a new owner restores must still be waited out, not end the process at once.
+    from confluent_kafka import KafkaError
+
+    from kafkakit.errors import kafka_errors
+
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    broker = broker_with(ManualClock(datetime(2025, 1, 1, tzinfo=UTC)))
+    failures = [KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN]
+
+    def state_read() -> str:
+        if failures:
+            with kafka_errors("cannot read the state topic"):
+                raise kafka_exception(failures.pop(0))
+        return "restored"
+
+    def cut_short() -> str:
+        raise BrokerError("could not read state [0] to its end in 30 s")
+
+    try:
+        assert broker._transient_retry("reading the state topic", state_read) == "restored"
+        assert failures == []
+        with pytest.raises(BrokerError, match="to its end in 30 s"):
+            broker._transient_retry("reading the state topic", cut_short)
+    finally:
+        broker.close()
+
+
 def test_a_fenced_static_member_stops_at_the_next_consume_instead_of_idling() -> None:
     from confluent_kafka import KafkaError
 
