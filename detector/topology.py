@@ -5,6 +5,7 @@ two ends and whose buffers it knows. The topology file (TOML) says so::
 
     [[line]]
     id = "L1"
+    clock_tolerance_s = 90.0      # optional: the largest offset between two stations' clocks (s)
 
     [[line.station]]
     id = "EST-01"
@@ -30,7 +31,9 @@ Rules (each refusal names the field): station ids are unique across lines; a lin
 two stations; every station states ``tank_area_m2`` (a positive number, or ``"none"``); segments
 join consecutive stations in the listed order, each pair once (so no cycle and no branch can be
 declared); a meter's ``km`` lies inside its segment. Lines with no segment listed get none: a
-segment is never balanced on guessed lengths.
+segment is never balanced on guessed lengths. A line may state ``clock_tolerance_s`` (seconds,
+0-600, default 90): the largest offset between any two of its stations' clocks; the line monitor
+waits that much longer for a station whose clock runs behind (``detector.line.monitor``).
 
 Pure: pydantic and the standard library only. ``centinela simulate`` writes one for the line it
 simulated (``to_toml``), the trainer stores it in the bundle (``to_dict``), the service rebuilds it
@@ -58,6 +61,10 @@ ROLES: tuple[str, ...] = ("flow", "tank_level", "pressure", "suction_pressure")
 NO_TANK = "none"
 # Refined products: 1.0-1.5 GPa; the line pack term uses this unless a segment says otherwise.
 DEFAULT_BULK_MODULUS_GPA = 1.3
+# The largest offset between any two stations' clocks on a line, when the file does not say: two
+# clocks each within +-45 s (the simulator's default skew). The line monitor's lateness follows it.
+DEFAULT_CLOCK_TOLERANCE_S = 90.0
+MAX_CLOCK_TOLERANCE_S = 600.0
 
 
 class _Strict(BaseModel):
@@ -136,6 +143,8 @@ class SegmentDecl(_Strict):
 
 class LineDecl(_Strict):
     id: str = Field(pattern=LINE_ID_PATTERN)
+    # Seconds: how far apart two stations' clocks may stamp the same moment (RTU clock accuracy).
+    clock_tolerance_s: float = Field(default=DEFAULT_CLOCK_TOLERANCE_S, ge=0, le=MAX_CLOCK_TOLERANCE_S)
     station: list[StationDecl] = Field(min_length=2)
     segment: list[SegmentDecl] = Field(default_factory=list)
 
@@ -298,7 +307,12 @@ class Topology:
         """The file form; ``load_topology`` reads it back to an equal topology."""
         out = [f"format = {TOPOLOGY_FORMAT}", ""]
         for line in self._declared.line:
-            out += ["[[line]]", f"id = {_toml_str(line.id)}", ""]
+            out += [
+                "[[line]]",
+                f"id = {_toml_str(line.id)}",
+                f"clock_tolerance_s = {_toml_float(line.clock_tolerance_s)}",
+                "",
+            ]
             for station in line.station:
                 area = _toml_str(NO_TANK) if station.tank_area is None else _toml_float(station.tank_area)
                 out += ["[[line.station]]", f"id = {_toml_str(station.id)}", f"tank_area_m2 = {area}"]

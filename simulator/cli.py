@@ -121,7 +121,10 @@ def register(app: typer.Typer) -> None:
             "--clock-skew",
             min=0.0,
             max=120.0,
-            help="Largest station clock offset, seconds: timestamps are off by up to this (0: exact clocks).",
+            help=(
+                "Largest station clock offset, seconds: timestamps are off by up to this (0: exact "
+                "clocks); topology.toml declares clock_tolerance_s = 2 x this, rounded up."
+            ),
         ),
         plot: bool = typer.Option(
             False, "--plot", help="Also write plot_segment.png: a few days of one segment."

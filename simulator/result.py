@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -213,6 +214,16 @@ class SimulationResult:
                 balance = balance - self.pack_capacity_m3_per_bar[:, segment] * change * 60.0
         return np.asarray(balance, dtype=np.float64)
 
+    @property
+    def clock_tolerance_s(self) -> float:
+        """The largest offset between two stations' clocks this simulation can draw, in seconds.
+
+        ``simulator.clock`` clips each offset (fixed error plus wander) to ``±clock_skew_s`` before
+        rounding it to whole seconds, so no wander margin is needed: two clocks sit at most
+        ``2 × ceil(clock_skew_s)`` apart (the default 45 s gives 90, the topology's default).
+        """
+        return float(2 * math.ceil(self.config.clock_skew_s))
+
     def topology(self, line_id: str = DEFAULT_LINE_ID) -> Topology:
         """The line as a user would declare it (``detector.topology``), written as topology.toml.
 
@@ -220,7 +231,8 @@ class SimulationResult:
         (the last segment, to the terminal, has no downstream meter and is left out); lengths to the
         metre; the pipe's inner diameter; ``bulk_modulus_gpa`` the nominal product modulus a user
         would declare (``DECLARED_BULK_MODULUS_GPA``), deliberately not the exact K_eff the
-        simulation used (that is in scenario.json). Needs two stations at least.
+        simulation used (that is in scenario.json); ``clock_tolerance_s`` the widest offset two of
+        its clocks can take (``clock_tolerance_s`` below). Needs two stations at least.
         """
         ids = self.station_ids
         if len(ids) < 2:
@@ -236,6 +248,11 @@ class SimulationResult:
             }
             for j in range(len(ids) - 1)
         ]
-        line = {"id": line_id, "station": stations, "segment": segments}
+        line = {
+            "id": line_id,
+            "clock_tolerance_s": self.clock_tolerance_s,
+            "station": stations,
+            "segment": segments,
+        }
         document = {"format": TOPOLOGY_FORMAT, "line": [line]}
         return Topology.from_dict(document, where="simulated topology")

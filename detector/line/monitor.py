@@ -2,7 +2,8 @@
 
 Time is event time on a one-minute grid (each reading's ``ts`` snapped to the nearest minute). A
 line's minute is evaluated once every station of the line has reported it, or once the line's
-watermark (newest minute seen minus ``lateness_minutes``) has passed it; a station still missing
+watermark (newest minute seen minus the line's lateness, from its ``clock_tolerance_s``) has passed
+it; a station still missing
 then is missing for that minute (its meters go silent, its segments hold after a few minutes).
 Per minute: meter validation per station (``meters.py``), then each segment's balance, test and
 incident (``segment.py``). Alerts carry deterministic ids (segment or station/sensor, kind, status,
@@ -11,6 +12,7 @@ minute, model version), so a replay or a restored monitor raises the same alerts
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ from detector.incidents import Alert, SegmentRef, TapEstimate, alert_id, inciden
 from detector.line.calibration import LineCalibration
 from detector.line.meters import StationMeters
 from detector.line.segment import NEXT_SEGMENT_HOLD_MINUTES, Decision, SegmentState
-from detector.topology import Segment, Topology
+from detector.topology import DEFAULT_CLOCK_TOLERANCE_S, Segment, Topology
 
 STATE_VERSION = 2
 TS_KEY = "@ts"  # each buffered row keeps its reading's timestamp (epoch seconds) to tell duplicates
@@ -33,15 +35,24 @@ DRIFT_SHARE = 0.6  # a gain this share of the limit on one side blocks a tap on 
 # tap stays immediate; only the operator's alert waits.
 DRIFT_CONFIRM_MINUTES = 30
 _SEVERITY_BANDS = ((3.0, "high"), (1.5, "medium"), (1.0, "low"))
+
+
 # How far (minutes) the line's newest minute may run ahead of a station's reading of the same real
-# moment before that reading is refused as late. Station clocks sit up to +-45 s apart (the
-# simulator's default skew), so two stations 60-90 s apart stamp the same moment up to 2 grid
-# minutes apart, and the re-slotting of a half-minute clock adds one more: with 2 (before), a slow
-# station's every other reading was refused on seeds 1001 and 1003 of the study (42 % of EST-05's
-# minutes on 1001), its meters went "silent" for weeks and held both its segments. A complete
-# minute is still evaluated as soon as every station has it: this only delays a minute a station
-# really misses.
-LATENESS_MINUTES = 4
+# moment before that reading is refused as late. Two clocks D seconds apart stamp one moment up to
+# ceil(D / 60) grid minutes apart (snapping to the nearest minute), the re-slotting of a half-minute
+# clock adds one more, and a minute is evaluated once the newest minute is ``lateness`` past it, so
+# the slow station's reading is still in time when lateness >= ceil(D / 60) + 2. The line's
+# ``clock_tolerance_s`` (topology) is D; its default, 90 s (clocks within +-45 s, the simulator's
+# default skew), gives 4. With 2 (before), a slow station's every other reading was refused on
+# seeds 1001 and 1003 of the study (42 % of EST-05's minutes on 1001), its meters went "silent" for
+# weeks and held both its segments. A complete minute is still evaluated as soon as every station
+# has it: this only delays a minute a station really misses.
+def lateness_for(clock_tolerance_s: float) -> int:
+    """The lateness (minutes) a line whose clocks sit up to ``clock_tolerance_s`` apart needs."""
+    return 2 + math.ceil(clock_tolerance_s / 60.0)
+
+
+LATENESS_MINUTES = lateness_for(DEFAULT_CLOCK_TOLERANCE_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +94,10 @@ class _Line:
         stations: list[str],
         segments: list[SegmentState],
         fields: dict[str, tuple[str, ...]],
+        lateness: int,
     ) -> None:
         self.line_id = line_id
+        self.lateness = lateness  # minutes (``lateness_for`` the line's clock tolerance)
         self.stations = stations
         self.segments = segments
         self.fields = fields  # per station: the reading fields any segment reads
@@ -118,8 +131,9 @@ class LineMonitor:
       topology does not know are ignored (returns False). Duplicates and readings older than the
       lateness are dropped (returns False).
     - ``advance()``: evaluates every minute that all stations of a segment have reported, or that
-      the line's watermark (newest minute seen minus ``lateness_minutes``) has passed; returns the
-      alerts those minutes cause, in event-time order.
+      the line's watermark (newest minute seen minus the line's lateness) has passed; returns the
+      alerts those minutes cause, in event-time order. Each line's lateness follows its declared
+      ``clock_tolerance_s`` (``lateness_for``); ``lateness_minutes`` overrides it for every line.
     - ``snapshot()`` / ``restore()``: plain JSON-able state, so another instance continues exactly.
     """
 
@@ -129,13 +143,12 @@ class LineMonitor:
         calibration: LineCalibration,
         *,
         model_version: str,
-        lateness_minutes: int = LATENESS_MINUTES,
+        lateness_minutes: int | None = None,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.topology = topology
         self.calibration = calibration
         self.model_version = model_version
-        self.lateness_minutes = lateness_minutes
         self._clock = clock
         self._lines: dict[str, _Line] = {}
         self._refs: dict[str, SegmentRef] = {}
@@ -163,6 +176,7 @@ class LineMonitor:
                 [s.id for s in line.station],
                 states,
                 {k: tuple(sorted(v)) for k, v in fields.items()},
+                lateness_for(line.clock_tolerance_s) if lateness_minutes is None else lateness_minutes,
             )
             downstream_ids = {segment.downstream.id for segment in segments}
             for station in line.station:
@@ -247,13 +261,12 @@ class LineMonitor:
 
     def advance(self) -> list[Alert]:
         alerts: list[Alert] = []
-        lateness = self.lateness_minutes
         for line in self._lines.values():
             # Nothing due, the usual case (the service advances after every reading): the next
             # minute is within the lateness and not every station has it yet. ``_advance_line``
             # would stop at once; this saves its call.
             due = line.next
-            if due is not None and line.newest is not None and due > line.newest - lateness:
+            if due is not None and line.newest is not None and due > line.newest - line.lateness:
                 rows = line.pending.get(due)
                 if rows is None or len(rows) < len(line.stations):
                     continue
@@ -272,7 +285,7 @@ class LineMonitor:
             return
         if line.next is None:
             line.next = min(line.pending)
-        watermark = line.newest if final else line.newest - self.lateness_minutes
+        watermark = line.newest if final else line.newest - line.lateness
         count = len(line.stations)
         while line.next <= line.newest:
             minute = line.next

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from detector.incidents import Alert
 from detector.line.calibration import LineCalibration
-from detector.line.monitor import LATENESS_MINUTES, LineMonitor
+from detector.line.monitor import LineMonitor
 from detector.topology import Topology
 
 
@@ -17,9 +17,13 @@ def line_alerts(
     calibration: LineCalibration,
     *,
     model_version: str,
-    lateness_minutes: int = LATENESS_MINUTES,
+    lateness_minutes: int | None = None,
 ) -> list[Alert]:
-    """Every segment alert a live monitor raises for ``readings`` (station, ts, values), fed in order."""
+    """Every segment alert a live monitor raises for ``readings`` (station, ts, values), fed in order.
+
+    Each line's lateness follows the topology's ``clock_tolerance_s``, as the live monitor's does
+    (``lateness_minutes`` overrides it, for studies only).
+    """
     monitor = LineMonitor(
         topology, calibration, model_version=model_version, lateness_minutes=lateness_minutes
     )

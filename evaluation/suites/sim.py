@@ -33,7 +33,7 @@ import numpy as np
 
 from detector.errors import CentinelaError
 from detector.incidents import IncidentPolicy
-from detector.line.monitor import LATENESS_MINUTES
+from detector.line.monitor import LATENESS_MINUTES, lateness_for
 from evaluation.suites import sim_drift, sim_events, sim_leaks, sim_segments
 from evaluation.suites.sim_balance import run_reference
 from evaluation.suites.sim_live import LiveRun, live, offline_line_alerts
@@ -266,7 +266,9 @@ def _seed(
         lengths,
         bundle=served.bundle_info | {"autoencoder": "trained" if switched_off_ae is None else "switched off"},
         replay=served.replay,
-        live_matches_offline=compare_segment_alerts(served.alerts, oracle, _data_end(result)),
+        live_matches_offline=compare_segment_alerts(
+            served.alerts, oracle, _data_end(result), end_minutes=end_minutes(topology)
+        ),
         seconds=seconds | {f"live_{k}": v for k, v in served.seconds.items()},
         leaks=leaks,
     )
@@ -325,14 +327,19 @@ def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def compare_segment_alerts(
-    live_alerts: list[dict[str, Any]], oracle: list[dict[str, Any]], data_end: datetime | None = None
+    live_alerts: list[dict[str, Any]],
+    oracle: list[dict[str, Any]],
+    data_end: datetime | None = None,
+    *,
+    end_minutes: int | None = None,
 ) -> dict[str, Any]:
     """Whether the service published the segment alerts the offline oracle raises (same incident,
     status, decision minute and kind).
 
     ``data_end``: the end of the replayed readings. The oracle flushes its monitor there, deciding the
     last minutes the live service decides only when later readings arrive; oracle alerts of those
-    minutes (``END_MINUTES``) are counted apart (``only_offline_at_end``) and do not make a difference.
+    minutes (``end_minutes``: the topology's, ``end_minutes(topology)``; ``END_MINUTES`` for the default
+    clock tolerance) are counted apart (``only_offline_at_end``) and do not make a difference.
     """
 
     def keys(alerts: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
@@ -346,7 +353,7 @@ def compare_segment_alerts(
     only_offline = expected - served
     at_end: set[tuple[str, str, str, str]] = set()
     if data_end is not None:
-        tail = data_end - timedelta(minutes=END_MINUTES)
+        tail = data_end - timedelta(minutes=END_MINUTES if end_minutes is None else end_minutes)
         at_end = {k for k in only_offline if sim_events._ts(k[3]) >= tail}
     return {
         "live": len(served),
@@ -361,8 +368,14 @@ def compare_segment_alerts(
 
 
 # The minutes at the end of the data the oracle's flush decides and the live service does not yet:
-# the monitor's lateness and the minute it closes.
+# the monitor's lateness and the minute it closes. The lateness follows each line's declared clock
+# tolerance; this is the default's.
 END_MINUTES = LATENESS_MINUTES + 1
+
+
+def end_minutes(topology: Topology) -> int:
+    """``END_MINUTES`` for ``topology``: its most patient line's lateness, plus the closing minute."""
+    return max(lateness_for(line.clock_tolerance_s) for line in topology.lines) + 1
 
 
 def _data_end(result: SimulationResult) -> datetime:

@@ -419,6 +419,19 @@ def test_a_bundle_with_a_line_round_trips(line_bundle: Path) -> None:
     assert bundle.line_calibration.segments["EST-01>EST-02"].limit == 40.0
 
 
+def test_a_bundle_whose_topology_predates_the_clock_tolerance_loads_with_the_default(
+    line_bundle: Path,
+) -> None:
+    fields = json.loads((line_bundle / MANIFEST).read_text())
+    for line in fields["line"]["topology"]["line"]:
+        del line["clock_tolerance_s"]
+    (line_bundle / MANIFEST).write_text(json.dumps(fields))
+    bundle = load_bundle(line_bundle)
+    assert bundle.topology is not None
+    assert [line.clock_tolerance_s for line in bundle.topology.lines] == [90.0]
+    assert bundle.topology == three_station_topology()
+
+
 def test_a_bundle_without_a_line_has_none(linear_bundle: Path) -> None:
     bundle = load_bundle(linear_bundle)
     assert bundle.topology is None and bundle.line_calibration is None

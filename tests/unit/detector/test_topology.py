@@ -127,6 +127,26 @@ def test_bad_declarations_are_refused_naming_the_field(change: dict[str, Any], n
         Topology.from_dict({"line": [_line(**change)]})
 
 
+@pytest.mark.parametrize("tolerance", [-1.0, 600.5, "two minutes", float("nan")])
+def test_a_bad_clock_tolerance_is_refused_naming_the_field(tolerance: Any) -> None:
+    with pytest.raises(ConfigError, match=r"line\.0\.clock_tolerance_s"):
+        Topology.from_dict({"line": [_line(clock_tolerance_s=tolerance)]})
+
+
+def test_the_clock_tolerance_defaults_to_90_s_and_round_trips(tmp_path: Path) -> None:
+    # A file (or a bundle's topology) written before the field existed: today's 90 s.
+    assert Topology.from_dict({"line": [_line()]}).lines[0].clock_tolerance_s == 90.0
+    topology = Topology.from_dict({"line": [_line(clock_tolerance_s=240)]})
+    assert topology.lines[0].clock_tolerance_s == 240.0
+    assert "clock_tolerance_s = 240.0" in topology.to_toml()
+    path = tmp_path / "topology.toml"
+    path.write_text(topology.to_toml(), encoding="utf-8")
+    assert load_topology(path) == topology
+    for edge in (0, 600):
+        (line,) = Topology.from_dict({"line": [_line(clock_tolerance_s=edge)]}).lines
+        assert line.clock_tolerance_s == edge
+
+
 def test_a_station_in_two_lines_is_refused() -> None:
     second = _line(id="L2", segment=[])
     with pytest.raises(ConfigError, match="is in line 'L1' and in line 'L2'"):

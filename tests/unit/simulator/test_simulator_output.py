@@ -108,6 +108,23 @@ def test_cli_turns_line_pack_and_clock_skew_off(tmp_path: Path) -> None:
     assert pd.read_csv(tmp_path / "readings.csv")["timestamp"].str.endswith(":00Z").all()
 
 
+def test_cli_declares_the_clock_tolerance_of_the_skew_it_simulated(tmp_path: Path) -> None:
+    args = ["simulate", "--stations", "3", "--days", "0.1", "--out", str(tmp_path), "--clock-skew", "120"]
+    outcome = CliRunner().invoke(app, args)
+    assert outcome.exit_code == 0, outcome.output
+    (line,) = load_topology(tmp_path / "topology.toml").lines
+    assert line.clock_tolerance_s == 240.0  # two clocks at most 2 x 120 s apart: a lateness of 6 min
+
+
+@pytest.mark.parametrize(("skew", "tolerance"), [(45.0, 90.0), (0.0, 0.0), (120.0, 240.0), (30.4, 62.0)])
+def test_the_simulated_topology_bounds_every_clock_offset(skew: float, tolerance: float) -> None:
+    result = simulate(SimulationConfig(stations=4, days=0.5, seed=3, clock_skew_s=skew).quiet())
+    (line,) = result.topology().lines
+    assert line.clock_tolerance_s == tolerance
+    offsets = result.clock_offset_s
+    assert (offsets.max(axis=1) - offsets.min(axis=1)).max() <= tolerance
+
+
 def test_cli_refuses_bad_options(tmp_path: Path) -> None:
     runner = CliRunner()
     bad = (

@@ -14,6 +14,7 @@ import pytest
 
 from detector.incidents import Alert
 from detector.line import LineCalibration, LineMonitor, SegmentCalibration
+from detector.line.monitor import LATENESS_MINUTES, lateness_for
 from detector.line.offline import line_alerts
 from detector.line.packing import unpack, unpack_pairs
 from detector.line.pressure import (
@@ -167,6 +168,36 @@ def test_station_clocks_apart_by_the_simulated_skew_lose_no_reading() -> None:
     assert refused == 0
     assert [a for a in alerts if a.kind == "meter_fault"] == []
     assert all(v.degraded is None for v in monitor.views())
+
+
+def _refused_with_clocks_apart(topology: Topology, result: SimulationResult) -> int:
+    # EST-01's clock 100 s ahead, EST-03's 100 s behind: 200 s apart (``--clock-skew 120`` draws up
+    # to 240). Readings arrive in true-time order.
+    offsets = {"EST-01": timedelta(seconds=100), "EST-02": timedelta(0), "EST-03": timedelta(seconds=-100)}
+    monitor = LineMonitor(topology, _calibration(topology), model_version="m")
+    start = result.config.start + timedelta(minutes=4)  # the first readings set the line's start
+    refused = 0
+    for station, ts, values in readings(result):
+        refused += not monitor.add(station, ts + offsets[station], values) and ts >= start
+        monitor.advance()
+    monitor.flush()
+    return refused
+
+
+def test_a_declared_clock_tolerance_keeps_the_readings_of_clocks_200_s_apart() -> None:
+    result = quiet_line(noise=1.0, days=0.25)
+    default = topology_of(result)
+    declared = default.to_dict()
+    declared["line"][0]["clock_tolerance_s"] = 240.0  # what ``centinela simulate --clock-skew 120`` writes
+    tolerant = Topology.from_dict(declared)
+    assert _refused_with_clocks_apart(tolerant, result) == 0
+    # The default (90 s, a lateness of 4 minutes) refuses the slow station's reading most minutes.
+    assert _refused_with_clocks_apart(default, result) > 0.9 * 0.25 * 1440
+
+
+def test_the_lateness_follows_the_clock_tolerance() -> None:
+    assert lateness_for(90.0) == LATENESS_MINUTES == 4  # today's default
+    assert [lateness_for(s) for s in (0.0, 60.0, 60.5, 120.0, 240.0, 600.0)] == [2, 3, 4, 4, 6, 12]
 
 
 def test_a_stuck_flow_meter_is_a_meter_fault_not_a_tap() -> None:
