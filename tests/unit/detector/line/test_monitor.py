@@ -200,6 +200,25 @@ def test_the_lateness_follows_the_clock_tolerance() -> None:
     assert [lateness_for(s) for s in (0.0, 60.0, 60.5, 120.0, 240.0, 600.0)] == [2, 3, 4, 4, 6, 12]
 
 
+def test_a_second_tap_before_the_first_incident_closed_opens_its_own_incident() -> None:
+    # Seeds 1001 and 1003 of the study: a tap ending 33-42 minutes before the next one on the same
+    # segment kept its incident open (it closes after 30 quiet minutes of a 30-minute rate), and the
+    # second tap, 20-26 m3, fell inside it and opened nothing.
+    first, second = Event.theft(1, 300, 400, 0.04, ramp=2), Event.theft(1, 440, 500, 0.06, ramp=2)
+    result = quiet_line(first, second, noise=1.0)
+    topology = topology_of(result)
+    alerts = _taps(line_alerts(readings(result), topology, _calibration(topology), model_version="m"))
+    start = result.config.start
+    opens = [(a.window_end - start) / timedelta(minutes=1) for a in alerts if a.status == "open"]
+    assert len(opens) == 2 and 300 < opens[0] <= 400 and 440 < opens[1] <= 500, opens
+    closed = next(a for a in alerts if a.status == "close")
+    assert closed.estimate is not None
+    # The first incident ends at the stop: its volume is the first tap's (4 % of 500 m3/h, 100 min).
+    assert closed.estimate.volume_m3 == pytest.approx(0.04 * 500 * 100 / 60, rel=0.15)
+    opened = {a.incident_id for a in alerts if a.status == "open"}
+    assert opened == {a.incident_id for a in alerts if a.status == "close"}
+
+
 def test_a_stuck_flow_meter_is_a_meter_fault_not_a_tap() -> None:
     result = quiet_line(Event("transient", "setpoint_change", 100, 400, (0, 1, 2), magnitude=0.85), noise=1.0)
     flow = result.readings["flow"]
