@@ -65,6 +65,19 @@ REARM_AFTER_MINUTES = 15
 # frozen, so a meter drifting under it (one the mirror rule cannot see, on the first station) keeps
 # the balance near the limit, and at the plain limit it re-armed 8 times in 2 days on seed 1001.
 REARM_LIMIT_FACTOR = 1.5
+# A segment re-arms at most once in this many minutes. Even at 1.5 x the limit, a flapping
+# first-station flow-meter drift (seed 1001, EST-01, 2.5 days; the mirror rule cannot see the first
+# station's meter) re-armed 8 times and raised all-cause alarms from 0.69 to 0.86-0.92 per
+# station-month. Back-to-back taps are rare (2 of 154 thefts >= 8 m3 in 360 segment-days of the
+# tuning seeds), so one re-arm per segment per 3 days keeps them and holds a drift longer than the
+# spacing to one extra incident per 3 days.
+REARM_SPACING_MINUTES = 3 * 1440
+# The new excursion must come within this long of the stop. A long small tap (2-3 % of flow over
+# 5 h) whose noisy 30-minute rate dipped below half its peak and one sigma read as stopped, and the
+# tap going on reached the re-armed limit over the hours after (seeds 1002, 1003: 53-65 m3 taps
+# split, their volumes read as 11-18 m3). The back-to-back taps it is for start 33-42 minutes after
+# the previous one ends, 20-30 minutes after the stop is placed, and reach the limit in minutes.
+REARM_WITHIN_MINUTES = 60
 
 
 class TapIncident:
@@ -212,6 +225,7 @@ class SegmentState:
         self.balance = math.nan
         self.degraded: str | None = None
         self.incident: TapIncident | None = None
+        self.last_rearm = -REARM_SPACING_MINUTES  # the minute of this segment's latest re-arm
 
     # -- one minute -----------------------------------------------------------------------------
 
@@ -444,11 +458,20 @@ class SegmentState:
             # event into many (seed 1001: 9 more incidents on a first-station flow-meter drift).
             if minute - incident.last_active < REARM_AFTER_MINUTES or incident.quiet == 0:
                 return False
+            # The stop must be seen in the balance: a pump stop or restart at either end restarts
+            # the windows (``step_hold``), and the short ring after it reads as a stop while a long
+            # tap goes on; its re-arm split the tap in two (held-out seed 1005: a 92 m3 tap read as
+            # 30 m3). So the ring must span the stop and the 30 minutes before it; it stays short of
+            # that until the tap's rate returns (``last_active`` moves on).
+            if len(self.ring) - 1 < minute - incident.last_active + CLOSE_WINDOW:
+                return False
             incident.stopped = incident.last_active + 1
             since = min(minute - incident.stopped + 1, len(self.ring) - 1)
             incident.cum_at_stop = self.ring[-1 - since]
+        if minute - incident.stopped >= REARM_WITHIN_MINUTES:
+            return False
         since = min(minute - incident.stopped + 1, len(self.ring) - 1)
-        if self.blocked or since < self._windows[0]:
+        if self.blocked or since < self._windows[0] or minute - self.last_rearm < REARM_SPACING_MINUTES:
             return False
         ring, newest, best = self.ring, self.ring[-1], -math.inf
         for window, sigma, allowance, _ in self._window_terms:
@@ -459,6 +482,7 @@ class SegmentState:
             return False
         self.ring = deque(list(ring)[-1 - since :], maxlen=self._longest + 1)
         incident.rearmed = True
+        self.last_rearm = minute
         return True
 
     def _location(self, incident: TapIncident) -> tuple[float, float] | None:
@@ -545,6 +569,7 @@ class SegmentState:
             "balance": None if math.isnan(self.balance) else self.balance,
             "degraded": self.degraded,
             "incident": None if self.incident is None else self.incident.to_dict(),
+            "last_rearm": self.last_rearm,
             "pressure": self.pressure.to_dict(),
         }
 
@@ -572,6 +597,8 @@ class SegmentState:
         self.degraded = None if data["degraded"] is None else str(data["degraded"])
         incident = data["incident"]
         self.incident = None if incident is None else TapIncident.from_dict(incident)
+        # A snapshot from before the spacing holds no re-arm: the segment may re-arm at once.
+        self.last_rearm = int(data.get("last_rearm", -REARM_SPACING_MINUTES))
         self.pressure.restore(data["pressure"])
 
 
