@@ -25,7 +25,7 @@ from detector.line.pressure import (
     PressureTrack,
     full_drop_bar,
 )
-from detector.line.segment import NEXT_SEGMENT_HOLD_MINUTES
+from detector.line.segment import NEXT_SEGMENT_HOLD_MINUTES, REARM_SPACING_MINUTES
 from detector.topology import Topology
 from simulator import Event, SimulationResult
 from trainer.line_calibration import _local_steps, calibrate_line
@@ -198,6 +198,75 @@ def test_a_declared_clock_tolerance_keeps_the_readings_of_clocks_200_s_apart() -
 def test_the_lateness_follows_the_clock_tolerance() -> None:
     assert lateness_for(90.0) == LATENESS_MINUTES == 4  # today's default
     assert [lateness_for(s) for s in (0.0, 60.0, 60.5, 120.0, 240.0, 600.0)] == [2, 3, 4, 4, 6, 12]
+
+
+def test_a_second_tap_before_the_first_incident_closed_opens_its_own_incident() -> None:
+    # Seeds 1001 and 1003 of the study: a tap ending 33-42 minutes before the next one on the same
+    # segment kept its incident open (it closes after 30 quiet minutes of a 30-minute rate), and the
+    # second tap, 20-26 m3, fell inside it and opened nothing.
+    first, second = Event.theft(1, 300, 400, 0.04, ramp=2), Event.theft(1, 440, 500, 0.06, ramp=2)
+    result = quiet_line(first, second, noise=1.0)
+    topology = topology_of(result)
+    alerts = _taps(line_alerts(readings(result), topology, _calibration(topology), model_version="m"))
+    start = result.config.start
+    opens = [(a.window_end - start) / timedelta(minutes=1) for a in alerts if a.status == "open"]
+    assert len(opens) == 2 and 300 < opens[0] <= 400 and 440 < opens[1] <= 500, opens
+    closed = next(a for a in alerts if a.status == "close")
+    assert closed.estimate is not None
+    # The first incident ends at the stop: its volume is the first tap's (4 % of 500 m3/h, 100 min).
+    assert closed.estimate.volume_m3 == pytest.approx(0.04 * 500 * 100 / 60, rel=0.15)
+    opened = {a.incident_id for a in alerts if a.status == "open"}
+    assert opened == {a.incident_id for a in alerts if a.status == "close"}
+
+
+def test_a_segment_re_arms_at_most_once_in_the_spacing() -> None:
+    # A flapping first-station meter drift (seed 1001) re-armed 8 times in 2.5 days: a third tap 40
+    # minutes after the second, hours within the first re-arm, stays inside the second incident.
+    taps = (
+        Event.theft(1, 300, 400, 0.04, ramp=2),
+        Event.theft(1, 440, 500, 0.06, ramp=2),
+        Event.theft(1, 540, 600, 0.06, ramp=2),
+    )
+    result = quiet_line(*taps, noise=1.0)
+    topology = topology_of(result)
+    alerts = _taps(line_alerts(readings(result), topology, _calibration(topology), model_version="m"))
+    start = result.config.start
+    opens = [(a.window_end - start) / timedelta(minutes=1) for a in alerts if a.status == "open"]
+    assert len(opens) == 2 and 300 < opens[0] <= 400 and 440 < opens[1] <= 500, opens
+    assert REARM_SPACING_MINUTES > 600 - 440
+
+
+def test_a_pump_stop_inside_a_long_tap_does_not_re_arm_it() -> None:
+    # The step hold restarts the windows; the short ring after it read as the tap's stop, and the
+    # tap going on after the restart re-armed it (seeds 1002, 1003: 62-65 m3 taps split in two).
+    tap = Event.theft(1, 300, 640, 0.03, ramp=2)
+    stop = Event("transient", "pump_stop", 420, 720, (1, 2), station=1, magnitude=30, effect_end=450)
+    result = quiet_line(tap, stop, noise=1.0)
+    topology = topology_of(result)
+    alerts = _taps(line_alerts(readings(result), topology, _calibration(topology), model_version="m"))
+    assert [a.status for a in alerts if a.status != "update"] == ["open", "close"]
+
+
+def test_a_segment_snapshot_from_before_the_re_arm_restores() -> None:
+    result = quiet_line(Event.theft(1, 300, 400, 0.04, ramp=2), noise=1.0, days=0.3)
+    topology = topology_of(result)
+    monitor = LineMonitor(topology, _calibration(topology), model_version="m", clock=lambda: FIXED)
+    for station, ts, values in readings(result):
+        monitor.add(station, ts, values)
+        monitor.advance()
+        if ts >= result.config.start + timedelta(minutes=330):
+            break
+    state = json.loads(json.dumps(monitor.snapshot()))
+    segment = next(iter(state["lines"].values()))["segments"]["EST-02>EST-03"]
+    assert segment["incident"] is not None, "the tap is open at the snapshot"
+    del segment["last_rearm"]
+    for name in ("stopped", "cum_at_stop", "rearmed"):
+        del segment["incident"][name]
+    restored = LineMonitor(topology, _calibration(topology), model_version="m", clock=lambda: FIXED)
+    restored.restore(state)
+    again = next(iter(restored.snapshot()["lines"].values()))["segments"]["EST-02>EST-03"]
+    assert again["last_rearm"] == -REARM_SPACING_MINUTES
+    assert again["incident"]["stopped"] == -1 and again["incident"]["rearmed"] is False
 
 
 def test_a_stuck_flow_meter_is_a_meter_fault_not_a_tap() -> None:
