@@ -54,9 +54,10 @@ from detector.bundle import Bundle, load_bundle
 from detector.incidents import Alert
 from detector.line import LineCalibration, SegmentCalibration, SegmentView
 from detector.line_table import MonitorFactory, line_monitor
-from detector.testing import LINE_SENSORS, build_linear_bundle
+from detector.testing import LINE_SENSORS
 from detector.topology import Topology
 from devtools import broker as local_broker
+from devtools.stand_ins import build_linear_bundle
 from stream.kafka_io import KafkaBroker
 from stream.metrics import DetectorMetrics
 from stream.service import DetectorService

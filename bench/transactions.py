@@ -38,7 +38,7 @@ from bench.detector import broker, detector_settings, end_to_end, make_series, p
 from bench.record import BenchResult
 from detector.bundle import load_bundle
 from detector.onnx_runtime import onnx_scorers
-from detector.testing import build_linear_bundle
+from devtools.stand_ins import build_linear_bundle
 from kafkakit.read import committed_to_end
 from stream.testing import interleave, normal_series
 

@@ -3,7 +3,7 @@
 ``reconstruction_errors`` is shared with the trainer, which scores its Keras model's output with it,
 so calibration and serving measure the same thing. The bundle reconstructs through any
 ``Reconstructor``; ONNX Runtime is one adapter (``detector.onnx_runtime``), a numpy stand-in for
-tests another (``detector.testing.LinearReconstructor``).
+tests another (``devtools.stand_ins.LinearReconstructor``).
 """
 
 from __future__ import annotations

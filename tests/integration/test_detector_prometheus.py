@@ -11,7 +11,7 @@ import pytest
 
 from detector.bundle import load_bundle
 from detector.onnx_runtime import onnx_scorers
-from detector.testing import build_linear_bundle
+from devtools.stand_ins import build_linear_bundle
 from stream.testing import interleave, normal_series, offline_alerts
 from tests.integration.detector_process import detector_settings
 from tests.integration.detector_topics import Topics, committed_all, produce, read_topic

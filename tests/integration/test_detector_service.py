@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from detector.bundle import load_bundle
 from detector.clock import ManualClock
 from detector.onnx_runtime import onnx_scorers
-from detector.testing import build_linear_bundle
+from devtools.stand_ins import build_linear_bundle
 from stream.runner import Running, run_detector
 from stream.testing import Series, alert_ids, interleave, normal_series, offline_alerts
 from tests.integration.detector_process import detector_settings
@@ -307,8 +307,8 @@ def test_a_simulator_file_with_thefts_gives_the_offline_alerts(
 ) -> None:
     from detector.bundle import write_bundle
     from detector.scaling import Scaler, StationScalers
-    from detector.testing import linear_onnx_model
     from detector.windows import WindowSpec
+    from devtools.stand_ins import linear_onnx_model
     from simulator import SimulationConfig, simulate
     from simulator.event import Event
 

@@ -23,7 +23,8 @@ from detector.bundle import load_bundle
 from detector.line.offline import line_alerts
 from detector.line_table import line_monitor
 from detector.onnx_runtime import onnx_scorers
-from detector.testing import LINE_SENSORS, build_linear_bundle
+from detector.testing import LINE_SENSORS
+from devtools.stand_ins import build_linear_bundle
 from stream.runner import run_detector
 from tests.integration.detector_process import (
     detector_settings,

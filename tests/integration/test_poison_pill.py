@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from detector.bundle import MANIFEST, load_bundle, sign_bundle
 from detector.errors import BundleError
 from detector.onnx_runtime import onnx_scorers
-from detector.testing import build_linear_bundle
+from devtools.stand_ins import build_linear_bundle
 from stream.runner import Running, run_detector
 from stream.testing import alert_ids, interleave, normal_series, offline_alerts
 from tests.integration.detector_process import detector_settings, start_detector, stop, wait_until_read

@@ -244,8 +244,8 @@ def _simulated_file_and_bundle(folder: Path) -> tuple[Path, Path, set[str]]:
     from detector.bundle import load_bundle, write_bundle
     from detector.onnx_runtime import onnx_scorers
     from detector.scaling import Scaler, StationScalers
-    from detector.testing import linear_onnx_model
     from detector.windows import WindowSpec, batch_windows
+    from devtools.stand_ins import linear_onnx_model
     from simulator import SimulationConfig, simulate
     from simulator.event import Event
     from simulator.writer import write_outputs

@@ -23,10 +23,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.errors import BrokerError
-from detector.testing import build_linear_bundle
 from devtools import broker as local_broker
 from devtools import tls as local_tls
 from devtools.broker import BrokerConfig, BrokerHome, BrokerStatus
+from devtools.stand_ins import build_linear_bundle
 from stream.runner import run_detector
 from stream.settings import Settings
 from tests.integration.kafka_helpers import TopicFactory, unique_name

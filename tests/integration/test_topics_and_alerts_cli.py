@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from detector.testing import build_linear_bundle
+from devtools.stand_ins import build_linear_bundle
 from kafkakit.admin import delete_topics
 from tests.integration.kafka_helpers import unique_name
 from tests.integration.local_ports import free_port

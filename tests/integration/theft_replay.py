@@ -30,8 +30,8 @@ from detector.bundle import load_bundle, write_bundle
 from detector.onnx_runtime import onnx_scorers
 from detector.readings import DEFAULT_SENSORS
 from detector.scaling import Scaler, StationScalers
-from detector.testing import linear_onnx_model
 from detector.windows import WindowSpec, batch_windows
+from devtools.stand_ins import linear_onnx_model
 from replay.csv_source import SourceOptions
 from replay.producer import ReplayOptions, replay_csv
 from simulator import SimulationConfig, simulate

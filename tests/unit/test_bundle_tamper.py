@@ -23,7 +23,8 @@ import pytest
 
 from detector.bundle import MANIFEST, ONNX_MODEL, load_bundle
 from detector.errors import BundleError
-from detector.testing import LINE_SENSORS, build_linear_bundle, example_line
+from detector.testing import LINE_SENSORS
+from devtools.stand_ins import build_linear_bundle, example_line
 from stream.runner import load_serving_bundle
 from stream.settings import Settings
 

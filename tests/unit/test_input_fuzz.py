@@ -29,7 +29,7 @@ from detector.clock import ManualClock
 from detector.onnx_runtime import onnx_scorers
 from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS, REASONS, ParseFailure, ReadingParser
 from detector.records import EMPTY, FUTURE_TIMESTAMP, KEY_MISMATCH, UNKNOWN_STATION
-from detector.testing import build_linear_bundle
+from devtools.stand_ins import build_linear_bundle
 from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics
 from stream.service import DetectorService

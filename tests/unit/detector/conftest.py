@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from detector.testing import build_linear_bundle
+from devtools.stand_ins import build_linear_bundle
 
 
 @pytest.fixture

@@ -21,17 +21,15 @@ from detector.bundle import (
 from detector.errors import BundleError
 from detector.line.calibration import LineCalibration, SegmentCalibration
 from detector.readings import DEFAULT_SENSORS, ParseFailure, Reading
-from detector.testing import (
-    LINE_SENSORS,
-    SEED_MEAN,
+from detector.testing import LINE_SENSORS, SEED_MEAN, default_scalers
+from detector.topology import Topology
+from detector.windows import WindowSpec
+from devtools.stand_ins import (
     LinearReconstructor,
     build_linear_bundle,
-    default_scalers,
     linear_onnx_model,
     linear_reconstructors,
 )
-from detector.topology import Topology
-from detector.windows import WindowSpec
 
 
 def edit_manifest(bundle: Path, **changes: object) -> None:

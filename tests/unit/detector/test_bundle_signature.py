@@ -11,8 +11,9 @@ from detector.bundle import MANIFEST, load_bundle, sign_bundle, single_scaler, w
 from detector.bundle_signature import SIGNATURE, key_from_text, key_id
 from detector.errors import BundleError, ConfigError
 from detector.readings import DEFAULT_LIMITS, DEFAULT_SENSORS, SensorLimits
-from detector.testing import SEED_MEAN, SEED_SCALE, build_linear_bundle, linear_onnx_model
+from detector.testing import SEED_MEAN, SEED_SCALE
 from detector.windows import WindowSpec
+from devtools.stand_ins import build_linear_bundle, linear_onnx_model
 
 KEY = b"k" * 32
 OTHER = b"o" * 32

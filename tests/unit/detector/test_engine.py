@@ -19,8 +19,9 @@ from detector.onnx_runtime import onnx_scorers
 from detector.readings import ParseFailure, format_ts
 from detector.records import encode_line_readings, line_state_key
 from detector.stations import Refusal
-from detector.testing import LINE_SENSORS, build_linear_bundle
+from detector.testing import LINE_SENSORS
 from detector.topology import Topology
+from devtools.stand_ins import build_linear_bundle
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 T0_S = T0.timestamp()

@@ -9,7 +9,7 @@ import pytest
 
 from detector.errors import BundleError, ConfigError, DataError
 from detector.onnx_runtime import OnnxScorer, onnx_scorers
-from detector.testing import linear_onnx_model
+from devtools.stand_ins import linear_onnx_model
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 
 from detector.errors import ConfigError, DataError
 from detector.scoring import AGGREGATIONS, Reconstructor, reconstruction_errors
-from detector.testing import LinearReconstructor
+from devtools.stand_ins import LinearReconstructor
 
 
 def test_aggregations_on_a_hand_example() -> None:

@@ -8,8 +8,9 @@ import pytest
 
 from detector.bundle import load_bundle, write_bundle
 from detector.errors import BundleError
-from detector.testing import default_scalers, linear_onnx_model
+from detector.testing import default_scalers
 from detector.windows import WindowSpec
+from devtools.stand_ins import linear_onnx_model
 
 SENSORS = ("flow", "pressure")
 

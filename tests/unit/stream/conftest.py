@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from detector.bundle import Bundle, load_bundle
 from detector.clock import ManualClock
-from detector.testing import build_linear_bundle, linear_reconstructors
+from devtools.stand_ins import build_linear_bundle, linear_reconstructors
 from stream.memory import MemoryBroker
 from stream.metrics import DetectorMetrics
 from stream.service import DetectorService

@@ -14,9 +14,10 @@ from detector.bundle import write_bundle
 from detector.incidents import Alert, SegmentRef, alert_id, incident_id
 from detector.line import LineCalibration, SegmentCalibration, SegmentView
 from detector.readings import format_ts
-from detector.testing import FIXED_CREATED_AT, default_scalers, linear_onnx_model
+from detector.testing import FIXED_CREATED_AT, default_scalers
 from detector.topology import Topology
 from detector.windows import WindowSpec
+from devtools.stand_ins import linear_onnx_model
 from simulator import Event, SimulationConfig, SimulationResult, simulate
 
 LINE_SENSORS = ("flow", "pressure", "pump_rpm", "tank_level", "power", "suction_pressure")

@@ -185,7 +185,7 @@ def test_readings_of_stations_off_the_line_are_scored_and_counted(
 
 
 def test_without_a_line_no_segment_state_is_kept(tmp_path: Path, readings: list[Reading]) -> None:
-    from detector.testing import build_linear_bundle
+    from devtools.stand_ins import build_linear_bundle
     from tests.unit.stream.lines import LINE_SENSORS
 
     plain = load_bundle(
@@ -203,7 +203,7 @@ def test_without_a_line_no_segment_state_is_kept(tmp_path: Path, readings: list[
 
 def test_a_topology_file_must_equal_the_bundle_line(tmp_path: Path, result: Any, bundle: Bundle) -> None:
     from detector.errors import ConfigError
-    from detector.testing import build_linear_bundle
+    from devtools.stand_ins import build_linear_bundle
     from stream.runner import load_serving_bundle
 
     same = tmp_path / "same.toml"

@@ -173,7 +173,7 @@ def test_sigterm_while_kafka_does_not_answer_stops_the_detector_in_seconds(tmp_p
     import threading
     import time
 
-    from detector.testing import build_linear_bundle
+    from devtools.stand_ins import build_linear_bundle
     from stream.runner import run_detector
 
     settings = Settings(

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 from detector.bundle import Bundle, load_bundle
 from detector.clock import ManualClock
 from detector.onnx_runtime import onnx_scorers
-from detector.testing import build_linear_bundle
 from detector.windows import WindowSpec
+from devtools.stand_ins import build_linear_bundle
 from stream.metrics import DetectorMetrics
 from stream.reload import BundleWatcher, bundle_loader
 

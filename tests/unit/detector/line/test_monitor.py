@@ -362,7 +362,7 @@ def test_a_pump_stop_holds_the_next_segment_through_the_downstream_recovery() ->
 def test_a_drift_is_reported_only_once_its_mirror_image_has_held() -> None:
     """A tap next door or a transient mirrors for a minute: blocked at once, reported only if it lasts."""
     from detector.line.monitor import DRIFT_CONFIRM_MINUTES
-    from detector.testing import example_line
+    from devtools.stand_ins import example_line
 
     topology, calibration = example_line()
     monitor = LineMonitor(topology, calibration, model_version="m", clock=lambda: FIXED)
