@@ -5,7 +5,7 @@ Sources, strongest first: ``CENTINELA_*`` environment variables (nested with ``_
 ``CENTINELA_KAFKA__SECURITY_PROTOCOL``), then ``KAFKA_BOOTSTRAP_SERVERS`` (the variable every
 Kafka tool understands, so one export points the whole project at an existing cluster), then the
 optional TOML file given with ``--config``, then the defaults. ``stream.settings.Settings`` (the
-detector) and ``replay.settings.ReplaySettings`` read the same names through ``settings_sources``
+detector) and ``replay.settings.ReplaySettings`` read the same names through ``KafkaClientSettings``
 and ``load``, so one environment or file configures both.
 
 Importing this module has no side effects. Secrets (``SecretStr`` or a file) are read only when
@@ -31,7 +31,12 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from detector.errors import ConfigError
 
@@ -120,22 +125,34 @@ class _BootstrapEnvSource(PydanticBaseSettingsSource):
         return {"kafka": {"bootstrap_servers": value}} if value else {}
 
 
-def settings_sources(
-    settings_cls: type[BaseSettings],
-    init_settings: PydanticBaseSettingsSource,
-    env_settings: PydanticBaseSettingsSource,
-) -> tuple[PydanticBaseSettingsSource, ...]:
-    """The sources of a settings class with a ``kafka`` field, strongest first (see the module
-    docstring); for its ``settings_customise_sources``."""
-    sources: list[PydanticBaseSettingsSource] = [
-        init_settings,
-        env_settings,
-        _BootstrapEnvSource(settings_cls),
-    ]
-    toml_file = _toml_file.get()
-    if toml_file is not None:
-        sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
-    return tuple(sources)
+class KafkaClientSettings(BaseSettings):
+    """The base of a settings class that reaches Kafka: the ``kafka`` section and the shared sources,
+    strongest first (see the module docstring). A subclass sets its own ``extra`` rule."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", frozen=True, case_sensitive=False
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # built per load: its default reads the env
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            _BootstrapEnvSource(settings_cls),
+        ]
+        toml_file = _toml_file.get()
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
 
 
 @contextmanager

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from kafkakit.config import ENV_PREFIX, KafkaSettings, load, settings_sources
+from kafkakit.config import KafkaClientSettings, load
 
 
 class ReplayTopics(BaseModel):
@@ -26,30 +26,12 @@ class ReplayTopics(BaseModel):
     readings: str = Field(default="centinela.readings", min_length=1)
 
 
-class ReplaySettings(BaseSettings):
+class ReplaySettings(KafkaClientSettings):
     """The Kafka connection and the readings topic of ``centinela replay``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        frozen=True,
-        extra="ignore",
-        case_sensitive=False,
-    )
+    model_config = SettingsConfigDict(extra="ignore")
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # built per load: its default reads the env
     topics: ReplayTopics = ReplayTopics()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return settings_sources(settings_cls, init_settings, env_settings)
 
 
 def load_replay_settings(config_file: Path | None = None, **overrides: Any) -> ReplaySettings:

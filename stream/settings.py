@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from detector.incidents import IncidentPolicy
 from detector.onnx_runtime import DEFAULT_MAX_BATCH
-from kafkakit.config import ENV_PREFIX, KafkaSettings, Section, load, settings_sources
+from kafkakit.config import KafkaClientSettings, Section, load
 
 if TYPE_CHECKING:
     from detector.engine import EngineSettings
@@ -68,18 +68,11 @@ class IncidentSettings(Section):
         )
 
 
-class Settings(BaseSettings):
+class Settings(KafkaClientSettings):
     """Everything ``centinela detect`` can be told; see docs/service.md for each setting."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        frozen=True,
-        extra="forbid",
-        case_sensitive=False,
-    )
+    model_config = SettingsConfigDict(extra="forbid")
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # built per load: its default reads the env
     topics: TopicSettings = TopicSettings()
     incident: IncidentSettings = IncidentSettings()
     group_id: str = Field(default="centinela-detector", min_length=1)
@@ -141,17 +134,6 @@ class Settings(BaseSettings):
         if not value.isprintable() or " " in value:
             raise ValueError("must be printable without spaces")
         return value
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return settings_sources(settings_cls, init_settings, env_settings)
 
     @property
     def transactional_id(self) -> str:
